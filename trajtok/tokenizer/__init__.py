@@ -1,0 +1,18 @@
+"""The TrajTok tokenizer and its parts."""
+
+from trajtok.tokenizer.pixel_encoder import ConvPyramid, HFBackbone, PixelEncoder
+from trajtok.tokenizer.presets import create_tokenizer, list_presets
+from trajtok.tokenizer.segmenter import Segmenter
+from trajtok.tokenizer.trajectory_encoder import TrajectoryEncoder
+from trajtok.tokenizer.trajtok import TrajTok
+
+__all__ = [
+    "ConvPyramid",
+    "HFBackbone",
+    "PixelEncoder",
+    "Segmenter",
+    "TrajTok",
+    "TrajectoryEncoder",
+    "create_tokenizer",
+    "list_presets",
+]

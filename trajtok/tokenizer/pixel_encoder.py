@@ -1,0 +1,155 @@
+"""Pixel encoders: per-frame multi-scale features fused into one map at 1/4 of the input resolution.
+
+Each pyramid stage is projected to the tokenizer width, layer-normalised over channels (one norm shared by the
+stages, so their scales agree), resized to 1/4 resolution and summed: fine stages give mask boundaries, coarse
+stages give object-level context (the paper's "hierarchical features" ablation).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+STRIDE = 4
+
+
+class ChannelLayerNorm(nn.Module):
+    """LayerNorm over the channel axis of a ``(B, C, H, W)`` map."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+class PixelEncoder(nn.Module):
+    """Base class: ``forward(frames (F, 3, H, W)) -> (F, out_dim, H/4, W/4)``."""
+
+    out_dim: int
+
+    def fuse(self, stages: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
+        """Project, normalise, resize to ``size`` and sum the stage maps."""
+        fused = 0
+        for proj, feat in zip(self.projections, stages):
+            feat = self.stage_norm(proj(feat))
+            if feat.shape[-2:] != size:
+                feat = F.interpolate(feat, size=size, mode="bilinear", align_corners=False)
+            fused = fused + feat
+        return fused
+
+
+class ConvNeXtBlock(nn.Module):
+    """Depthwise 7x7 conv, channel LayerNorm, pointwise MLP, residual."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.dwconv = nn.Conv2d(channels, channels, 7, padding=3, groups=channels)
+        self.norm = ChannelLayerNorm(channels)
+        self.mlp = nn.Sequential(
+            nn.Conv2d(channels, 4 * channels, 1), nn.GELU(), nn.Conv2d(4 * channels, channels, 1)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.mlp(self.norm(self.dwconv(x)))
+
+
+class ConvPyramid(PixelEncoder):
+    """A small ConvNeXt-style pyramid trained from scratch: the CPU default.
+
+    Stage i has stride ``4 * 2**i``: a 4x4 patchify stem, then a 2x2 stride-2 downsampling before each
+    further stage.
+    """
+
+    def __init__(
+        self, out_dim: int = 128, widths: tuple[int, ...] = (32, 64, 96, 128), depths: tuple[int, ...] = (1, 1, 1, 1)
+    ):
+        super().__init__()
+        if len(widths) != len(depths):
+            raise ValueError(f"widths {widths} and depths {depths} must have one entry per stage")
+        self.out_dim = out_dim
+        self.downsamples = nn.ModuleList()
+        self.stages = nn.ModuleList()
+        previous = 3
+        for i, (width, depth) in enumerate(zip(widths, depths)):
+            if i == 0:
+                down = nn.Sequential(nn.Conv2d(3, width, 4, stride=4), ChannelLayerNorm(width))
+            else:
+                down = nn.Sequential(ChannelLayerNorm(previous), nn.Conv2d(previous, width, 2, stride=2))
+            self.downsamples.append(down)
+            self.stages.append(nn.Sequential(*[ConvNeXtBlock(width) for _ in range(depth)]))
+            previous = width
+        self.projections = nn.ModuleList(nn.Conv2d(w, out_dim, 1) for w in widths)
+        self.stage_norm = ChannelLayerNorm(out_dim)
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        size = (frames.shape[-2] // STRIDE, frames.shape[-1] // STRIDE)
+        x, stages = frames, []
+        for down, stage in zip(self.downsamples, self.stages):
+            if x.shape[-1] < 2 or x.shape[-2] < 2:
+                break  # input too small for the deeper stages: use what exists
+            x = stage(down(x))
+            stages.append(x)
+        return self.fuse(stages, size)
+
+
+class HFBackbone(PixelEncoder):
+    """Any transformers ``AutoBackbone`` (ConvNeXt, DINOv3-ConvNeXt, ResNet, ...) by hub id or local path.
+
+    Args:
+        name_or_path: hub id or a local folder written by ``save_pretrained``.
+        out_dim: width of the fused map.
+        pretrained: load the weights; if false, build the architecture from its config only.
+        frozen: no gradients into the backbone (its projections still train).
+        out_indices: which stages to use; default all but the stem.
+        trust_remote_code: only if you trust the repository's code.
+    """
+
+    def __init__(
+        self,
+        name_or_path: str,
+        out_dim: int = 128,
+        pretrained: bool = True,
+        frozen: bool = False,
+        out_indices: list[int] | None = None,
+        trust_remote_code: bool = False,
+    ):
+        super().__init__()
+        from transformers import AutoBackbone, AutoConfig
+
+        local = Path(os.path.expanduser(name_or_path)).is_dir()
+        kwargs = {"trust_remote_code": trust_remote_code, "local_files_only": local}
+        config = AutoConfig.from_pretrained(name_or_path, **kwargs)
+        if out_indices is None:
+            num_stages = len(getattr(config, "stage_names", [])) - 1 or len(config.depths)
+            out_indices = list(range(1, num_stages + 1))
+        config.out_indices = out_indices
+        config.out_features = None
+        if pretrained:
+            self.backbone = AutoBackbone.from_pretrained(name_or_path, config=config, **kwargs)
+        else:
+            self.backbone = AutoBackbone.from_config(config, trust_remote_code=trust_remote_code)
+        self.frozen = frozen
+        if frozen:
+            self.backbone.requires_grad_(False)
+            self.backbone.eval()
+        self.out_dim = out_dim
+        self.projections = nn.ModuleList(nn.Conv2d(c, out_dim, 1) for c in self.backbone.channels)
+        self.stage_norm = ChannelLayerNorm(out_dim)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.frozen:
+            self.backbone.eval()  # frozen batch-norm statistics stay frozen
+        return self
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        size = (frames.shape[-2] // STRIDE, frames.shape[-1] // STRIDE)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
+            stages = list(self.backbone(pixel_values=frames).feature_maps)
+        return self.fuse(stages, size)

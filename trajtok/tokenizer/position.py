@@ -1,0 +1,68 @@
+"""Space-time position for patch features: axial rotary embeddings and random Fourier features."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+def grid_coordinates(grid: tuple[int, int, int], device: torch.device | None = None) -> torch.Tensor:
+    """``(T*h*w, 3)`` integer (t, y, x) coordinates of a feature grid, t-major then row-major."""
+    t, h, w = grid
+    axes = [torch.arange(n, device=device) for n in (t, h, w)]
+    return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, 3)
+
+
+class AxialRotary(nn.Module):
+    """Rotary position over (t, y, x): each axis rotates its own slice of the head dimension.
+
+    Only patch keys are rotated, queries (latents) are not: the score q . R(p) k then depends on the absolute
+    space-time position of the patch, which lets each latent specialise to a region of the clip while the
+    content term still decides most of the attention.
+    """
+
+    def __init__(self, head_dim: int, base: float = 100.0):
+        super().__init__()
+        self.axis_dim = 2 * (head_dim // 6)  # even, three of them fit in head_dim
+        if self.axis_dim == 0:
+            raise ValueError(f"head_dim={head_dim} is too small for 3-axis rotary (needs >= 6)")
+        inv_freq = base ** (-torch.arange(0, self.axis_dim, 2, dtype=torch.float32) / self.axis_dim)
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+
+    def angles(self, grid: tuple[int, int, int], device: torch.device) -> torch.Tensor:
+        """``(N, 3 * axis_dim / 2)`` rotation angles of the grid's patches."""
+        coords = grid_coordinates(grid, device).float()
+        return (coords[:, :, None] * self.inv_freq).flatten(1)
+
+    def forward(self, x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
+        """Rotate ``x (..., N, heads, head_dim)`` by ``angles (N, r)``; the rest of head_dim is left alone."""
+        rot = 2 * angles.shape[-1]
+        x_rot, x_pass = x[..., :rot], x[..., rot:]
+        cos = angles.cos()[:, None, :].to(x.dtype)
+        sin = angles.sin()[:, None, :].to(x.dtype)
+        even, odd = x_rot[..., 0::2], x_rot[..., 1::2]
+        rotated = torch.stack([even * cos - odd * sin, even * sin + odd * cos], dim=-1).flatten(-2)
+        return torch.cat([rotated, x_pass], dim=-1)
+
+
+class FourierPosition(nn.Module):
+    """Joint space-time position features: random Fourier features of normalised (t, y, x), then linear.
+
+    Joint (not per-axis) frequencies matter: a soft average of per-axis codes over a trajectory keeps its mean
+    position but forgets which position came at which time, i.e. the direction of motion.
+    """
+
+    def __init__(self, dim: int, num_features: int = 64, sigma: float = 2.0, seed: int = 2):
+        super().__init__()
+        generator = torch.Generator().manual_seed(seed)
+        self.register_buffer("frequencies", sigma * torch.randn(3, num_features, generator=generator))
+        self.proj = nn.Linear(2 * num_features, dim)
+
+    def forward(self, grid: tuple[int, int, int], device: torch.device) -> torch.Tensor:
+        """``(N, dim)`` position embedding of each patch of ``grid``."""
+        sizes = torch.tensor(grid, device=device, dtype=torch.float32)
+        coords = (grid_coordinates(grid, device).float() + 0.5) / sizes  # in (0, 1)
+        angles = 2 * math.pi * coords @ self.frequencies
+        return self.proj(torch.cat([angles.sin(), angles.cos()], dim=-1))

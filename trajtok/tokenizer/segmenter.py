@@ -1,0 +1,75 @@
+"""The segmenter: implicit space-time clustering of all patches of a clip into K trajectory slots."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from trajtok.tokenizer.attention import PerceiverLayer, full_attention
+from trajtok.tokenizer.fourier import fourier_slot_latents
+from trajtok.tokenizer.position import AxialRotary
+
+
+def projection_mlp(dim: int, hidden: int, out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, out))
+
+
+class Segmenter(nn.Module):
+    """K learned queries read the clip's patches, then every patch picks a query.
+
+    ``logits[b, p, k] = scale * cos(MLP_q(query_k), MLP_p(patch_p))``; the soft assignment is a softmax over
+    the K queries of each patch, the hard label map its argmax.
+
+    Args:
+        dim: patch-feature and query width.
+        num_slots: K, the maximum number of trajectories per clip.
+        depth, heads, head_dim: the query Perceiver.
+        assign_dim: width of the cosine-similarity space.
+        detach_features: the Perceiver reads ``patches.detach()``. Without it, queries and features
+            co-adapt and the clustering degrades (the paper's largest ablation drop); off only for ablation.
+        max_scale: upper clamp of the learnable logit scale (softmax sharpness).
+    """
+
+    def __init__(
+        self,
+        dim: int = 128,
+        num_slots: int = 32,
+        depth: int = 2,
+        heads: int = 4,
+        head_dim: int = 32,
+        assign_dim: int = 64,
+        detach_features: bool = True,
+        max_scale: float = 20.0,
+    ):
+        super().__init__()
+        self.num_slots = num_slots
+        self.detach_features = detach_features
+        self.max_scale = max_scale
+        self.queries = nn.Parameter(fourier_slot_latents(num_slots, dim))
+        self.rotary = AxialRotary(head_dim)
+        self.layers = nn.ModuleList(PerceiverLayer(dim, heads, head_dim) for _ in range(depth))
+        self.norm = nn.LayerNorm(dim)
+        self.query_head = projection_mlp(dim, 2 * assign_dim, assign_dim)
+        self.patch_head = projection_mlp(dim, 2 * assign_dim, assign_dim)
+        # scale = softplus(log_scale) + 1 starts near 3.8: soft enough that every slot gets gradient.
+        self.log_scale = nn.Parameter(torch.tensor(math.log(16.0)))
+
+    @property
+    def scale(self) -> torch.Tensor:
+        return (F.softplus(self.log_scale) + 1).clamp(max=self.max_scale)
+
+    def forward(self, patches: torch.Tensor, grid: tuple[int, int, int]):
+        """``patches (B, N, D)`` on ``grid`` -> ``(logits (B, N, K), queries (B, K, D))``."""
+        context = patches.detach() if self.detach_features else patches
+        angles = self.rotary.angles(grid, patches.device)
+        queries = self.queries.expand(patches.shape[0], -1, -1)
+        for layer in self.layers:
+            queries = layer(queries, context, full_attention, lambda k: self.rotary(k, angles))
+        queries = self.norm(queries)
+        q = F.normalize(self.query_head(queries), dim=-1)
+        p = F.normalize(self.patch_head(patches), dim=-1)
+        logits = self.scale * torch.einsum("bnc,bkc->bnk", p, q)
+        return logits, queries

@@ -1,0 +1,128 @@
+"""TrajTok: pixels to trajectory tokens in one forward pass."""
+
+from __future__ import annotations
+
+import torch
+from einops import rearrange
+from torch import nn
+
+from trajtok.tokenizer.pixel_encoder import ConvPyramid, PixelEncoder
+from trajtok.tokenizer.segmenter import Segmenter
+from trajtok.tokenizer.trajectory_encoder import AttentionForm, TrajectoryEncoder
+from trajtok.tokens import TrajectoryTokens
+
+ALLOWED_SUBTOKENS = (1, 2, 4)
+
+
+class TrajTok(nn.Module):
+    """The trajectory tokenizer: ``video (B, T, 3, H, W) -> TrajectoryTokens``.
+
+    A pixel encoder gives a feature map per frame at 1/4 resolution; the segmenter clusters all patches of the
+    clip into at most ``num_slots`` trajectories; the trajectory encoder turns each into ``n`` sub-tokens.
+    The number of valid tokens is the number of non-empty clusters: it follows the content, not T.
+
+    Args:
+        dim: token and feature width D.
+        num_slots: K, the maximum number of trajectories per clip (per chunk).
+        pixel_encoder: any ``PixelEncoder`` with ``out_dim == dim``; default a small ConvNet pyramid.
+        depth, heads, head_dim: both Perceivers (segmenter queries and trajectory encoder).
+        assign_dim: width of the query-patch cosine space.
+        subtokens: sub-tokens per trajectory drawn uniformly per training step (Matryoshka), from {1, 2, 4}.
+        eval_subtokens: n at inference; default the largest of ``subtokens``.
+        detach_features: the segmenter's Perceiver reads detached features (ablation switch).
+        soft_mean_init: trajectory latents start from the soft-mean of their patches (ablation switch).
+        position_features: space-time Fourier position added to the patches the trajectory encoder reads.
+        attention: masked-attention form of the trajectory encoder: ``segment``, ``dense`` or ``auto``.
+        chunk_frames: split clips longer than this into chunks tokenised in parallel, tokens concatenated in
+            time order (cross-chunk identity is not modelled, as in the paper).
+    """
+
+    def __init__(
+        self,
+        dim: int = 128,
+        num_slots: int = 32,
+        pixel_encoder: PixelEncoder | None = None,
+        depth: int = 2,
+        heads: int = 4,
+        head_dim: int = 32,
+        assign_dim: int = 64,
+        subtokens: tuple[int, ...] = (1,),
+        eval_subtokens: int | None = None,
+        detach_features: bool = True,
+        soft_mean_init: bool = True,
+        position_features: bool = True,
+        attention: AttentionForm = "auto",
+        chunk_frames: int | None = None,
+    ):
+        super().__init__()
+        subtokens = tuple(subtokens)
+        if not subtokens or any(n not in ALLOWED_SUBTOKENS for n in subtokens):
+            raise ValueError(f"subtokens={subtokens}: each must be one of {ALLOWED_SUBTOKENS}")
+        if eval_subtokens is not None and eval_subtokens not in subtokens:
+            raise ValueError(f"eval_subtokens={eval_subtokens} is not one of subtokens={subtokens}")
+        if chunk_frames is not None and chunk_frames < 1:
+            raise ValueError(f"chunk_frames={chunk_frames} must be positive")
+        pixel_encoder = pixel_encoder if pixel_encoder is not None else ConvPyramid(out_dim=dim)
+        if pixel_encoder.out_dim != dim:
+            raise ValueError(f"pixel_encoder.out_dim={pixel_encoder.out_dim} must equal dim={dim}")
+        self.dim = dim
+        self.num_slots = num_slots
+        self.subtokens = subtokens
+        self.eval_subtokens = eval_subtokens or max(subtokens)
+        self.chunk_frames = chunk_frames
+        self.pixel_encoder = pixel_encoder
+        self.segmenter = Segmenter(dim, num_slots, depth, heads, head_dim, assign_dim, detach_features)
+        self.encoder = TrajectoryEncoder(
+            dim, num_slots, max(subtokens), depth, heads, head_dim, soft_mean_init, position_features, attention
+        )
+
+    @property
+    def out_dim(self) -> int:
+        return self.dim
+
+    def max_tokens(self, num_frames: int, num_subtokens: int | None = None) -> int:
+        """The number of token slots (valid or not) for a clip of ``num_frames``."""
+        n = num_subtokens or self.eval_subtokens
+        return self._num_chunks(num_frames) * self.num_slots * n
+
+    def _num_chunks(self, num_frames: int) -> int:
+        if self.chunk_frames is None or num_frames <= self.chunk_frames:
+            return 1
+        if num_frames % self.chunk_frames:
+            raise ValueError(f"{num_frames} frames do not split into chunks of chunk_frames={self.chunk_frames}")
+        return num_frames // self.chunk_frames
+
+    def _draw_subtokens(self) -> int:
+        if not self.training:
+            return self.eval_subtokens
+        return self.subtokens[int(torch.randint(len(self.subtokens), ()))]
+
+    def forward(self, video: torch.Tensor, num_subtokens: int | None = None) -> TrajectoryTokens:
+        if video.ndim != 5 or video.shape[2] != 3:
+            raise ValueError(f"video must be (B, T, 3, H, W), got {tuple(video.shape)}")
+        batch, frames = video.shape[:2]
+        chunks = self._num_chunks(frames)
+        n = num_subtokens or self._draw_subtokens()
+        clips = rearrange(video, "b (c t) ch h w -> (b c t) ch h w", c=chunks)
+
+        features = self.pixel_encoder(clips)
+        grid = (frames // chunks, *features.shape[-2:])
+        patches = rearrange(features, "(bc t) d h w -> bc (t h w) d", t=grid[0])
+        logits, _ = self.segmenter(patches, grid)
+        labels = logits.argmax(dim=-1)
+        tokens = self.encoder(patches, logits, labels, grid, n)
+
+        won = torch.zeros(labels.shape[0], self.num_slots, dtype=torch.bool, device=labels.device)
+        won.scatter_(1, labels, True)
+        valid = won.repeat_interleave(n, dim=1)
+        # Global trajectory ids: chunk c owns slots [c*K, (c+1)*K).
+        chunk_offset = self.num_slots * torch.arange(chunks, device=labels.device).repeat(batch)
+        global_labels = labels + chunk_offset[:, None]
+        return TrajectoryTokens(
+            tokens=rearrange(tokens, "(b c) s d -> b (c s) d", c=chunks),
+            valid=rearrange(valid, "(b c) s -> b (c s)", c=chunks),
+            logits=rearrange(logits, "(b c) n k -> b (c n) k", c=chunks),
+            labels=rearrange(global_labels, "(b c) (t h w) -> b (c t) h w", c=chunks, h=grid[1], w=grid[2]),
+            grid=(frames, grid[1], grid[2]),
+            tokens_per_trajectory=n,
+        )
