@@ -120,7 +120,8 @@ class HFBackbone(PixelEncoder):
         trust_remote_code: bool = False,
     ):
         super().__init__()
-        from transformers import AutoBackbone, AutoConfig
+        from transformers import AutoConfig
+        from transformers.models.auto.modeling_auto import MODEL_FOR_BACKBONE_MAPPING
 
         local = Path(os.path.expanduser(name_or_path)).is_dir()
         kwargs = {"trust_remote_code": trust_remote_code, "local_files_only": local}
@@ -130,10 +131,15 @@ class HFBackbone(PixelEncoder):
             out_indices = list(range(1, num_stages + 1))
         config.out_indices = out_indices
         config.out_features = None
+        # The concrete class, not AutoBackbone.from_pretrained: that one asks the hub whether the repository
+        # exists (a network call, which fails offline and rejects local paths in transformers 5).
+        if type(config) not in MODEL_FOR_BACKBONE_MAPPING:
+            raise ValueError(f"{name_or_path}: {type(config).__name__} has no transformers backbone class")
+        backbone_class = MODEL_FOR_BACKBONE_MAPPING[type(config)]
         if pretrained:
-            self.backbone = AutoBackbone.from_pretrained(name_or_path, config=config, **kwargs)
+            self.backbone = backbone_class.from_pretrained(name_or_path, config=config, **kwargs)
         else:
-            self.backbone = AutoBackbone.from_config(config, trust_remote_code=trust_remote_code)
+            self.backbone = backbone_class(config)
         self.frozen = frozen
         if frozen:
             self.backbone.requires_grad_(False)

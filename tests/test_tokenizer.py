@@ -1,0 +1,230 @@
+"""Behaviour of the TrajTok tokenizer: the contract, the gradient paths, and the two attention forms."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from trajtok.tokenizer import ConvPyramid, HFBackbone, Segmenter, TrajTok, create_tokenizer, list_presets
+from trajtok.tokenizer.attention import dense_masked_attention, segment_attention, trajectory_mask
+from trajtok.tokenizer.trajectory_encoder import TrajectoryEncoder
+from trajtok.tokens import TrajectoryTokens
+
+
+def small_tokenizer(**overrides) -> TrajTok:
+    torch.manual_seed(0)
+    kwargs = dict(dim=64, num_slots=16, heads=2, head_dim=32, assign_dim=32)
+    kwargs.update(overrides)
+    kwargs.setdefault("pixel_encoder", ConvPyramid(out_dim=kwargs["dim"], widths=(16, 32), depths=(1, 1)))
+    return TrajTok(**kwargs)
+
+
+@pytest.mark.parametrize("frames", [1, 8])
+def test_output_contract_for_video_and_image(frames):
+    model = small_tokenizer()
+    out = model(torch.randn(2, frames, 3, 64, 48))
+    assert isinstance(out, TrajectoryTokens)
+    assert out.tokens.shape == (2, 16, 64) and out.tokens.dtype == torch.float32
+    assert out.valid.shape == (2, 16) and out.valid.dtype == torch.bool
+    assert out.grid == (frames, 16, 12)
+    assert out.logits.shape == (2, frames * 16 * 12, 16)
+    assert out.labels.shape == (2, frames, 16, 12) and out.labels.dtype == torch.long
+    assert model.out_dim == 64
+
+
+def test_valid_count_equals_distinct_labels():
+    out = small_tokenizer()(torch.randn(3, 4, 3, 64, 64))
+    for b in range(3):
+        distinct = out.labels[b].unique()
+        assert out.num_valid[b] == len(distinct)
+        assert out.valid[b, distinct].all()
+    assert torch.equal(out.labels.flatten(1), out.logits.argmax(-1))
+
+
+def _attention_inputs(batch, slots, n, patches, heads=2, head_dim=8, labels=None):
+    g = torch.Generator().manual_seed(slots * 31 + n)
+    shape_lat, shape_ctx = (batch, slots * n, heads, head_dim), (batch, patches, heads, head_dim)
+    tensors = [torch.randn(s, generator=g, dtype=torch.float64, requires_grad=True)
+               for s in (shape_lat, shape_lat, shape_lat, shape_ctx, shape_ctx)]
+    if labels is None:
+        labels = torch.randint(slots, (batch, patches), generator=g)
+    return tensors, labels
+
+
+@pytest.mark.parametrize("n", [1, 2, 4])
+@pytest.mark.parametrize("case", ["random", "single_patch", "all_patches", "empty_slots"])
+def test_segment_attention_matches_dense_oracle(n, case):
+    slots, patches = 6, 40
+    labels = torch.randint(slots, (2, patches), generator=torch.Generator().manual_seed(1))
+    if case == "single_patch":
+        labels = torch.zeros(2, patches, dtype=torch.long)
+        labels[:, 7] = 3  # trajectory 3 owns exactly one patch
+    elif case == "all_patches":
+        labels = torch.full((2, patches), 5)
+    elif case == "empty_slots":
+        labels = labels % 2  # slots 2..5 own nothing: they see only their own sub-tokens
+    tensors, labels = _attention_inputs(2, slots, n, patches, labels=labels)
+    dense = dense_masked_attention(*tensors, labels=labels, num_subtokens=n)
+    segment = segment_attention(*tensors, labels=labels, num_subtokens=n)
+    assert torch.isfinite(segment).all()
+    assert (dense - segment).abs().max() <= 1e-5
+
+    probe = torch.randn(dense.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    grads_dense = torch.autograd.grad((dense * probe).sum(), tensors)
+    grads_segment = torch.autograd.grad((segment * probe).sum(), tensors)
+    for gd, gs in zip(grads_dense, grads_segment):
+        assert (gd - gs).abs().max() <= 1e-5
+
+
+def test_trajectory_mask_semantics():
+    labels = torch.tensor([[0, 1, 1, 2]])
+    mask = trajectory_mask(labels, num_slots=3, num_subtokens=2)
+    assert mask.shape == (1, 6, 6 + 4)
+    # latent 2 (trajectory 1, sub-token 0) sees sub-tokens 2, 3 and patches 1, 2.
+    assert mask[0, 2].nonzero().flatten().tolist() == [2, 3, 7, 8]
+
+
+@pytest.mark.parametrize("form", ["segment", "dense"])
+def test_tokenizer_forms_agree_end_to_end(form):
+    video = torch.randn(2, 2, 3, 32, 32)
+    reference = small_tokenizer(attention="segment").eval()(video).tokens
+    other = small_tokenizer(attention=form).eval()(video).tokens
+    assert torch.allclose(reference, other, atol=1e-5)
+
+
+def _segmenter_grads(model: TrajTok):
+    out = model(torch.randn(2, 2, 3, 32, 32))
+    (out.tokens * out.valid[..., None]).pow(2).mean().backward()
+    return model.segmenter
+
+
+def test_soft_mean_carries_gradient_into_assignment():
+    seg = _segmenter_grads(small_tokenizer(soft_mean_init=True))
+    for param in (seg.queries, seg.log_scale, seg.query_head[0].weight, seg.patch_head[0].weight):
+        assert param.grad is not None and param.grad.abs().sum() > 0
+
+
+def test_without_soft_mean_assignment_gets_no_gradient():
+    model = small_tokenizer(soft_mean_init=False)
+    seg = _segmenter_grads(model)
+    for name, param in seg.named_parameters():
+        assert param.grad is None or param.grad.abs().sum() == 0, name
+    # The pixel encoder still learns through the patch features of the masked attention.
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.pixel_encoder.parameters())
+
+
+@pytest.mark.parametrize("detach", [True, False])
+def test_detach_switch(detach):
+    torch.manual_seed(0)
+    segmenter = Segmenter(dim=32, num_slots=8, heads=2, head_dim=16, assign_dim=16, detach_features=detach)
+    patches = torch.randn(1, 2 * 4 * 4, 32, requires_grad=True)
+    _, queries = segmenter(patches, (2, 4, 4))
+    (grad,) = torch.autograd.grad(queries.pow(2).sum(), patches, allow_unused=True)
+    reached = grad is not None and grad.abs().sum() > 0
+    assert reached == (not detach)
+
+
+def test_deterministic_under_seed():
+    video = torch.randn(2, 4, 3, 32, 32)
+    a, b = small_tokenizer(subtokens=(1, 2, 4)), small_tokenizer(subtokens=(1, 2, 4))
+    torch.manual_seed(5)
+    out_a = [a(video).tokens for _ in range(3)]
+    torch.manual_seed(5)
+    out_b = [b(video).tokens for _ in range(3)]
+    for x, y in zip(out_a, out_b):
+        assert torch.equal(x, y)
+
+
+def test_matryoshka_subtokens():
+    model = small_tokenizer(subtokens=(1, 2, 4), eval_subtokens=2)
+    video = torch.randn(1, 2, 3, 32, 32)
+    torch.manual_seed(0)
+    drawn = {model(video).tokens_per_trajectory for _ in range(20)}
+    assert drawn == {1, 2, 4}
+    model.eval()
+    out = model(video)
+    assert out.tokens_per_trajectory == 2 and out.tokens.shape[1] == 16 * 2
+    # Sub-tokens of one trajectory are adjacent and share validity.
+    assert torch.equal(out.valid[:, 0::2], out.valid[:, 1::2])
+    assert model(video, num_subtokens=4).tokens.shape[1] == 64
+
+
+def test_no_nan_when_one_trajectory_owns_everything_or_one_patch():
+    torch.manual_seed(0)
+    encoder = TrajectoryEncoder(dim=32, num_slots=4, max_subtokens=2, heads=2, head_dim=16)
+    patches = torch.randn(2, 2 * 3 * 3, 32, requires_grad=True)
+    logits = torch.randn(2, 18, 4, requires_grad=True)
+    for labels in (torch.zeros(2, 18, dtype=torch.long), torch.tensor([[1] + [0] * 17] * 2)):
+        for form in ("segment", "dense"):
+            encoder.attention = form
+            tokens = encoder(patches, logits, labels, (2, 3, 3), 2)
+            tokens.sum().backward()
+            assert torch.isfinite(tokens).all()
+            assert torch.isfinite(patches.grad).all() and torch.isfinite(logits.grad).all()
+
+
+def test_chunks_equal_separate_tokenisation():
+    model = small_tokenizer(chunk_frames=2).eval()
+    video = torch.randn(2, 6, 3, 32, 32)
+    out = model(video)
+    assert out.tokens.shape == (2, 3 * 16, 64) and out.grid == (6, 8, 8)
+    model.chunk_frames = None
+    for c in range(3):
+        part = model(video[:, 2 * c : 2 * c + 2])
+        assert torch.allclose(out.tokens[:, 16 * c : 16 * (c + 1)], part.tokens, atol=1e-5)
+        assert torch.equal(out.valid[:, 16 * c : 16 * (c + 1)], part.valid)
+        assert torch.equal(out.labels[:, 2 * c : 2 * c + 2], part.labels + 16 * c)
+    assert model.max_tokens(6) == 16
+    model.chunk_frames = 2
+    assert model.max_tokens(6) == 48
+    with pytest.raises(ValueError, match="chunk_frames=2"):
+        model(torch.randn(1, 5, 3, 32, 32))
+
+
+def test_bad_configuration_is_rejected():
+    with pytest.raises(ValueError, match="subtokens"):
+        small_tokenizer(subtokens=(3,))
+    with pytest.raises(ValueError, match="out_dim"):
+        TrajTok(dim=64, pixel_encoder=ConvPyramid(out_dim=32))
+    with pytest.raises(ValueError, match="unknown tokenizer preset"):
+        create_tokenizer("huge")
+    with pytest.raises(ValueError, match=r"\(B, T, 3, H, W\)"):
+        small_tokenizer()(torch.randn(2, 3, 32, 32))
+
+
+def test_presets():
+    assert {"tiny", "base"} <= set(list_presets())
+    tiny = create_tokenizer("tiny")
+    assert tiny.num_slots == 32 and tiny.out_dim == 128
+    assert create_tokenizer("tiny", num_slots=8).num_slots == 8
+
+
+@pytest.mark.parametrize("family", ["convnext", "dinov3_convnext", "resnet"])
+def test_autobackbone_loaded_by_local_path(tmp_path, family):
+    from transformers import AutoBackbone, ConvNextConfig, DINOv3ConvNextConfig, ResNetConfig
+
+    if family == "convnext":
+        config = ConvNextConfig(hidden_sizes=[8, 16, 24, 32], depths=[1, 1, 1, 1], out_indices=[1, 2, 3, 4])
+    elif family == "dinov3_convnext":
+        config = DINOv3ConvNextConfig(hidden_sizes=[8, 16, 24, 32], depths=[1, 1, 1, 1], out_indices=[1, 2, 3, 4])
+    else:
+        config = ResNetConfig(embedding_size=8, hidden_sizes=[8, 16, 24, 32], depths=[1, 1, 1, 1],
+                              layer_type="basic", out_indices=[1, 2, 3, 4])
+    torch.manual_seed(0)
+    AutoBackbone.from_config(config).save_pretrained(tmp_path)
+
+    backbone = HFBackbone(str(tmp_path), out_dim=64, pretrained=True, frozen=True)
+    model = small_tokenizer(pixel_encoder=backbone)
+    out = model(torch.randn(1, 2, 3, 64, 64))
+    assert out.grid == (2, 16, 16) and torch.isfinite(out.tokens).all()
+    out.tokens.sum().backward()
+    assert all(p.grad is None for p in backbone.backbone.parameters())
+    # Built from the config alone and trainable, the backbone does learn.
+    scratch = HFBackbone(str(tmp_path), out_dim=64, pretrained=False, frozen=False)
+    small_tokenizer(pixel_encoder=scratch)(torch.randn(1, 1, 3, 64, 64)).tokens.sum().backward()
+    assert any(p.grad is not None for p in scratch.backbone.parameters())
+    assert backbone.projections[0].weight.grad is not None
+    # Loaded weights are the saved ones, not a fresh init.
+    reloaded = type(backbone.backbone).from_pretrained(tmp_path)
+    first = next(iter(reloaded.state_dict()))
+    assert torch.equal(reloaded.state_dict()[first], backbone.backbone.state_dict()[first])
