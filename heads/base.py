@@ -1,0 +1,78 @@
+"""The head interface and the registry of heads.
+
+A head is one use of the tokenizer (contrastive video CLIP, probing classifier, VLM connector). It sees only
+``TrajectoryTokens`` and the batch, never the tokenizer's insides. To add one: subclass ``Head``, decorate it
+with ``@register_head("name")``, and point a yaml's ``model.head.class_path`` at it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, TypeVar
+
+import torch
+from torch import nn
+
+from trajtok.tokens import TrajectoryTokens
+
+_REGISTRY: dict[str, type["Head"]] = {}
+H = TypeVar("H", bound=type["Head"])
+
+
+class Head(nn.Module):
+    """What ``TrajTokModule`` asks of a head.
+
+    - ``build(token_dim)``: make the layers that depend on the tokenizer's width. Called once by the
+      module, right after construction, so that yaml configs need not repeat the width.
+    - ``losses(tokens, batch)``: named scalar losses; the training loss is their sum.
+    - ``update_metrics(tokens, batch)`` / ``compute_metrics()`` / ``reset_metrics()``: evaluation. Keep
+      state in ``torchmetrics.Metric`` objects (or sync it yourself): ``compute_metrics`` must return the
+      metrics of the whole data set across processes.
+    - ``predict(tokens, batch)``: anything for ``trajtok predict``.
+    """
+
+    name: str = ""
+
+    def build(self, token_dim: int) -> None:
+        """Create width-dependent layers; the default needs none."""
+
+    def losses(self, tokens: TrajectoryTokens, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def update_metrics(self, tokens: TrajectoryTokens, batch: dict[str, Any]) -> None:
+        """Accumulate what the evaluation metrics need; the default evaluates nothing."""
+
+    def compute_metrics(self) -> dict[str, torch.Tensor]:
+        return {}
+
+    def reset_metrics(self) -> None:
+        """Forget the accumulated evaluation state."""
+
+    def predict(self, tokens: TrajectoryTokens, batch: dict[str, Any]) -> Any:
+        return {"tokens": tokens.tokens, "valid": tokens.valid}
+
+
+def register_head(name: str) -> Callable[[H], H]:
+    """Class decorator: make a head available under a short name."""
+
+    def decorate(cls: H) -> H:
+        if name in _REGISTRY and _REGISTRY[name] is not cls:
+            raise ValueError(f"head name {name!r} is taken by {_REGISTRY[name].__qualname__}")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return decorate
+
+
+def list_heads() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def get_head_class(name: str) -> type[Head]:
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown head {name!r}; registered: {list_heads()}")
+    return _REGISTRY[name]
+
+
+def create_head(name: str, **kwargs: Any) -> Head:
+    return get_head_class(name)(**kwargs)

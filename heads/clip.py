@@ -1,0 +1,144 @@
+"""TrajViT2's head: a video transformer over trajectory tokens, a text encoder, and the CLIP objective."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import Metric
+from torchmetrics.utilities import dim_zero_cat
+
+from heads.base import Head, register_head
+from heads.contrastive import LogitScale, clip_loss
+from heads.retrieval import VIDEO_TEMPLATES, deduplicate, retrieval_metrics, topk_accuracy, zero_shot_weights
+from heads.text_encoders import ByteTextEncoder
+from heads.transformer import Transformer
+from trajtok.tokens import TrajectoryTokens
+
+
+class RetrievalEvaluator(Metric):
+    """Accumulates video and caption embeddings over an evaluation epoch, gathered across processes.
+
+    Distributed samplers repeat samples to even out ranks; ``compute`` keeps one copy of each video (by data
+    set index) and of each caption (by video index and position), then ranks the full similarity matrix.
+    """
+
+    full_state_update = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        for name in ("video_features", "video_index", "text_features", "text_video_index", "text_position"):
+            self.add_state(name, default=[], dist_reduce_fx="cat")
+
+    def update(self, video_features, video_index, text_features, text_video_index, text_position) -> None:
+        self.video_features.append(video_features.float())
+        self.video_index.append(video_index)
+        self.text_features.append(text_features.float())
+        self.text_video_index.append(text_video_index)
+        self.text_position.append(text_position)
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        video_index, videos = deduplicate(dim_zero_cat(self.video_index), dim_zero_cat(self.video_features))
+        text_video_index = dim_zero_cat(self.text_video_index)
+        position = dim_zero_cat(self.text_position)
+        caption_key = text_video_index * (int(position.max()) + 1) + position
+        _, texts, text_video_index = deduplicate(caption_key, dim_zero_cat(self.text_features), text_video_index)
+        text_to_video = torch.searchsorted(video_index, text_video_index)
+        metrics = retrieval_metrics(texts @ videos.T, text_to_video)
+        return {name: torch.as_tensor(value) for name, value in metrics.items()}
+
+
+@register_head("clip")
+class ClipHead(Head):
+    """TrajViT2: [CLS] + trajectory tokens through a transformer, contrasted with a text encoder.
+
+    Args:
+        width, depth, heads: the video transformer (no positional embedding: tokens are a set; position
+            and motion live inside each trajectory token).
+        embed_dim: the shared video-text embedding width.
+        text_encoder: any module mapping ``list[str]`` to ``(B, out_dim)``; default a byte-level transformer.
+        init_temperature: starting softmax temperature of the contrastive logits (learnable, clamped).
+        classnames: class names for zero-shot classification when evaluation batches carry ``label``.
+        templates: prompt templates for the zero-shot ensemble (``{}`` is the class name).
+    """
+
+    def __init__(
+        self,
+        width: int = 192,
+        depth: int = 4,
+        heads: int = 4,
+        embed_dim: int = 128,
+        text_encoder: nn.Module | None = None,
+        init_temperature: float = 0.07,
+        classnames: list[str] | None = None,
+        templates: list[str] | None = None,
+    ):
+        super().__init__()
+        self.width = width
+        self.cls = nn.Parameter(torch.zeros(1, 1, width))
+        self.transformer = Transformer(width, depth, heads)
+        self.video_proj = nn.Linear(width, embed_dim, bias=False)
+        self.text_encoder = text_encoder if text_encoder is not None else ByteTextEncoder()
+        self.text_proj = nn.Linear(self.text_encoder.out_dim, embed_dim, bias=False)
+        self.logit_scale = LogitScale(init_temperature)
+        self.classnames = classnames
+        self.templates = templates or list(VIDEO_TEMPLATES)
+        self.token_proj: nn.Module = nn.Identity()
+        self.retrieval = RetrievalEvaluator()
+        self._class_weights: torch.Tensor | None = None
+        self._class_logits: list[torch.Tensor] = []
+        self._class_labels: list[torch.Tensor] = []
+
+    def build(self, token_dim: int) -> None:
+        if token_dim != self.width:
+            self.token_proj = nn.Linear(token_dim, self.width)
+
+    def encode_video(self, tokens: TrajectoryTokens) -> torch.Tensor:
+        """``(B, embed_dim)`` L2-normalised video embeddings; invalid trajectory slots are key-padded."""
+        x = self.token_proj(tokens.tokens)
+        x = torch.cat([self.cls.expand(x.shape[0], -1, -1).to(x.dtype), x], dim=1)
+        keep = F.pad(tokens.valid, (1, 0), value=True)
+        return F.normalize(self.video_proj(self.transformer(x, keep)[:, 0]), dim=-1)
+
+    def encode_text(self, texts: list[str]) -> torch.Tensor:
+        """``(len(texts), embed_dim)`` L2-normalised text embeddings."""
+        return F.normalize(self.text_proj(self.text_encoder(texts)), dim=-1)
+
+    def losses(self, tokens: TrajectoryTokens, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        video = self.encode_video(tokens)
+        text = self.encode_text(batch["text"])
+        return {"contrastive": clip_loss(video, text, self.logit_scale())}
+
+    def update_metrics(self, tokens: TrajectoryTokens, batch: dict[str, Any]) -> None:
+        video = self.encode_video(tokens)
+        if "captions" in batch:
+            captions = batch["captions"]
+            counts = torch.tensor([len(c) for c in captions], device=video.device)
+            texts = [caption for clip in captions for caption in clip]
+            text_video_index = batch["index"].repeat_interleave(counts)
+            position = torch.cat([torch.arange(int(c), device=video.device) for c in counts])
+            self.retrieval.update(video, batch["index"], self.encode_text(texts), text_video_index, position)
+        if "label" in batch and self.classnames:
+            if self._class_weights is None:
+                self._class_weights = zero_shot_weights(self.encode_text, self.classnames, self.templates)
+            self._class_logits.append(video @ self._class_weights.T)
+            self._class_labels.append(batch["label"])
+
+    def compute_metrics(self) -> dict[str, torch.Tensor]:
+        metrics = {}
+        if self.retrieval.update_count:
+            metrics.update(self.retrieval.compute())
+        if self._class_logits:
+            accuracy = topk_accuracy(torch.cat(self._class_logits), torch.cat(self._class_labels), ks=(1, 5))
+            metrics.update({f"zeroshot_{k}": torch.as_tensor(v) for k, v in accuracy.items()})
+        return metrics
+
+    def reset_metrics(self) -> None:
+        self.retrieval.reset()
+        self._class_weights = None
+        self._class_logits, self._class_labels = [], []
+
+    def predict(self, tokens: TrajectoryTokens, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        return {"index": batch["index"], "video_embedding": self.encode_video(tokens), "num_tokens": tokens.num_valid}
