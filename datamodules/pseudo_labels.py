@@ -1,0 +1,69 @@
+"""Pseudo-label files for the segmentation loss, in the format of the TrajViT trajectory pipeline.
+
+- ``<video>_mask.npz``: uint8 ``(T, H, W)`` per-frame segment ids, 0 = no segment (background); stored as
+  the npz's unnamed first array (``arr_0``), as the TrajViT pipeline writes it.
+- ``<video>_graph.npz``: int ``(M, T)`` under the name ``tensor``: trajectory ``m`` is segment
+  ``graph[m, t]`` of frame ``t``'s mask, 0 = absent in that frame. Segment ids are per frame (they need
+  not be equal along a trajectory); the graph is what links them through time.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+
+import numpy as np
+
+from datamodules.video import BadSampleError
+
+MASK_ARRAY = "arr_0"
+GRAPH_ARRAY = "tensor"
+
+
+class PseudoLabelError(BadSampleError):
+    """A mask or graph file that is missing, unreadable, or inconsistent with its partner."""
+
+
+def pseudo_label_paths(video_path: str) -> tuple[str, str]:
+    """The pipeline's default names next to a video: ``a/b.mp4`` -> ``a/b_mask.npz``, ``a/b_graph.npz``."""
+    stem = os.path.splitext(video_path)[0]
+    return f"{stem}_mask.npz", f"{stem}_graph.npz"
+
+
+def write_masks(path: str, masks: np.ndarray) -> None:
+    """Write uint8 ``(T, H, W)`` segment ids (compressed; masks are mostly runs of equal ids)."""
+    if masks.dtype != np.uint8 or masks.ndim != 3:
+        raise ValueError(f"masks must be uint8 (T, H, W), got {masks.dtype} {masks.shape}")
+    np.savez_compressed(path, masks)
+
+
+def write_graph(path: str, graph: np.ndarray) -> None:
+    """Write the ``(M, T)`` trajectory graph as int64 under the pipeline's array name."""
+    if graph.ndim != 2:
+        raise ValueError(f"graph must be (M, T), got shape {graph.shape}")
+    np.savez_compressed(path, **{GRAPH_ARRAY: graph.astype(np.int64)})
+
+
+def _load_array(path: str, name: str) -> np.ndarray:
+    if not os.path.isfile(path):
+        raise PseudoLabelError(path, "file not found")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            if name not in npz.files:
+                raise PseudoLabelError(path, f"no array {name!r} (has {npz.files})")
+            return npz[name]
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:  # np.load's errors for non-npz / truncated files
+        raise PseudoLabelError(path, f"cannot read npz: {e}") from e
+
+
+def load_pseudo_labels(mask_path: str, graph_path: str) -> tuple[np.ndarray, np.ndarray]:
+    """Read and check a mask/graph pair: masks uint8 ``(T, H, W)``, graph int64 ``(M, T)``."""
+    masks = _load_array(mask_path, MASK_ARRAY)
+    graph = _load_array(graph_path, GRAPH_ARRAY)
+    if masks.ndim != 3:
+        raise PseudoLabelError(mask_path, f"masks must be (T, H, W), got shape {masks.shape}")
+    if graph.ndim != 2 or graph.shape[1] != masks.shape[0]:
+        raise PseudoLabelError(graph_path, f"graph shape {graph.shape} does not match {masks.shape[0]} mask frames")
+    if graph.size and (graph.min() < 0 or graph.max() > 255):
+        raise PseudoLabelError(graph_path, "graph ids must lie in 0..255 (uint8 mask ids)")
+    return masks.astype(np.uint8, copy=False), graph.astype(np.int64, copy=False)

@@ -1,0 +1,223 @@
+"""Decoding a clip of ``T`` frames from a video file with PyAV.
+
+Sampling splits the frames of the wanted range into ``T`` equal parts and takes one frame of each part:
+its middle frame for evaluation (deterministic), a uniformly random one for training (temporal jitter).
+A range shorter than ``T`` frames repeats frames, because the same index mapping then hits some frames
+twice. Decoding runs once over the range and converts only the chosen frames to RGB, since conversion,
+not decoding, is what costs when ``T`` is much smaller than the number of frames.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Literal
+
+import av
+import numpy as np
+import torch
+
+Sampling = Literal["middle", "random"]
+
+
+class BadSampleError(RuntimeError):
+    """A sample whose files cannot be used; data sets may skip these instead of failing a whole run."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = str(path)
+        self.reason = reason
+
+
+class VideoDecodeError(BadSampleError):
+    """A video file that is missing, unreadable, has no video stream, or has no decodable frame."""
+
+
+@dataclass(frozen=True)
+class DecodedClip:
+    """Frames of a clip and where they came from.
+
+    ``indices`` are positions within the decoded range (the whole file, or the ``start_sec``..``end_sec``
+    segment), so per-frame side data of that range (pseudo-label masks) can be sampled identically.
+    """
+
+    frames: torch.Tensor  # uint8 (T, H, W, 3)
+    indices: list[int]
+    num_range_frames: int
+
+
+def sample_indices(
+    num_source: int,
+    num_frames: int,
+    sampling: Sampling,
+    generator: torch.Generator | None = None,
+) -> list[int]:
+    """Pick ``num_frames`` frame indices out of ``num_source`` frames, one per equal-length part.
+
+    ``middle`` takes each part's middle frame; ``random`` a uniformly random frame of each part. When
+    ``num_source < num_frames`` the parts are shorter than a frame and indices repeat, in order.
+    """
+    if num_source < 1:
+        raise ValueError(f"num_source must be >= 1, got {num_source}")
+    if num_frames < 1:
+        raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+    if sampling == "middle":
+        # Integer arithmetic: floor((i + 1/2) * n / T) without float rounding.
+        return [((2 * i + 1) * num_source) // (2 * num_frames) for i in range(num_frames)]
+    if sampling == "random":
+        u = torch.rand(num_frames, generator=generator, dtype=torch.float64)
+        pos = (torch.arange(num_frames, dtype=torch.float64) + u) * num_source / num_frames
+        return pos.floor().long().clamp_(0, num_source - 1).tolist()
+    raise ValueError(f"sampling must be 'middle' or 'random', got {sampling!r}")
+
+
+def _open(path: str) -> av.container.InputContainer:
+    """Open a container and return it with a clear error for every way that fails."""
+    if not os.path.exists(path):
+        raise VideoDecodeError(path, "file not found")
+    try:
+        container = av.open(path)
+    except av.FFmpegError as e:
+        raise VideoDecodeError(path, f"cannot open: {e}") from e
+    if not container.streams.video:
+        container.close()
+        raise VideoDecodeError(path, "no video stream")
+    return container
+
+
+def _range_seconds(stream: av.video.stream.VideoStream) -> float:
+    """The stream's first timestamp in seconds; segment bounds are relative to it."""
+    if stream.start_time is None:
+        return 0.0
+    return float(stream.start_time * stream.time_base)
+
+
+def _in_range(t: float, lo: float, hi: float | None, tick: float) -> int:
+    """-1 before the range, 0 inside, 1 after; half a tick of tolerance because timestamps are rationals
+    rounded to the stream's time base."""
+    if t < lo - 0.5 * tick:
+        return -1
+    if hi is not None and t >= hi - 0.5 * tick:
+        return 1
+    return 0
+
+
+def _seek(container: av.container.InputContainer, stream: av.video.stream.VideoStream, t: float) -> None:
+    """Seek to the key frame at or before absolute time ``t`` (seconds)."""
+    container.seek(int(Fraction(t) / stream.time_base), stream=stream, backward=True, any_frame=False)
+
+
+def _count_range_frames(path: str, start: float | None, end: float | None) -> int:
+    """Count frames in the range from packet timestamps (demuxing only; no decoding)."""
+    container = _open(path)
+    try:
+        stream = container.streams.video[0]
+        if start is None and end is None and stream.frames > 0:
+            return stream.frames  # the container's own count; exact for mp4
+        base = _range_seconds(stream)
+        lo = base + (start or 0.0)
+        hi = None if end is None else base + end
+        if start:
+            _seek(container, stream, lo)
+        count = 0
+        for packet in container.demux(stream):
+            if packet.size == 0:
+                continue  # the demuxer's trailing flush packet
+            if start is None and end is None:
+                count += 1
+                continue
+            if packet.pts is None:
+                raise VideoDecodeError(path, "packets carry no timestamps; cannot cut a segment")
+            if _in_range(float(packet.pts * stream.time_base), lo, hi, float(stream.time_base)) == 0:
+                count += 1
+        return count
+    except av.FFmpegError as e:
+        raise VideoDecodeError(path, f"cannot demux: {e}") from e
+    finally:
+        container.close()
+
+
+def _decode_at(
+    path: str, wanted: list[int], start: float | None, end: float | None
+) -> tuple[dict[int, np.ndarray], int, bool]:
+    """Decode the range once; return RGB frames at the wanted positions, frames seen, and whether
+    decoding ran to the end of the range (needed to trust the count it saw)."""
+    last = max(wanted)
+    wanted_set = set(wanted)
+    out: dict[int, np.ndarray] = {}
+    container = _open(path)
+    try:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        base = _range_seconds(stream)
+        lo = base + (start or 0.0)
+        hi = None if end is None else base + end
+        if start:
+            _seek(container, stream, lo)
+        k = 0
+        for frame in container.decode(stream):
+            if start is not None or end is not None:
+                if frame.time is None:
+                    raise VideoDecodeError(path, "frames carry no timestamps; cannot cut a segment")
+                where = _in_range(frame.time, lo, hi, float(stream.time_base))
+                if where < 0:
+                    continue
+                if where > 0:
+                    return out, k, True
+            if k in wanted_set:
+                out[k] = frame.to_ndarray(format="rgb24")
+            if k == last:
+                return out, k + 1, False
+            k += 1
+        return out, k, True
+    except av.FFmpegError as e:
+        raise VideoDecodeError(path, f"cannot decode: {e}") from e
+    finally:
+        container.close()
+
+
+def decode_clip(
+    path: str,
+    num_frames: int,
+    sampling: Sampling = "middle",
+    start_sec: float | None = None,
+    end_sec: float | None = None,
+    generator: torch.Generator | None = None,
+) -> DecodedClip:
+    """Decode ``num_frames`` sampled frames of ``path`` (optionally of ``start_sec``..``end_sec``).
+
+    Raises ``VideoDecodeError`` naming the file when it is missing, corrupt, or has no frame in range.
+    """
+    path = str(path)
+    if start_sec is not None and end_sec is not None and end_sec <= start_sec:
+        raise ValueError(f"{path}: end_sec {end_sec} must be greater than start_sec {start_sec}")
+    n = _count_range_frames(path, start_sec, end_sec)
+    if n == 0:
+        raise VideoDecodeError(path, "no frames in the requested range")
+    indices = sample_indices(n, num_frames, sampling, generator)
+    got, seen, reached_end = _decode_at(path, indices, start_sec, end_sec)
+    if len(got) < len(set(indices)):
+        # The container's count was too high (truncated file, wrong metadata): the decode pass ran to the
+        # real end, so its count is exact; resample on it.
+        if not reached_end or seen == 0:
+            raise VideoDecodeError(path, "no decodable frames")
+        n = seen
+        indices = sample_indices(n, num_frames, sampling, generator)
+        got, _, _ = _decode_at(path, indices, start_sec, end_sec)
+        if len(got) < len(set(indices)):
+            raise VideoDecodeError(path, "frames changed between two decoding passes")
+    frames = torch.from_numpy(np.stack([got[i] for i in indices]))
+    return DecodedClip(frames=frames, indices=indices, num_range_frames=n)
+
+
+def read_clip(
+    path: str,
+    num_frames: int,
+    sampling: Sampling = "middle",
+    start_sec: float | None = None,
+    end_sec: float | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """The frames of ``decode_clip``: uint8 ``(T, H, W, 3)`` RGB."""
+    return decode_clip(path, num_frames, sampling, start_sec, end_sec, generator).frames
