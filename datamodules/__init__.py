@@ -9,4 +9,13 @@ Nothing here knows a model. Models and data meet in the batch, a dict with these
 - ``index``: long ``(B,)``, the sample's index in its data set; distributed samplers repeat samples to
   even out ranks, and evaluation de-duplicates by this index.
 - ``label``: long ``(B,)``, optional: the class of each clip for classification data.
+- ``mask``: uint8 ``(B, T, H, W)``, optional (present when the data names pseudo-label files, e.g. the
+  synthetic default): per-frame segment ids at the input resolution, cropped and resized (nearest) with
+  the video; 0 = no segment. Ids are per frame, not per trajectory.
+- ``graph``: long ``(B, M, T)``, with ``mask``: trajectory ``m`` is segment ``graph[b, m, t]`` of frame
+  ``t``, 0 = absent in that frame (occluded or cropped away); rows of all zeros are padding.
+
+Modules: ``video`` (PyAV decoding and frame sampling), ``transforms`` (crop / resize / normalise in torch),
+``annotations`` (JSONL / JSON / CSV readers), ``pseudo_labels`` (mask + trajectory-graph files),
+``synthetic`` (the embedded default data set), ``video_text`` (dataset, collate, ``VideoTextDataModule``).
 """

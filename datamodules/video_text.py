@@ -1,0 +1,296 @@
+"""Video-text data: the per-sample dataset, its collate function, and the LightningDataModule.
+
+With no annotation files the datamodule serves the embedded synthetic shapes set (generated once into a
+cache folder), through exactly the same reading path as real data.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Literal, Sequence
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from datamodules.annotations import AnnotationKeys, VideoTextRecord, read_video_text_annotations
+from datamodules.pseudo_labels import PseudoLabelError, load_pseudo_labels
+from datamodules.synthetic import SyntheticConfig, ensure_synthetic
+from datamodules.transforms import eval_clip_transform, train_clip_transform
+from datamodules.video import BadSampleError, decode_clip
+
+log = logging.getLogger(__name__)
+
+OnBadVideo = Literal["skip", "raise"]
+
+
+def drop_missing_trajectories(masks: torch.Tensor, graph: torch.Tensor) -> torch.Tensor:
+    """Zero graph entries whose segment id no longer occurs in that frame's mask (cropped away or
+    lost in resizing), so no trajectory claims a segment with no pixels."""
+    num_frames = masks.shape[0]
+    present = torch.zeros(num_frames, 256, dtype=torch.bool)
+    present.scatter_(1, masks.reshape(num_frames, -1).long(), True)
+    present[:, 0] = False  # id 0 is "absent", never a segment
+    keep = present[torch.arange(num_frames)[None, :], graph]  # (M, T)
+    return torch.where(keep, graph, torch.zeros_like(graph))
+
+
+class VideoTextDataset(Dataset):
+    """Clips of annotated videos, as dicts: ``video`` float ``(T, 3, S, S)``, ``text`` (a random caption
+    in training, the first otherwise), ``captions``, ``index``; plus ``mask`` uint8 ``(T, S, S)`` and
+    ``graph`` int64 ``(M, T)`` when pseudo-labels are loaded.
+
+    ``on_bad_video="skip"`` answers an unusable sample (missing or corrupt video, broken pseudo-labels)
+    with the next usable one (its own ``index``, so evaluation can still de-duplicate); ``num_skipped``
+    counts distinct skipped samples and ``skipped_paths`` keeps the first few offending files. These
+    counters are per process: with DataLoader workers each worker counts its own (each logs a warning).
+    ``"raise"`` lets the error (naming the file) through.
+    """
+
+    def __init__(
+        self,
+        records: Sequence[VideoTextRecord],
+        num_frames: int = 8,
+        image_size: int = 64,
+        train: bool = False,
+        on_bad_video: OnBadVideo = "skip",
+        load_pseudo_labels: bool = True,
+        crop_scale: tuple[float, float] = (0.8, 1.0),
+        horizontal_flip: bool = False,
+        max_reported: int = 10,
+    ) -> None:
+        if on_bad_video not in ("skip", "raise"):
+            raise ValueError(f"on_bad_video must be 'skip' or 'raise', got {on_bad_video!r}")
+        if not records:
+            raise ValueError("no records")
+        self.records = list(records)
+        self.num_frames = num_frames
+        self.image_size = image_size
+        self.train = train
+        self.on_bad_video = on_bad_video
+        self.crop_scale = crop_scale
+        self.horizontal_flip = horizontal_flip
+        self.max_reported = max_reported
+        half = [r.video for r in self.records if (r.mask is None) != (r.graph is None)]
+        if load_pseudo_labels and half:
+            raise ValueError(f"{len(half)} records name only one of mask / graph, e.g. {half[0]}")
+        with_labels = sum(r.mask is not None for r in self.records)
+        if load_pseudo_labels and 0 < with_labels < len(self.records):
+            # Mixed batches would silently lose the segmentation targets of some clips.
+            raise ValueError(
+                f"{with_labels} of {len(self.records)} records have mask and graph files; give them for all or "
+                "set load_pseudo_labels=False"
+            )
+        self.load_pseudo_labels = load_pseudo_labels and with_labels > 0
+        self.num_skipped = 0
+        self.skipped_paths: list[str] = []
+        self._bad: set[int] = set()
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def load(self, index: int) -> dict[str, Any]:
+        """One sample, or a ``BadSampleError`` naming the file that prevents it."""
+        rec = self.records[index]
+        clip = decode_clip(
+            rec.video, self.num_frames, "random" if self.train else "middle", rec.start_sec, rec.end_sec
+        )
+        masks = graph = None
+        if self.load_pseudo_labels:
+            masks_np, graph_np = load_pseudo_labels(rec.mask, rec.graph)
+            if masks_np.shape[0] != clip.num_range_frames:
+                raise PseudoLabelError(
+                    rec.mask, f"has {masks_np.shape[0]} frames, the video ({rec.video}) has {clip.num_range_frames}"
+                )
+            masks = torch.from_numpy(masks_np[clip.indices])
+            graph = torch.from_numpy(graph_np[:, clip.indices])
+        if self.train:
+            video, masks = train_clip_transform(
+                clip.frames, self.image_size, self.crop_scale, self.horizontal_flip, masks
+            )
+            text = rec.captions[int(torch.randint(len(rec.captions), (1,)))]
+        else:
+            video, masks = eval_clip_transform(clip.frames, self.image_size, masks)
+            text = rec.captions[0]
+        sample = {"video": video, "text": text, "captions": list(rec.captions), "index": index}
+        if masks is not None:
+            sample["mask"] = masks
+            sample["graph"] = drop_missing_trajectories(masks, graph)
+        return sample
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if self.on_bad_video == "raise":
+            return self.load(index)
+        n = len(self)
+        for step in range(n):
+            i = (index + step) % n
+            if i in self._bad:
+                continue
+            try:
+                return self.load(i)
+            except BadSampleError as e:
+                self._note_bad(i, e)
+        raise RuntimeError(f"none of the {n} samples could be loaded; first bad files: {self.skipped_paths}")
+
+    def _note_bad(self, index: int, error: BadSampleError) -> None:
+        self._bad.add(index)
+        self.num_skipped += 1
+        if len(self.skipped_paths) < self.max_reported:
+            self.skipped_paths.append(error.path)
+        log.warning("skipping sample %d: %s", index, error)
+
+
+def collate_video_text(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack samples into the batch of the data contract (see ``datamodules``); trajectory graphs of
+    different lengths are padded with absent (0) rows."""
+    batch: dict[str, Any] = {
+        "video": torch.stack([s["video"] for s in samples]),
+        "text": [s["text"] for s in samples],
+        "captions": [s["captions"] for s in samples],
+        "index": torch.tensor([s["index"] for s in samples], dtype=torch.long),
+    }
+    if "mask" in samples[0]:
+        batch["mask"] = torch.stack([s["mask"] for s in samples])
+        num_traj = max(s["graph"].shape[0] for s in samples)
+        graph = torch.zeros(len(samples), num_traj, samples[0]["graph"].shape[1], dtype=torch.long)
+        for b, s in enumerate(samples):
+            graph[b, : s["graph"].shape[0]] = s["graph"]
+        batch["graph"] = graph
+    return batch
+
+
+class VideoTextDataModule(L.LightningDataModule):
+    """Video-text retrieval / contrastive data from annotation files, or the synthetic default.
+
+    Args:
+        root: folder that video (and pseudo-label) paths in the annotations are relative to; default:
+            each annotation file's own folder.
+        train_annotations, val_annotations, test_annotations: JSONL / JSON / CSV files. When all three
+            are None the embedded synthetic set is used (generated on first use into ``cache_dir``).
+            predict uses the test set.
+        num_frames, image_size: frames per clip and square side of the model input.
+        batch_size, eval_batch_size: per-process batch sizes (eval defaults to ``batch_size``).
+        num_workers: DataLoader worker processes.
+        on_bad_video: "skip" replaces unusable samples by the next usable one (counted on the datasets);
+            "raise" fails with the file's path.
+        load_pseudo_labels: add ``mask`` / ``graph`` to batches when the annotations name those files.
+        crop_scale: area range of the random resized crop in training (1.0, 1.0 disables cropping).
+        horizontal_flip: off by default, since it reverses "left"/"right" in the pixels but not the text.
+        video_key, caption_key, start_key, end_key, mask_key, graph_key: annotation key names.
+        cache_dir: synthetic cache; default ``$TRAJTOK_CACHE/synthetic`` or ``~/.cache/trajtok/synthetic``.
+        synthetic_seed, synthetic_train, synthetic_val, synthetic_test: the synthetic set's seed and sizes.
+    """
+
+    def __init__(
+        self,
+        root: str | None = None,
+        train_annotations: str | None = None,
+        val_annotations: str | None = None,
+        test_annotations: str | None = None,
+        num_frames: int = 8,
+        image_size: int = 64,
+        batch_size: int = 32,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        on_bad_video: OnBadVideo = "skip",
+        load_pseudo_labels: bool = True,
+        crop_scale: tuple[float, float] = (0.8, 1.0),
+        horizontal_flip: bool = False,
+        video_key: str = "video",
+        caption_key: str = "caption",
+        start_key: str = "start",
+        end_key: str = "end",
+        mask_key: str = "mask",
+        graph_key: str = "graph",
+        cache_dir: str | None = None,
+        synthetic_seed: int = 0,
+        synthetic_train: int = 768,
+        synthetic_val: int = 96,
+        synthetic_test: int = 128,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        if on_bad_video not in ("skip", "raise"):
+            raise ValueError(f"on_bad_video must be 'skip' or 'raise', got {on_bad_video!r}")
+        self.root = root
+        self.annotations = {"train": train_annotations, "val": val_annotations, "test": test_annotations}
+        self.synthetic = all(v is None for v in self.annotations.values())
+        self.synthetic_config = SyntheticConfig(
+            seed=synthetic_seed, train=synthetic_train, val=synthetic_val, test=synthetic_test
+        )
+        self.cache_dir = cache_dir
+        self.keys = AnnotationKeys(video_key, caption_key, start_key, end_key, mask_key, graph_key)
+        self.num_frames = num_frames
+        self.image_size = image_size
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.num_workers = num_workers
+        self.on_bad_video = on_bad_video
+        self.load_pseudo_labels = load_pseudo_labels
+        self.crop_scale = tuple(crop_scale)
+        self.horizontal_flip = horizontal_flip
+        self.datasets: dict[str, VideoTextDataset] = {}
+
+    def prepare_data(self) -> None:
+        """Generate the synthetic set if it is used and missing (Lightning calls this on one process
+        per node; generation is atomic anyway)."""
+        if self.synthetic:
+            ensure_synthetic(self.cache_dir, self.synthetic_config)
+
+    def annotation_path(self, split: str) -> str | None:
+        """The annotation file of a split (for the synthetic set: in its cache folder)."""
+        if self.synthetic:
+            return os.path.join(ensure_synthetic(self.cache_dir, self.synthetic_config), f"{split}.jsonl")
+        return self.annotations[split]
+
+    def setup(self, stage: str | None = None) -> None:
+        wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
+        for split in wanted.get(stage, ("train", "val", "test")):
+            path = self.annotation_path(split)
+            if path is None or split in self.datasets:
+                continue
+            records = read_video_text_annotations(path, None if self.synthetic else self.root, self.keys)
+            self.datasets[split] = VideoTextDataset(
+                records,
+                num_frames=self.num_frames,
+                image_size=self.image_size,
+                train=split == "train",
+                on_bad_video=self.on_bad_video,
+                load_pseudo_labels=self.load_pseudo_labels,
+                crop_scale=self.crop_scale,
+                horizontal_flip=self.horizontal_flip,
+            )
+
+    def _loader(self, split: str, train: bool) -> DataLoader:
+        if split not in self.datasets:
+            self.setup({"train": "fit", "val": "validate", "test": "test"}[split])
+        if split not in self.datasets:
+            raise ValueError(f"no {split} data: set {split}_annotations")
+        dataset = self.datasets[split]
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size if train else self.eval_batch_size,
+            shuffle=train,
+            # Contrastive losses want full batches; a tiny last batch gives a noisy, easy step.
+            drop_last=train and len(dataset) >= self.batch_size,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            collate_fn=collate_video_text,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> DataLoader | list:
+        # No validation set is allowed: Lightning skips validation for an empty list of loaders.
+        if self.annotation_path("val") is None:
+            return []
+        return self._loader("val", train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", train=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("test", train=False)
+
