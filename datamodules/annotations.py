@@ -139,7 +139,8 @@ def _json_rows(path: str) -> list[tuple[int, Any]]:
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: not valid JSON at line {e.lineno}: {e.msg}") from e
     if not isinstance(data, list):
-        raise ValueError(f"{path}: expected a JSON list of rows, got {type(data).__name__}")
+        # A malformed file, like every other one here: ValueError, not TypeError.
+        raise ValueError(f"{path}: expected a JSON list of rows, got {type(data).__name__}")  # noqa: TRY004
     return list(enumerate(data, start=1))
 
 

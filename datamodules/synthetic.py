@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import shutil
 import tempfile
@@ -435,8 +434,7 @@ def write_split(out_dir: str, split: str, specs: list[ClipSpec], cfg: SyntheticC
              "group": spec.group, "objects": objects}
         )
     with open(os.path.join(out_dir, f"{split}.jsonl"), "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row) + "\n")
+        f.writelines(json.dumps(row) + "\n" for row in rows)
 
 
 def generate(out_dir: str, cfg: SyntheticConfig = SyntheticConfig()) -> dict[str, str]:

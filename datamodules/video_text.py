@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Literal, Sequence
+from collections.abc import Sequence
+from typing import Any, Literal
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from datamodules.annotations import AnnotationKeys, VideoTextRecord, read_video_text_annotations
+from datamodules.annotations import (
+    AnnotationKeys,
+    VideoTextRecord,
+    read_video_text_annotations,
+)
 from datamodules.pseudo_labels import PseudoLabelError, load_pseudo_labels
 from datamodules.synthetic import SyntheticConfig, ensure_synthetic
 from datamodules.transforms import eval_clip_transform, train_clip_transform

@@ -8,7 +8,11 @@ import os
 import numpy as np
 import pytest
 
-from datamodules.annotations import AnnotationKeys, VideoTextRecord, read_video_text_annotations
+from datamodules.annotations import (
+    AnnotationKeys,
+    VideoTextRecord,
+    read_video_text_annotations,
+)
 from datamodules.pseudo_labels import (
     PseudoLabelError,
     load_pseudo_labels,

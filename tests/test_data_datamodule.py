@@ -10,10 +10,14 @@ from jsonargparse import ArgumentError, ArgumentParser
 
 from datamodules.synthetic import SyntheticConfig
 from datamodules.transforms import IMAGENET_MEAN, IMAGENET_STD
-from datamodules.video_text import VideoTextDataModule, collate_video_text, drop_missing_trajectories
+from datamodules.video_text import (
+    VideoTextDataModule,
+    collate_video_text,
+    drop_missing_trajectories,
+)
 
 MSRVTT = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "msrvtt24")
-SMALL = dict(synthetic_train=8, synthetic_val=4, synthetic_test=4, num_frames=8, image_size=32, batch_size=4)
+SMALL = {"synthetic_train": 8, "synthetic_val": 4, "synthetic_test": 4, "num_frames": 8, "image_size": 32, "batch_size": 4}
 
 
 @pytest.fixture(scope="module")

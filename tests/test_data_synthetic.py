@@ -6,7 +6,7 @@ from __future__ import annotations
 import filecmp
 import json
 import os
-import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -194,21 +194,9 @@ def test_backgrounds_are_muted_and_vary():
 
 def test_ensure_synthetic_is_atomic_and_cached(tmp_path, monkeypatch):
     cfg = SyntheticConfig(seed=1, train=4, val=2, test=2, frame_size=32, num_frames=8)
-    results: list[str] = []
-    errors: list[BaseException] = []
-
-    def run():
-        try:
-            results.append(ensure_synthetic(str(tmp_path), cfg))
-        except BaseException as e:  # handed to the main thread, which fails the test with it
-            errors.append(e)
-
-    threads = [threading.Thread(target=run) for _ in range(3)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    assert not errors, errors
+    # Three concurrent callers; result() re-raises any error of a worker here.
+    with ThreadPoolExecutor(3) as pool:
+        results = [f.result() for f in [pool.submit(ensure_synthetic, str(tmp_path), cfg) for _ in range(3)]]
     final = os.path.join(str(tmp_path), cfg.name())
     assert results == [final] * 3
     assert os.listdir(str(tmp_path)) == [cfg.name()]  # no temporary folders left behind

@@ -7,6 +7,7 @@ brightness says which source frame was sampled.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import av
 import numpy as np
@@ -144,7 +145,7 @@ def test_missing_corrupt_and_empty_files_raise_naming_the_file(tmp_path):
 
     good = write_video(tmp_path / "good.mp4", 16)
     truncated = tmp_path / "truncated.mp4"
-    truncated.write_bytes(open(good, "rb").read()[:300])
+    truncated.write_bytes(Path(good).read_bytes()[:300])
     with pytest.raises(VideoDecodeError, match="truncated.mp4"):
         read_clip(str(truncated), 4)
 
@@ -172,7 +173,7 @@ def test_index_promising_more_frames_than_the_file_holds(tmp_path):
     # faststart puts the index (16 frames) first; cutting the tail leaves fewer decodable frames, and
     # sampling must spread over the frames that really decode.
     path = write_video(tmp_path / "fs.mp4", 16, container_options={"movflags": "faststart"})
-    data = open(path, "rb").read()
+    data = Path(path).read_bytes()
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(data[: len(data) // 2])
     with av.open(str(cut)) as c:
