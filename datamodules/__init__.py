@@ -19,3 +19,7 @@ Modules: ``video`` (PyAV decoding and frame sampling), ``transforms`` (crop / re
 ``annotations`` (JSONL / JSON / CSV readers), ``pseudo_labels`` (mask + trajectory-graph files),
 ``synthetic`` (the embedded default data set), ``video_text`` (dataset, collate, ``VideoTextDataModule``).
 """
+
+from datamodules.video_text import VideoTextDataModule, VideoTextDataset, collate_video_text
+
+__all__ = ["VideoTextDataModule", "VideoTextDataset", "collate_video_text"]
