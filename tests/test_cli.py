@@ -1,0 +1,79 @@
+"""The ``trajtok`` entry point, run as a user runs it: a subprocess on the real configs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
+TRAJTOK = str(Path(sys.executable).with_name("trajtok"))
+SMALL_DATA = [
+    "--data.init_args.synthetic_train=16",
+    "--data.init_args.synthetic_val=8",
+    "--data.init_args.synthetic_test=8",
+    "--data.init_args.batch_size=4",
+    "--data.init_args.num_workers=0",
+]
+
+
+def run(args: list[str], cwd: Path, cache: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TRAJTOK_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([TRAJTOK, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.stem)
+def test_fast_dev_run_of_each_config(config, tmp_path, cache):
+    result = run(["fit", "--config", str(config), "--trainer.fast_dev_run=true", *SMALL_DATA], tmp_path, cache)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_print_config_resolves_the_yaml(tmp_path, cache):
+    result = run(["fit", "--config", str(ROOT / "configs/clip.yaml"), "--print_config"], tmp_path, cache)
+    assert result.returncode == 0, result.stderr[-3000:]
+    config = yaml.safe_load(result.stdout)
+    assert config["model"]["tokenizer"]["class_path"] == "trajtok.tokenizer.TrajTok"
+    assert config["model"]["head"]["init_args"]["width"] == 192
+    assert config["model"]["lr"] == pytest.approx(1e-3)
+
+
+@pytest.mark.parametrize(
+    "override, named",
+    [
+        (["--model.learning_rate=0.1"], "learning_rate"),
+        (["--model.lr=fast"], "lr"),
+        (["--model.tokenizer.init_args.num_slotz=4"], "num_slotz"),
+        (["--model.tokenizer.init_args.subtokens=[3]"], "subtokens"),
+        (["--data.init_args.on_bad_video=ignore"], "on_bad_video"),
+    ],
+)
+def test_bad_config_fails_before_training_naming_the_key(override, named, tmp_path, cache):
+    result = run(["fit", "--config", str(ROOT / "configs/clip.yaml"), *SMALL_DATA, *override], tmp_path, cache)
+    assert result.returncode != 0
+    assert named in result.stderr
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*.ckpt"))
+
+
+def test_fit_twice_then_test_prints_the_retrieval_table(tmp_path, cache):
+    short = ["--trainer.max_steps=2", "--trainer.limit_val_batches=1", "--trainer.max_epochs=1", *SMALL_DATA]
+    config = str(ROOT / "configs/clip.yaml")
+    for _ in range(2):  # re-running into the same folder must not trip over the saved config
+        result = run(["fit", "--config", config, *short], tmp_path, cache)
+        assert result.returncode == 0, result.stderr[-3000:]
+    checkpoint = tmp_path / "runs/clip/checkpoints/last.ckpt"
+    assert checkpoint.exists()
+    result = run(["test", "--config", config, *SMALL_DATA, f"--ckpt_path={checkpoint}"], tmp_path, cache)
+    assert result.returncode == 0, result.stderr[-3000:]
+    output = result.stdout + result.stderr
+    assert "Retrieval (test)" in output
+    assert "t2v" in output and "v2t" in output
