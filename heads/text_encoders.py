@@ -1,0 +1,202 @@
+"""Text encoders for the CLIP head: texts in, one pooled (not normalised) vector per text out.
+
+Every encoder is a :class:`TextEncoder`: ``forward(texts: list[str]) -> (B, out_dim)``. Tokenisation
+runs on the CPU and the ids then move to the module's device, so the head just passes strings.
+Two kinds: :class:`ByteTextEncoder`, a small byte-level transformer trained from scratch (the offline
+default: no vocabulary file, no download), and :class:`HFTextEncoder`, any transformers encoder by hub
+id or local path (BERT-base is what TrajViT2 uses).
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class TextEncoder(nn.Module):
+    """The interface: ``forward(texts) -> (B, out_dim)`` pooled features, and ``out_dim``.
+
+    Annotate a head's argument with this type so that a yaml can pick any subclass by ``class_path``.
+    """
+
+    @property
+    def out_dim(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def forward(self, texts: list[str]) -> Tensor:
+        raise NotImplementedError
+
+
+class _Block(nn.Module):
+    """Pre-norm transformer block; attention masks padded keys."""
+
+    def __init__(self, width: int, heads: int, mlp_ratio: float, dropout: float) -> None:
+        super().__init__()
+        self.heads, self.dropout = heads, dropout
+        self.norm1 = nn.LayerNorm(width)
+        self.qkv = nn.Linear(width, 3 * width)
+        self.proj = nn.Linear(width, width)
+        self.norm2 = nn.LayerNorm(width)
+        hidden = int(width * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, width), nn.Dropout(dropout))
+
+    def forward(self, x: Tensor, attn_mask: Tensor) -> Tensor:
+        """``x (B, L, W)``; ``attn_mask (B, 1, 1, L)`` bool, True where a key may be attended to."""
+        b, n, w = x.shape
+        q, k, v = self.qkv(self.norm1(x)).view(b, n, 3, self.heads, w // self.heads).permute(2, 0, 3, 1, 4)
+        drop = self.dropout if self.training else 0.0
+        attn = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=drop)
+        x = x + F.dropout(self.proj(attn.transpose(1, 2).reshape(b, n, w)), drop, self.training)
+        return x + self.mlp(self.norm2(x))
+
+
+class ByteTextEncoder(TextEncoder):
+    """A small transformer over UTF-8 bytes: any language, no vocabulary file, nothing to download.
+
+    Tokens: ``[BOS] bytes [EOS]``, bytes truncated to ``max_length - 2`` so that the EOS is always
+    present; batches are padded to their longest text. Bidirectional attention with padded keys masked,
+    learned positional embeddings, pre-norm blocks, a final LayerNorm.
+
+    Pooled at the EOS token, as CLIP's text tower: attention learns which bytes matter for the
+    summary, whereas a mean over valid bytes weighs every byte of every word alike, and a caption is
+    mostly letters inside words. Because padded keys are masked, a text's embedding does not depend on
+    what it is batched with.
+
+    Args:
+        width: model width, and ``out_dim``.
+        depth: number of transformer blocks.
+        heads: attention heads (must divide ``width``).
+        max_length: maximum tokens per text, BOS and EOS included.
+        mlp_ratio: hidden width of the MLP over ``width``.
+        dropout: dropout on attention and residual branches.
+    """
+
+    PAD, BOS, EOS = 0, 1, 2
+    OFFSET = 3  # byte b has id b + OFFSET
+    VOCAB_SIZE = 256 + OFFSET
+
+    def __init__(
+        self,
+        width: int = 256,
+        depth: int = 4,
+        heads: int = 4,
+        max_length: int = 77,
+        mlp_ratio: float = 4.0,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if width % heads:
+            raise ValueError(f"heads ({heads}) must divide width ({width})")
+        if max_length < 3:
+            raise ValueError("max_length must leave room for BOS, one byte and EOS")
+        self.width, self.max_length = width, max_length
+        self.token_embedding = nn.Embedding(self.VOCAB_SIZE, width)
+        self.positional_embedding = nn.Parameter(torch.empty(max_length, width))
+        self.blocks = nn.ModuleList(_Block(width, heads, mlp_ratio, dropout) for _ in range(depth))
+        self.norm = nn.LayerNorm(width)
+        nn.init.normal_(self.token_embedding.weight, std=0.02)
+        nn.init.normal_(self.positional_embedding, std=0.01)
+
+    @property
+    def out_dim(self) -> int:
+        return self.width
+
+    def tokenize(self, texts: list[str]) -> tuple[Tensor, Tensor]:
+        """``(ids (B, L), lengths (B,))`` on the CPU, L the longest tokenised text in the batch."""
+        seqs = [
+            torch.tensor(
+                [self.BOS, *(b + self.OFFSET for b in t.encode("utf-8")[: self.max_length - 2]), self.EOS]
+            )
+            for t in texts
+        ]
+        lengths = torch.tensor([len(s) for s in seqs])
+        ids = nn.utils.rnn.pad_sequence(seqs, batch_first=True, padding_value=self.PAD)
+        return ids, lengths
+
+    def forward(self, texts: list[str]) -> Tensor:
+        if not texts:
+            raise ValueError("no texts to encode")
+        ids, lengths = self.tokenize(list(texts))
+        ids, lengths = ids.to(self.device), lengths.to(self.device)
+        valid = torch.arange(ids.shape[1], device=ids.device)[None, :] < lengths[:, None]  # (B, L)
+        x = self.token_embedding(ids) + self.positional_embedding[: ids.shape[1]]
+        mask = valid[:, None, None, :]
+        for block in self.blocks:
+            x = block(x, mask)
+        x = self.norm(x)
+        return x[torch.arange(x.shape[0], device=x.device), lengths - 1]  # the EOS token
+
+
+class HFTextEncoder(TextEncoder):
+    """Any transformers text encoder (``AutoModel`` + ``AutoTokenizer``) by hub id or local folder.
+
+    A path that exists on disk is loaded with ``local_files_only=True``, so no hub request is made;
+    otherwise the id goes to the hub as usual (``HF_HUB_OFFLINE=1`` makes that use the cache only).
+    Meant for encoder-only models (BERT, RoBERTa, MiniLM, ...) whose output has ``last_hidden_state``.
+
+    Args:
+        name_or_path: hub id (``bert-base-uncased``) or a folder written by ``save_pretrained``.
+        pooling: ``cls``, the first token (BERT's, and TrajViT2's, choice), or ``mean`` over non-padding
+            tokens (what sentence-transformers models such as MiniLM were trained with).
+        max_length: tokens per text after truncation (77, as CLIP and TrajViT2).
+        freeze: keep the weights fixed: no gradients, no dropout, forward under ``no_grad``.
+        trust_remote_code: allow models whose code ships with the checkpoint.
+    """
+
+    def __init__(
+        self,
+        name_or_path: str,
+        pooling: Literal["cls", "mean"] = "cls",
+        max_length: int = 77,
+        freeze: bool = False,
+        trust_remote_code: bool = False,
+    ) -> None:
+        super().__init__()
+        from transformers import AutoModel, AutoTokenizer  # heavy import, only when used
+
+        if pooling not in ("cls", "mean"):
+            raise ValueError(f"pooling must be 'cls' or 'mean', got {pooling!r}")
+        kwargs = dict(trust_remote_code=trust_remote_code)
+        if Path(name_or_path).expanduser().exists():
+            name_or_path = str(Path(name_or_path).expanduser())
+            kwargs["local_files_only"] = True
+        self.tokenizer = AutoTokenizer.from_pretrained(name_or_path, **kwargs)
+        self.model = AutoModel.from_pretrained(name_or_path, **kwargs)
+        self.pooling, self.max_length, self.freeze = pooling, max_length, freeze
+        if freeze:
+            self.model.requires_grad_(False)
+            self.model.eval()
+
+    @property
+    def out_dim(self) -> int:
+        config = self.model.config
+        return getattr(config, "hidden_size", None) or config.d_model
+
+    def train(self, mode: bool = True) -> HFTextEncoder:
+        super().train(mode)
+        if self.freeze:  # a frozen encoder keeps dropout off even while the rest of the model trains
+            self.model.eval()
+        return self
+
+    def forward(self, texts: list[str]) -> Tensor:
+        if not texts:
+            raise ValueError("no texts to encode")
+        batch = self.tokenizer(
+            list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+        )
+        batch = {k: v.to(self.device) for k, v in batch.items()}
+        with torch.no_grad() if self.freeze else nullcontext():
+            hidden = self.model(**batch).last_hidden_state  # (B, L, D)
+        if self.pooling == "cls":
+            return hidden[:, 0]
+        keep = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        return (hidden * keep).sum(dim=1) / keep.sum(dim=1).clamp(min=1)
