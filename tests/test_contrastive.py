@@ -185,3 +185,14 @@ def test_logit_scale_gets_gradient_at_bound() -> None:
     ls().backward()
     assert ls.log_scale.grad.item() == pytest.approx(1000.0, rel=1e-5)
     assert not LogitScale(learnable=False).log_scale.requires_grad
+
+
+def test_logit_scale_built_from_yaml() -> None:
+    import yaml
+    from jsonargparse import ArgumentParser
+
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_argument("--scale", type=LogitScale)
+    config = {"scale": {"class_path": "heads.contrastive.LogitScale", "init_args": {"init_temperature": 0.05}}}
+    scale = parser.instantiate_classes(parser.parse_string(yaml.safe_dump(config))).scale
+    assert scale().item() == pytest.approx(20.0, rel=1e-6)

@@ -135,3 +135,24 @@ def test_minilm_from_package_offline() -> None:
     sim = emb @ emb.T
     assert sim[0, 1] > sim[0, 2] + 0.3 and sim[0, 1] > sim[0, 3] + 0.3
     assert sim[0, 1] > 0.5
+
+
+def test_built_from_yaml_by_class_path(tmp_path) -> None:
+    # How LightningCLI builds them: a TextEncoder-typed argument, class_path + init_args from yaml.
+    import yaml
+    from jsonargparse import ArgumentParser
+
+    write_tiny_bert(tmp_path)
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_argument("--encoder", type=TextEncoder)
+
+    def build(class_name: str, init_args: dict) -> TextEncoder:
+        config = {"encoder": {"class_path": f"heads.text_encoders.{class_name}", "init_args": init_args}}
+        return parser.instantiate_classes(parser.parse_string(yaml.safe_dump(config))).encoder
+
+    byte = build("ByteTextEncoder", {"width": 48, "depth": 1, "heads": 3})
+    assert isinstance(byte, ByteTextEncoder) and byte.out_dim == 48 and len(byte.blocks) == 1
+    hf = build("HFTextEncoder", {"name_or_path": str(tmp_path), "pooling": "mean", "freeze": True})
+    assert hf.out_dim == 32 and hf.pooling == "mean" and hf.freeze
+    with pytest.raises(Exception, match="pooling"):
+        build("HFTextEncoder", {"name_or_path": str(tmp_path), "pooling": "max"})
