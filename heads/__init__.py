@@ -1,0 +1,17 @@
+"""Heads: the uses of TrajTok. Each is a ``Head`` registered under a short name."""
+
+from heads.base import Head, create_head, get_head_class, list_heads, register_head
+from heads.clip import ClipHead
+from heads.text_encoders import ByteTextEncoder, HFTextEncoder, TextEncoder
+
+__all__ = [
+    "ByteTextEncoder",
+    "ClipHead",
+    "HFTextEncoder",
+    "Head",
+    "TextEncoder",
+    "create_head",
+    "get_head_class",
+    "list_heads",
+    "register_head",
+]

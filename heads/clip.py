@@ -13,7 +13,7 @@ from torchmetrics.utilities import dim_zero_cat
 from heads.base import Head, register_head
 from heads.contrastive import LogitScale, clip_loss
 from heads.retrieval import VIDEO_TEMPLATES, deduplicate, retrieval_metrics, topk_accuracy, zero_shot_weights
-from heads.text_encoders import ByteTextEncoder
+from heads.text_encoders import ByteTextEncoder, TextEncoder
 from heads.transformer import Transformer
 from trajtok.tokens import TrajectoryTokens
 
@@ -70,7 +70,7 @@ class ClipHead(Head):
         depth: int = 4,
         heads: int = 4,
         embed_dim: int = 128,
-        text_encoder: nn.Module | None = None,
+        text_encoder: TextEncoder | None = None,
         init_temperature: float = 0.07,
         classnames: list[str] | None = None,
         templates: list[str] | None = None,
