@@ -124,4 +124,5 @@ class LogitScale(nn.Module):
         return math.exp(-min(max(self.log_scale.item(), self.min_log_scale), self.max_log_scale))
 
     def extra_repr(self) -> str:
-        return f"temperature={self.temperature:.4g}, range=[{math.exp(-self.max_log_scale):g}, {math.exp(-self.min_log_scale):g}]"
+        low, high = math.exp(-self.max_log_scale), math.exp(-self.min_log_scale)
+        return f"temperature={self.temperature:.4g}, range=[{low:g}, {high:g}]"

@@ -161,11 +161,12 @@ class HFTextEncoder(TextEncoder):
         trust_remote_code: bool = False,
     ) -> None:
         super().__init__()
-        from transformers import AutoModel, AutoTokenizer  # heavy import, only when used
+        # A heavy import, paid only when this encoder is used.
+        from transformers import AutoModel, AutoTokenizer
 
         if pooling not in ("cls", "mean"):
             raise ValueError(f"pooling must be 'cls' or 'mean', got {pooling!r}")
-        kwargs = dict(trust_remote_code=trust_remote_code)
+        kwargs = {"trust_remote_code": trust_remote_code}
         if Path(name_or_path).expanduser().exists():
             name_or_path = str(Path(name_or_path).expanduser())
             kwargs["local_files_only"] = True

@@ -195,7 +195,9 @@ def test_topk_accuracy_matches_loop() -> None:
     g = torch.Generator().manual_seed(0)
     logits = torch.randint(0, 4, (50, 10), generator=g).float()
     labels = torch.randint(0, 10, (50,), generator=g)
-    ranks = [1 + sum(int(logits[i, c] >= logits[i, labels[i]]) for c in range(10) if c != labels[i]) for i in range(50)]
+    ranks = [
+        1 + sum(int(logits[i, c] >= logits[i, labels[i]]) for c in range(10) if c != labels[i]) for i in range(50)
+    ]
     acc = topk_accuracy(logits, labels, ks=(1, 5))
     assert acc["top1"] == pytest.approx(100 * np.mean(np.asarray(ranks) <= 1))
     assert acc["top5"] == pytest.approx(100 * np.mean(np.asarray(ranks) <= 5))

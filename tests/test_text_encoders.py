@@ -148,7 +148,8 @@ def test_built_from_yaml_by_class_path(tmp_path) -> None:
 
     def build(class_name: str, init_args: dict) -> TextEncoder:
         config = {"encoder": {"class_path": f"heads.text_encoders.{class_name}", "init_args": init_args}}
-        return parser.instantiate_classes(parser.parse_string(yaml.safe_dump(config))).encoder
+        instantiate = getattr(parser, "instantiate", None) or parser.instantiate_classes  # renamed in 4.49
+        return instantiate(parser.parse_string(yaml.safe_dump(config))).encoder
 
     byte = build("ByteTextEncoder", {"width": 48, "depth": 1, "heads": 3})
     assert isinstance(byte, ByteTextEncoder) and byte.out_dim == 48 and len(byte.blocks) == 1
