@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
+
+from heads.transformer import Transformer
 
 
 class TextEncoder(nn.Module):
@@ -34,29 +35,6 @@ class TextEncoder(nn.Module):
 
     def forward(self, texts: list[str]) -> Tensor:
         raise NotImplementedError
-
-
-class _Block(nn.Module):
-    """Pre-norm transformer block; attention masks padded keys."""
-
-    def __init__(self, width: int, heads: int, mlp_ratio: float, dropout: float) -> None:
-        super().__init__()
-        self.heads, self.dropout = heads, dropout
-        self.norm1 = nn.LayerNorm(width)
-        self.qkv = nn.Linear(width, 3 * width)
-        self.proj = nn.Linear(width, width)
-        self.norm2 = nn.LayerNorm(width)
-        hidden = int(width * mlp_ratio)
-        self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, width), nn.Dropout(dropout))
-
-    def forward(self, x: Tensor, attn_mask: Tensor) -> Tensor:
-        """``x (B, L, W)``; ``attn_mask (B, 1, 1, L)`` bool, True where a key may be attended to."""
-        b, n, w = x.shape
-        q, k, v = self.qkv(self.norm1(x)).view(b, n, 3, self.heads, w // self.heads).permute(2, 0, 3, 1, 4)
-        drop = self.dropout if self.training else 0.0
-        attn = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=drop)
-        x = x + F.dropout(self.proj(attn.transpose(1, 2).reshape(b, n, w)), drop, self.training)
-        return x + self.mlp(self.norm2(x))
 
 
 class ByteTextEncoder(TextEncoder):
@@ -101,8 +79,7 @@ class ByteTextEncoder(TextEncoder):
         self.width, self.max_length = width, max_length
         self.token_embedding = nn.Embedding(self.VOCAB_SIZE, width)
         self.positional_embedding = nn.Parameter(torch.empty(max_length, width))
-        self.blocks = nn.ModuleList(_Block(width, heads, mlp_ratio, dropout) for _ in range(depth))
-        self.norm = nn.LayerNorm(width)
+        self.transformer = Transformer(width, depth, heads, mlp_ratio, dropout)
         nn.init.normal_(self.token_embedding.weight, std=0.02)
         nn.init.normal_(self.positional_embedding, std=0.01)
 
@@ -129,10 +106,7 @@ class ByteTextEncoder(TextEncoder):
         ids, lengths = ids.to(self.device), lengths.to(self.device)
         valid = torch.arange(ids.shape[1], device=ids.device)[None, :] < lengths[:, None]  # (B, L)
         x = self.token_embedding(ids) + self.positional_embedding[: ids.shape[1]]
-        mask = valid[:, None, None, :]
-        for block in self.blocks:
-            x = block(x, mask)
-        x = self.norm(x)
+        x = self.transformer(x, valid)
         return x[torch.arange(x.shape[0], device=x.device), lengths - 1]  # the EOS token
 
 

@@ -10,33 +10,36 @@ from torch import nn
 class Block(nn.Module):
     """Pre-norm self-attention and MLP, each residual."""
 
-    def __init__(self, width: int, heads: int, mlp_ratio: float = 4.0):
+    def __init__(self, width: int, heads: int, mlp_ratio: float = 4.0, dropout: float = 0.0):
         super().__init__()
         if width % heads:
             raise ValueError(f"width={width} must be divisible by heads={heads}")
-        self.heads = heads
+        self.heads, self.dropout = heads, dropout
         self.norm_attn = nn.LayerNorm(width)
         self.qkv = nn.Linear(width, 3 * width)
         self.proj = nn.Linear(width, width)
         self.norm_mlp = nn.LayerNorm(width)
         hidden = int(width * mlp_ratio)
-        self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, width))
+        self.mlp = nn.Sequential(
+            nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, width), nn.Dropout(dropout)
+        )
 
     def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
         """``x (B, L, W)``; ``keep (B, L)`` bool marks the keys that may be attended to."""
         q, k, v = self.qkv(self.norm_attn(x)).unflatten(-1, (3, self.heads, -1)).permute(2, 0, 3, 1, 4)
         mask = None if keep is None else keep[:, None, None, :]
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        x = x + self.proj(out.transpose(1, 2).flatten(2))
+        drop = self.dropout if self.training else 0.0
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)
+        x = x + F.dropout(self.proj(out.transpose(1, 2).flatten(2)), drop, self.training)
         return x + self.mlp(self.norm_mlp(x))
 
 
 class Transformer(nn.Module):
     """A stack of ``Block`` with a final LayerNorm."""
 
-    def __init__(self, width: int, depth: int, heads: int, mlp_ratio: float = 4.0):
+    def __init__(self, width: int, depth: int, heads: int, mlp_ratio: float = 4.0, dropout: float = 0.0):
         super().__init__()
-        self.blocks = nn.ModuleList(Block(width, heads, mlp_ratio) for _ in range(depth))
+        self.blocks = nn.ModuleList(Block(width, heads, mlp_ratio, dropout) for _ in range(depth))
         self.norm = nn.LayerNorm(width)
 
     def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:

@@ -152,7 +152,7 @@ def test_built_from_yaml_by_class_path(tmp_path) -> None:
         return instantiate(parser.parse_string(yaml.safe_dump(config))).encoder
 
     byte = build("ByteTextEncoder", {"width": 48, "depth": 1, "heads": 3})
-    assert isinstance(byte, ByteTextEncoder) and byte.out_dim == 48 and len(byte.blocks) == 1
+    assert isinstance(byte, ByteTextEncoder) and byte.out_dim == 48 and len(byte.transformer.blocks) == 1
     hf = build("HFTextEncoder", {"name_or_path": str(tmp_path), "pooling": "mean", "freeze": True})
     assert hf.out_dim == 32 and hf.pooling == "mean" and hf.freeze
     with pytest.raises(Exception, match="pooling"):
