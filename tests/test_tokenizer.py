@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from trajtok.tokenizer import ConvPyramid, HFBackbone, Segmenter, TrajTok, create_tokenizer, list_presets
-from trajtok.tokenizer.attention import dense_masked_attention, segment_attention, trajectory_mask
+from trajtok.tokenizer.attention import SegmentLayout, dense_masked_attention, segment_attention, trajectory_mask
 from trajtok.tokenizer.trajectory_encoder import TrajectoryEncoder
 from trajtok.tokens import TrajectoryTokens
 
@@ -51,9 +51,10 @@ def _attention_inputs(batch, slots, n, patches, heads=2, head_dim=8, labels=None
     return tensors, labels
 
 
+@pytest.mark.parametrize("sparse", [True, False], ids=["csr", "gather"])
 @pytest.mark.parametrize("n", [1, 2, 4])
 @pytest.mark.parametrize("case", ["random", "single_patch", "all_patches", "empty_slots"])
-def test_segment_attention_matches_dense_oracle(n, case):
+def test_segment_attention_matches_dense_oracle(n, case, sparse):
     slots, patches = 6, 40
     labels = torch.randint(slots, (2, patches), generator=torch.Generator().manual_seed(1))
     if case == "single_patch":
@@ -64,8 +65,9 @@ def test_segment_attention_matches_dense_oracle(n, case):
     elif case == "empty_slots":
         labels = labels % 2  # slots 2..5 own nothing: they see only their own sub-tokens
     tensors, labels = _attention_inputs(2, slots, n, patches, labels=labels)
+    layout = SegmentLayout(labels, slots, n, heads=2, sparse=sparse)
     dense = dense_masked_attention(*tensors, labels=labels, num_subtokens=n)
-    segment = segment_attention(*tensors, labels=labels, num_subtokens=n)
+    segment = segment_attention(*tensors, labels=labels, num_subtokens=n, layout=layout)
     assert torch.isfinite(segment).all()
     assert (dense - segment).abs().max() <= 1e-5
 
@@ -74,6 +76,31 @@ def test_segment_attention_matches_dense_oracle(n, case):
     grads_segment = torch.autograd.grad((segment * probe).sum(), tensors)
     for gd, gs in zip(grads_dense, grads_segment):
         assert (gd - gs).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize("sparse", [True, False], ids=["csr", "gather"])
+def test_segment_attention_low_precision_and_large_scores(sparse):
+    """bfloat16 inputs (autocast) are attended in float32 and come back in bfloat16; saturated softmax is finite."""
+    tensors, labels = _attention_inputs(2, 5, 2, 64, heads=2, head_dim=16)
+    layout = SegmentLayout(labels, 5, 2, heads=2, sparse=sparse)
+    big = [(30 * t).detach().requires_grad_() for t in tensors]
+    dense = dense_masked_attention(*big, labels=labels, num_subtokens=2)
+    segment = segment_attention(*big, labels=labels, num_subtokens=2, layout=layout)
+    assert (dense - segment).abs().max() <= 1e-5
+    low = [t.detach().bfloat16().requires_grad_() for t in tensors]
+    out = segment_attention(*low, labels=labels, num_subtokens=2, layout=layout)
+    grads = torch.autograd.grad(out.float().sum(), low)
+    assert out.dtype == torch.bfloat16 and all(g.dtype == torch.bfloat16 and torch.isfinite(g).all() for g in grads)
+    reference = dense_masked_attention(*tensors, labels=labels, num_subtokens=2)
+    assert (out.double() - reference).abs().max() < 0.05
+
+
+def test_segment_layout_must_match():
+    labels = torch.randint(4, (2, 10))
+    layout = SegmentLayout(labels, 4, 1, heads=2)
+    tensors, _ = _attention_inputs(2, 4, 2, 10, heads=2, labels=labels)
+    with pytest.raises(ValueError, match="layout"):
+        segment_attention(*tensors, labels=labels, num_subtokens=2, layout=layout)
 
 
 def test_trajectory_mask_semantics():

@@ -5,13 +5,15 @@ other). Tensors use the layout ``(B, length, heads, head_dim)``.
 
 The trajectory encoder's latents of trajectory k may only see the patches whose hard label is k, plus the
 sub-tokens of k. Because each patch has exactly one label, that attention is a softmax over *segments* of the
-patches: ``segment_attention`` computes it with gathers and scatter-sums in O(N * n * D) instead of the
-O(K * n * N * D) of a dense masked attention (``dense_masked_attention``, kept as the test oracle and as the
-faster path where a fused SDPA kernel wins).
+patches: ``segment_attention`` computes it as block-sparse attention (sampled dot products and segment sums,
+``SegmentLayout``) in O(N * n * D) instead of the O(K * n * N * D) of a dense masked attention
+(``dense_masked_attention``, kept as the test oracle and as the faster path for small problems, where one
+fused SDPA call beats the segment form's fixed overheads; see ``pick_attention_form``).
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Callable
 
 import torch
@@ -48,42 +50,186 @@ def dense_masked_attention(q, k_lat, v_lat, k_ctx, v_ctx, labels: torch.Tensor, 
     return F.scaled_dot_product_attention(q.transpose(1, 2), k, v, attn_mask=mask).transpose(1, 2)
 
 
-def segment_attention(q, k_lat, v_lat, k_ctx, v_ctx, labels: torch.Tensor, num_subtokens: int):
+class SegmentLayout:
+    """Which patch belongs to which segment, in the form the segment-attention kernels want.
+
+    Built once per forward from the hard labels (``TrajectoryEncoder`` shares it by all layers and the
+    backward). A segment is one trajectory of one clip (S = B*K of them); a *row* is one (segment, sub-token,
+    head) query (R = S*n*H); the attention matrix from rows to patch keys (P*H columns: one per patch and
+    head) is block-sparse with exactly ``n`` non-zeros per column, nnz = P*n*H in all. The kernels work on
+    the flat ``(nnz,)`` vector of its values, in one of two orders:
+
+    * ``sparse=True`` (the CPU default): compressed-sparse-row order, so that the per-patch dot products are
+      one ``torch.sparse.sampled_addmm`` and the segment sums one CSR @ dense matmul (MKL on CPU), with no
+      ``(P, H, d)`` temporary.
+    * ``sparse=False`` (elsewhere: needs nothing but gathers, batched matmuls and ``index_add_``): patch order
+      ``(n, P, H)``, dot products as ``(1 x d) @ (d x 1)`` batched matmuls of a gathered query, segment sums as
+      ``index_add_``. The sparse path is not used on CUDA because we could not test it there.
+
+    Three primitives cover forward and backward (x: ``(S, n, H, d)`` per row, y: ``(P, H, d)`` per patch):
+    ``sample(x, y)[r, p] = x[r] . y[p]``, ``reduce(vals, y)[r] = sum_p vals[r, p] y[p]`` and
+    ``spread(vals, x)[p] = sum_r vals[r, p] x[r]``.
+    """
+
+    def __init__(self, labels: torch.Tensor, num_slots: int, num_subtokens: int, heads: int, sparse: bool | None = None):
+        batch, num_patches = labels.shape
+        device = labels.device
+        n, H = num_subtokens, heads
+        self.sparse = device.type == "cpu" if sparse is None else sparse
+        self.num_slots, self.num_subtokens, self.heads = num_slots, n, H
+        self.num_segments, self.num_patches = batch * num_slots, batch * num_patches
+        S, P = self.num_segments, self.num_patches
+        #: ``(P,)`` global segment id of each patch: its trajectory, offset by its clip in the batch.
+        self.segment = (labels + num_slots * torch.arange(batch, device=device)[:, None]).reshape(-1)
+        sub_head = torch.arange(n * H, device=device)  # i * H + h
+        if not self.sparse:
+            # Value (i, p, h) belongs to row (segment[p], i, h).
+            self.row_of_nnz = (self.segment[None, :, None] * (n * H) + sub_head.view(n, 1, H)).reshape(-1)
+            self.nnz_of_patch = None
+            return
+        counts = torch.bincount(self.segment, minlength=S)
+        starts = counts.cumsum(0) - counts
+        members = self.segment.argsort(stable=True)  # patches grouped by segment, in patch order
+        sorted_segment = self.segment[members]
+        rank = torch.arange(P, device=device) - starts[sorted_segment]
+        # Row (s, i, h) holds the counts[s] patches of s; its values start at n*H*starts[s] + (i*H + h)*counts[s].
+        position = (n * H * starts[sorted_segment] + rank)[:, None] + sub_head * counts[sorted_segment][:, None]
+        self.col = torch.empty(P * n * H, dtype=torch.long, device=device)
+        self.col[position.reshape(-1)] = (members[:, None] * H + sub_head % H).reshape(-1)
+        row_counts = counts.repeat_interleave(n * H)
+        self.crow = torch.cat([row_counts.new_zeros(1), row_counts.cumsum(0)])
+        self.row_of_nnz = torch.arange(S * n * H, device=device).repeat_interleave(row_counts, output_size=P * n * H)
+        nnz_of_patch = torch.empty_like(position)
+        nnz_of_patch[members] = position
+        #: ``(n, P, H)`` index of the value of (patch, sub-token, head) in CSR order.
+        self.nnz_of_patch = nnz_of_patch.view(P, n, H).permute(1, 0, 2)
+
+    def matches(self, labels: torch.Tensor, num_subtokens: int, heads: int) -> bool:
+        return (self.num_patches, self.num_subtokens, self.heads) == (labels.numel(), num_subtokens, heads)
+
+    def _csr(self, values: torch.Tensor) -> torch.Tensor:
+        size = (self.num_segments * self.num_subtokens * self.heads, self.num_patches * self.heads)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+            return torch.sparse_csr_tensor(self.crow, self.col, values, size=size, check_invariants=False)
+
+    def sample(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """``(nnz,)`` dot products of each row's ``x`` with the ``y`` of each patch it sees."""
+        head_dim = x.shape[-1]
+        if self.sparse:
+            pattern = self._csr(x.new_zeros(self.row_of_nnz.numel()))  # beta=0 still reads it: no garbage
+            return torch.sparse.sampled_addmm(pattern, x.view(-1, head_dim), y.view(-1, head_dim).t(), beta=0.0).values()
+        rows = self.num_patches * self.heads
+        out = y.new_empty(self.num_subtokens, self.num_patches, self.heads)
+        gathered = y.new_empty(y.shape)
+        for i in range(self.num_subtokens):
+            torch.index_select(x[:, i], 0, self.segment, out=gathered)
+            torch.bmm(gathered.view(rows, 1, head_dim), y.view(rows, head_dim, 1), out=out[i].view(rows, 1, 1))
+        return out.view(-1)
+
+    def reduce(self, values: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """``(S, n, H, d)``: each row's ``values``-weighted sum of the ``y`` of its patches."""
+        head_dim = y.shape[-1]
+        if self.sparse:
+            out = self._csr(values) @ y.view(-1, head_dim)
+            return out.view(self.num_segments, self.num_subtokens, self.heads, head_dim)
+        values = values.view(self.num_subtokens, self.num_patches, self.heads, 1)
+        out = y.new_zeros(self.num_subtokens, self.num_segments, self.heads, head_dim)
+        weighted = torch.empty_like(y)
+        for i in range(self.num_subtokens):
+            out[i].index_add_(0, self.segment, torch.mul(values[i], y, out=weighted))
+        return out.permute(1, 0, 2, 3)
+
+    def spread(self, values: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``(P, H, d)``: each patch's ``values``-weighted sum of the ``x`` of the rows that see it."""
+        values = values[self.nnz_of_patch] if self.sparse else values.view(self.num_subtokens, self.num_patches, self.heads)
+        out = torch.index_select(x[:, 0], 0, self.segment).mul_(values[0][..., None])
+        gathered = torch.empty_like(out) if self.num_subtokens > 1 else None
+        for i in range(1, self.num_subtokens):
+            out.addcmul_(torch.index_select(x[:, i], 0, self.segment, out=gathered), values[i][..., None])
+        return out
+
+
+class _SegmentAttention(torch.autograd.Function):
+    """Trajectory-masked attention per segment, with a hand-written backward.
+
+    Shapes: ``q, k_lat, v_lat (S, n, H, d)`` for S = B*K segments, ``k_ctx, v_ctx (P, H, d)`` for P = B*N
+    patches. The sub-token part (each row sees the n sub-tokens of its own segment) is a few small einsums;
+    the patch part goes through the ``SegmentLayout`` primitives. The only patch-sized quantities kept for the
+    backward are the ``(nnz,)`` probabilities (1/d of the patch features). Backward, with P the
+    probabilities and dO the output gradient: dS = P * (dO . V - rowsum(dO * O)), dQ = dS K, dK = dS^T Q,
+    dV = P^T dO: the same three primitives again.
+    """
+
+    @staticmethod
+    def forward(ctx, q, k_lat, v_lat, k_ctx, v_ctx, layout: SegmentLayout, scale: float):
+        ctx.dtypes = tuple(t.dtype for t in (q, k_lat, v_lat, k_ctx, v_ctx))
+        # Low-precision inputs (autocast) are attended in float32: the segment sums add up N/K terms each.
+        dtype = torch.promote_types(q.dtype, torch.float32)
+        q, k_lat, v_lat, k_ctx, v_ctx = (t.to(dtype).contiguous() for t in (q, k_lat, v_lat, k_ctx, v_ctx))
+        rows = layout.row_of_nnz
+        qs = q * scale
+
+        s_lat = torch.einsum("sihd,sjhd->sihj", qs, k_lat)  # (S, n, H, n): sub-token scores
+        s_patch = layout.sample(qs, k_ctx)  # (nnz,)
+        # The running max is for stability only: it cancels in the softmax, the backward never sees it.
+        peak = s_lat.amax(-1).reshape(-1).scatter_reduce_(0, rows, s_patch, reduce="amax")
+        w_patch = s_patch.sub_(peak[rows]).exp_()
+        w_lat = s_lat.sub_(peak.view(s_lat.shape[:-1] + (1,))).exp_()
+        denominator = w_lat.sum(-1).reshape(-1).index_add_(0, rows, w_patch)
+        numerator = layout.reduce(w_patch, v_ctx) + torch.einsum("sihj,sjhd->sihd", w_lat, v_lat)
+        denominator = denominator.view(s_lat.shape[:-1] + (1,))
+        out = numerator.div_(denominator)
+        p_lat = w_lat.div_(denominator)
+        p_patch = w_patch.div_(denominator.view(-1)[rows])
+        ctx.save_for_backward(qs, k_lat, v_lat, k_ctx, v_ctx, out, p_lat, p_patch)
+        ctx.layout, ctx.scale = layout, scale
+        return out.clone()
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out):
+        qs, k_lat, v_lat, k_ctx, v_ctx, out, p_lat, p_patch = ctx.saved_tensors
+        layout = ctx.layout
+        grad = grad_out.to(out.dtype).contiguous()  # (S, n, H, d)
+        row_term = (grad * out).sum(-1)  # (S, n, H)
+
+        d_lat = p_lat * (torch.einsum("sihd,sjhd->sihj", grad, v_lat) - row_term[..., None])
+        d_patch = layout.sample(grad, v_ctx).sub_(row_term.view(-1)[layout.row_of_nnz]).mul_(p_patch)
+        grad_q = (layout.reduce(d_patch, k_ctx) + torch.einsum("sihj,sjhd->sihd", d_lat, k_lat)).mul_(ctx.scale)
+        grad_k_lat = torch.einsum("sihj,sihd->sjhd", d_lat, qs)
+        grad_v_lat = torch.einsum("sihj,sihd->sjhd", p_lat, grad)
+        grad_k_ctx = layout.spread(d_patch, qs)
+        grad_v_ctx = layout.spread(p_patch, grad)
+        grads = (grad_q, grad_k_lat, grad_v_lat, grad_k_ctx, grad_v_ctx)
+        return (*(g.to(dt) for g, dt in zip(grads, ctx.dtypes)), None, None)
+
+
+def segment_attention(
+    q, k_lat, v_lat, k_ctx, v_ctx, labels: torch.Tensor, num_subtokens: int, layout: SegmentLayout | None = None
+):
     """The same result as ``dense_masked_attention``, computed per segment of patches.
 
-    Each patch scores only against the n queries of its own trajectory (a gather), and the softmax
-    normaliser and weighted value sums are scatter-adds into the K segments. The running max used for
-    numerical stability is detached: it cancels exactly in the softmax, so gradients are unchanged.
+    Each patch scores only against the n queries of its own trajectory, and the softmax normaliser and
+    weighted value sums are segment sums: O(N * n * D) work and memory instead of O(K * n * N * D). The
+    backward is written by hand (``_SegmentAttention``) from the saved probabilities, and is exact.
+
+    ``layout``: a ``SegmentLayout`` of these labels, if the caller already has one (it is shared by all the
+    layers of a forward); built here otherwise.
     """
     batch, num_latents, heads, head_dim = q.shape
-    n = num_subtokens
-    num_slots = num_latents // n
-    num_patches = labels.shape[1]
-    scale = head_dim**-0.5
-
-    q = q.reshape(batch * num_slots, n, heads, head_dim)
-    k_lat = k_lat.reshape(batch * num_slots, n, heads, head_dim)
-    v_lat = v_lat.reshape(batch * num_slots, n, heads, head_dim)
-    # Global segment id of each patch: its trajectory, offset by its clip in the batch.
-    segment = (labels + num_slots * torch.arange(batch, device=labels.device)[:, None]).reshape(-1)
-    k_ctx = k_ctx.reshape(batch * num_patches, 1, heads, head_dim)
-    v_ctx = v_ctx.reshape(batch * num_patches, 1, heads, head_dim)
-
-    scores_patch = (q[segment] * k_ctx).sum(-1) * scale  # (B*N, n, H)
-    scores_latent = torch.einsum("sihd,sjhd->sijh", q, k_lat) * scale  # (B*K, n, n, H)
-
-    with torch.no_grad():
-        peak = scores_latent.amax(dim=2)
-        index = segment[:, None, None].expand_as(scores_patch)
-        peak = peak.scatter_reduce(0, index, scores_patch, reduce="amax", include_self=True)
-
-    weight_patch = (scores_patch - peak[segment]).exp()
-    weight_latent = (scores_latent - peak[:, :, None]).exp()
-    denominator = weight_latent.sum(2).index_add(0, segment, weight_patch)
-    numerator = torch.einsum("sijh,sjhd->sihd", weight_latent, v_lat)
-    numerator = numerator.index_add(0, segment, weight_patch[..., None] * v_ctx)
-    out = numerator / denominator[..., None]
-    return out.reshape(batch, num_latents, heads, head_dim)
+    num_slots = num_latents // num_subtokens
+    if layout is None:
+        layout = SegmentLayout(labels, num_slots, num_subtokens, heads)
+    elif not layout.matches(labels, num_subtokens, heads):
+        raise ValueError("layout was built for another number of patches, sub-tokens or heads")
+    lat_shape = (batch * num_slots, num_subtokens, heads, head_dim)
+    ctx_shape = (layout.num_patches, heads, head_dim)
+    out = _SegmentAttention.apply(
+        q.reshape(lat_shape), k_lat.reshape(lat_shape), v_lat.reshape(lat_shape),
+        k_ctx.reshape(ctx_shape), v_ctx.reshape(ctx_shape), layout, head_dim**-0.5,
+    )
+    return out.reshape(batch, num_latents, heads, head_dim).to(q.dtype)
 
 
 class FeedForward(nn.Module):

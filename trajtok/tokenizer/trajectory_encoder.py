@@ -8,7 +8,12 @@ from typing import Literal
 import torch
 from torch import nn
 
-from trajtok.tokenizer.attention import PerceiverLayer, dense_masked_attention, segment_attention
+from trajtok.tokenizer.attention import (
+    PerceiverLayer,
+    SegmentLayout,
+    dense_masked_attention,
+    segment_attention,
+)
 from trajtok.tokenizer.fourier import fourier_subtoken_latents
 from trajtok.tokenizer.position import AxialRotary, FourierPosition
 
@@ -91,8 +96,12 @@ class TrajectoryEncoder(nn.Module):
         latents = latents.flatten(1, 2)
 
         form = pick_attention_form(self.attention, patches.device, latents.shape[1], patches.shape[1])
-        masked = segment_attention if form == "segment" else dense_masked_attention
-        attend = partial(masked, labels=labels, num_subtokens=num_subtokens)
+        if form == "segment":
+            # The segment layout (grouping of patches by trajectory) is built once and shared by all layers.
+            layout = SegmentLayout(labels, self.num_slots, num_subtokens, self.layers[0].heads)
+            attend = partial(segment_attention, labels=labels, num_subtokens=num_subtokens, layout=layout)
+        else:
+            attend = partial(dense_masked_attention, labels=labels, num_subtokens=num_subtokens)
         angles = self.rotary.angles(grid, patches.device)
         for layer in self.layers:
             latents = layer(latents, patches, attend, lambda k: self.rotary(k, angles))
