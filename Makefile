@@ -30,7 +30,9 @@ lint: install
 	$(BIN)/python -m pip install -q ruff
 	$(BIN)/ruff check trajtok heads datamodules tests benchmarks
 
+# Tokenizer speed/FLOPs/memory tables into results/; the optional 'bench' extra (matplotlib) adds a PNG plot.
 bench: install
+	$(BIN)/python -m pip install -q -e '.[bench]'
 	$(BIN)/python benchmarks/tokenizer_speed.py
 
 clean:

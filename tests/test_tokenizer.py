@@ -7,7 +7,7 @@ import torch
 
 from trajtok.tokenizer import ConvPyramid, HFBackbone, Segmenter, TrajTok, create_tokenizer, list_presets
 from trajtok.tokenizer.attention import SegmentLayout, dense_masked_attention, segment_attention, trajectory_mask
-from trajtok.tokenizer.trajectory_encoder import TrajectoryEncoder
+from trajtok.tokenizer.trajectory_encoder import TrajectoryEncoder, pick_attention_form
 from trajtok.tokens import TrajectoryTokens
 
 
@@ -101,6 +101,16 @@ def test_segment_layout_must_match():
     tensors, _ = _attention_inputs(2, 4, 2, 10, heads=2, labels=labels)
     with pytest.raises(ValueError, match="layout"):
         segment_attention(*tensors, labels=labels, num_subtokens=2, layout=layout)
+
+
+def test_auto_attention_form_follows_the_dense_work():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert pick_attention_form("auto", cpu, 16, 128, 64) == "dense"  # the test tokenizers
+    assert pick_attention_form("auto", cpu, 128, 8 * 56 * 56, 512) == "segment"  # base preset, 8 frames
+    assert pick_attention_form("auto", cuda, 32, 8 * 16 * 16, 128) == "dense"  # tiny preset, 8 frames
+    assert pick_attention_form("auto", cuda, 128, 8 * 56 * 56, 512) == "segment"
+    assert pick_attention_form("dense", cpu, 128, 10**6, 512) == "dense"
+    assert pick_attention_form("segment", cpu, 1, 1, 1) == "segment"
 
 
 def test_trajectory_mask_semantics():

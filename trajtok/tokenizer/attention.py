@@ -14,7 +14,7 @@ fused SDPA call beats the segment form's fixed overheads; see ``pick_attention_f
 from __future__ import annotations
 
 import warnings
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F

@@ -31,18 +31,42 @@ def soft_mean(logits: torch.Tensor, patches: torch.Tensor, eps: float = 1e-6) ->
     return torch.einsum("bnk,bnd->bkd", weights, patches)
 
 
-def pick_attention_form(form: AttentionForm, device: torch.device, num_latents: int, num_patches: int) -> str:
+#: ``auto`` picks the dense form while ``num_latents * num_patches * inner_dim`` is at most this (see
+#: ``pick_attention_form``). CPU: measured; CUDA: an unmeasured estimate.
+DENSE_MAX_WORK = {"cpu": 2**23, "cuda": 2**29}
+
+
+def pick_attention_form(
+    form: AttentionForm, device: torch.device, num_latents: int, num_patches: int, inner_dim: int
+) -> str:
     """Choose the masked-attention implementation for this call.
 
-    The segment form does ~K times fewer FLOPs; the dense form is one fused SDPA call. Measured with
-    ``benchmarks/tokenizer_speed.py`` on CPU, the segment form wins at every size we ship; on CUDA a fused
-    masked SDPA stays competitive while the dense score matrix is small.
+    The dense form does K times the attention FLOPs of the segment form (exactly: L * (L + N) vs
+    n * (N + L) dot products per head for L = K * n latents and N patches) but is one fused SDPA call; the
+    segment form has a fixed cost (building the ``SegmentLayout``, ~20 small ops per layer). Both grow
+    linearly in N at fixed L, so the choice is by the dense work ``W = L * N * inner_dim`` (inner_dim =
+    heads * head_dim): dense while ``W <= DENSE_MAX_WORK[device]``, segment above.
+
+    CPU (measured with ``benchmarks/tokenizer_speed.py`` part C: trajectory encoder of depth 2, n = 1,
+    forward + backward including the layout build, widths 4x32 and 8x64, K = 8..128, N = 64..16384; torch
+    2.13 on a shared 2-core Xeon, runs with 1 and 2 threads, so +-10%): dense/segment time is 0.55-0.98 for
+    W <= 2^20 (dense wins, both take a few ms to ~20 ms), 0.86-1.04 at W = 2^22 (even), 0.95-1.4 at 2^24,
+    1.05-1.55 at 2^26 and 1.15-1.7 at 2^28-2^30. Threshold 2^23. For scale: the tiny preset at 64 px and
+    8 frames is W = 2^23 (dense), at 16 frames and more segment; the base preset at 224 px and 8 frames is
+    W ~ 2^30.6 (segment).
+
+    CUDA: not measured (no GPU here) - a conservative estimate, to be replaced by a measurement with the same
+    benchmark. Roofline: the dense form's fused kernel runs its 7 L*(L+N)*inner_dim multiply-adds (forward +
+    backward) on tensor cores, the segment form's gather kernels make ~12 float32 passes over the N * inner_dim
+    patch keys/values plus ~40 kernel launches; that puts the large-N crossover near L ~ 128 on an H100-class
+    GPU and makes dense faster for small problems. Threshold 2^29, which keeps the previous rule
+    (``L * N <= 2**20``) for the base width (512); above it we use the segment form, whose time and memory
+    stay linear in N, rather than the dense form, whose (B, L, L + N) mask and K-times work are not.
     """
     if form != "auto":
         return form
-    if device.type == "cuda" and num_latents * num_patches <= 2**20:
-        return "dense"
-    return "segment"
+    limit = DENSE_MAX_WORK.get(device.type, DENSE_MAX_WORK["cuda"])
+    return "dense" if num_latents * num_patches * inner_dim <= limit else "segment"
 
 
 class TrajectoryEncoder(nn.Module):
@@ -95,7 +119,8 @@ class TrajectoryEncoder(nn.Module):
             latents = latents + soft_mean(logits, patches)[:, :, None]
         latents = latents.flatten(1, 2)
 
-        form = pick_attention_form(self.attention, patches.device, latents.shape[1], patches.shape[1])
+        inner_dim = self.layers[0].heads * self.layers[0].head_dim
+        form = pick_attention_form(self.attention, patches.device, latents.shape[1], patches.shape[1], inner_dim)
         if form == "segment":
             # The segment layout (grouping of patches by trajectory) is built once and shared by all layers.
             layout = SegmentLayout(labels, self.num_slots, num_subtokens, self.layers[0].heads)
