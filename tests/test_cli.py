@@ -77,3 +77,12 @@ def test_fit_twice_then_test_prints_the_retrieval_table(tmp_path, cache):
     output = result.stdout + result.stderr
     assert "Retrieval (test)" in output
     assert "t2v" in output and "v2t" in output
+
+
+def test_bf16_mixed_precision_and_predict(tmp_path, cache):
+    config = str(ROOT / "configs/clip.yaml")
+    fit = run(["fit", "--config", config, "--trainer.fast_dev_run=true", "--trainer.precision=bf16-mixed",
+               *SMALL_DATA], tmp_path, cache)
+    assert fit.returncode == 0, fit.stderr[-3000:]
+    predict = run(["predict", "--config", config, "--trainer.limit_predict_batches=1", *SMALL_DATA], tmp_path, cache)
+    assert predict.returncode == 0, predict.stderr[-3000:]
