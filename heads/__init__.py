@@ -2,6 +2,7 @@
 
 from heads.base import Head, create_head, get_head_class, list_heads, register_head
 from heads.clip import ClipHead
+from heads.segment import SegmentHead
 from heads.text_encoders import ByteTextEncoder, HFTextEncoder, TextEncoder
 
 __all__ = [
@@ -9,6 +10,7 @@ __all__ = [
     "ClipHead",
     "HFTextEncoder",
     "Head",
+    "SegmentHead",
     "TextEncoder",
     "create_head",
     "get_head_class",

@@ -28,9 +28,12 @@ class Head(nn.Module):
       state in ``torchmetrics.Metric`` objects (or sync it yourself): ``compute_metrics`` must return the
       metrics of the whole data set across processes.
     - ``predict(tokens, batch)``: anything for ``trajtok predict``.
+    - ``needs_tokens``: False for a head that reads only the assignment (``logits`` / ``labels`` / ``valid``),
+      never ``tokens.tokens``; the module then lets a tokenizer that can skip its trajectory encoder do so.
     """
 
     name: str = ""
+    needs_tokens: bool = True
 
     def build(self, token_dim: int) -> None:
         """Create width-dependent layers; the default needs none."""

@@ -8,6 +8,7 @@ import torch
 from heads import ClipHead, Head, create_head, list_heads, register_head
 from trajtok.module import TrajTokModule, retrieval_table
 from trajtok.optim import decay_groups, warmup_cosine
+from trajtok.segmentation import SegmentationLoss
 from trajtok.tokenizer import ConvPyramid, TrajTok
 
 
@@ -17,22 +18,28 @@ def tiny_tokenizer() -> TrajTok:
 
 
 def example_batch(batch_size: int = 4) -> dict:
+    mask = torch.zeros(batch_size, 2, 32, 32, dtype=torch.uint8)
+    mask[:, :, 8:20, 8:20] = 1  # one labelled trajectory per clip, for the segmentation loss
     return {
         "video": torch.randn(batch_size, 2, 3, 32, 32),
         "text": [f"a clip number {i}" for i in range(batch_size)],
         "captions": [[f"a clip number {i}"] + ["another caption"] * (i % 2) for i in range(batch_size)],
         "index": torch.arange(batch_size),
         "label": torch.arange(batch_size) % 3,
+        "mask": mask,
+        "graph": torch.ones(batch_size, 1, 2, dtype=torch.long),
     }
 
 
 @pytest.mark.parametrize("name", list_heads())
 def test_registered_head_trains_and_evaluates(name):
     torch.manual_seed(0)
-    module = TrajTokModule(tiny_tokenizer(), create_head(name))
+    module = TrajTokModule(tiny_tokenizer(), create_head(name), segmentation=SegmentationLoss())
     batch = example_batch()
     tokens = module(batch["video"])
-    losses = module.head.losses(tokens, batch)
+    # The head's own losses (none for "segment", which trains through it) plus the segmentation terms.
+    losses = module.losses(tokens, batch)
+    assert set(module.head.losses(tokens, batch)) <= set(losses)
     assert losses and all(v.ndim == 0 and torch.isfinite(v) for v in losses.values())
     sum(losses.values()).backward()
     assert any(p.grad is not None for p in module.tokenizer.parameters())

@@ -1,7 +1,9 @@
-"""The one LightningModule: a tokenizer and a head; the head owns the losses and metrics."""
+"""The one LightningModule: a tokenizer and a head; the head owns its losses and metrics, the module adds the
+tokenizer-side segmentation loss and metrics when the batch carries pseudo-labels."""
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import lightning as L
@@ -10,7 +12,14 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
 from heads.base import Head
+from trajtok.checkpoint import load_tokenizer_weights
 from trajtok.optim import decay_groups, warmup_cosine
+from trajtok.segmentation import (
+    SegmentationLoss,
+    SegmentationQuality,
+    has_labels,
+    segmentation_inputs,
+)
 from trajtok.tokens import TrajectoryTokens
 
 
@@ -24,6 +33,12 @@ class TrajTokModule(L.LightningModule):
         lr, weight_decay, betas: AdamW.
         warmup_steps: linear warm-up; a value below 1 is a fraction of all training steps.
         min_lr_ratio: the cosine schedule ends at ``lr * min_lr_ratio``.
+        segmentation: the Hungarian-matched Dice + focal loss on the tokenizer's assignment, added to the head's
+            losses in training and evaluation for batches that carry ``mask`` / ``graph`` (skipped for others).
+            Segmentation quality (``seg_miou``, ``seg_found``, ...) is logged in validation / test whenever the
+            batches carry labels, with or without this loss.
+        tokenizer_checkpoint: a Lightning checkpoint (e.g. of ``configs/segmenter.yaml``) whose ``tokenizer.*``
+            weights initialise the tokenizer; shapes must match exactly.
     """
 
     def __init__(
@@ -35,19 +50,44 @@ class TrajTokModule(L.LightningModule):
         betas: tuple[float, float] = (0.9, 0.98),
         warmup_steps: float = 0.05,
         min_lr_ratio: float = 0.01,
+        segmentation: SegmentationLoss | None = None,
+        tokenizer_checkpoint: str | None = None,
     ):
         super().__init__()
         if not isinstance(head, Head):
             raise TypeError(f"head must be a heads.Head, got {type(head).__name__}")
         if lr <= 0 or not 0 <= min_lr_ratio <= 1 or warmup_steps < 0:
             raise ValueError(f"bad schedule: lr={lr}, min_lr_ratio={min_lr_ratio}, warmup_steps={warmup_steps}")
-        self.save_hyperparameters(ignore=["tokenizer", "head"])
+        self.save_hyperparameters(ignore=["tokenizer", "head", "segmentation"])
         self.tokenizer = tokenizer
         self.head = head
         self.head.build(tokenizer.out_dim)
+        self.segmentation = segmentation
+        self.segmentation_quality = SegmentationQuality()
+        if tokenizer_checkpoint is not None:
+            load_tokenizer_weights(self.tokenizer, tokenizer_checkpoint)
+        # A head that never reads token features lets a tokenizer that can skip its trajectory encoder do so.
+        skip = not head.needs_tokens and "encode" in inspect.signature(tokenizer.forward).parameters
+        self._tokenize_kwargs = {"encode": False} if skip else {}
 
     def forward(self, video: torch.Tensor) -> TrajectoryTokens:
-        return self.tokenizer(video)
+        return self.tokenizer(video, **self._tokenize_kwargs)
+
+    def segmentation_losses(self, tokens: TrajectoryTokens, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """The weighted segmentation terms, or ``{}`` without a segmentation loss or without labels."""
+        if self.segmentation is None or not has_labels(batch):
+            return {}
+        return self.segmentation(*segmentation_inputs(tokens, batch["mask"], batch["graph"]))
+
+    def losses(self, tokens: TrajectoryTokens, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """The head's named losses and the segmentation terms; the training loss is their sum."""
+        losses = dict(self.head.losses(tokens, batch))
+        segmentation = self.segmentation_losses(tokens, batch)
+        if segmentation.keys() & losses.keys():
+            raise ValueError(f"head {self.head.name!r} returns losses named like the segmentation terms: "
+                             f"{sorted(segmentation.keys() & losses.keys())}")
+        losses.update(segmentation)
+        return losses
 
     def _log_losses(self, stage: str, losses: dict[str, torch.Tensor], tokens: TrajectoryTokens) -> torch.Tensor:
         batch_size = tokens.tokens.shape[0]
@@ -60,18 +100,34 @@ class TrajTokModule(L.LightningModule):
         return total
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        tokens = self.tokenizer(batch["video"])
-        return self._log_losses("train", self.head.losses(tokens, batch), tokens)
+        tokens = self(batch["video"])
+        losses = self.losses(tokens, batch)
+        if not losses:
+            raise ValueError(
+                f"nothing to train on: head {self.head.name!r} has no loss of its own, and the segmentation loss "
+                f"needs model.segmentation {'(unset) ' if self.segmentation is None else ''}and batches with "
+                "'mask' / 'graph' (data load_pseudo_labels: true)"
+            )
+        return self._log_losses("train", losses, tokens)
 
     def _evaluation_step(self, stage: str, batch: dict[str, Any]) -> None:
-        tokens = self.tokenizer(batch["video"])
+        tokens = self(batch["video"])
         if "text" in batch or "label" in batch:
-            self._log_losses(stage, self.head.losses(tokens, batch), tokens)
+            losses = self.losses(tokens, batch)
+        else:
+            losses = self.segmentation_losses(tokens, batch)
+        if losses:
+            self._log_losses(stage, losses, tokens)
         self.head.update_metrics(tokens, batch)
+        if has_labels(batch) and tokens.logits is not None:
+            self.segmentation_quality.update(*segmentation_inputs(tokens, batch["mask"], batch["graph"]))
 
     def _evaluation_epoch_end(self, stage: str) -> dict[str, float]:
         metrics = {f"{stage}/{k}": v for k, v in self.head.compute_metrics().items()}
         self.head.reset_metrics()
+        if self.segmentation_quality.update_count:
+            metrics.update({f"{stage}/{k}": v for k, v in self.segmentation_quality.compute().items()})
+        self.segmentation_quality.reset()
         if metrics:
             self.log_dict(metrics)  # already gathered across processes by the head
         return {k: float(v) for k, v in metrics.items()}
@@ -92,7 +148,7 @@ class TrajTokModule(L.LightningModule):
             rank_zero_info(table)
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> Any:
-        return self.head.predict(self.tokenizer(batch["video"]), batch)
+        return self.head.predict(self(batch["video"]), batch)
 
     def configure_optimizers(self):
         hp = self.hparams

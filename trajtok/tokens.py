@@ -23,6 +23,8 @@ class TrajectoryTokens:
             (``chunk * K + argmax``), ``-1`` where a tokenizer has no assignment.
         grid: ``(T, h, w)``, the feature grid the logits and labels live on.
         tokens_per_trajectory: n, the sub-tokens per trajectory used in this forward pass.
+        chunks: C, the temporal chunks the clip was tokenised in (each with its own K slots); ``logits``
+            splits into C equal runs of patches, one per chunk.
     """
 
     tokens: torch.Tensor
@@ -31,6 +33,7 @@ class TrajectoryTokens:
     labels: torch.Tensor
     grid: tuple[int, int, int]
     tokens_per_trajectory: int = 1
+    chunks: int = 1
 
     @property
     def num_valid(self) -> torch.Tensor:

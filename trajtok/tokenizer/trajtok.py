@@ -8,7 +8,11 @@ from torch import nn
 
 from trajtok.tokenizer.pixel_encoder import ConvPyramid, PixelEncoder
 from trajtok.tokenizer.segmenter import Segmenter
-from trajtok.tokenizer.trajectory_encoder import AttentionForm, TrajectoryEncoder
+from trajtok.tokenizer.trajectory_encoder import (
+    AttentionForm,
+    TrajectoryEncoder,
+    soft_mean,
+)
 from trajtok.tokens import TrajectoryTokens
 
 ALLOWED_SUBTOKENS = (1, 2, 4)
@@ -97,7 +101,13 @@ class TrajTok(nn.Module):
             return self.eval_subtokens
         return self.subtokens[int(torch.randint(len(self.subtokens), ()))]
 
-    def forward(self, video: torch.Tensor, num_subtokens: int | None = None) -> TrajectoryTokens:
+    def forward(self, video: torch.Tensor, num_subtokens: int | None = None, encode: bool = True) -> TrajectoryTokens:
+        """Tokenise ``video (B, T, 3, H, W)``.
+
+        ``encode=False`` is a segmentation-only pass (segmenter pre-training): the trajectory encoder is skipped
+        and each slot's token is the soft-mean of its patch features, the encoder's own starting point. Shapes,
+        ``valid``, ``logits`` and ``labels`` are those of a full pass.
+        """
         if video.ndim != 5 or video.shape[2] != 3:
             raise ValueError(f"video must be (B, T, 3, H, W), got {tuple(video.shape)}")
         batch, frames = video.shape[:2]
@@ -110,7 +120,10 @@ class TrajTok(nn.Module):
         patches = rearrange(features, "(bc t) d h w -> bc (t h w) d", t=grid[0])
         logits, _ = self.segmenter(patches, grid)
         labels = logits.argmax(dim=-1)
-        tokens = self.encoder(patches, logits, labels, grid, n)
+        if encode:
+            tokens = self.encoder(patches, logits, labels, grid, n)
+        else:
+            tokens = soft_mean(logits, patches).repeat_interleave(n, dim=1)
 
         won = torch.zeros(labels.shape[0], self.num_slots, dtype=torch.bool, device=labels.device)
         won.scatter_(1, labels, True)
@@ -125,4 +138,5 @@ class TrajTok(nn.Module):
             labels=rearrange(global_labels, "(b c) (t h w) -> b (c t) h w", c=chunks, h=grid[1], w=grid[2]),
             grid=(frames, grid[1], grid[2]),
             tokens_per_trajectory=n,
+            chunks=chunks,
         )

@@ -1,0 +1,42 @@
+"""Segmentation supervision of the tokenizer's assignment: pseudo-label targets, Hungarian matching, the
+Dice + focal loss, and segmentation quality metrics.
+
+``labels``: per-patch trajectory targets from per-frame masks + a trajectory graph.
+``matching``: IoU of hard predictions vs targets, per-sample Hungarian matching, slot alignment.
+``losses``: softmax Dice and softmax focal on matched logits, and ``SegmentationLoss`` (weights, for yaml).
+``metrics``: ``SegmentationQuality``, matched mIoU / trajectories found / counts, synced across processes.
+"""
+
+from trajtok.segmentation.labels import (
+    has_labels,
+    resize_segments,
+    segmentation_inputs,
+    trajectory_targets,
+)
+from trajtok.segmentation.losses import (
+    SegmentationLoss,
+    softmax_dice_loss,
+    softmax_focal_loss,
+)
+from trajtok.segmentation.matching import (
+    Matching,
+    align_slots,
+    hard_iou,
+    hungarian_match,
+)
+from trajtok.segmentation.metrics import SegmentationQuality
+
+__all__ = [
+    "Matching",
+    "SegmentationLoss",
+    "SegmentationQuality",
+    "align_slots",
+    "hard_iou",
+    "has_labels",
+    "hungarian_match",
+    "resize_segments",
+    "segmentation_inputs",
+    "softmax_dice_loss",
+    "softmax_focal_loss",
+    "trajectory_targets",
+]
