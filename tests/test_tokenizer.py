@@ -161,9 +161,10 @@ def test_detach_switch(detach):
     assert reached == (not detach)
 
 
-def test_deterministic_under_seed():
+@pytest.mark.parametrize("attention", ["segment", "dense"])
+def test_deterministic_under_seed(attention):
     video = torch.randn(2, 4, 3, 32, 32)
-    a, b = small_tokenizer(subtokens=(1, 2, 4)), small_tokenizer(subtokens=(1, 2, 4))
+    a, b = (small_tokenizer(subtokens=(1, 2, 4), attention=attention) for _ in range(2))
     torch.manual_seed(5)
     out_a = [a(video).tokens for _ in range(3)]
     torch.manual_seed(5)
