@@ -7,8 +7,8 @@ importable, ``pip install -e '.[bench]'``):
 
 A. attention: one trajectory-masked attention call, the segment form (CSR kernels on CPU, and the portable
    gather kernels) against the dense masked-SDPA oracle, at the base preset's layout (n=1, 8 heads of 64,
-   D=512, K = 64 and 128) on a reduced feature grid (28x28 per frame, 14x14 with --quick; the base preset at
-   224 px has 56x56), T = 8, 32, 64. FLOPs three ways: ``FlopCounterMode`` as shipped, ``FlopCounterMode``
+   D=512, K = 64 and 128) on a reduced feature grid (28x28 per frame; the base preset at 224 px has 56x56),
+   T = 8, 32, 64 (--quick: K = 128, 14x14, T = 8, 32). FLOPs three ways: ``FlopCounterMode`` as shipped, ``FlopCounterMode``
    corrected (see ``CORRECTED_FLOPS``), and an analytic count of the attention matmuls.
 B. tokenizer: the whole tokenizer, presets ``tiny`` (64 px) and ``base`` (224 px), T = 8, 16, 32, 64:
    FLOPs (corrected counter on meta tensors: exact shapes, no compute), forward and forward+backward time
@@ -19,7 +19,9 @@ C. crossover: the trajectory encoder (depth 2, forward+backward, layout build in
 
 Timing: after warm-up, the forms/configurations are run interleaved (A, C) and the median (and min) over the
 repeats is reported. The machine may be shared: the load average and CPU pressure before and after each
-part are recorded, and medians taken while it was busy are noisy (the min is the better estimate then).
+part are recorded, and medians taken while it was busy are noisy (the min is the better estimate then). With
+2 threads on 2 busy cores every op waits for the descheduled thread, times inflate 10-100x and the segment
+form (more, smaller ops) suffers most: use ``--threads 1`` on a shared machine.
 """
 
 from __future__ import annotations
@@ -239,7 +241,7 @@ def bench_attention(args, device, budget_s: float) -> list[dict]:
     heads, head_dim, n = PRESETS["base"]["heads"], PRESETS["base"]["head_dim"], 1
     grid = 14 if args.quick else 28
     frames = (8, 32) if args.quick else (8, 32, 64)
-    slots = (64, 128)
+    slots = (128,) if args.quick else (64, 128)
     repeats = 3 if args.quick else 7
     deadline = time.monotonic() + budget_s
     rows = []
