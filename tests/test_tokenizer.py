@@ -95,6 +95,19 @@ def test_segment_attention_low_precision_and_large_scores(sparse):
     assert (out.double() - reference).abs().max() < 0.05
 
 
+def test_segment_form_under_bf16_autocast():
+    """bf16-mixed training: the segment form runs (in float32 inside) and agrees with the dense form."""
+    video = torch.randn(2, 2, 3, 32, 32)
+    models = {form: small_tokenizer(attention=form) for form in ("segment", "dense")}
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        outs = {form: model(video) for form, model in models.items()}
+    assert torch.equal(outs["segment"].labels, outs["dense"].labels)
+    assert (outs["segment"].tokens.float() - outs["dense"].tokens.float()).abs().max() < 0.05
+    outs["segment"].tokens.float().sum().backward()
+    grads = [p.grad for p in models["segment"].parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+
+
 def test_segment_layout_must_match():
     labels = torch.randint(4, (2, 10))
     layout = SegmentLayout(labels, 4, 1, heads=2)

@@ -163,8 +163,14 @@ class _SegmentAttention(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, q, k_lat, v_lat, k_ctx, v_ctx, layout: SegmentLayout, scale: float):
+        # Low-precision inputs (autocast) are attended in float32, autocast off: the segment sums add up N/K
+        # terms each, and autocast would run the einsums (not the sparse kernels) in bfloat16.
+        with torch.autocast(q.device.type, enabled=False):
+            return _SegmentAttention._forward(ctx, q, k_lat, v_lat, k_ctx, v_ctx, layout, scale)
+
+    @staticmethod
+    def _forward(ctx, q, k_lat, v_lat, k_ctx, v_ctx, layout: SegmentLayout, scale: float):
         ctx.dtypes = tuple(t.dtype for t in (q, k_lat, v_lat, k_ctx, v_ctx))
-        # Low-precision inputs (autocast) are attended in float32: the segment sums add up N/K terms each.
         dtype = torch.promote_types(q.dtype, torch.float32)
         q, k_lat, v_lat, k_ctx, v_ctx = (t.to(dtype).contiguous() for t in (q, k_lat, v_lat, k_ctx, v_ctx))
         rows = layout.row_of_nnz
@@ -189,6 +195,11 @@ class _SegmentAttention(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out):
+        with torch.autocast(grad_out.device.type, enabled=False):
+            return _SegmentAttention._backward(ctx, grad_out)
+
+    @staticmethod
+    def _backward(ctx, grad_out):
         qs, k_lat, v_lat, k_ctx, v_ctx, out, p_lat, p_patch = ctx.saved_tensors
         layout = ctx.layout
         grad = grad_out.to(out.dtype).contiguous()  # (S, n, H, d)
