@@ -13,6 +13,7 @@ fused SDPA call beats the segment form's fixed overheads; see ``pick_attention_f
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections.abc import Callable
 
@@ -150,6 +151,12 @@ class SegmentLayout:
         return out
 
 
+def _autocast_off(device: torch.device):
+    if torch.amp.is_autocast_available(device.type):  # not for meta tensors
+        return torch.autocast(device.type, enabled=False)
+    return contextlib.nullcontext()
+
+
 class _SegmentAttention(torch.autograd.Function):
     """Trajectory-masked attention per segment, with a hand-written backward.
 
@@ -165,7 +172,7 @@ class _SegmentAttention(torch.autograd.Function):
     def forward(ctx, q, k_lat, v_lat, k_ctx, v_ctx, layout: SegmentLayout, scale: float):
         # Low-precision inputs (autocast) are attended in float32, autocast off: the segment sums add up N/K
         # terms each, and autocast would run the einsums (not the sparse kernels) in bfloat16.
-        with torch.autocast(q.device.type, enabled=False):
+        with _autocast_off(q.device):
             return _SegmentAttention._forward(ctx, q, k_lat, v_lat, k_ctx, v_ctx, layout, scale)
 
     @staticmethod
@@ -195,7 +202,7 @@ class _SegmentAttention(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out):
-        with torch.autocast(grad_out.device.type, enabled=False):
+        with _autocast_off(grad_out.device):
             return _SegmentAttention._backward(ctx, grad_out)
 
     @staticmethod
