@@ -108,6 +108,16 @@ def test_segment_form_under_bf16_autocast():
     assert grads and all(torch.isfinite(g).all() for g in grads)
 
 
+@pytest.mark.parametrize("form", ["segment", "dense"])
+def test_runs_on_meta_tensors(form):
+    """Shape-only runs (FLOP counting in benchmarks/tokenizer_speed.py) need no data-dependent op."""
+    with torch.device("meta"):
+        model = small_tokenizer(attention=form)
+    out = model(torch.empty(1, 2, 3, 32, 32, device="meta"))
+    out.tokens.sum().backward()
+    assert out.tokens.shape == (1, 16, 64) and out.tokens.is_meta
+
+
 def test_segment_layout_must_match():
     labels = torch.randint(4, (2, 10))
     layout = SegmentLayout(labels, 4, 1, heads=2)
