@@ -50,6 +50,28 @@ class RetrievalEvaluator(Metric):
         return {name: torch.as_tensor(value) for name, value in metrics.items()}
 
 
+class ZeroShotEvaluator(Metric):
+    """Zero-shot classification logits and labels over an evaluation epoch, gathered across processes."""
+
+    full_state_update = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_state("logits", default=[], dist_reduce_fx="cat")
+        self.add_state("labels", default=[], dist_reduce_fx="cat")
+        self.add_state("index", default=[], dist_reduce_fx="cat")
+
+    def update(self, logits: torch.Tensor, labels: torch.Tensor, index: torch.Tensor) -> None:
+        self.logits.append(logits.float())
+        self.labels.append(labels)
+        self.index.append(index)
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        _, logits, labels = deduplicate(dim_zero_cat(self.index), dim_zero_cat(self.logits), dim_zero_cat(self.labels))
+        accuracy = topk_accuracy(logits, labels, ks=(1, 5))
+        return {f"zeroshot_{k}": torch.as_tensor(v) for k, v in accuracy.items()}
+
+
 @register_head("clip")
 class ClipHead(Head):
     """TrajViT2: [CLS] + trajectory tokens through a transformer, contrasted with a text encoder.
@@ -87,9 +109,8 @@ class ClipHead(Head):
         self.templates = templates or list(VIDEO_TEMPLATES)
         self.token_proj: nn.Module = nn.Identity()
         self.retrieval = RetrievalEvaluator()
-        self._class_weights: torch.Tensor | None = None
-        self._class_logits: list[torch.Tensor] = []
-        self._class_labels: list[torch.Tensor] = []
+        self.zero_shot = ZeroShotEvaluator()
+        self._class_weights: torch.Tensor | None = None  # text embeddings of the classes, once per epoch
 
     def build(self, token_dim: int) -> None:
         if token_dim != self.width:
@@ -123,22 +144,20 @@ class ClipHead(Head):
         if "label" in batch and self.classnames:
             if self._class_weights is None:
                 self._class_weights = zero_shot_weights(self.encode_text, self.classnames, self.templates)
-            self._class_logits.append(video @ self._class_weights.T)
-            self._class_labels.append(batch["label"])
+            self.zero_shot.update(video @ self._class_weights.T, batch["label"], batch["index"])
 
     def compute_metrics(self) -> dict[str, torch.Tensor]:
         metrics = {}
         if self.retrieval.update_count:
             metrics.update(self.retrieval.compute())
-        if self._class_logits:
-            accuracy = topk_accuracy(torch.cat(self._class_logits), torch.cat(self._class_labels), ks=(1, 5))
-            metrics.update({f"zeroshot_{k}": torch.as_tensor(v) for k, v in accuracy.items()})
+        if self.zero_shot.update_count:
+            metrics.update(self.zero_shot.compute())
         return metrics
 
     def reset_metrics(self) -> None:
         self.retrieval.reset()
+        self.zero_shot.reset()
         self._class_weights = None
-        self._class_logits, self._class_labels = [], []
 
     def predict(self, tokens: TrajectoryTokens, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         return {"index": batch["index"], "video_embedding": self.encode_video(tokens), "num_tokens": tokens.num_valid}
