@@ -21,6 +21,7 @@ from trajtok.segmentation import (
     hard_iou,
     hungarian_match,
     resize_segments,
+    soft_dice,
     segmentation_inputs,
     softmax_dice_loss,
     softmax_focal_loss,
@@ -144,6 +145,24 @@ def test_hard_iou_counts_whole_predicted_regions():
     targets = torch.tensor([[0, 0, -1, -1, 1, 1]])
     iou = hard_iou(predicted, targets, 2)
     assert iou[0].tolist() == [[0.5, 0.0], [0.0, 1.0]]
+
+
+def test_soft_matching_breaks_ties_of_a_collapsed_prediction():
+    # Every patch's argmax is slot 0 (one cluster), but target 1's patches lean towards slot 2 and target 2's
+    # towards slot 3. Hard IoU cannot see that; the soft term matches them there.
+    targets = torch.tensor([[0, 0, 0, 0, 1, 1, 2, 2]])
+    logits = torch.zeros(1, 8, 4)
+    logits[0, :, 0] = 3.0
+    logits[0, 4:6, 2] = 1.0
+    logits[0, 6:8, 3] = 1.0
+    assert hungarian_match(logits, targets, soft_weight=1.0).permutation[0, :3].tolist() == [0, 2, 3]
+    assert hungarian_match(logits, targets).permutation[0, :3].tolist() != [0, 2, 3]
+    assert hungarian_match(logits, targets, soft_weight=1.0).iou[0, 1].item() == 0.0  # reported IoU stays hard
+    # Soft Dice by hand: two patches, probabilities [1/2, 1/2] and [3/4, 1/4], targets 0 and 1.
+    probs = torch.tensor([[[0.0, 0.0], [math.log(3), 0.0]]])
+    dice = soft_dice(probs, torch.tensor([[0, 1]]))
+    expected = [2 * 0.5 / 2.25, 2 * 0.75 / 2.25, 2 * 0.5 / 1.75, 2 * 0.25 / 1.75]  # [slot, target]
+    assert dice[0].flatten().tolist() == pytest.approx(expected)
 
 
 # --- losses -------------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from trajtok.segmentation.matching import (
     align_slots,
     hard_iou,
     hungarian_match,
+    soft_dice,
 )
 from trajtok.segmentation.metrics import SegmentationQuality
 
@@ -36,6 +37,7 @@ __all__ = [
     "hungarian_match",
     "resize_segments",
     "segmentation_inputs",
+    "soft_dice",
     "softmax_dice_loss",
     "softmax_focal_loss",
     "trajectory_targets",

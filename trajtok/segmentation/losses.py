@@ -56,9 +56,18 @@ class SegmentationLoss(nn.Module):
         focal_weight, dice_weight: weights of the two terms (0 switches a term off).
         gamma: focal focusing exponent.
         smooth: Dice smoothing.
+        match_soft_weight: weight of the soft Dice in the matching cost (``matching.hungarian_match``); 0 is the
+            paper's hard-IoU matching.
     """
 
-    def __init__(self, focal_weight: float = 0.5, dice_weight: float = 1.0, gamma: float = 2.0, smooth: float = 1e-6):
+    def __init__(
+        self,
+        focal_weight: float = 0.5,
+        dice_weight: float = 1.0,
+        gamma: float = 2.0,
+        smooth: float = 1e-6,
+        match_soft_weight: float = 0.0,
+    ):
         super().__init__()
         if focal_weight < 0 or dice_weight < 0 or focal_weight + dice_weight == 0:
             raise ValueError(f"weights must be non-negative and not both 0: focal={focal_weight}, dice={dice_weight}")
@@ -66,11 +75,12 @@ class SegmentationLoss(nn.Module):
         self.dice_weight = dice_weight
         self.gamma = gamma
         self.smooth = smooth
+        self.match_soft_weight = match_soft_weight
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
         """Named weighted terms ``seg_focal`` / ``seg_dice`` (those with a non-zero weight) for ``logits (B, N, K)``
         and ``targets (B, N)`` from ``labels.trajectory_targets``."""
-        aligned = align_slots(logits, hungarian_match(logits, targets).permutation)
+        aligned = align_slots(logits, hungarian_match(logits, targets, self.match_soft_weight).permutation)
         losses = {}
         if self.focal_weight:
             losses["seg_focal"] = self.focal_weight * softmax_focal_loss(aligned, targets, self.gamma)
@@ -79,4 +89,5 @@ class SegmentationLoss(nn.Module):
         return losses
 
     def extra_repr(self) -> str:
-        return f"focal_weight={self.focal_weight}, dice_weight={self.dice_weight}, gamma={self.gamma}"
+        return (f"focal_weight={self.focal_weight}, dice_weight={self.dice_weight}, gamma={self.gamma}, "
+                f"match_soft_weight={self.match_soft_weight}")

@@ -30,6 +30,16 @@ def hard_iou(predicted: torch.Tensor, targets: torch.Tensor, num_slots: int) -> 
     return inter / union.clamp(min=1)
 
 
+def soft_dice(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """``(B, K, K)`` Dice of every slot's soft assignment (rows) with every target trajectory (columns), over
+    labelled patches: the overlap the Dice loss measures, defined even where the hard regions are empty."""
+    labelled = (targets >= 0).unsqueeze(-1)
+    probs = logits.float().softmax(dim=-1) * labelled
+    target = F.one_hot(targets.clamp(min=0), logits.shape[-1]).float() * labelled
+    inter = probs.transpose(1, 2) @ target
+    return 2 * inter / (probs.sum(1).unsqueeze(2) + target.sum(1).unsqueeze(1)).clamp(min=1e-6)
+
+
 @dataclass
 class Matching:
     """The outcome of matching one batch.
@@ -46,8 +56,14 @@ class Matching:
     present: torch.Tensor
 
 
-def hungarian_match(logits: torch.Tensor, targets: torch.Tensor) -> Matching:
+def hungarian_match(logits: torch.Tensor, targets: torch.Tensor, soft_weight: float = 0.0) -> Matching:
     """Match the hard argmax clusters of ``logits (B, N, K)`` to ``targets (B, N)`` by maximum total IoU.
+
+    ``soft_weight > 0`` adds that multiple of the soft Dice (``soft_dice``) to the IoU in the cost. The hard
+    IoU alone cannot tell slots apart that win no patch, nor targets that all sit inside one cluster: once a
+    from-scratch segmenter collapses to one cluster, every clip's targets land on the same arbitrary slots and
+    the loss can only teach the marginal. The soft term matches each target to the slot already leaning
+    towards it, which lets small differences grow. ``Matching.iou`` is always the hard IoU.
 
     Sample ``b`` solves an ``n_b x K`` assignment (its ``n_b`` present targets against all slots) with scipy's
     ``linear_sum_assignment`` on ``-IoU``: the solver call per sample is the only loop; the IoU matrices are
@@ -56,9 +72,10 @@ def hungarian_match(logits: torch.Tensor, targets: torch.Tensor) -> Matching:
     batch, _, num_slots = logits.shape
     with torch.no_grad():
         iou = hard_iou(logits.argmax(dim=-1), targets, num_slots)  # (B, K pred, K target)
+        score = iou + soft_weight * soft_dice(logits, targets) if soft_weight else iou
         labelled = (targets >= 0).unsqueeze(-1)
         present = (F.one_hot(targets.clamp(min=0), num_slots) * labelled).amax(dim=1) > 0  # (B, K)
-        cost = (-iou.transpose(1, 2)).cpu().numpy()  # (B, target, pred)
+        cost = (-score.transpose(1, 2)).cpu().numpy()  # (B, target, pred)
         present_cpu = present.cpu()
         permutation = torch.empty(batch, num_slots, dtype=torch.long)
         for b in range(batch):
