@@ -129,7 +129,7 @@ class TrajTokModule(L.LightningModule):
             metrics.update({f"{stage}/{k}": v for k, v in self.segmentation_quality.compute().items()})
         self.segmentation_quality.reset()
         if metrics:
-            self.log_dict(metrics)  # already gathered across processes by the head
+            self.log_dict(metrics)  # already gathered across processes (the head, SegmentationQuality)
         return {k: float(v) for k, v in metrics.items()}
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
