@@ -125,15 +125,19 @@ def _jsonl_rows(path: str) -> list[tuple[int, Any]]:
     return rows
 
 
-def _json_rows(path: str) -> list[tuple[int, Any]]:
-    """(position, row) for a file holding one JSON list of rows."""
+def _read_utf8(path: str) -> str:
+    """The whole file as text; a decoding error names the line it is on."""
     with open(path, "rb") as f:
         raw = f.read()
     try:
-        text = raw.decode("utf-8-sig")
+        return raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise ValueError(f"{path}: not valid UTF-8 at line {line}: {e}") from e
+        raise _fail(path, raw[: e.start].count(b"\n") + 1, f"not valid UTF-8: {e}") from e
+
+
+def _json_rows(path: str) -> list[tuple[int, Any]]:
+    """(position, row) for a file holding one JSON list of rows."""
+    text = _read_utf8(path)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
@@ -146,13 +150,7 @@ def _json_rows(path: str) -> list[tuple[int, Any]]:
 
 def _csv_rows(path: str) -> list[tuple[int, Any]]:
     """(line number, row dict) for every data row of a CSV with a header line."""
-    with open(path, "rb") as f:
-        raw = f.read()
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise _fail(path, line, f"not valid UTF-8: {e}") from e
+    text = _read_utf8(path)
     reader = csv.DictReader(io.StringIO(text, newline=""))
     rows = []
     header_width = None
