@@ -42,9 +42,12 @@ def test_print_config_resolves_the_yaml(tmp_path, cache):
     result = run(["fit", "--config", str(ROOT / "configs/clip.yaml"), "--print_config"], tmp_path, cache)
     assert result.returncode == 0, result.stderr[-3000:]
     config = yaml.safe_load(result.stdout)
+    written = yaml.safe_load((ROOT / "configs/clip.yaml").read_text())
     assert config["model"]["tokenizer"]["class_path"] == "trajtok.tokenizer.TrajTok"
-    assert config["model"]["head"]["init_args"]["width"] == 192
-    assert config["model"]["lr"] == pytest.approx(1e-3)
+    assert config["model"]["head"]["init_args"]["width"] == written["model"]["head"]["init_args"]["width"]
+    assert config["model"]["lr"] == pytest.approx(written["model"]["lr"])
+    # Defaults the yaml leaves out are filled in.
+    assert config["model"]["tokenizer"]["init_args"]["subtokens"] == [1]
 
 
 @pytest.mark.parametrize(
