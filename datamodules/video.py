@@ -108,6 +108,16 @@ def _seek(container: av.container.InputContainer, stream: av.video.stream.VideoS
     container.seek(int(Fraction(t) / stream.time_base), stream=stream, backward=True, any_frame=False)
 
 
+def _enter_range(container, stream, start: float | None, end: float | None) -> tuple[float, float | None]:
+    """Stream-time bounds ``(lo, hi)`` of the segment; seeks to its start when there is one."""
+    base = _range_seconds(stream)
+    lo = base + (start or 0.0)
+    hi = None if end is None else base + end
+    if start:
+        _seek(container, stream, lo)
+    return lo, hi
+
+
 def _count_range_frames(path: str, start: float | None, end: float | None) -> int:
     """Count frames in the range from packet timestamps (demuxing only; no decoding)."""
     container = _open(path)
@@ -115,11 +125,7 @@ def _count_range_frames(path: str, start: float | None, end: float | None) -> in
         stream = container.streams.video[0]
         if start is None and end is None and stream.frames > 0:
             return stream.frames  # the container's own count; exact for mp4
-        base = _range_seconds(stream)
-        lo = base + (start or 0.0)
-        hi = None if end is None else base + end
-        if start:
-            _seek(container, stream, lo)
+        lo, hi = _enter_range(container, stream, start, end)
         count = 0
         for packet in container.demux(stream):
             if packet.size == 0:
@@ -150,11 +156,7 @@ def _decode_at(
     try:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        base = _range_seconds(stream)
-        lo = base + (start or 0.0)
-        hi = None if end is None else base + end
-        if start:
-            _seek(container, stream, lo)
+        lo, hi = _enter_range(container, stream, start, end)
         k = 0
         for frame in container.decode(stream):
             if start is not None or end is not None:
