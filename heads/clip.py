@@ -139,7 +139,9 @@ class ClipHead(Head):
             counts = torch.tensor([len(c) for c in captions], device=video.device)
             texts = [caption for clip in captions for caption in clip]
             text_video_index = batch["index"].repeat_interleave(counts)
-            position = torch.cat([torch.arange(int(c), device=video.device) for c in counts])
+            # Each caption's position among its clip's captions: its flat index minus its clip's first one.
+            first = (counts.cumsum(0) - counts).repeat_interleave(counts)
+            position = torch.arange(len(texts), device=video.device) - first
             self.retrieval.update(video, batch["index"], self.encode_text(texts), text_video_index, position)
         if "label" in batch and self.classnames:
             if self._class_weights is None:
