@@ -2,6 +2,7 @@
 
 from heads.base import Head, create_head, get_head_class, list_heads, register_head
 from heads.clip import ClipHead
+from heads.probe import ProbeHead
 from heads.segment import SegmentHead
 from heads.text_encoders import ByteTextEncoder, HFTextEncoder, TextEncoder
 
@@ -10,6 +11,7 @@ __all__ = [
     "ClipHead",
     "HFTextEncoder",
     "Head",
+    "ProbeHead",
     "SegmentHead",
     "TextEncoder",
     "create_head",

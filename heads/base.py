@@ -28,6 +28,8 @@ class Head(nn.Module):
       state in ``torchmetrics.Metric`` objects (or sync it yourself): ``compute_metrics`` must return the
       metrics of the whole data set across processes.
     - ``predict(tokens, batch)``: anything for ``trajtok predict``.
+    - ``set_class_names(names)``: called by the module before fitting or evaluating when the datamodule has a
+      class list (classification data); a head that classifies checks or adopts it.
     - ``needs_tokens``: False for a head that reads only the assignment (``logits`` / ``labels`` / ``valid``),
       never ``tokens.tokens``; the module then lets a tokenizer that can skip its trajectory encoder do so.
     """
@@ -52,6 +54,9 @@ class Head(nn.Module):
 
     def predict(self, tokens: TrajectoryTokens, batch: dict[str, Any]) -> Any:
         return {"tokens": tokens.tokens, "valid": tokens.valid}
+
+    def set_class_names(self, names: list[str]) -> None:
+        """The data set's class names in label order; the default ignores them."""
 
 
 def register_head(name: str) -> Callable[[H], H]:

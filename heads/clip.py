@@ -7,69 +7,14 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics import Metric
-from torchmetrics.utilities import dim_zero_cat
 
 from heads.base import Head, register_head
 from heads.contrastive import LogitScale, clip_loss
-from heads.retrieval import VIDEO_TEMPLATES, deduplicate, retrieval_metrics, topk_accuracy, zero_shot_weights
+from heads.metrics import ClassificationEvaluator, RetrievalEvaluator
+from heads.retrieval import VIDEO_TEMPLATES, zero_shot_weights
 from heads.text_encoders import ByteTextEncoder, TextEncoder
 from heads.transformer import Transformer
 from trajtok.tokens import TrajectoryTokens
-
-
-class RetrievalEvaluator(Metric):
-    """Accumulates video and caption embeddings over an evaluation epoch, gathered across processes.
-
-    Distributed samplers repeat samples to even out ranks; ``compute`` keeps one copy of each video (by data
-    set index) and of each caption (by video index and position), then ranks the full similarity matrix.
-    """
-
-    full_state_update = False
-
-    def __init__(self) -> None:
-        super().__init__()
-        for name in ("video_features", "video_index", "text_features", "text_video_index", "text_position"):
-            self.add_state(name, default=[], dist_reduce_fx="cat")
-
-    def update(self, video_features, video_index, text_features, text_video_index, text_position) -> None:
-        self.video_features.append(video_features.float())
-        self.video_index.append(video_index)
-        self.text_features.append(text_features.float())
-        self.text_video_index.append(text_video_index)
-        self.text_position.append(text_position)
-
-    def compute(self) -> dict[str, torch.Tensor]:
-        video_index, videos = deduplicate(dim_zero_cat(self.video_index), dim_zero_cat(self.video_features))
-        text_video_index = dim_zero_cat(self.text_video_index)
-        position = dim_zero_cat(self.text_position)
-        caption_key = text_video_index * (int(position.max()) + 1) + position
-        _, texts, text_video_index = deduplicate(caption_key, dim_zero_cat(self.text_features), text_video_index)
-        text_to_video = torch.searchsorted(video_index, text_video_index)
-        metrics = retrieval_metrics(texts @ videos.T, text_to_video)
-        return {name: torch.as_tensor(value) for name, value in metrics.items()}
-
-
-class ZeroShotEvaluator(Metric):
-    """Zero-shot classification logits and labels over an evaluation epoch, gathered across processes."""
-
-    full_state_update = False
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.add_state("logits", default=[], dist_reduce_fx="cat")
-        self.add_state("labels", default=[], dist_reduce_fx="cat")
-        self.add_state("index", default=[], dist_reduce_fx="cat")
-
-    def update(self, logits: torch.Tensor, labels: torch.Tensor, index: torch.Tensor) -> None:
-        self.logits.append(logits.float())
-        self.labels.append(labels)
-        self.index.append(index)
-
-    def compute(self) -> dict[str, torch.Tensor]:
-        _, logits, labels = deduplicate(dim_zero_cat(self.index), dim_zero_cat(self.logits), dim_zero_cat(self.labels))
-        accuracy = topk_accuracy(logits, labels, ks=(1, 5))
-        return {f"zeroshot_{k}": torch.as_tensor(v) for k, v in accuracy.items()}
 
 
 @register_head("clip")
@@ -109,7 +54,7 @@ class ClipHead(Head):
         self.templates = templates or list(VIDEO_TEMPLATES)
         self.token_proj: nn.Module = nn.Identity()
         self.retrieval = RetrievalEvaluator()
-        self.zero_shot = ZeroShotEvaluator()
+        self.zero_shot = ClassificationEvaluator(prefix="zeroshot_")
         self._class_weights: torch.Tensor | None = None  # text embeddings of the classes, once per epoch
 
     def build(self, token_dim: int) -> None:
@@ -147,6 +92,11 @@ class ClipHead(Head):
             if self._class_weights is None:
                 self._class_weights = zero_shot_weights(self.encode_text, self.classnames, self.templates)
             self.zero_shot.update(video @ self._class_weights.T, batch["label"], batch["index"])
+
+    def set_class_names(self, names: list[str]) -> None:
+        """Classification data names its classes: use them for zero-shot unless the config gave others."""
+        if self.classnames is None:
+            self.classnames = list(names)
 
     def compute_metrics(self) -> dict[str, torch.Tensor]:
         metrics = {}

@@ -35,6 +35,7 @@ def example_batch(batch_size: int = 4) -> dict:
 def test_registered_head_trains_and_evaluates(name):
     torch.manual_seed(0)
     module = TrajTokModule(tiny_tokenizer(), create_head(name), segmentation=SegmentationLoss())
+    module.head.set_class_names(["a", "b", "c"])  # as the module does for classification data (labels are 0-2)
     batch = example_batch()
     tokens = module(batch["video"])
     # The head's own losses (none for "segment", which trains through it) plus the segmentation terms.

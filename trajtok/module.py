@@ -70,6 +70,12 @@ class TrajTokModule(L.LightningModule):
         skip = not head.needs_tokens and "encode" in inspect.signature(tokenizer.forward).parameters
         self._tokenize_kwargs = {"encode": False} if skip else {}
 
+    def setup(self, stage: str) -> None:
+        """Hand the datamodule's class list (classification data) to the head, which checks or adopts it."""
+        class_names = getattr(self.trainer.datamodule, "class_names", None) if self._trainer else None
+        if class_names:
+            self.head.set_class_names(list(class_names))
+
     def forward(self, video: torch.Tensor) -> TrajectoryTokens:
         return self.tokenizer(video, **self._tokenize_kwargs)
 

@@ -1,5 +1,7 @@
 """The TrajTok tokenizer and its parts."""
 
+from trajtok.tokenizer.adapter import FeaturePatches, FeatureTrajTok
+from trajtok.tokenizer.features import FrozenVideoFeatures
 from trajtok.tokenizer.pixel_encoder import ConvPyramid, HFBackbone, PixelEncoder
 from trajtok.tokenizer.presets import create_tokenizer, list_presets
 from trajtok.tokenizer.segmenter import Segmenter
@@ -8,6 +10,9 @@ from trajtok.tokenizer.trajtok import TrajTok
 
 __all__ = [
     "ConvPyramid",
+    "FeaturePatches",
+    "FeatureTrajTok",
+    "FrozenVideoFeatures",
     "HFBackbone",
     "PixelEncoder",
     "Segmenter",

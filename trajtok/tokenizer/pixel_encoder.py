@@ -7,12 +7,11 @@ stages give object-level context (the paper's "hierarchical features" ablation).
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from trajtok.hf import load_config, load_kwargs
 
 STRIDE = 4
 
@@ -120,12 +119,10 @@ class HFBackbone(PixelEncoder):
         trust_remote_code: bool = False,
     ):
         super().__init__()
-        from transformers import AutoConfig
         from transformers.models.auto.modeling_auto import MODEL_FOR_BACKBONE_MAPPING
 
-        local = Path(os.path.expanduser(name_or_path)).is_dir()
-        kwargs = {"trust_remote_code": trust_remote_code, "local_files_only": local}
-        config = AutoConfig.from_pretrained(name_or_path, **kwargs)
+        kwargs = load_kwargs(name_or_path, trust_remote_code)
+        config = load_config(name_or_path, trust_remote_code)
         if out_indices is None:
             num_stages = len(getattr(config, "stage_names", [])) - 1 or len(config.depths)
             out_indices = list(range(1, num_stages + 1))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from einops import rearrange
 from torch import nn
@@ -87,19 +89,32 @@ class TrajTok(nn.Module):
     def max_tokens(self, num_frames: int, num_subtokens: int | None = None) -> int:
         """The number of token slots (valid or not) for a clip of ``num_frames``."""
         n = num_subtokens or self.eval_subtokens
-        return self._num_chunks(num_frames) * self.num_slots * n
+        return self.num_chunks(num_frames) * self.num_slots * n
 
-    def _num_chunks(self, num_frames: int) -> int:
+    def num_chunks(self, num_frames: int) -> int:
         if self.chunk_frames is None or num_frames <= self.chunk_frames:
             return 1
         if num_frames % self.chunk_frames:
             raise ValueError(f"{num_frames} frames do not split into chunks of chunk_frames={self.chunk_frames}")
         return num_frames // self.chunk_frames
 
-    def _draw_subtokens(self) -> int:
+    def draw_subtokens(self) -> int:
         if not self.training:
             return self.eval_subtokens
         return self.subtokens[int(torch.randint(len(self.subtokens), ()))]
+
+    def assign(self, video: torch.Tensor) -> Assignment:
+        """Pixel features and the segmenter's assignment of ``video (B, T, 3, H, W)``, per chunk."""
+        if video.ndim != 5 or video.shape[2] != 3:
+            raise ValueError(f"video must be (B, T, 3, H, W), got {tuple(video.shape)}")
+        frames = video.shape[1]
+        chunks = self.num_chunks(frames)
+        clips = rearrange(video, "b (c t) ch h w -> (b c t) ch h w", c=chunks)
+        features = self.pixel_encoder(clips)
+        grid = (frames // chunks, *features.shape[-2:])
+        patches = rearrange(features, "(bc t) d h w -> bc (t h w) d", t=grid[0])
+        logits, _ = self.segmenter(patches, grid)
+        return Assignment(patches, logits, logits.argmax(dim=-1), grid, chunks)
 
     def forward(self, video: torch.Tensor, num_subtokens: int | None = None, encode: bool = True) -> TrajectoryTokens:
         """Tokenise ``video (B, T, 3, H, W)``.
@@ -108,35 +123,52 @@ class TrajTok(nn.Module):
         and each slot's token is the soft-mean of its patch features, the encoder's own starting point. Shapes,
         ``valid``, ``logits`` and ``labels`` are those of a full pass.
         """
-        if video.ndim != 5 or video.shape[2] != 3:
-            raise ValueError(f"video must be (B, T, 3, H, W), got {tuple(video.shape)}")
-        batch, frames = video.shape[:2]
-        chunks = self._num_chunks(frames)
-        n = num_subtokens or self._draw_subtokens()
-        clips = rearrange(video, "b (c t) ch h w -> (b c t) ch h w", c=chunks)
-
-        features = self.pixel_encoder(clips)
-        grid = (frames // chunks, *features.shape[-2:])
-        patches = rearrange(features, "(bc t) d h w -> bc (t h w) d", t=grid[0])
-        logits, _ = self.segmenter(patches, grid)
-        labels = logits.argmax(dim=-1)
+        a = self.assign(video)
+        n = num_subtokens or self.draw_subtokens()
         if encode:
-            tokens = self.encoder(patches, logits, labels, grid, n)
+            tokens = self.encoder(a.patches, a.logits, a.labels, a.grid, n)
         else:
-            tokens = soft_mean(logits, patches).repeat_interleave(n, dim=1)
+            tokens = soft_mean(a.logits, a.patches).repeat_interleave(n, dim=1)
+        return pack_tokens(tokens, slot_valid(a.labels, self.num_slots), a, n)
 
-        won = torch.zeros(labels.shape[0], self.num_slots, dtype=torch.bool, device=labels.device)
-        won.scatter_(1, labels, True)
-        valid = won.repeat_interleave(n, dim=1)
-        # Global trajectory ids: chunk c owns slots [c*K, (c+1)*K).
-        chunk_offset = self.num_slots * torch.arange(chunks, device=labels.device).repeat(batch)
-        global_labels = labels + chunk_offset[:, None]
-        return TrajectoryTokens(
-            tokens=rearrange(tokens, "(b c) s d -> b (c s) d", c=chunks),
-            valid=rearrange(valid, "(b c) s -> b (c s)", c=chunks),
-            logits=rearrange(logits, "(b c) n k -> b (c n) k", c=chunks),
-            labels=rearrange(global_labels, "(b c) (t h w) -> b (c t) h w", c=chunks, h=grid[1], w=grid[2]),
-            grid=(frames, grid[1], grid[2]),
-            tokens_per_trajectory=n,
-            chunks=chunks,
-        )
+
+@dataclass
+class Assignment:
+    """The segmenter's view of a clip, one row per chunk (``B * C`` rows).
+
+    Attributes:
+        patches: ``(B*C, N, D)`` pixel-encoder features, t-major over the chunk's ``grid``.
+        logits: ``(B*C, N, K)`` assignment logits; ``labels``: ``(B*C, N)`` their argmax.
+        grid: ``(t, h, w)`` of one chunk; ``chunks``: C.
+    """
+
+    patches: torch.Tensor
+    logits: torch.Tensor
+    labels: torch.Tensor
+    grid: tuple[int, int, int]
+    chunks: int
+
+
+def slot_valid(labels: torch.Tensor, num_slots: int) -> torch.Tensor:
+    """``(B, K)`` bool: slot k won at least one of the patches in ``labels (B, N)``."""
+    won = torch.zeros(labels.shape[0], num_slots, dtype=torch.bool, device=labels.device)
+    return won.scatter_(1, labels, True)
+
+
+def pack_tokens(tokens: torch.Tensor, valid: torch.Tensor, a: Assignment, n: int) -> TrajectoryTokens:
+    """Per-chunk tokens ``(B*C, K*n, D)`` and slot validity ``(B*C, K)`` as one clip's ``TrajectoryTokens``,
+    chunks concatenated in time order; labels become global trajectory ids (chunk c owns ``[c*K, (c+1)*K)``)."""
+    chunks, num_slots = a.chunks, a.logits.shape[-1]
+    batch = a.labels.shape[0] // chunks
+    chunk_offset = num_slots * torch.arange(chunks, device=a.labels.device).repeat(batch)
+    global_labels = a.labels + chunk_offset[:, None]
+    t, h, w = a.grid
+    return TrajectoryTokens(
+        tokens=rearrange(tokens, "(b c) s d -> b (c s) d", c=chunks),
+        valid=rearrange(valid.repeat_interleave(n, dim=1), "(b c) s -> b (c s)", c=chunks),
+        logits=rearrange(a.logits, "(b c) n k -> b (c n) k", c=chunks),
+        labels=rearrange(global_labels, "(b c) (t h w) -> b (c t) h w", c=chunks, h=h, w=w),
+        grid=(chunks * t, h, w),
+        tokens_per_trajectory=n,
+        chunks=chunks,
+    )
