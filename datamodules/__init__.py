@@ -8,7 +8,8 @@ Nothing here knows a model. Models and data meet in the batch, a dict with these
 - ``captions``: ``list[list[str]]``, all captions of each clip (retrieval evaluation ranks every one).
 - ``index``: long ``(B,)``, the sample's index in its data set; distributed samplers repeat samples to
   even out ranks, and evaluation de-duplicates by this index.
-- ``label``: long ``(B,)``, optional: the class of each clip for classification data.
+- ``label``: long ``(B,)``, in classification batches (which have no ``text`` / ``captions``): the class
+  index of each clip in the datamodule's ``class_names``.
 - ``mask``: uint8 ``(B, T, H, W)``, optional (present when the data names pseudo-label files, e.g. the
   synthetic default): per-frame segment ids at the input resolution, cropped and resized (nearest) with
   the video; 0 = no segment. Ids are per frame, not per trajectory.
@@ -16,10 +17,28 @@ Nothing here knows a model. Models and data meet in the batch, a dict with these
   ``t``, 0 = absent in that frame (occluded or cropped away); rows of all zeros are padding.
 
 Modules: ``video`` (PyAV decoding and frame sampling), ``transforms`` (crop / resize / normalise in torch),
-``annotations`` (JSONL / JSON / CSV readers), ``pseudo_labels`` (mask + trajectory-graph files),
-``synthetic`` (the embedded default data set), ``video_text`` (dataset, collate, ``VideoTextDataModule``).
+``annotations`` (JSONL / JSON / CSV readers, class folders), ``pseudo_labels`` (mask + trajectory-graph
+files), ``synthetic`` (the embedded default data set), ``video_text`` (the shared clip dataset and loaders;
+video-text dataset, collate, ``VideoTextDataModule``), ``classification`` (class lists, labelled dataset,
+collate, ``ClassificationDataModule``, whose batches carry ``label`` instead of ``text`` / ``captions``).
 """
 
-from datamodules.video_text import VideoTextDataModule, VideoTextDataset, collate_video_text
+from datamodules.classification import (
+    ClassificationDataModule,
+    ClassificationDataset,
+    collate_classification,
+)
+from datamodules.video_text import (
+    VideoTextDataModule,
+    VideoTextDataset,
+    collate_video_text,
+)
 
-__all__ = ["VideoTextDataModule", "VideoTextDataset", "collate_video_text"]
+__all__ = [
+    "ClassificationDataModule",
+    "ClassificationDataset",
+    "VideoTextDataModule",
+    "VideoTextDataset",
+    "collate_classification",
+    "collate_video_text",
+]

@@ -1,13 +1,18 @@
-"""Reading video-text annotations from JSONL, JSON (a list of rows) or CSV.
+"""Reading video annotations from JSONL, JSON (a list of rows) or CSV, and labelled class folders.
 
-A row names a video (relative to a root folder), one caption or a list of captions (CSV: one string),
-optional ``start``/``end`` seconds and optional pseudo-label files (``mask``, ``graph``: per-frame
-instance-id masks and the trajectory graph). Key names are configurable, so public data sets' own files
-can be read without conversion. Extra keys are ignored. A malformed row fails loudly with the file and
-row number: a silently dropped row would shift retrieval ground truth.
+A row names a video (relative to a root folder), optional ``start``/``end`` seconds and optional
+pseudo-label files (``mask``, ``graph``: per-frame instance-id masks and the trajectory graph), plus what
+the video is annotated with: one caption or a list of captions (CSV: one string) for video-text data, or
+a ``label`` (a class name, or an integer class index) for classification data. Key names are
+configurable, so public data sets' own files can be read without conversion. Extra keys are ignored. A
+malformed row fails loudly with the file and row number: a silently dropped row would shift retrieval
+ground truth or class counts.
 
 Row numbers are 1-based line numbers for JSONL and CSV (the CSV header is line 1) and 1-based positions
 in the list for JSON.
+
+Labelled videos can also come as class folders, ``<dir>/<class name>/**/<video>``, the layout of
+UCF101-style releases.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import csv
 import io
 import json
 import os
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,8 +39,27 @@ class VideoTextRecord:
 
 
 @dataclass(frozen=True)
+class LabelledVideoRecord:
+    """One clip with a class label, with paths already joined to the root.
+
+    ``label`` is a class name or an integer class index, as the annotation gave it: which index a name
+    gets depends on the class list of the whole data set, decided later. ``origin`` says where the label
+    came from ("file, row N", or the video's path for class folders), so that mapping can name it.
+    """
+
+    video: str
+    label: str | int
+    origin: str
+    start_sec: float | None = None
+    end_sec: float | None = None
+    mask: str | None = None
+    graph: str | None = None
+
+
+@dataclass(frozen=True)
 class AnnotationKeys:
-    """Column / key names of an annotation file."""
+    """Column / key names of an annotation file (``caption`` for video-text rows, ``label`` for labelled
+    rows; the other kind's key is unused)."""
 
     video: str = "video"
     caption: str = "caption"
@@ -42,6 +67,13 @@ class AnnotationKeys:
     end: str = "end"
     mask: str = "mask"
     graph: str = "graph"
+    label: str = "label"
+
+
+# Video files of class folders; everything else there (notes, pseudo-label .npz files) is not a sample.
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov")
+# CSV cells are text, so an integer class index arrives as digits.
+_INTEGER = re.compile(r"[+-]?[0-9]+")
 
 
 def _fail(path: str, row: int, reason: str) -> ValueError:
@@ -83,13 +115,34 @@ def _captions(value: Any, key: str, path: str, row: int) -> tuple[str, ...]:
     return tuple(c.strip() for c in value)
 
 
-def parse_row(row: Any, keys: AnnotationKeys, root: str, path: str, row_number: int) -> VideoTextRecord:
-    """Validate one parsed row (a dict) and turn it into a record."""
+def _label(value: Any, key: str, path: str, row: int, text_cells: bool) -> str | int:
+    """A non-blank class name (stripped) or a class index >= 0; ``text_cells``: digits are an index."""
+    if text_cells and isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
+        value = int(value)
+    # bool is an int subclass, but true/false in a label column is a mistake, not class 1/0.
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise _fail(path, row, f"{key!r} must be a class name or an integer class index, got {value!r}")
+    if isinstance(value, int):
+        if value < 0:
+            raise _fail(path, row, f"{key!r} must be a class index >= 0, got {value}")
+        return value
+    if not value.strip():
+        raise _fail(path, row, f"{key!r} is a blank class name")
+    return value.strip()
+
+
+def _require(row: Any, required: tuple[str, ...], path: str, row_number: int) -> None:
+    """The row is an object and has every required key (null counts as missing)."""
     if not isinstance(row, dict):
         raise _fail(path, row_number, f"expected an object with keys, got {type(row).__name__}")
-    for key in (keys.video, keys.caption):
+    for key in required:
         if key not in row or row[key] is None:
             raise _fail(path, row_number, f"missing key {key!r} (has {sorted(row)})")
+
+
+def _clip_fields(row: dict, keys: AnnotationKeys, root: str, path: str, row_number: int) -> dict[str, Any]:
+    """What every kind of row says about its clip: the video path, the segment in seconds, and the
+    pseudo-label paths, as keyword arguments of a record."""
     video = row[keys.video]
     if not isinstance(video, str) or not video:
         raise _fail(path, row_number, f"{keys.video!r} must be a non-empty path string, got {video!r}")
@@ -97,14 +150,31 @@ def parse_row(row: Any, keys: AnnotationKeys, root: str, path: str, row_number: 
     end = _optional_seconds(row.get(keys.end), keys.end, path, row_number)
     if start is not None and end is not None and end <= start:
         raise _fail(path, row_number, f"end {end} must be greater than start {start}")
-    return VideoTextRecord(
-        video=os.path.join(root, video),
-        captions=_captions(row[keys.caption], keys.caption, path, row_number),
-        start_sec=start,
-        end_sec=end,
-        mask=_optional_path(row.get(keys.mask), keys.mask, root, path, row_number),
-        graph=_optional_path(row.get(keys.graph), keys.graph, root, path, row_number),
-    )
+    return {
+        "video": os.path.join(root, video),
+        "start_sec": start,
+        "end_sec": end,
+        "mask": _optional_path(row.get(keys.mask), keys.mask, root, path, row_number),
+        "graph": _optional_path(row.get(keys.graph), keys.graph, root, path, row_number),
+    }
+
+
+def parse_row(row: Any, keys: AnnotationKeys, root: str, path: str, row_number: int) -> VideoTextRecord:
+    """Validate one parsed video-text row (a dict) and turn it into a record."""
+    _require(row, (keys.video, keys.caption), path, row_number)
+    clip = _clip_fields(row, keys, root, path, row_number)
+    return VideoTextRecord(captions=_captions(row[keys.caption], keys.caption, path, row_number), **clip)
+
+
+def parse_labelled_row(
+    row: Any, keys: AnnotationKeys, root: str, path: str, row_number: int, text_cells: bool = False
+) -> LabelledVideoRecord:
+    """Validate one parsed labelled row (a dict) and turn it into a record; ``text_cells`` (CSV): a
+    label of digits is a class index."""
+    _require(row, (keys.video, keys.label), path, row_number)
+    clip = _clip_fields(row, keys, root, path, row_number)
+    label = _label(row[keys.label], keys.label, path, row_number, text_cells)
+    return LabelledVideoRecord(label=label, origin=f"{path}, row {row_number}", **clip)
 
 
 def _jsonl_rows(path: str) -> list[tuple[int, Any]]:
@@ -165,6 +235,24 @@ def _csv_rows(path: str) -> list[tuple[int, Any]]:
 READERS = {".jsonl": _jsonl_rows, ".json": _json_rows, ".csv": _csv_rows}
 
 
+def read_rows(path: str) -> list[tuple[int, Any]]:
+    """(row number, parsed row) of a JSONL / JSON / CSV file (format from the extension); at least one."""
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in READERS:
+        raise ValueError(f"{path}: unknown annotation format {ext!r}; use one of {sorted(READERS)}")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"annotation file not found: {path}")
+    rows = READERS[ext](path)
+    if not rows:
+        raise ValueError(f"{path}: no rows")
+    return rows
+
+
+def _root(path: str, root: str | None) -> str:
+    """The folder relative paths of an annotation file start from: ``root``, else the file's own folder."""
+    return os.path.dirname(os.path.abspath(path)) if root is None else str(root)
+
+
 def read_video_text_annotations(
     path: str, root: str | None = None, keys: AnnotationKeys | None = None
 ) -> list[VideoTextRecord]:
@@ -174,14 +262,48 @@ def read_video_text_annotations(
     file's own folder. Raises ValueError naming the file and row for any malformed row.
     """
     path = str(path)
-    ext = os.path.splitext(path)[1].lower()
-    if ext not in READERS:
-        raise ValueError(f"{path}: unknown annotation format {ext!r}; use one of {sorted(READERS)}")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"annotation file not found: {path}")
-    keys = keys or AnnotationKeys()
-    root = os.path.dirname(os.path.abspath(path)) if root is None else str(root)
-    records = [parse_row(row, keys, root, path, number) for number, row in READERS[ext](path)]
+    rows = read_rows(path)
+    keys, root = keys or AnnotationKeys(), _root(path, root)
+    return [parse_row(row, keys, root, path, number) for number, row in rows]
+
+
+def read_class_folders(path: str) -> list[LabelledVideoRecord]:
+    """Every video file (``VIDEO_EXTENSIONS``, at any depth) under each subfolder of ``path``, labelled
+    with that subfolder's name; sorted, so the order is the same on every machine.
+
+    Hidden entries (".ipynb_checkpoints") are not classes or samples. A video directly in ``path`` has
+    no class, which means a layout mistake: ValueError naming it.
+    """
+    entries = sorted(e for e in os.listdir(path) if not e.startswith("."))
+    stray = [e for e in entries if e.lower().endswith(VIDEO_EXTENSIONS) and os.path.isfile(os.path.join(path, e))]
+    if stray:
+        raise ValueError(f"{os.path.join(path, stray[0])}: a video outside any class folder of {path}")
+    records = []
+    for name in (e for e in entries if os.path.isdir(os.path.join(path, e))):
+        for folder, subfolders, files in os.walk(os.path.join(path, name)):
+            subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
+            for file in sorted(files):
+                if file.lower().endswith(VIDEO_EXTENSIONS) and not file.startswith("."):
+                    video = os.path.join(folder, file)
+                    records.append(LabelledVideoRecord(video=video, label=name, origin=video))
     if not records:
-        raise ValueError(f"{path}: no rows")
+        raise ValueError(f"{path}: no video files ({', '.join(VIDEO_EXTENSIONS)}) in class folders")
     return records
+
+
+def read_labelled_annotations(
+    path: str, root: str | None = None, keys: AnnotationKeys | None = None
+) -> list[LabelledVideoRecord]:
+    """Labelled videos from a JSONL / JSON / CSV file, or from class folders when ``path`` is a folder.
+
+    ``root`` (files only) is the folder video and pseudo-label paths are relative to; by default the
+    annotation file's own folder. In CSV a label of digits is a class index (cells are text); in JSON it
+    is one when it is a JSON integer. Raises ValueError naming the file and row for any malformed row.
+    """
+    path = str(path)
+    if os.path.isdir(path):
+        return read_class_folders(path)
+    rows = read_rows(path)
+    keys, root = keys or AnnotationKeys(), _root(path, root)
+    text_cells = path.lower().endswith(".csv")
+    return [parse_labelled_row(row, keys, root, path, number, text_cells) for number, row in rows]

@@ -2,21 +2,28 @@
 
 With no annotation files the datamodule serves the embedded synthetic shapes set (generated once into a
 cache folder), through exactly the same reading path as real data.
+
+What does not depend on the annotation (decoding a clip with its pseudo-labels, skipping bad samples,
+collating masks and graphs, the split loaders) lives in ``ClipDataset``, ``collate_pseudo_labels`` and
+``ClipDataModule``, shared with the classification data (``datamodules.classification``).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import lightning as L
 import torch
+from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader, Dataset
 
 from datamodules.annotations import (
     AnnotationKeys,
+    LabelledVideoRecord,
     VideoTextRecord,
     read_video_text_annotations,
 )
@@ -28,6 +35,10 @@ from datamodules.video import BadSampleError, decode_clip
 log = logging.getLogger(__name__)
 
 OnBadVideo = Literal["skip", "raise"]
+# What a clip dataset needs of a record: video, start_sec, end_sec, mask, graph.
+ClipRecord = VideoTextRecord | LabelledVideoRecord
+# The splits each Lightning stage reads.
+STAGE_SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
 
 
 def drop_missing_trajectories(masks: torch.Tensor, graph: torch.Tensor) -> torch.Tensor:
@@ -41,21 +52,20 @@ def drop_missing_trajectories(masks: torch.Tensor, graph: torch.Tensor) -> torch
     return torch.where(keep, graph, torch.zeros_like(graph))
 
 
-class VideoTextDataset(Dataset):
-    """Clips of annotated videos, as dicts: ``video`` float ``(T, 3, S, S)``, ``text`` (a random caption
-    in training, the first otherwise), ``captions``, ``index``; plus ``mask`` uint8 ``(T, S, S)`` and
-    ``graph`` int64 ``(M, T)`` when pseudo-labels are loaded.
+class ClipDataset(Dataset, ABC):
+    """Clips of annotated videos: decoding with pseudo-labels, transforms, and the bad-video policy.
 
-    ``on_bad_video="skip"`` answers an unusable sample (missing or corrupt video, broken pseudo-labels)
-    with the next usable one (its own ``index``, so evaluation can still de-duplicate); ``num_skipped``
-    counts distinct skipped samples and ``skipped_paths`` keeps the first few offending files. These
-    counters are per process: with DataLoader workers each worker counts its own (each logs a warning).
-    ``"raise"`` lets the error (naming the file) through.
+    Subclasses say what a sample holds besides the clip (``load``). ``on_bad_video="skip"`` answers an
+    unusable sample (missing or corrupt video, broken pseudo-labels) with the next usable one (its own
+    ``index`` and annotation, so evaluation can still de-duplicate); ``num_skipped`` counts distinct
+    skipped samples and ``skipped_paths`` keeps the first few offending files. These counters are per
+    process: with DataLoader workers each worker counts its own (each logs a warning). ``"raise"`` lets
+    the error (naming the file) through.
     """
 
     def __init__(
         self,
-        records: Sequence[VideoTextRecord],
+        records: Sequence[ClipRecord],
         num_frames: int = 8,
         image_size: int = 64,
         train: bool = False,
@@ -95,9 +105,13 @@ class VideoTextDataset(Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
+    @abstractmethod
     def load(self, index: int) -> dict[str, Any]:
         """One sample, or a ``BadSampleError`` naming the file that prevents it."""
-        rec = self.records[index]
+
+    def load_clip(self, rec: ClipRecord) -> dict[str, torch.Tensor]:
+        """``video`` of a record, transformed, plus ``mask`` and ``graph`` when pseudo-labels are loaded;
+        or a ``BadSampleError`` naming the file that prevents it."""
         clip = decode_clip(
             rec.video, self.num_frames, "random" if self.train else "middle", rec.start_sec, rec.end_sec
         )
@@ -114,15 +128,13 @@ class VideoTextDataset(Dataset):
             video, masks = train_clip_transform(
                 clip.frames, self.image_size, self.crop_scale, self.horizontal_flip, masks
             )
-            text = rec.captions[int(torch.randint(len(rec.captions), (1,)))]
         else:
             video, masks = eval_clip_transform(clip.frames, self.image_size, masks)
-            text = rec.captions[0]
-        sample = {"video": video, "text": text, "captions": list(rec.captions), "index": index}
+        out = {"video": video}
         if masks is not None:
-            sample["mask"] = masks
-            sample["graph"] = drop_missing_trajectories(masks, graph)
-        return sample
+            out["mask"] = masks
+            out["graph"] = drop_missing_trajectories(masks, graph)
+        return out
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         if self.on_bad_video == "raise":
@@ -146,26 +158,113 @@ class VideoTextDataset(Dataset):
         log.warning("skipping sample %d: %s", index, error)
 
 
+class VideoTextDataset(ClipDataset):
+    """Clips of annotated videos, as dicts: ``video`` float ``(T, 3, S, S)``, ``text`` (a random caption
+    in training, the first otherwise), ``captions``, ``index``; plus ``mask`` uint8 ``(T, S, S)`` and
+    ``graph`` int64 ``(M, T)`` when pseudo-labels are loaded.
+
+    Unusable samples are skipped (a skipped sample's captions go with it) or raised as ``ClipDataset``
+    says (``on_bad_video``, ``num_skipped``, ``skipped_paths``).
+    """
+
+    records: list[VideoTextRecord]
+
+    def load(self, index: int) -> dict[str, Any]:
+        """One sample, or a ``BadSampleError`` naming the file that prevents it."""
+        rec = self.records[index]
+        clip = self.load_clip(rec)
+        # Drawn after the clip, so the random stream (frame jitter, crop, caption) keeps its order.
+        text = rec.captions[int(torch.randint(len(rec.captions), (1,)))] if self.train else rec.captions[0]
+        return {**clip, "text": text, "captions": list(rec.captions), "index": index}
+
+
+def collate_pseudo_labels(samples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    """``mask`` uint8 ``(B, T, S, S)`` and ``graph`` long ``(B, M, T)`` of samples that carry them (else
+    nothing); trajectory graphs of different lengths are padded with absent (0) rows."""
+    if "mask" not in samples[0]:
+        return {}
+    return {
+        "mask": torch.stack([s["mask"] for s in samples]),
+        "graph": pad_sequence([s["graph"].long() for s in samples], batch_first=True, padding_value=0),
+    }
+
+
 def collate_video_text(samples: list[dict[str, Any]]) -> dict[str, Any]:
     """Stack samples into the batch of the data contract (see ``datamodules``); trajectory graphs of
     different lengths are padded with absent (0) rows."""
-    batch: dict[str, Any] = {
+    return {
         "video": torch.stack([s["video"] for s in samples]),
         "text": [s["text"] for s in samples],
         "captions": [s["captions"] for s in samples],
         "index": torch.tensor([s["index"] for s in samples], dtype=torch.long),
+        **collate_pseudo_labels(samples),
     }
-    if "mask" in samples[0]:
-        batch["mask"] = torch.stack([s["mask"] for s in samples])
-        num_traj = max(s["graph"].shape[0] for s in samples)
-        graph = torch.zeros(len(samples), num_traj, samples[0]["graph"].shape[1], dtype=torch.long)
-        for b, s in enumerate(samples):
-            graph[b, : s["graph"].shape[0]] = s["graph"]
-        batch["graph"] = graph
-    return batch
 
 
-class VideoTextDataModule(L.LightningDataModule):
+class ClipDataModule(L.LightningDataModule, ABC):
+    """Loaders over per-split clip datasets, shared by the video-text and classification datamodules.
+
+    Subclasses set ``datasets`` (filled by ``setup``), ``batch_size``, ``eval_batch_size``,
+    ``num_workers`` and ``collate_fn``, and say where a split's annotations are (``annotation_path``) and
+    how they become a dataset (``build_dataset``).
+    """
+
+    datasets: dict[str, ClipDataset]
+    batch_size: int
+    eval_batch_size: int
+    num_workers: int
+    collate_fn: Callable[[list[dict[str, Any]]], dict[str, Any]]
+
+    @abstractmethod
+    def annotation_path(self, split: str) -> str | None:
+        """The annotations of a split, or None when the split has no data."""
+
+    @abstractmethod
+    def build_dataset(self, split: str, path: str) -> ClipDataset:
+        """The dataset of a split, from its annotations."""
+
+    def setup(self, stage: str | None = None) -> None:
+        for split in STAGE_SPLITS.get(stage, ("train", "val", "test")):
+            path = self.annotation_path(split)
+            if path is None or split in self.datasets:
+                continue
+            self.datasets[split] = self.build_dataset(split, path)
+
+    def _loader(self, split: str, train: bool) -> DataLoader:
+        if split not in self.datasets:
+            self.setup({"train": "fit", "val": "validate", "test": "test"}[split])
+        if split not in self.datasets:
+            raise ValueError(f"no {split} data: set {split}_annotations")
+        dataset = self.datasets[split]
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size if train else self.eval_batch_size,
+            shuffle=train,
+            # Contrastive losses want full batches, and any loss gets a noisy step from a tiny last batch;
+            # shuffling puts the dropped samples back in a later epoch.
+            drop_last=train and len(dataset) >= self.batch_size,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            collate_fn=self.collate_fn,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> DataLoader | list:
+        # No validation set is allowed: Lightning skips validation for an empty list of loaders.
+        if self.annotation_path("val") is None:
+            return []
+        return self._loader("val", train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", train=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("test", train=False)
+
+
+class VideoTextDataModule(ClipDataModule):
     """Video-text retrieval / contrastive data from annotation files, or the synthetic default.
 
     Args:
@@ -186,6 +285,8 @@ class VideoTextDataModule(L.LightningDataModule):
         cache_dir: synthetic cache; default ``$TRAJTOK_CACHE/synthetic`` or ``~/.cache/trajtok/synthetic``.
         synthetic_seed, synthetic_train, synthetic_val, synthetic_test: the synthetic set's seed and sizes.
     """
+
+    collate_fn = staticmethod(collate_video_text)
 
     def __init__(
         self,
@@ -249,53 +350,14 @@ class VideoTextDataModule(L.LightningDataModule):
             return os.path.join(ensure_synthetic(self.cache_dir, self.synthetic_config), f"{split}.jsonl")
         return self.annotations[split]
 
-    def setup(self, stage: str | None = None) -> None:
-        wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
-        for split in wanted.get(stage, ("train", "val", "test")):
-            path = self.annotation_path(split)
-            if path is None or split in self.datasets:
-                continue
-            records = read_video_text_annotations(path, None if self.synthetic else self.root, self.keys)
-            self.datasets[split] = VideoTextDataset(
-                records,
-                num_frames=self.num_frames,
-                image_size=self.image_size,
-                train=split == "train",
-                on_bad_video=self.on_bad_video,
-                load_pseudo_labels=self.load_pseudo_labels,
-                crop_scale=self.crop_scale,
-                horizontal_flip=self.horizontal_flip,
-            )
-
-    def _loader(self, split: str, train: bool) -> DataLoader:
-        if split not in self.datasets:
-            self.setup({"train": "fit", "val": "validate", "test": "test"}[split])
-        if split not in self.datasets:
-            raise ValueError(f"no {split} data: set {split}_annotations")
-        dataset = self.datasets[split]
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size if train else self.eval_batch_size,
-            shuffle=train,
-            # Contrastive losses want full batches; a tiny last batch gives a noisy, easy step.
-            drop_last=train and len(dataset) >= self.batch_size,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            collate_fn=collate_video_text,
+    def build_dataset(self, split: str, path: str) -> VideoTextDataset:
+        return VideoTextDataset(
+            read_video_text_annotations(path, None if self.synthetic else self.root, self.keys),
+            num_frames=self.num_frames,
+            image_size=self.image_size,
+            train=split == "train",
+            on_bad_video=self.on_bad_video,
+            load_pseudo_labels=self.load_pseudo_labels,
+            crop_scale=self.crop_scale,
+            horizontal_flip=self.horizontal_flip,
         )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", train=True)
-
-    def val_dataloader(self) -> DataLoader | list:
-        # No validation set is allowed: Lightning skips validation for an empty list of loaders.
-        if self.annotation_path("val") is None:
-            return []
-        return self._loader("val", train=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", train=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("test", train=False)
-
