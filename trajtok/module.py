@@ -149,9 +149,9 @@ class TrajTokModule(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         metrics = self._evaluation_epoch_end("test")
-        table = retrieval_table(metrics, "test")
-        if table:
-            rank_zero_info(table)
+        for table in (retrieval_table(metrics, "test"), classification_table(metrics, "test")):
+            if table:
+                rank_zero_info(table)
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> Any:
         return self.head.predict(self(batch["video"]), batch)
@@ -180,3 +180,11 @@ def retrieval_table(metrics: dict[str, float], stage: str) -> str:
         return ""
     header = f"{'':<6}" + "".join(f"{name:>9}" for name, _ in columns)
     return "\n".join(["Retrieval (" + stage + ")", header, *rows])
+
+
+def classification_table(metrics: dict[str, float], stage: str) -> str:
+    """A one-line top-1 / top-5 accuracy summary, or ``""`` when there are no classification metrics."""
+    keys = [f"{stage}/top1", f"{stage}/top5"]
+    if not all(k in metrics for k in keys):
+        return ""
+    return f"Classification ({stage}): top-1 {metrics[keys[0]]:.2f}  top-5 {metrics[keys[1]]:.2f}"

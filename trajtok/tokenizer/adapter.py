@@ -39,8 +39,9 @@ class FeatureTrajTok(nn.Module):
             default is 4 sub-tokens per trajectory).
         features: the frozen feature source.
         freeze_segmenter: no gradient into the pixel encoder and segmenter, which stay in eval mode.
-        trajtok_checkpoint: a Lightning checkpoint (e.g. of ``configs/segmenter.yaml``) whose ``tokenizer.*``
-            weights initialise ``trajtok``; shapes must match exactly.
+        segmenter_checkpoint: a Lightning checkpoint of a TrajTok run (e.g. ``configs/segmenter.yaml``) whose
+            pixel encoder and segmenter initialise these, strictly (same shapes, nothing missing); the trajectory
+            encoder is not taken, since it reads other features here and may have other sub-tokens.
     """
 
     def __init__(
@@ -48,14 +49,15 @@ class FeatureTrajTok(nn.Module):
         trajtok: TrajTok,
         features: FrozenVideoFeatures,
         freeze_segmenter: bool = True,
-        trajtok_checkpoint: str | None = None,
+        segmenter_checkpoint: str | None = None,
     ):
         super().__init__()
         self.trajtok = trajtok
         self.features = features
         self.freeze_segmenter = freeze_segmenter
-        if trajtok_checkpoint is not None:
-            load_tokenizer_weights(trajtok, trajtok_checkpoint)
+        if segmenter_checkpoint is not None:
+            load_tokenizer_weights(trajtok.pixel_encoder, segmenter_checkpoint, prefix="tokenizer.pixel_encoder.")
+            load_tokenizer_weights(trajtok.segmenter, segmenter_checkpoint, prefix="tokenizer.segmenter.")
         self.feature_proj = nn.Sequential(nn.LayerNorm(features.out_dim), nn.Linear(features.out_dim, trajtok.dim))
         if freeze_segmenter:
             for part in self._segmenter_parts():
