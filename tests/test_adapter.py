@@ -235,3 +235,38 @@ def test_probe_class_names_are_checked_and_kept_in_the_state_dict():
         lazy.classify(adapter().eval()(clip_video()))
     lazy.load_state_dict(head.state_dict())
     assert lazy.class_names == ["a", "b", "c"] and torch.equal(lazy.classifier.weight, head.classifier.weight)
+
+
+def test_a_fit_leaves_frozen_weights_bit_identical_and_the_checkpoint_small(tmp_path):
+    """A real Lightning fit on the synthetic "moving" task, then test from the checkpoint it wrote."""
+    import lightning as L
+
+    from datamodules import ClassificationDataModule
+
+    torch.manual_seed(0)
+    VideoMAEModel(VideoMAEConfig(**SMALL, image_size=32, patch_size=8, num_frames=4)).save_pretrained(tmp_path / "vm")
+    trajtok = TrajTok(dim=32, num_slots=6, heads=2, head_dim=16, assign_dim=16, subtokens=(4,),
+                      pixel_encoder=ConvPyramid(out_dim=32, widths=(16, 32), depths=(1, 1)))
+    tokenizer = FeatureTrajTok(trajtok, FrozenVideoFeatures(str(tmp_path / "vm")), freeze_segmenter=True)
+    module = TrajTokModule(tokenizer, ProbeHead(pool="attention"), lr=1e-2)
+    data = ClassificationDataModule(cache_dir=str(tmp_path / "cache"), synthetic_train=16, synthetic_val=8,
+                                    synthetic_test=8, num_frames=4, image_size=32, batch_size=4)
+    before = {k: v.clone() for k, v in module.named_parameters()}
+    features_before = {k: v.clone() for k, v in tokenizer.features.model.state_dict().items()}
+    trainer = L.Trainer(max_steps=3, limit_val_batches=1, logger=False, enable_progress_bar=False,
+                        default_root_dir=tmp_path, accelerator="cpu", enable_model_summary=False)
+    trainer.fit(module, datamodule=data)
+
+    after = dict(module.named_parameters())
+    frozen = [k for k in before if k.startswith(("tokenizer.trajtok.segmenter", "tokenizer.trajtok.pixel_encoder"))]
+    assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)
+    assert all(torch.equal(v, tokenizer.features.model.state_dict()[k]) for k, v in features_before.items())
+    trained = [k for k in before if k.startswith(("tokenizer.trajtok.encoder", "tokenizer.feature_proj", "head."))]
+    assert all(not torch.equal(before[k], after[k]) for k in trained if "accuracy" not in k)
+    assert module.head.class_names == data.class_names and module.head.num_classes == 4
+
+    checkpoint = next((tmp_path / "checkpoints").glob("*.ckpt"))
+    state = torch.load(checkpoint, weights_only=True)["state_dict"]
+    assert not any(k.startswith("tokenizer.features.model.") for k in state)  # reloaded from its path
+    metrics = trainer.test(module, datamodule=data, ckpt_path=str(checkpoint), verbose=False)[0]
+    assert 0 <= metrics["test/top1"] <= 100 and metrics["test/top5"] == 100  # 4 classes: all within the top 5

@@ -89,3 +89,21 @@ def test_bf16_mixed_precision_and_predict(tmp_path, cache):
     assert fit.returncode == 0, fit.stderr[-3000:]
     predict = run(["predict", "--config", config, "--trainer.limit_predict_batches=1", *SMALL_DATA], tmp_path, cache)
     assert predict.returncode == 0, predict.stderr[-3000:]
+
+
+def test_probe_fit_test_and_predict_from_its_checkpoint(tmp_path, cache):
+    config = str(ROOT / "configs/probe_linear.yaml")
+    fit = run(["fit", "--config", config, "--trainer.max_steps=2", "--trainer.limit_val_batches=1",
+               "--trainer.max_epochs=1", *SMALL_DATA], tmp_path, cache)
+    assert fit.returncode == 0, fit.stderr[-3000:]
+    checkpoint = tmp_path / "runs/probe_linear/checkpoints/last.ckpt"
+    test = run(["test", "--config", config, *SMALL_DATA, f"--ckpt_path={checkpoint}"], tmp_path, cache)
+    assert test.returncode == 0, test.stderr[-3000:]
+    assert "Classification (test): top-1" in test.stdout + test.stderr
+    predict = run(["predict", "--config", config, *SMALL_DATA, f"--ckpt_path={checkpoint}",
+                   "--trainer.limit_predict_batches=1"], tmp_path, cache)
+    assert predict.returncode == 0, predict.stderr[-3000:]
+    # A head whose class count disagrees with the data fails before training, naming both.
+    bad = run(["fit", "--config", config, "--model.head.init_args.num_classes=3", "--trainer.fast_dev_run=true",
+               *SMALL_DATA], tmp_path, cache)
+    assert bad.returncode != 0 and "num_classes=3, the data 4 classes" in bad.stderr
