@@ -10,6 +10,12 @@ Nothing here knows a model. Models and data meet in the batch, a dict with these
   even out ranks, and evaluation de-duplicates by this index.
 - ``label``: long ``(B,)``, in classification batches (which have no ``text`` / ``captions``): the class
   index of each clip in the datamodule's ``class_names``.
+- ``question``, ``answer``: ``list[str]`` of length B, in question-answering batches (which have no
+  ``text`` / ``captions`` / ``label``, nor ``mask`` / ``graph``): one question about each clip and its
+  answer. A video with several questions is several samples.
+- ``options``: ``list[list[str]]``, in QA batches: each question's multiple-choice options, ``[]`` for an
+  open-ended question.
+- ``answer_index``: long ``(B,)``, in QA batches: the answer's position in ``options``, -1 when open-ended.
 - ``mask``: uint8 ``(B, T, H, W)``, optional (present when the data names pseudo-label files, e.g. the
   synthetic default): per-frame segment ids at the input resolution, cropped and resized (nearest) with
   the video; 0 = no segment. Ids are per frame, not per trajectory.
@@ -20,7 +26,9 @@ Modules: ``video`` (PyAV decoding and frame sampling), ``transforms`` (crop / re
 ``annotations`` (JSONL / JSON / CSV readers, class folders), ``pseudo_labels`` (mask + trajectory-graph
 files), ``synthetic`` (the embedded default data set), ``video_text`` (the shared clip dataset and loaders;
 video-text dataset, collate, ``VideoTextDataModule``), ``classification`` (class lists, labelled dataset,
-collate, ``ClassificationDataModule``, whose batches carry ``label`` instead of ``text`` / ``captions``).
+collate, ``ClassificationDataModule``, whose batches carry ``label`` instead of ``text`` / ``captions``),
+``qa`` (question-answering dataset, collate, ``QADataModule``, whose batches carry ``question``,
+``answer``, ``options`` and ``answer_index``; synthetic questions).
 """
 
 from datamodules.classification import (
@@ -28,6 +36,7 @@ from datamodules.classification import (
     ClassificationDataset,
     collate_classification,
 )
+from datamodules.qa import QADataModule, QADataset, collate_qa
 from datamodules.video_text import (
     VideoTextDataModule,
     VideoTextDataset,
@@ -37,8 +46,11 @@ from datamodules.video_text import (
 __all__ = [
     "ClassificationDataModule",
     "ClassificationDataset",
+    "QADataModule",
+    "QADataset",
     "VideoTextDataModule",
     "VideoTextDataset",
     "collate_classification",
+    "collate_qa",
     "collate_video_text",
 ]

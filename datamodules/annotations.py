@@ -2,8 +2,10 @@
 
 A row names a video (relative to a root folder), optional ``start``/``end`` seconds and optional
 pseudo-label files (``mask``, ``graph``: per-frame instance-id masks and the trajectory graph), plus what
-the video is annotated with: one caption or a list of captions (CSV: one string) for video-text data, or
-a ``label`` (a class name, or an integer class index) for classification data. Key names are
+the video is annotated with: one caption or a list of captions (CSV: one string) for video-text data, a
+``label`` (a class name, or an integer class index) for classification data, or a ``question`` with its
+``answer`` and optional multiple-choice ``options`` (CSV: one cell, options separated by "|") for
+question answering; QA rows of one video may repeat, one per question. Key names are
 configurable, so public data sets' own files can be read without conversion. Extra keys are ignored. A
 malformed row fails loudly with the file and row number: a silently dropped row would shift retrieval
 ground truth or class counts.
@@ -13,15 +15,21 @@ in the list for JSON.
 
 Labelled videos can also come as class folders, ``<dir>/<class name>/**/<video>``, the layout of
 UCF101-style releases.
+
+Annotation files derived from others (the synthetic set's questions) are written with
+``write_jsonl_atomic``, so a reader never sees a half-written file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import os
 import re
+import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,9 +65,32 @@ class LabelledVideoRecord:
 
 
 @dataclass(frozen=True)
+class QARecord:
+    """One question about a clip, with paths already joined to the root.
+
+    ``options`` is empty for an open-ended question; otherwise the distinct choices, of which
+    ``answer`` is exactly one.
+    """
+
+    video: str
+    question: str
+    answer: str
+    options: tuple[str, ...] = ()
+    start_sec: float | None = None
+    end_sec: float | None = None
+    mask: str | None = None
+    graph: str | None = None
+
+    @property
+    def answer_index(self) -> int:
+        """The answer's position in ``options``, or -1 for an open-ended question."""
+        return self.options.index(self.answer) if self.options else -1
+
+
+@dataclass(frozen=True)
 class AnnotationKeys:
     """Column / key names of an annotation file (``caption`` for video-text rows, ``label`` for labelled
-    rows; the other kind's key is unused)."""
+    rows, ``question`` / ``answer`` / ``options`` for QA rows; the other kinds' keys are unused)."""
 
     video: str = "video"
     caption: str = "caption"
@@ -68,6 +99,9 @@ class AnnotationKeys:
     mask: str = "mask"
     graph: str = "graph"
     label: str = "label"
+    question: str = "question"
+    answer: str = "answer"
+    options: str = "options"
 
 
 # Video files of class folders; everything else there (notes, pseudo-label .npz files) is not a sample.
@@ -131,6 +165,35 @@ def _label(value: Any, key: str, path: str, row: int, text_cells: bool) -> str |
     return value.strip()
 
 
+def _text(value: Any, key: str, path: str, row: int) -> str:
+    """A non-blank string, stripped."""
+    if not isinstance(value, str) or not value.strip():
+        raise _fail(path, row, f"{key!r} must be a non-blank string, got {value!r}")
+    return value.strip()
+
+
+def _options(value: Any, key: str, path: str, row: int, text_cells: bool) -> tuple[str, ...]:
+    """Multiple-choice options: absent, null, "" or [] for none, else at least 2 distinct non-blank
+    strings (stripped); ``text_cells`` (CSV): one string of options separated by "|"."""
+    if value is None or value == "" or value == []:
+        return ()
+    if text_cells and isinstance(value, str):
+        value = value.split("|")
+    if not isinstance(value, list):
+        raise _fail(path, row, f"{key!r} must be a list of strings, got {value!r}")
+    for o in value:
+        if not isinstance(o, str) or not o.strip():
+            raise _fail(path, row, f"{key!r} holds a blank or non-string option: {o!r}")
+    options = tuple(o.strip() for o in value)
+    repeated = next((o for i, o in enumerate(options) if o in options[:i]), None)
+    if repeated is not None:
+        # The answer's position would be ambiguous.
+        raise _fail(path, row, f"{key!r} repeats {repeated!r}")
+    if len(options) < 2:
+        raise _fail(path, row, f"{key!r} must hold at least 2 distinct options, got {list(options)}")
+    return options
+
+
 def _require(row: Any, required: tuple[str, ...], path: str, row_number: int) -> None:
     """The row is an object and has every required key (null counts as missing)."""
     if not isinstance(row, dict):
@@ -175,6 +238,21 @@ def parse_labelled_row(
     clip = _clip_fields(row, keys, root, path, row_number)
     label = _label(row[keys.label], keys.label, path, row_number, text_cells)
     return LabelledVideoRecord(label=label, origin=f"{path}, row {row_number}", **clip)
+
+
+def parse_qa_row(
+    row: Any, keys: AnnotationKeys, root: str, path: str, row_number: int, text_cells: bool = False
+) -> QARecord:
+    """Validate one parsed QA row (a dict) and turn it into a record; ``text_cells`` (CSV): options come
+    as one string separated by "|"."""
+    _require(row, (keys.video, keys.question, keys.answer), path, row_number)
+    clip = _clip_fields(row, keys, root, path, row_number)
+    question = _text(row[keys.question], keys.question, path, row_number)
+    answer = _text(row[keys.answer], keys.answer, path, row_number)
+    options = _options(row.get(keys.options), keys.options, path, row_number, text_cells)
+    if options and answer not in options:
+        raise _fail(path, row_number, f"{keys.answer!r} {answer!r} is not one of the options {list(options)}")
+    return QARecord(question=question, answer=answer, options=options, **clip)
 
 
 def _jsonl_rows(path: str) -> list[tuple[int, Any]]:
@@ -265,6 +343,35 @@ def read_video_text_annotations(
     rows = read_rows(path)
     keys, root = keys or AnnotationKeys(), _root(path, root)
     return [parse_row(row, keys, root, path, number) for number, row in rows]
+
+
+def read_qa_annotations(path: str, root: str | None = None, keys: AnnotationKeys | None = None) -> list[QARecord]:
+    """Questions about videos from a JSONL / JSON / CSV file (format from the extension), one per row.
+
+    ``root`` is the folder video paths are relative to; by default the annotation file's own folder. In
+    CSV the options are one cell separated by "|"; in JSON they are a list. Raises ValueError naming the
+    file and row for any malformed row, including an answer that is not one of its options.
+    """
+    path = str(path)
+    rows = read_rows(path)
+    keys, root = keys or AnnotationKeys(), _root(path, root)
+    text_cells = path.lower().endswith(".csv")
+    return [parse_qa_row(row, keys, root, path, number, text_cells) for number, row in rows]
+
+
+def write_jsonl_atomic(path: str, rows: Iterable[dict[str, Any]]) -> None:
+    """Write ``rows`` as JSONL to a temporary file beside ``path`` and rename it into place, so a process
+    reading ``path`` while another rewrites it sees a whole file, old or new."""
+    folder, name = os.path.split(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.writelines(json.dumps(row) + "\n" for row in rows)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise
 
 
 def read_class_folders(path: str) -> list[LabelledVideoRecord]:

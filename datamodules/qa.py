@@ -1,0 +1,285 @@
+"""Video question answering data: the per-sample dataset, its collate function, the LightningDataModule,
+and the questions derived for the synthetic set.
+
+Questions come from JSONL / JSON / CSV rows (``annotations.read_qa_annotations``): a video, a question,
+its answer and, for multiple choice, the options (the answer is one of them). A video may have several
+rows, one per question.
+
+With no annotation files the datamodule serves questions about the embedded synthetic shapes set,
+derived from each clip's objects (``synthetic_questions``): how many objects there are, the colour of
+the one object moving a given way, and which way a named object moves; all multiple choice. They are
+written as ``<split>_qa.jsonl`` beside the set, so they are read by exactly the same path as real data.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections import Counter
+from collections.abc import Collection, Sequence
+from typing import Any
+
+import torch
+
+from datamodules.annotations import (
+    AnnotationKeys,
+    QARecord,
+    _jsonl_rows,
+    read_qa_annotations,
+    write_jsonl_atomic,
+)
+from datamodules.synthetic import (
+    COLOURS,
+    DIRECTIONS,
+    MOTIONS,
+    SPLITS,
+    SyntheticConfig,
+    ensure_synthetic,
+)
+from datamodules.video_text import ClipDataModule, ClipDataset, OnBadVideo
+
+COUNT_QUESTION = "how many objects are there?"
+COUNT_OPTIONS = ("one", "two", "three")
+MOVER_COLOUR_QUESTION = "what colour is the object that moves {direction}?"
+MOTION_QUESTION = "which way does the {colour} {shape} move?"
+# Wrong colours offered per colour question: four options in all, so guessing scores 25%.
+NUM_COLOUR_DISTRACTORS = 3
+
+
+def count_question(objects: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The question "how many objects are there?", answered "one" / "two" / "three"."""
+    if not 1 <= len(objects) <= len(COUNT_OPTIONS):
+        raise ValueError(f"count questions cover 1-{len(COUNT_OPTIONS)} objects, got {len(objects)}")
+    return {"question": COUNT_QUESTION, "answer": COUNT_OPTIONS[len(objects) - 1], "options": list(COUNT_OPTIONS)}
+
+
+def colour_options(answer: str, clip_colours: Collection[str], seed: str) -> list[str]:
+    """The answer and ``NUM_COLOUR_DISTRACTORS`` other colours, in an order shuffled by ``seed`` (so the
+    answer's position says nothing). Distractors are drawn from the colours absent from the clip, and
+    only when too few are absent from the clip's other colours."""
+    rng = random.Random(seed)  # str seeds hash with SHA-512: the same draw in every process
+    others = [c for c in COLOURS if c != answer]  # COLOURS' fixed order, never a set's
+    absent = [c for c in others if c not in clip_colours]
+    picked = rng.sample(absent, min(NUM_COLOUR_DISTRACTORS, len(absent)))
+    present = [c for c in others if c in clip_colours]
+    picked += rng.sample(present, NUM_COLOUR_DISTRACTORS - len(picked))
+    options = [answer, *picked]
+    rng.shuffle(options)
+    return options
+
+
+def mover_colour_question(objects: Sequence[dict[str, Any]], key: str) -> dict[str, Any] | None:
+    """The question "what colour is the object that moves {direction}?" for the first direction (in ``DIRECTIONS``
+    order) that exactly one object moves in, with colour options seeded by ``key`` and the question;
+    None when no direction has a single mover (the question would have no one answer)."""
+    for direction in DIRECTIONS:
+        movers = [o for o in objects if o["motion"] == direction]
+        if len(movers) == 1:
+            question = MOVER_COLOUR_QUESTION.format(direction=direction)
+            answer = movers[0]["colour"]
+            options = colour_options(answer, [o["colour"] for o in objects], f"{key}:{question}")
+            return {"question": question, "answer": answer, "options": options}
+    return None
+
+
+def motion_question(objects: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """The question "which way does the {colour} {shape} move?" about the first object (in row order) whose colour and
+    shape together are unique in the clip, answered with its motion ("left" ... "still"); options: every
+    motion. None when no object can be named uniquely."""
+    names = Counter((o["colour"], o["shape"]) for o in objects)
+    for o in objects:
+        if names[o["colour"], o["shape"]] == 1:
+            question = MOTION_QUESTION.format(colour=o["colour"], shape=o["shape"])
+            return {"question": question, "answer": o["motion"], "options": list(MOTIONS)}
+    return None
+
+
+def synthetic_questions(objects: Sequence[dict[str, Any]], key: str) -> list[dict[str, Any]]:
+    """The questions about a synthetic clip, from its annotation row's ``objects``: the count, then the
+    colour of a single mover and the motion of a uniquely named object where the clip has them. Each is
+    ``{"question", "answer", "options"}``. ``key`` (the clip's video path, relative to the set, so the
+    same wherever the cache is) seeds the order of colour options; the result depends on nothing else."""
+    candidates = [count_question(objects), mover_colour_question(objects, key), motion_question(objects)]
+    return [q for q in candidates if q is not None]
+
+
+def synthetic_qa_path(folder: str, split: str) -> str:
+    """Where the questions of a synthetic split are: beside the split's own annotations."""
+    return os.path.join(folder, f"{split}_qa.jsonl")
+
+
+def write_synthetic_qa(folder: str) -> dict[str, str]:
+    """Write ``<split>_qa.jsonl`` for every split of the synthetic set in ``folder``: rows of ``video``,
+    ``question``, ``answer`` and ``options``, in clip order. Written atomically (a reader sees a whole
+    file). Returns each split's path."""
+    paths = {}
+    for split in SPLITS:
+        rows = [
+            {"video": r["video"], **q}
+            for _, r in _jsonl_rows(os.path.join(folder, f"{split}.jsonl"))
+            for q in synthetic_questions(r["objects"], r["video"])
+        ]
+        paths[split] = synthetic_qa_path(folder, split)
+        write_jsonl_atomic(paths[split], rows)
+    return paths
+
+
+class QADataset(ClipDataset):
+    """Questions about clips, as dicts: ``video`` float ``(T, 3, S, S)``, ``question``, ``answer``,
+    ``options`` (``list[str]``, empty for an open-ended question), ``answer_index`` (the answer's position
+    in ``options``, -1 when there are none) and ``index``.
+
+    Pseudo-label files named by the rows are not loaded: QA batches carry no segmentation targets.
+    Unusable videos are skipped (a skipped sample's question goes with it) or raised as ``ClipDataset``
+    says (``on_bad_video``, ``num_skipped``, ``skipped_paths``).
+    """
+
+    records: list[QARecord]
+
+    def __init__(
+        self,
+        records: Sequence[QARecord],
+        num_frames: int = 8,
+        image_size: int = 64,
+        train: bool = False,
+        on_bad_video: OnBadVideo = "skip",
+        crop_scale: tuple[float, float] = (0.8, 1.0),
+        horizontal_flip: bool = False,
+        max_reported: int = 10,
+    ) -> None:
+        super().__init__(
+            records, num_frames, image_size, train, on_bad_video, load_pseudo_labels=False, crop_scale=crop_scale,
+            horizontal_flip=horizontal_flip, max_reported=max_reported,
+        )
+
+    def load(self, index: int) -> dict[str, Any]:
+        """One sample, or a ``BadSampleError`` naming the file that prevents it."""
+        rec = self.records[index]
+        return {
+            **self.load_clip(rec),
+            "question": rec.question,
+            "answer": rec.answer,
+            "options": list(rec.options),
+            "answer_index": rec.answer_index,
+            "index": index,
+        }
+
+
+def collate_qa(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack samples into the QA batch of the data contract (see ``datamodules``): ``video``,
+    ``question`` / ``answer`` (``list[str]``), ``options`` (``list[list[str]]``), ``answer_index`` and
+    ``index`` (long ``(B,)``)."""
+    return {
+        "video": torch.stack([s["video"] for s in samples]),
+        "question": [s["question"] for s in samples],
+        "answer": [s["answer"] for s in samples],
+        "options": [s["options"] for s in samples],
+        "answer_index": torch.tensor([s["answer_index"] for s in samples], dtype=torch.long),
+        "index": torch.tensor([s["index"] for s in samples], dtype=torch.long),
+    }
+
+
+class QADataModule(ClipDataModule):
+    """Video question answering data from annotation files, or questions about the synthetic default.
+
+    Args:
+        root: folder that video paths in the annotations are relative to; default: each annotation
+            file's own folder.
+        train_annotations, val_annotations, test_annotations: JSONL / JSON / CSV files of questions. When
+            all three are None the embedded synthetic set is used (generated on first use into
+            ``cache_dir``) with the questions of ``synthetic_questions``. predict uses the test set.
+        num_frames, image_size: frames per clip and square side of the model input.
+        batch_size, eval_batch_size: per-process batch sizes (eval defaults to ``batch_size``).
+        num_workers: DataLoader worker processes.
+        on_bad_video: "skip" replaces unusable samples by the next usable one (counted on the datasets);
+            "raise" fails with the file's path.
+        crop_scale: area range of the random resized crop in training (1.0, 1.0 disables cropping).
+        horizontal_flip: random horizontal flips in training; off by default, since it reverses
+            "left"/"right" in the pixels but not in the questions and answers.
+        video_key, question_key, answer_key, options_key, start_key, end_key: annotation key names (files
+            only).
+        cache_dir: synthetic cache; default ``$TRAJTOK_CACHE/synthetic`` or ``~/.cache/trajtok/synthetic``.
+        synthetic_seed, synthetic_train, synthetic_val, synthetic_test: the synthetic set's seed and sizes
+            (in clips; each clip has 2-3 questions).
+    """
+
+    collate_fn = staticmethod(collate_qa)
+
+    def __init__(
+        self,
+        root: str | None = None,
+        train_annotations: str | None = None,
+        val_annotations: str | None = None,
+        test_annotations: str | None = None,
+        num_frames: int = 8,
+        image_size: int = 64,
+        batch_size: int = 16,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        on_bad_video: OnBadVideo = "skip",
+        crop_scale: tuple[float, float] = (0.8, 1.0),
+        horizontal_flip: bool = False,
+        video_key: str = "video",
+        question_key: str = "question",
+        answer_key: str = "answer",
+        options_key: str = "options",
+        start_key: str = "start",
+        end_key: str = "end",
+        cache_dir: str | None = None,
+        synthetic_seed: int = 0,
+        synthetic_train: int = 768,
+        synthetic_val: int = 96,
+        synthetic_test: int = 128,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        if on_bad_video not in ("skip", "raise"):
+            raise ValueError(f"on_bad_video must be 'skip' or 'raise', got {on_bad_video!r}")
+        self.root = root
+        self.annotations = {"train": train_annotations, "val": val_annotations, "test": test_annotations}
+        self.synthetic = all(v is None for v in self.annotations.values())
+        self.synthetic_config = SyntheticConfig(
+            seed=synthetic_seed, train=synthetic_train, val=synthetic_val, test=synthetic_test
+        )
+        self.cache_dir = cache_dir
+        self.keys = AnnotationKeys(
+            video=video_key, question=question_key, answer=answer_key, options=options_key, start=start_key,
+            end=end_key,
+        )
+        self.num_frames = num_frames
+        self.image_size = image_size
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.num_workers = num_workers
+        self.on_bad_video = on_bad_video
+        self.crop_scale = tuple(crop_scale)
+        self.horizontal_flip = horizontal_flip
+        self.datasets: dict[str, QADataset] = {}
+
+    def prepare_data(self) -> None:
+        """Generate the synthetic set if it is used and missing, and (re)write its questions."""
+        if self.synthetic:
+            write_synthetic_qa(ensure_synthetic(self.cache_dir, self.synthetic_config))
+
+    def annotation_path(self, split: str) -> str | None:
+        """The annotation file of a split (for the synthetic set: its questions, in its cache folder)."""
+        if not self.synthetic:
+            return self.annotations[split]
+        folder = ensure_synthetic(self.cache_dir, self.synthetic_config)
+        path = synthetic_qa_path(folder, split)
+        if not os.path.isfile(path):  # setup without prepare_data, as in a plain script
+            write_synthetic_qa(folder)
+        return path
+
+    def build_dataset(self, split: str, path: str) -> QADataset:
+        # The synthetic questions are written here with the default keys, whatever the user's keys.
+        root, keys = (None, AnnotationKeys()) if self.synthetic else (self.root, self.keys)
+        return QADataset(
+            read_qa_annotations(path, root, keys),
+            num_frames=self.num_frames,
+            image_size=self.image_size,
+            train=split == "train",
+            on_bad_video=self.on_bad_video,
+            crop_scale=self.crop_scale,
+            horizontal_flip=self.horizontal_flip,
+        )
