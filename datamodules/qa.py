@@ -55,14 +55,14 @@ def count_question(objects: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 def colour_options(answer: str, clip_colours: Collection[str], seed: str) -> list[str]:
     """The answer and ``NUM_COLOUR_DISTRACTORS`` other colours, in an order shuffled by ``seed`` (so the
-    answer's position says nothing). Distractors are drawn from the colours absent from the clip, and
-    only when too few are absent from the clip's other colours."""
+    answer's position says nothing). Distractors are the clip's other colours first, so that spotting which
+    colours are on screen is not enough and the question needs the motion; colours absent from the clip fill up."""
     rng = random.Random(seed)  # str seeds hash with SHA-512: the same draw in every process
     others = [c for c in COLOURS if c != answer]  # COLOURS' fixed order, never a set's
-    absent = [c for c in others if c not in clip_colours]
-    picked = rng.sample(absent, min(NUM_COLOUR_DISTRACTORS, len(absent)))
     present = [c for c in others if c in clip_colours]
-    picked += rng.sample(present, NUM_COLOUR_DISTRACTORS - len(picked))
+    picked = rng.sample(present, min(NUM_COLOUR_DISTRACTORS, len(present)))
+    absent = [c for c in others if c not in clip_colours]
+    picked += rng.sample(absent, NUM_COLOUR_DISTRACTORS - len(picked))
     options = [answer, *picked]
     rng.shuffle(options)
     return options

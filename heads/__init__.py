@@ -5,6 +5,7 @@ from heads.clip import ClipHead
 from heads.probe import ProbeHead
 from heads.segment import SegmentHead
 from heads.text_encoders import ByteTextEncoder, HFTextEncoder, TextEncoder
+from heads.vlm import VLMHead
 
 __all__ = [
     "ByteTextEncoder",
@@ -14,6 +15,7 @@ __all__ = [
     "ProbeHead",
     "SegmentHead",
     "TextEncoder",
+    "VLMHead",
     "create_head",
     "get_head_class",
     "list_heads",

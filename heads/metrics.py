@@ -63,3 +63,30 @@ class ClassificationEvaluator(Metric):
         _, logits, labels = deduplicate(dim_zero_cat(self.index), dim_zero_cat(self.logits), dim_zero_cat(self.labels))
         accuracy = topk_accuracy(logits, labels, ks=self.ks)
         return {f"{self.prefix}{k}": torch.as_tensor(v) for k, v in accuracy.items()}
+
+
+class SampleMeans(Metric):
+    """Per-sample scores (``name -> (B,)``) averaged over an evaluation epoch, gathered across processes and
+    de-duplicated by data set index. A score a batch does not give (no options to choose from) is left out of
+    its mean; a score no batch gave is not reported."""
+
+    full_state_update = False
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        super().__init__()
+        self.names = names
+        self.add_state("index", default=[], dist_reduce_fx="cat")
+        self.add_state("values", default=[], dist_reduce_fx="cat")
+
+    def update(self, index: torch.Tensor, scores: dict[str, torch.Tensor]) -> None:
+        unknown = scores.keys() - set(self.names)
+        if unknown:
+            raise ValueError(f"scores {sorted(unknown)} are not among {self.names}")
+        nan = torch.full_like(index, float("nan"), dtype=torch.float)
+        self.index.append(index)
+        self.values.append(torch.stack([scores.get(name, nan).float() for name in self.names], dim=1))
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        _, values = deduplicate(dim_zero_cat(self.index), dim_zero_cat(self.values))
+        means = values.nanmean(dim=0)
+        return {name: mean for name, mean in zip(self.names, means) if not torch.isnan(mean)}

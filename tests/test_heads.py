@@ -26,6 +26,10 @@ def example_batch(batch_size: int = 4) -> dict:
         "captions": [[f"a clip number {i}"] + ["another caption"] * (i % 2) for i in range(batch_size)],
         "index": torch.arange(batch_size),
         "label": torch.arange(batch_size) % 3,
+        "question": [f"how many objects are in clip {i}?" for i in range(batch_size)],
+        "answer": [["one", "two", "three"][i % 3] for i in range(batch_size)],
+        "options": [["one", "two", "three"]] * batch_size,
+        "answer_index": torch.arange(batch_size) % 3,
         "mask": mask,
         "graph": torch.ones(batch_size, 1, 2, dtype=torch.long),
     }

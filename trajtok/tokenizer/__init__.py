@@ -1,6 +1,6 @@
 """The TrajTok tokenizer and its parts."""
 
-from trajtok.tokenizer.adapter import FeaturePatches, FeatureTrajTok
+from trajtok.tokenizer.adapter import FeaturePatches, FeatureTrajTok, PooledPatches
 from trajtok.tokenizer.features import FrozenVideoFeatures
 from trajtok.tokenizer.pixel_encoder import ConvPyramid, HFBackbone, PixelEncoder
 from trajtok.tokenizer.presets import create_tokenizer, list_presets
@@ -15,6 +15,7 @@ __all__ = [
     "FrozenVideoFeatures",
     "HFBackbone",
     "PixelEncoder",
+    "PooledPatches",
     "Segmenter",
     "TrajTok",
     "TrajectoryEncoder",

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trajtok.hf import load_config, load_kwargs
+from trajtok.hf import keep_out_of_state_dict, load_config, load_kwargs
 
 # The normalisation of the data contract's ``video`` (see ``datamodules``).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -103,8 +103,7 @@ class FrozenVideoFeatures(nn.Module):
         self.register_buffer("shift", shift.view(3, 1, 1), persistent=False)
         self.renormalise = not (torch.allclose(scale, torch.ones(3)) and torch.allclose(shift, torch.zeros(3)))
         if pretrained:
-            self.register_state_dict_post_hook(_drop_model_weights)
-            self.register_load_state_dict_pre_hook(_fill_model_weights)
+            keep_out_of_state_dict(self, "model")
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -141,12 +140,3 @@ class FrozenVideoFeatures(nn.Module):
         # Prefix tokens (CLS, registers) come first in every supported model.
         return hidden[:, -per_row:].reshape(batch, *grid, -1)
 
-
-def _drop_model_weights(module: FrozenVideoFeatures, state_dict: dict, prefix: str, local_metadata: Any) -> None:
-    for key in [k for k in state_dict if k.startswith(prefix + "model.")]:
-        del state_dict[key]
-
-
-def _fill_model_weights(module: FrozenVideoFeatures, state_dict: dict, prefix: str, *args: Any) -> None:
-    for key, value in module.model.state_dict().items():
-        state_dict.setdefault(prefix + "model." + key, value)
