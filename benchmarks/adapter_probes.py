@@ -35,18 +35,19 @@ def run(args: list[str]) -> str:
 
 
 def trainable_params(fit_output: str) -> int:
-    """Lightning's summary line, e.g. ``634 K     Trainable params``."""
-    match = re.search(r"([\d.]+)\s*([KMB]?)\s+Trainable params", fit_output)
+    """Lightning's model summary line, e.g. ``Trainable params: 787 K``."""
+    match = re.search(r"Trainable params:?\s*([\d.]+)\s*([KMB]?)", fit_output)
     if not match:
         raise ValueError("no 'Trainable params' line in the fit output")
     scale = {"": 1, "K": 1e3, "M": 1e6, "B": 1e9}[match.group(2)]
     return int(float(match.group(1)) * scale)
 
 
-def test_metric(test_output: str, name: str) -> float:
-    match = re.search(rf"test/{name}\s*[│|]\s*([\d.]+)", test_output)
+def test_top1(test_output: str) -> float:
+    """From the module's own summary line, ``Classification (test): top-1 65.62  top-5 100.00``."""
+    match = re.search(r"Classification \(test\): top-1 ([\d.]+)", test_output)
     if not match:
-        raise ValueError(f"no test/{name} in the test output")
+        raise ValueError("no 'Classification (test)' line in the test output")
     return float(match.group(1))
 
 
@@ -71,7 +72,7 @@ def main() -> None:
             minutes = (time.perf_counter() - start) / 60
             test_output = run(["test", *common, f"--ckpt_path=runs/{config}/checkpoints/last.ckpt"])
             row = {"probe": probe, "config": f"configs/{config}.yaml", "seed": seed, "epochs": args.epochs,
-                   "trainable_params": trainable_params(fit_output), "top1": test_metric(test_output, "top1"),
+                   "trainable_params": trainable_params(fit_output), "top1": test_top1(test_output),
                    "fit_minutes": round(minutes, 1)}
             print(row, flush=True)
             rows.append(row)
