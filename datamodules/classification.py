@@ -244,6 +244,7 @@ class ClassificationDataModule(ClipDataModule):
         synthetic_task: the synthetic labels: "moving" (how many objects move, 4 classes) or "count" (how
             many objects there are, 3 classes).
         synthetic_seed, synthetic_train, synthetic_val, synthetic_test: the synthetic set's seed and sizes.
+        synthetic_frames: frames per synthetic video (16; e.g. 64 for a long-video set, generated separately).
     """
 
     collate_fn = staticmethod(collate_classification)
@@ -276,6 +277,7 @@ class ClassificationDataModule(ClipDataModule):
         synthetic_train: int = 768,
         synthetic_val: int = 96,
         synthetic_test: int = 128,
+        synthetic_frames: int = 16,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -288,7 +290,8 @@ class ClassificationDataModule(ClipDataModule):
         self.synthetic = all(v is None for v in self.annotations.values())
         self.synthetic_task = synthetic_task
         self.synthetic_config = SyntheticConfig(
-            seed=synthetic_seed, train=synthetic_train, val=synthetic_val, test=synthetic_test
+            seed=synthetic_seed, train=synthetic_train, val=synthetic_val, test=synthetic_test,
+            num_frames=synthetic_frames,
         )
         self.cache_dir = cache_dir
         self.keys = AnnotationKeys(

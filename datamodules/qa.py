@@ -200,6 +200,7 @@ class QADataModule(ClipDataModule):
             only).
         cache_dir: synthetic cache; default ``$TRAJTOK_CACHE/synthetic`` or ``~/.cache/trajtok/synthetic``.
         synthetic_seed, synthetic_train, synthetic_val, synthetic_test: the synthetic set's seed and sizes
+        synthetic_frames: frames per synthetic video (16; e.g. 64 for a long-video set, generated separately).
             (in clips; each clip has 2-3 questions).
     """
 
@@ -230,6 +231,7 @@ class QADataModule(ClipDataModule):
         synthetic_train: int = 768,
         synthetic_val: int = 96,
         synthetic_test: int = 128,
+        synthetic_frames: int = 16,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -239,7 +241,8 @@ class QADataModule(ClipDataModule):
         self.annotations = {"train": train_annotations, "val": val_annotations, "test": test_annotations}
         self.synthetic = all(v is None for v in self.annotations.values())
         self.synthetic_config = SyntheticConfig(
-            seed=synthetic_seed, train=synthetic_train, val=synthetic_val, test=synthetic_test
+            seed=synthetic_seed, train=synthetic_train, val=synthetic_val, test=synthetic_test,
+            num_frames=synthetic_frames,
         )
         self.cache_dir = cache_dir
         self.keys = AnnotationKeys(

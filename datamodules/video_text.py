@@ -284,6 +284,7 @@ class VideoTextDataModule(ClipDataModule):
         video_key, caption_key, start_key, end_key, mask_key, graph_key: annotation key names.
         cache_dir: synthetic cache; default ``$TRAJTOK_CACHE/synthetic`` or ``~/.cache/trajtok/synthetic``.
         synthetic_seed, synthetic_train, synthetic_val, synthetic_test: the synthetic set's seed and sizes.
+        synthetic_frames: frames per synthetic video (16; e.g. 64 for a long-video set, generated separately).
     """
 
     collate_fn = staticmethod(collate_video_text)
@@ -314,6 +315,7 @@ class VideoTextDataModule(ClipDataModule):
         synthetic_train: int = 768,
         synthetic_val: int = 96,
         synthetic_test: int = 128,
+        synthetic_frames: int = 16,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -323,7 +325,8 @@ class VideoTextDataModule(ClipDataModule):
         self.annotations = {"train": train_annotations, "val": val_annotations, "test": test_annotations}
         self.synthetic = all(v is None for v in self.annotations.values())
         self.synthetic_config = SyntheticConfig(
-            seed=synthetic_seed, train=synthetic_train, val=synthetic_val, test=synthetic_test
+            seed=synthetic_seed, train=synthetic_train, val=synthetic_val, test=synthetic_test,
+            num_frames=synthetic_frames,
         )
         self.cache_dir = cache_dir
         self.keys = AnnotationKeys(video_key, caption_key, start_key, end_key, mask_key, graph_key)
