@@ -265,5 +265,6 @@ class VLMHead(Head):
             out["answer"] = batch["answer"]
         if batch.get("answer_index") is not None and bool((batch["answer_index"] >= 0).all()):
             chosen = self.choose(tokens, batch["question"], batch["options"])
+            out["options"] = batch["options"]
             out["choice"] = [options[i] for options, i in zip(batch["options"], chosen.tolist())]
         return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -107,3 +108,17 @@ def test_probe_fit_test_and_predict_from_its_checkpoint(tmp_path, cache):
     bad = run(["fit", "--config", config, "--model.head.init_args.num_classes=3", "--trainer.fast_dev_run=true",
                *SMALL_DATA], tmp_path, cache)
     assert bad.returncode != 0 and "num_classes=3, the data 4 classes" in bad.stderr
+
+
+def test_vlm_predict_writes_an_answer_per_question(tmp_path, cache):
+    config = str(ROOT / "configs/vlm.yaml")
+    fit = run(["fit", "--config", config, "--trainer.max_steps=1", "--trainer.limit_val_batches=1",
+               "--trainer.max_epochs=1", *SMALL_DATA], tmp_path, cache)
+    assert fit.returncode == 0, fit.stderr[-3000:]
+    predict = run(["predict", "--config", config, *SMALL_DATA, "--trainer.limit_predict_batches=2",
+                   f"--ckpt_path={tmp_path / 'runs/vlm/checkpoints/last.ckpt'}"], tmp_path, cache)
+    assert predict.returncode == 0, predict.stderr[-3000:]
+    rows = [json.loads(line) for line in (tmp_path / "runs/vlm/predictions.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 * 4 and len({r["index"] for r in rows}) == 8  # two batches of 4 questions
+    assert all(isinstance(r["prediction"], str) and r["choice"] in r["options"] for r in rows)
+    assert all(r["llm_video_tokens"] >= 1 for r in rows)
