@@ -18,7 +18,13 @@ from transformers import (
 from heads import ProbeHead
 from heads.probe import masked_mean
 from trajtok.module import TrajTokModule
-from trajtok.tokenizer import ConvPyramid, FeaturePatches, FeatureTrajTok, FrozenVideoFeatures, TrajTok
+from trajtok.tokenizer import (
+    ConvPyramid,
+    FeaturePatches,
+    FeatureTrajTok,
+    FrozenVideoFeatures,
+    TrajTok,
+)
 from trajtok.tokenizer.adapter import resize_assignment
 from trajtok.tokenizer.features import IMAGENET_MEAN, IMAGENET_STD
 

@@ -20,7 +20,6 @@ from datamodules.qa import (
     synthetic_questions,
 )
 from datamodules.synthetic import (
-    COLOURS,
     MOTIONS,
     SyntheticConfig,
     ensure_synthetic,

@@ -5,8 +5,20 @@ from __future__ import annotations
 import pytest
 import torch
 
-from trajtok.tokenizer import ConvPyramid, HFBackbone, Segmenter, TrajTok, create_tokenizer, list_presets
-from trajtok.tokenizer.attention import SegmentLayout, dense_masked_attention, segment_attention, trajectory_mask
+from trajtok.tokenizer import (
+    ConvPyramid,
+    HFBackbone,
+    Segmenter,
+    TrajTok,
+    create_tokenizer,
+    list_presets,
+)
+from trajtok.tokenizer.attention import (
+    SegmentLayout,
+    dense_masked_attention,
+    segment_attention,
+    trajectory_mask,
+)
 from trajtok.tokenizer.trajectory_encoder import TrajectoryEncoder, pick_attention_form
 from trajtok.tokens import TrajectoryTokens
 
@@ -262,7 +274,12 @@ def test_presets():
 
 @pytest.mark.parametrize("family", ["convnext", "dinov3_convnext", "resnet"])
 def test_autobackbone_loaded_by_local_path(tmp_path, family):
-    from transformers import AutoBackbone, ConvNextConfig, DINOv3ConvNextConfig, ResNetConfig
+    from transformers import (
+        AutoBackbone,
+        ConvNextConfig,
+        DINOv3ConvNextConfig,
+        ResNetConfig,
+    )
 
     if family == "convnext":
         config = ConvNextConfig(hidden_sizes=[8, 16, 24, 32], depths=[1, 1, 1, 1], out_indices=[1, 2, 3, 4])

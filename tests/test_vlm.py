@@ -9,7 +9,7 @@ import torch
 
 from heads.language_model import byte_level_tokenizer, load_language_model
 from heads.vlm import IGNORE, VLMHead, normalize_answer, splice
-from trajtok.tokenizer import ConvPyramid, FrozenVideoFeatures, PooledPatches, TrajTok
+from trajtok.tokenizer import FrozenVideoFeatures, PooledPatches
 from trajtok.tokens import TrajectoryTokens
 
 QUESTIONS = ["how many objects are there?", "what colour is the object that moves left?"]
