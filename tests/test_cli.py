@@ -23,8 +23,8 @@ SMALL_DATA = [
 ]
 
 
-def run(args: list[str], cwd: Path, cache: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "TRAJTOK_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
+def run(args: list[str], cwd: Path, cache: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TRAJTOK_CACHE": str(cache), "HF_HUB_OFFLINE": "1", **(env or {})}
     return subprocess.run([TRAJTOK, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -122,3 +122,15 @@ def test_vlm_predict_writes_an_answer_per_question(tmp_path, cache):
     assert len(rows) == 2 * 4 and len({r["index"] for r in rows}) == 8  # two batches of 4 questions
     assert all(isinstance(r["prediction"], str) and r["choice"] in r["options"] for r in rows)
     assert all(r["llm_video_tokens"] >= 1 for r in rows)
+
+
+def test_the_readme_worked_example_head_trains_through_the_cli(tmp_path, cache):
+    example = (ROOT / "examples/custom_head.py").read_text()
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Adding a head"):]
+    assert "```python\n" + example + "```" in section  # the README shows exactly the file that runs here
+    env_path = {"PYTHONPATH": str(ROOT)}
+    fit = run(["fit", "--config", str(ROOT / "examples/custom_head.yaml"), "--trainer.limit_train_batches=2",
+               "--trainer.limit_val_batches=1", *SMALL_DATA], tmp_path, cache, env_path)
+    assert fit.returncode == 0, fit.stderr[-3000:]
+    assert "val/top1" in (tmp_path / "runs/custom_head/logs/version_0/metrics.csv").read_text()
