@@ -1,7 +1,7 @@
 """TrajAdapter vs linear and attentive probing on the same frozen features: top-1 at equal steps. A benchmark.
 
-    python benchmarks/adapter_probes.py [--seeds 0 1] [--epochs 5] [--segmenter-checkpoint PATH]
-                                        [--out results/adapter_probes.json]
+    python benchmarks/adapter_probes.py [--seeds 0 1] [--epochs 5] [--task moving|count]
+                                        [--segmenter-checkpoint PATH] [--out results/adapter_probes.json]
 
 Each run is the real CLI: ``trajtok fit`` on ``configs/adapter.yaml``, ``configs/probe_linear.yaml`` and
 ``configs/probe_attentive.yaml`` (same data, frozen feature model, optimiser, epochs, batch size and seed), then
@@ -56,13 +56,15 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--segmenter-checkpoint", default=None)
+    parser.add_argument("--task", choices=["moving", "count"], default="moving", help="the synthetic labels")
     parser.add_argument("--out", default=str(ROOT / "results" / "adapter_probes.json"))
     args = parser.parse_args()
 
     rows = []
     for seed in args.seeds:
         for probe, config in PROBES.items():
-            common = ["--config", f"configs/{config}.yaml", f"--seed_everything={seed}"]
+            common = ["--config", f"configs/{config}.yaml", f"--seed_everything={seed}",
+                      f"--data.init_args.synthetic_task={args.task}"]
             fit = [*common, f"--trainer.max_epochs={args.epochs}"]
             if probe == "TrajAdapter" and args.segmenter_checkpoint:
                 fit += [f"--model.tokenizer.init_args.segmenter_checkpoint={args.segmenter_checkpoint}",
@@ -71,7 +73,8 @@ def main() -> None:
             fit_output = run(["fit", *fit])
             minutes = (time.perf_counter() - start) / 60
             test_output = run(["test", *common, f"--ckpt_path=runs/{config}/checkpoints/last.ckpt"])
-            row = {"probe": probe, "config": f"configs/{config}.yaml", "seed": seed, "epochs": args.epochs,
+            row = {"probe": probe, "config": f"configs/{config}.yaml", "task": args.task, "seed": seed,
+                   "epochs": args.epochs,
                    "trainable_params": trainable_params(fit_output), "top1": test_top1(test_output),
                    "fit_minutes": round(minutes, 1)}
             print(row, flush=True)
@@ -85,7 +88,8 @@ def main() -> None:
               + ", ".join(f"{t:.2f}" for t in top1))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"segmenter_checkpoint": args.segmenter_checkpoint, "runs": rows}, indent=1))
+    out.write_text(json.dumps({"segmenter_checkpoint": args.segmenter_checkpoint, "task": args.task, "runs": rows},
+                              indent=1))
     print(f"wrote {out}")
 
 
