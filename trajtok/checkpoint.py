@@ -51,3 +51,21 @@ def load_tokenizer_weights(tokenizer: nn.Module, path: str, prefix: str = PREFIX
         ]
         raise ValueError(f"{path}: tokenizer weights do not fit this tokenizer; " + "; ".join(problems))
     tokenizer.load_state_dict(state, strict=True)
+
+
+def load_checkpoint(module: nn.Module, path: str) -> None:
+    """Load the whole ``state_dict`` of the Lightning checkpoint at ``path`` into ``module``, strictly.
+
+    For using a trained run outside the trainer (``trajtok visualize``). Read with ``weights_only=True`` like
+    ``tokenizer_state``. Raises ``FileNotFoundError`` / ``ValueError`` naming the file when it is missing, not a
+    Lightning checkpoint, or does not fit the module (missing, unexpected or mis-shaped keys).
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint {path!r} does not exist")
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise ValueError(f"{path}: not a Lightning checkpoint (no 'state_dict')")
+    try:
+        module.load_state_dict(checkpoint["state_dict"], strict=True)
+    except RuntimeError as e:
+        raise ValueError(f"{path}: the checkpoint does not fit the model built from the config: {e}") from e

@@ -2,16 +2,25 @@
 
 ``trajtok fit|validate|test|predict --config configs/clip.yaml``; ``--print_config`` shows the resolved
 config. Unknown keys and ill-typed values are rejected by jsonargparse before anything is built or trained.
+
+``trajtok visualize --config CONFIG [--ckpt_path CKPT] (--video FILE... | --split test [--limit N]) --out DIR``
+paints the trajectories of the model built from the same config over clips (``trajtok.visualize``); other
+``--model.*`` / ``--data.*`` options are config overrides, as for ``fit``.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
+import warnings
 
 import lightning as L
+import torch
 from lightning.pytorch.cli import LightningCLI
 
+from datamodules.video import BadSampleError
+from trajtok.checkpoint import load_checkpoint
 from trajtok.module import TrajTokModule
 
 
@@ -28,10 +37,130 @@ class TrajTokCLI(LightningCLI):
         )
 
 
+# The Lightning stage whose setup builds a split's dataset.
+SPLIT_STAGES = {"train": "fit", "val": "validate", "test": "test"}
+
+
+def visualize_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="trajtok visualize",
+        description="Paint the trajectories a model's tokenizer finds over video clips: <stem>_overlay.mp4 and "
+        "<stem>_sheet.png per clip. Options not listed here (--model.*, --data.*, ...) override the config.",
+        allow_abbrev=False,
+    )
+    parser.add_argument("--config", required=True, help="the yaml the model was trained with (as for fit)")
+    parser.add_argument("--ckpt_path", help="a Lightning checkpoint of that config; without it the weights are the "
+                        "config's initialisation")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--video", nargs="+", metavar="FILE", help="video files to visualise")
+    source.add_argument("--split", choices=tuple(SPLIT_STAGES), help="visualise the clips of the config's data split")
+    parser.add_argument("--limit", type=int, help="with --split: the first N clips (default: all)")
+    parser.add_argument("--out", required=True, help="folder for the outputs (created)")
+    parser.add_argument("--num_frames", type=int, help="frames sampled per clip (default: the data's num_frames)")
+    parser.add_argument("--image_size", type=int, help="model input side (default: the data's image_size)")
+    parser.add_argument("--display_size", type=int, default=256, help="side of the written frames (default 256)")
+    parser.add_argument("--max_columns", type=int, default=8, help="frames shown in the contact sheet (default 8)")
+    parser.add_argument("--fps", type=int, default=4, help="frame rate of the overlay mp4 (default 4)")
+    parser.add_argument("--device", default="auto", help="torch device (default: cuda if available, else cpu)")
+    return parser
+
+
+def split_clips(datamodule, split: str, limit: int | None) -> list[tuple[str, float | None, float | None]]:
+    """``(video, start_sec, end_sec)`` of the first ``limit`` distinct clips of a split of a clip datamodule
+    (QA data repeats a clip per question; it is shown once)."""
+    if not hasattr(datamodule, "annotation_path") or not hasattr(datamodule, "datasets"):
+        raise ValueError(f"--split: {type(datamodule).__name__} does not expose annotated splits; use --video")
+    if datamodule.annotation_path(split) is None:
+        raise ValueError(f"--split {split}: the config's data has no {split} split (set {split}_annotations)")
+    datamodule.setup(SPLIT_STAGES[split])
+    clips = list(dict.fromkeys((r.video, r.start_sec, r.end_sec) for r in datamodule.datasets[split].records))
+    return clips if limit is None else clips[:limit]
+
+
+def unique_stems(paths: list[str]) -> list[str]:
+    """Output stems: each file's name without extension, numbered where two clips would share one."""
+    stems = [os.path.splitext(os.path.basename(p))[0] for p in paths]
+    seen: dict[str, int] = {}
+    out = []
+    for stem in stems:
+        seen[stem] = seen.get(stem, 0) + 1
+        out.append(stem if stems.count(stem) == 1 else f"{stem}_{seen[stem]}")
+    return out
+
+
+def visualize_command(argv: list[str]) -> None:
+    """``trajtok visualize``: build the model (and data) from a fit config with ``TrajTokCLI(run=False)``, load
+    the checkpoint strictly, and write an overlay video and a contact sheet per clip. One line per clip on stdout:
+    path, frames, trajectories, valid tokens and the files written."""
+    from trajtok.visualize import visualize_clip
+
+    parser = visualize_parser()
+    opts, overrides = parser.parse_known_args(argv)
+    if opts.limit is not None and (opts.split is None or opts.limit < 1):
+        parser.error("--limit needs --split and a positive N")
+    # Fail on missing files before the (slow) model build.
+    if opts.ckpt_path and not os.path.isfile(opts.ckpt_path):
+        parser.error(f"--ckpt_path {opts.ckpt_path}: no such file")
+    missing = [path for path in opts.video or () if not os.path.isfile(path)]
+    if missing:
+        parser.error(f"--video: no such file: {', '.join(missing)}")
+    # The same parser as fit: unknown override keys fail here, named by jsonargparse.
+    with warnings.catch_warnings():
+        # Lightning warns when args are given while sys.argv has others: here they are ours, parsed above.
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+        cli = TrajTokCLI(args=["--config", opts.config, *overrides], run=False)
+    model, datamodule = cli.model, cli.datamodule
+    if opts.ckpt_path:
+        load_checkpoint(model, opts.ckpt_path)
+    else:
+        warnings.warn(
+            f"no --ckpt_path: visualising the untrained initialisation of {opts.config}; the trajectories mean "
+            "nothing until the model is trained",
+            UserWarning,
+            stacklevel=1,
+        )
+    num_frames = opts.num_frames or getattr(datamodule, "num_frames", None) or 16
+    image_size = opts.image_size or getattr(datamodule, "image_size", None)
+    if image_size is None:
+        parser.error(f"{type(datamodule).__name__} has no image_size: give --image_size")
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if opts.device == "auto" else opts.device
+    if opts.video:
+        clips = [(path, None, None) for path in opts.video]
+        skip_bad = False
+    else:
+        clips = split_clips(datamodule, opts.split, opts.limit)
+        skip_bad = getattr(datamodule, "on_bad_video", "raise") == "skip"
+    done = 0
+    for (path, start, end), stem in zip(clips, unique_stems([c[0] for c in clips])):
+        try:
+            result = visualize_clip(
+                model, path, opts.out, num_frames=num_frames, image_size=image_size, device=device,
+                display_size=opts.display_size, fps=opts.fps, max_columns=opts.max_columns,
+                start_sec=start, end_sec=end, stem=stem,
+            )
+        except BadSampleError as e:
+            if not skip_bad:
+                raise
+            print(f"skipping {e}", file=sys.stderr)
+            continue
+        done += 1
+        print(f"{path}\tframes={result['frames']}\ttrajectories={result['trajectories']}\t"
+              f"valid_tokens={result['valid_tokens']}\t{result['overlay']}\t{result['sheet']}", flush=True)
+    if not done:
+        raise ValueError("no clip could be visualised")
+
+
 def main(args: list[str] | None = None) -> None:
     # Hub downloads are never attempted at run time; weights load from local paths or the cache.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    TrajTokCLI(args=args if args is not None else sys.argv[1:])
+    args = args if args is not None else sys.argv[1:]
+    if args and args[0] == "visualize":
+        try:
+            visualize_command(args[1:])
+        except (ValueError, FileNotFoundError, BadSampleError) as e:
+            sys.exit(f"trajtok visualize: error: {e}")
+        return
+    TrajTokCLI(args=args)
 
 
 if __name__ == "__main__":
