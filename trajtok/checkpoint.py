@@ -1,8 +1,10 @@
-"""Warm-starting a tokenizer from the checkpoint of another run (e.g. the segmenter pre-training)."""
+"""Reading Lightning checkpoints as data: whole models (``trajtok visualize``, export) and warm starts of a
+tokenizer from another run (e.g. the segmenter pre-training)."""
 
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import torch
 from torch import nn
@@ -10,18 +12,41 @@ from torch import nn
 PREFIX = "tokenizer."
 
 
-def tokenizer_state(path: str, prefix: str = PREFIX) -> dict[str, torch.Tensor]:
-    """The ``prefix``-ed tensors of a Lightning checkpoint's ``state_dict``, prefix stripped.
+def checkpoint_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The ``state_dict`` of the Lightning checkpoint at ``path``.
 
     Read with ``weights_only=True``: a checkpoint is data, and unpickling arbitrary objects from a file named in
     a config would run whatever code it holds.
     """
+    path = str(path)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"tokenizer checkpoint {path!r} does not exist")
+        raise FileNotFoundError(f"checkpoint {path!r} does not exist")
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise ValueError(f"{path}: not a Lightning checkpoint (no 'state_dict')")
-    state = {k[len(prefix):]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
+    return checkpoint["state_dict"]
+
+
+def load_state_strictly(module: nn.Module, state: dict[str, Any], source: str) -> None:
+    """``module.load_state_dict(state, strict=True)``, its error re-raised as ``ValueError`` naming ``source``.
+
+    Keys that ``keep_out_of_state_dict`` leaves out are filled by the module itself (its load pre-hook) and so
+    count as present."""
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        raise ValueError(f"{source}: the weights do not fit the {type(module).__name__} built from the config: "
+                         f"{error}") from error
+
+
+def load_checkpoint(module: nn.Module, path: str) -> None:
+    """Load the whole ``state_dict`` of the Lightning checkpoint at ``path`` into ``module``, strictly."""
+    load_state_strictly(module, checkpoint_state(path), source=str(path))
+
+
+def tokenizer_state(path: str, prefix: str = PREFIX) -> dict[str, torch.Tensor]:
+    """The ``prefix``-ed tensors of a Lightning checkpoint's ``state_dict``, prefix stripped."""
+    state = {k[len(prefix):]: v for k, v in checkpoint_state(path).items() if k.startswith(prefix)}
     if not state:
         raise ValueError(f"{path}: no {prefix}* weights in its state_dict")
     return state
@@ -52,20 +77,3 @@ def load_tokenizer_weights(tokenizer: nn.Module, path: str, prefix: str = PREFIX
         raise ValueError(f"{path}: tokenizer weights do not fit this tokenizer; " + "; ".join(problems))
     tokenizer.load_state_dict(state, strict=True)
 
-
-def load_checkpoint(module: nn.Module, path: str) -> None:
-    """Load the whole ``state_dict`` of the Lightning checkpoint at ``path`` into ``module``, strictly.
-
-    For using a trained run outside the trainer (``trajtok visualize``). Read with ``weights_only=True`` like
-    ``tokenizer_state``. Raises ``FileNotFoundError`` / ``ValueError`` naming the file when it is missing, not a
-    Lightning checkpoint, or does not fit the module (missing, unexpected or mis-shaped keys).
-    """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint {path!r} does not exist")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise ValueError(f"{path}: not a Lightning checkpoint (no 'state_dict')")
-    try:
-        module.load_state_dict(checkpoint["state_dict"], strict=True)
-    except RuntimeError as e:
-        raise ValueError(f"{path}: the checkpoint does not fit the model built from the config: {e}") from e

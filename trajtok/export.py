@@ -53,6 +53,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from trajtok.checkpoint import checkpoint_state, load_state_strictly
+
 FORMAT = "trajtok-export"
 FORMAT_VERSION = 1
 CONFIG_NAME = "config.json"
@@ -200,18 +202,6 @@ def load_weights(path: str | os.PathLike) -> dict[str, Any]:
     return state
 
 
-def load_state_strictly(module: nn.Module, state: dict[str, Any], source: str) -> None:
-    """``module.load_state_dict(state, strict=True)``, its error re-raised as ``ValueError`` naming ``source``.
-
-    Keys that ``keep_out_of_state_dict`` leaves out are filled by the module itself (its load pre-hook) and so
-    count as present."""
-    try:
-        module.load_state_dict(state, strict=True)
-    except RuntimeError as error:
-        raise ValueError(f"{source}: the weights do not fit the {type(module).__name__} built from the config: "
-                         f"{error}") from error
-
-
 def save_pretrained(module_or_tokenizer: nn.Module, directory: str | os.PathLike, config: dict[str, Any]) -> Path:
     """Export a tokenizer or a whole ``TrajTokModule`` to ``directory`` (created): ``config.json`` +
     ``model.safetensors``.
@@ -273,18 +263,6 @@ def from_pretrained(directory: str | os.PathLike) -> nn.Module:
     module = instantiate(config, source=str(config_path))
     load_state_strictly(module, load_weights(weights_path), source=str(weights_path))
     return module.eval()
-
-
-def checkpoint_state(path: str | os.PathLike) -> dict[str, Any]:
-    """The ``state_dict`` of a Lightning checkpoint, read with ``torch.load(weights_only=True)`` (no arbitrary
-    unpickling)."""
-    path = str(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: no such checkpoint")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise ValueError(f"{path}: not a Lightning checkpoint (no 'state_dict')")
-    return checkpoint["state_dict"]
 
 
 def export_checkpoint(config_yaml: str | os.PathLike, ckpt_path: str | os.PathLike, directory: str | os.PathLike,
