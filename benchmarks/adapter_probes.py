@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -69,6 +70,8 @@ def main() -> None:
             if probe == "TrajAdapter" and args.segmenter_checkpoint:
                 fit += [f"--model.tokenizer.init_args.segmenter_checkpoint={args.segmenter_checkpoint}",
                         "--model.tokenizer.init_args.freeze_segmenter=true", "--model.segmentation=null"]
+            # Test must read this fit's last.ckpt, never one left by an earlier run.
+            shutil.rmtree(ROOT / "runs" / config / "checkpoints", ignore_errors=True)
             start = time.perf_counter()
             fit_output = run(["fit", *fit])
             minutes = (time.perf_counter() - start) / 60

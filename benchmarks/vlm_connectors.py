@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -67,6 +68,8 @@ def main() -> None:
             if connector == "TrajVLM":
                 fit += [f"--model.tokenizer.init_args.segmenter_checkpoint={args.segmenter_checkpoint}",
                         "--model.tokenizer.init_args.freeze_segmenter=true"]
+            # Test must read this fit's last.ckpt, never one left by an earlier run.
+            shutil.rmtree(ROOT / "runs" / config / "checkpoints", ignore_errors=True)
             start = time.perf_counter()
             run(["fit", *fit])
             minutes = (time.perf_counter() - start) / 60

@@ -76,6 +76,8 @@ def test_fit_twice_then_test_prints_the_retrieval_table(tmp_path, cache):
         assert result.returncode == 0, result.stderr[-3000:]
     checkpoint = tmp_path / "runs/clip/checkpoints/last.ckpt"
     assert checkpoint.exists()
+    # The second fit overwrote last.ckpt: `test --ckpt_path .../last.ckpt` must never read a stale run.
+    assert not list(checkpoint.parent.glob("last-v*.ckpt"))
     result = run(["test", "--config", config, *SMALL_DATA, f"--ckpt_path={checkpoint}"], tmp_path, cache)
     assert result.returncode == 0, result.stderr[-3000:]
     output = result.stdout + result.stderr
