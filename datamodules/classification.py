@@ -281,38 +281,25 @@ class ClassificationDataModule(ClipDataModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        if on_bad_video not in ("skip", "raise"):
-            raise ValueError(f"on_bad_video must be 'skip' or 'raise', got {on_bad_video!r}")
-        if synthetic_task not in SYNTHETIC_CLASS_NAMES:
-            raise ValueError(f"synthetic_task must be one of {sorted(SYNTHETIC_CLASS_NAMES)}, got {synthetic_task!r}")
-        self.root = root
-        self.annotations = {"train": train_annotations, "val": val_annotations, "test": test_annotations}
-        self.synthetic = all(v is None for v in self.annotations.values())
-        self.synthetic_task = synthetic_task
-        self.synthetic_config = SyntheticConfig(
-            seed=synthetic_seed, train=synthetic_train, val=synthetic_val, test=synthetic_test,
-            num_frames=synthetic_frames,
+        self._set_common(
+            root, (train_annotations, val_annotations, test_annotations), num_frames, image_size, batch_size,
+            eval_batch_size, num_workers, on_bad_video, crop_scale, horizontal_flip, cache_dir,
+            SyntheticConfig(seed=synthetic_seed, train=synthetic_train, val=synthetic_val, test=synthetic_test,
+                            num_frames=synthetic_frames),
         )
-        self.cache_dir = cache_dir
         self.keys = AnnotationKeys(
             video=video_key, label=label_key, start=start_key, end=end_key, mask=mask_key, graph=graph_key
         )
-        self.num_frames = num_frames
-        self.image_size = image_size
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size or batch_size
-        self.num_workers = num_workers
-        self.on_bad_video = on_bad_video
+        if synthetic_task not in SYNTHETIC_CLASS_NAMES:
+            raise ValueError(f"synthetic_task must be one of {sorted(SYNTHETIC_CLASS_NAMES)}, got {synthetic_task!r}")
+        self.synthetic_task = synthetic_task
         self.load_pseudo_labels = load_pseudo_labels
-        self.crop_scale = tuple(crop_scale)
-        self.horizontal_flip = horizontal_flip
         self._class_names: list[str] | None = None
         if class_names is not None:
             self._class_names = load_class_names(class_names)
         elif self.synthetic:
             self._class_names = list(SYNTHETIC_CLASS_NAMES[synthetic_task])
         self._records: dict[str, list[LabelledVideoRecord]] = {}
-        self.datasets: dict[str, ClassificationDataset] = {}
 
     def prepare_data(self) -> None:
         """Generate the synthetic set if it is used and missing and (re)write its task labels; settle the

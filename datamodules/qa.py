@@ -235,29 +235,16 @@ class QADataModule(ClipDataModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        if on_bad_video not in ("skip", "raise"):
-            raise ValueError(f"on_bad_video must be 'skip' or 'raise', got {on_bad_video!r}")
-        self.root = root
-        self.annotations = {"train": train_annotations, "val": val_annotations, "test": test_annotations}
-        self.synthetic = all(v is None for v in self.annotations.values())
-        self.synthetic_config = SyntheticConfig(
-            seed=synthetic_seed, train=synthetic_train, val=synthetic_val, test=synthetic_test,
-            num_frames=synthetic_frames,
+        self._set_common(
+            root, (train_annotations, val_annotations, test_annotations), num_frames, image_size, batch_size,
+            eval_batch_size, num_workers, on_bad_video, crop_scale, horizontal_flip, cache_dir,
+            SyntheticConfig(seed=synthetic_seed, train=synthetic_train, val=synthetic_val, test=synthetic_test,
+                            num_frames=synthetic_frames),
         )
-        self.cache_dir = cache_dir
         self.keys = AnnotationKeys(
             video=video_key, question=question_key, answer=answer_key, options=options_key, start=start_key,
             end=end_key,
         )
-        self.num_frames = num_frames
-        self.image_size = image_size
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size or batch_size
-        self.num_workers = num_workers
-        self.on_bad_video = on_bad_video
-        self.crop_scale = tuple(crop_scale)
-        self.horizontal_flip = horizontal_flip
-        self.datasets: dict[str, QADataset] = {}
 
     def prepare_data(self) -> None:
         """Generate the synthetic set if it is used and missing, and (re)write its questions."""

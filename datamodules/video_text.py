@@ -215,6 +215,29 @@ class ClipDataModule(L.LightningDataModule, ABC):
     num_workers: int
     collate_fn: Callable[[list[dict[str, Any]]], dict[str, Any]]
 
+    def _set_common(
+        self, root: str | None, annotations: tuple[str | None, str | None, str | None], num_frames: int,
+        image_size: int, batch_size: int, eval_batch_size: int | None, num_workers: int, on_bad_video: OnBadVideo,
+        crop_scale: tuple[float, float], horizontal_flip: bool, cache_dir: str | None, synthetic: SyntheticConfig,
+    ) -> None:
+        """The options every clip datamodule has (see ``VideoTextDataModule`` for what each means)."""
+        if on_bad_video not in ("skip", "raise"):
+            raise ValueError(f"on_bad_video must be 'skip' or 'raise', got {on_bad_video!r}")
+        self.root = root
+        self.annotations = dict(zip(("train", "val", "test"), annotations))
+        self.synthetic = all(v is None for v in annotations)
+        self.synthetic_config = synthetic
+        self.cache_dir = cache_dir
+        self.num_frames = num_frames
+        self.image_size = image_size
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.num_workers = num_workers
+        self.on_bad_video = on_bad_video
+        self.crop_scale = tuple(crop_scale)
+        self.horizontal_flip = horizontal_flip
+        self.datasets = {}
+
     @abstractmethod
     def annotation_path(self, split: str) -> str | None:
         """The annotations of a split, or None when the split has no data."""
@@ -319,27 +342,14 @@ class VideoTextDataModule(ClipDataModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        if on_bad_video not in ("skip", "raise"):
-            raise ValueError(f"on_bad_video must be 'skip' or 'raise', got {on_bad_video!r}")
-        self.root = root
-        self.annotations = {"train": train_annotations, "val": val_annotations, "test": test_annotations}
-        self.synthetic = all(v is None for v in self.annotations.values())
-        self.synthetic_config = SyntheticConfig(
-            seed=synthetic_seed, train=synthetic_train, val=synthetic_val, test=synthetic_test,
-            num_frames=synthetic_frames,
+        self._set_common(
+            root, (train_annotations, val_annotations, test_annotations), num_frames, image_size, batch_size,
+            eval_batch_size, num_workers, on_bad_video, crop_scale, horizontal_flip, cache_dir,
+            SyntheticConfig(seed=synthetic_seed, train=synthetic_train, val=synthetic_val, test=synthetic_test,
+                            num_frames=synthetic_frames),
         )
-        self.cache_dir = cache_dir
         self.keys = AnnotationKeys(video_key, caption_key, start_key, end_key, mask_key, graph_key)
-        self.num_frames = num_frames
-        self.image_size = image_size
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size or batch_size
-        self.num_workers = num_workers
-        self.on_bad_video = on_bad_video
         self.load_pseudo_labels = load_pseudo_labels
-        self.crop_scale = tuple(crop_scale)
-        self.horizontal_flip = horizontal_flip
-        self.datasets: dict[str, VideoTextDataset] = {}
 
     def prepare_data(self) -> None:
         """Generate the synthetic set if it is used and missing (Lightning calls this on one process
