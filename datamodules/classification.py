@@ -14,10 +14,7 @@ data.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import tempfile
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -30,6 +27,7 @@ from datamodules.annotations import (
     _jsonl_rows,
     _read_utf8,
     read_labelled_annotations,
+    write_jsonl_atomic,
 )
 from datamodules.synthetic import SPLITS, SyntheticConfig, ensure_synthetic
 from datamodules.video_text import (
@@ -71,15 +69,7 @@ def write_synthetic_labels(folder: str, task: str) -> dict[str, str]:
             for _, r in _jsonl_rows(os.path.join(folder, f"{split}.jsonl"))
         ]
         path = synthetic_label_path(folder, split, task)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{split}_{task}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.writelines(json.dumps(row) + "\n" for row in rows)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(tmp)
-            raise
+        write_jsonl_atomic(path, rows)
         paths[split] = path
     return paths
 
