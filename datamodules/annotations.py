@@ -11,7 +11,13 @@ malformed row fails loudly with the file and row number: a silently dropped row 
 ground truth or class counts.
 
 Row numbers are 1-based line numbers for JSONL and CSV (the CSV header is line 1) and 1-based positions
-in the list for JSON.
+in the list for JSON. Records remember theirs (``origin``, "file, row N"), so a video that later fails to
+decode is reported with the row that named it.
+
+What counts as malformed, besides missing keys and wrong types: bytes that are not UTF-8, a JSON object
+with a key twice, a CSV header with a column twice or a quoted cell left open, non-finite or negative
+seconds, a NUL character in a path or text, and text that cannot be written as UTF-8 (a lone surrogate
+from a ``\ud800`` escape), which would only fail later in a tokenizer.
 
 Labelled videos can also come as class folders, ``<dir>/<class name>/**/<video>``, the layout of
 UCF101-style releases.
@@ -26,11 +32,12 @@ import contextlib
 import csv
 import io
 import json
+import math
 import os
 import re
 import tempfile
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -44,6 +51,8 @@ class VideoTextRecord:
     end_sec: float | None = None
     mask: str | None = None
     graph: str | None = None
+    # Where the row is ("file, row N"), for reports of samples that fail later; not part of equality.
+    origin: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -80,6 +89,8 @@ class QARecord:
     end_sec: float | None = None
     mask: str | None = None
     graph: str | None = None
+    # Where the row is ("file, row N"), for reports of samples that fail later; not part of equality.
+    origin: str | None = field(default=None, compare=False)
 
     @property
     def answer_index(self) -> int:
@@ -114,6 +125,18 @@ def _fail(path: str, row: int, reason: str) -> ValueError:
     return ValueError(f"{path}, row {row}: {reason}")
 
 
+def _unusable_text(value: str) -> str | None:
+    """Why a string from a file cannot be used as text or a path (None when it can): a NUL character
+    (often a UTF-16 file read as UTF-8), or a lone surrogate, which no UTF-8 consumer accepts."""
+    if "\x00" in value:
+        return "holds a NUL character"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "holds a lone surrogate (not encodable as UTF-8)"
+    return None
+
+
 def _optional_seconds(value: Any, key: str, path: str, row: int) -> float | None:
     """A number of seconds, or None for absent / empty (CSV cells are strings)."""
     if value is None or value == "":
@@ -122,10 +145,12 @@ def _optional_seconds(value: Any, key: str, path: str, row: int) -> float | None
         raise _fail(path, row, f"{key!r} must be a number of seconds, got {value!r}")
     try:
         seconds = float(value)
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, OverflowError) as e:  # OverflowError: an integer beyond float range
         raise _fail(path, row, f"{key!r} must be a number of seconds, got {value!r}") from e
     if not seconds >= 0:  # also rejects NaN
         raise _fail(path, row, f"{key!r} must be >= 0, got {value!r}")
+    if math.isinf(seconds):
+        raise _fail(path, row, f"{key!r} must be a finite number of seconds, got {value!r}")
     return seconds
 
 
@@ -134,7 +159,16 @@ def _optional_path(value: Any, key: str, root: str, path: str, row: int) -> str 
         return None
     if not isinstance(value, str):
         raise _fail(path, row, f"{key!r} must be a path string, got {type(value).__name__}")
+    _check_path(value, key, path, row)
     return os.path.join(root, value)
+
+
+def _check_path(value: str, key: str, path: str, row: int) -> None:
+    if not value.strip():
+        raise _fail(path, row, f"{key!r} is a blank path")
+    problem = _unusable_text(value)
+    if problem:
+        raise _fail(path, row, f"{key!r} {problem}: {value!r}")
 
 
 def _captions(value: Any, key: str, path: str, row: int) -> tuple[str, ...]:
@@ -146,13 +180,19 @@ def _captions(value: Any, key: str, path: str, row: int) -> tuple[str, ...]:
     for c in value:
         if not isinstance(c, str) or not c.strip():
             raise _fail(path, row, f"{key!r} holds a blank or non-string caption: {c!r}")
+        problem = _unusable_text(c)
+        if problem:
+            raise _fail(path, row, f"{key!r} {problem}: {c!r}")
     return tuple(c.strip() for c in value)
 
 
 def _label(value: Any, key: str, path: str, row: int, text_cells: bool) -> str | int:
     """A non-blank class name (stripped) or a class index >= 0; ``text_cells``: digits are an index."""
     if text_cells and isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
-        value = int(value)
+        try:
+            value = int(value)
+        except ValueError as e:  # more digits than Python converts (sys.get_int_max_str_digits)
+            raise _fail(path, row, f"{key!r} is not a usable class index: {len(value.strip())} digits") from e
     # bool is an int subclass, but true/false in a label column is a mistake, not class 1/0.
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise _fail(path, row, f"{key!r} must be a class name or an integer class index, got {value!r}")
@@ -162,6 +202,9 @@ def _label(value: Any, key: str, path: str, row: int, text_cells: bool) -> str |
         return value
     if not value.strip():
         raise _fail(path, row, f"{key!r} is a blank class name")
+    problem = _unusable_text(value)
+    if problem:
+        raise _fail(path, row, f"{key!r} {problem}: {value!r}")
     return value.strip()
 
 
@@ -169,6 +212,9 @@ def _text(value: Any, key: str, path: str, row: int) -> str:
     """A non-blank string, stripped."""
     if not isinstance(value, str) or not value.strip():
         raise _fail(path, row, f"{key!r} must be a non-blank string, got {value!r}")
+    problem = _unusable_text(value)
+    if problem:
+        raise _fail(path, row, f"{key!r} {problem}: {value!r}")
     return value.strip()
 
 
@@ -184,6 +230,9 @@ def _options(value: Any, key: str, path: str, row: int, text_cells: bool) -> tup
     for o in value:
         if not isinstance(o, str) or not o.strip():
             raise _fail(path, row, f"{key!r} holds a blank or non-string option: {o!r}")
+        problem = _unusable_text(o)
+        if problem:
+            raise _fail(path, row, f"{key!r} {problem}: {o!r}")
     options = tuple(o.strip() for o in value)
     repeated = next((o for i, o in enumerate(options) if o in options[:i]), None)
     if repeated is not None:
@@ -209,6 +258,7 @@ def _clip_fields(row: dict, keys: AnnotationKeys, root: str, path: str, row_numb
     video = row[keys.video]
     if not isinstance(video, str) or not video:
         raise _fail(path, row_number, f"{keys.video!r} must be a non-empty path string, got {video!r}")
+    _check_path(video, keys.video, path, row_number)
     start = _optional_seconds(row.get(keys.start), keys.start, path, row_number)
     end = _optional_seconds(row.get(keys.end), keys.end, path, row_number)
     if start is not None and end is not None and end <= start:
@@ -226,7 +276,8 @@ def parse_row(row: Any, keys: AnnotationKeys, root: str, path: str, row_number: 
     """Validate one parsed video-text row (a dict) and turn it into a record."""
     _require(row, (keys.video, keys.caption), path, row_number)
     clip = _clip_fields(row, keys, root, path, row_number)
-    return VideoTextRecord(captions=_captions(row[keys.caption], keys.caption, path, row_number), **clip)
+    captions = _captions(row[keys.caption], keys.caption, path, row_number)
+    return VideoTextRecord(captions=captions, origin=f"{path}, row {row_number}", **clip)
 
 
 def parse_labelled_row(
@@ -252,7 +303,23 @@ def parse_qa_row(
     options = _options(row.get(keys.options), keys.options, path, row_number, text_cells)
     if options and answer not in options:
         raise _fail(path, row_number, f"{keys.answer!r} {answer!r} is not one of the options {list(options)}")
-    return QARecord(question=question, answer=answer, options=options, **clip)
+    return QARecord(question=question, answer=answer, options=options, origin=f"{path}, row {row_number}", **clip)
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object that names each key once (``json`` would otherwise keep the last silently)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"key {key!r} appears twice in one object")
+        out[key] = value
+    return out
+
+
+def _loads(text: str) -> Any:
+    """``json.loads`` refusing repeated keys; ValueError (JSONDecodeError among them) for anything wrong,
+    including integers with more digits than Python converts."""
+    return json.loads(text, object_pairs_hook=_object)
 
 
 def _jsonl_rows(path: str) -> list[tuple[int, Any]]:
@@ -267,8 +334,8 @@ def _jsonl_rows(path: str) -> list[tuple[int, Any]]:
             if not line.strip():
                 continue
             try:
-                rows.append((number, json.loads(line)))
-            except json.JSONDecodeError as e:
+                rows.append((number, _loads(line)))
+            except ValueError as e:  # JSONDecodeError, a repeated key, an integer too long to convert
                 raise _fail(path, number, f"not valid JSON: {e}") from e
     return rows
 
@@ -287,9 +354,11 @@ def _json_rows(path: str) -> list[tuple[int, Any]]:
     """(position, row) for a file holding one JSON list of rows."""
     text = _read_utf8(path)
     try:
-        data = json.loads(text)
+        data = _loads(text)
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: not valid JSON at line {e.lineno}: {e.msg}") from e
+    except ValueError as e:  # a repeated key, an integer too long to convert: no position to give
+        raise ValueError(f"{path}: not valid JSON: {e}") from e
     if not isinstance(data, list):
         # A malformed file, like every other one here: ValueError, not TypeError.
         raise ValueError(f"{path}: expected a JSON list of rows, got {type(data).__name__}")  # noqa: TRY004
@@ -297,16 +366,30 @@ def _json_rows(path: str) -> list[tuple[int, Any]]:
 
 
 def _csv_rows(path: str) -> list[tuple[int, Any]]:
-    """(line number, row dict) for every data row of a CSV with a header line."""
+    """(line number, row dict) for every data row of a CSV with a header line.
+
+    Strict quoting: a quote left open would otherwise swallow every following line into one cell,
+    silently merging rows. Errors of the csv module name the line the failing row starts on.
+    """
     text = _read_utf8(path)
-    reader = csv.DictReader(io.StringIO(text, newline=""))
+    reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
     rows = []
     header_width = None
-    for row in reader:
-        header_width = header_width or len(reader.fieldnames or [])
-        if None in row or any(v is None for v in row.values()):
-            raise _fail(path, reader.line_num, f"expected {header_width} columns as in the header")
-        rows.append((reader.line_num, row))
+    ended = 0  # the line the last good record (or the header) ended on
+    try:
+        fieldnames = reader.fieldnames or []
+        ended = reader.line_num
+        repeated = next((f for i, f in enumerate(fieldnames) if f in fieldnames[:i]), None)
+        if repeated is not None:
+            raise _fail(path, 1, f"column {repeated!r} appears twice in the header")
+        for row in reader:
+            header_width = header_width or len(fieldnames)
+            if None in row or any(v is None for v in row.values()):
+                raise _fail(path, reader.line_num, f"expected {header_width} columns as in the header")
+            rows.append((reader.line_num, row))
+            ended = reader.line_num
+    except csv.Error as e:  # an open quote at the end, text after a closing quote, a huge field
+        raise _fail(path, ended + 1, f"not valid CSV: {e}") from e
     return rows
 
 
