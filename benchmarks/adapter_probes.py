@@ -1,13 +1,14 @@
 """TrajAdapter vs linear and attentive probing on the same frozen features: top-1 at equal steps. A benchmark.
 
-    python benchmarks/adapter_probes.py [--seeds 0 1] [--epochs 5] [--task moving|count]
+    python benchmarks/adapter_probes.py [--seeds 0 1] [--epochs 5] [--task moving|count] [--attentive-width W]
                                         [--segmenter-checkpoint PATH] [--out results/adapter_probes.json]
 
 Each run is the real CLI: ``trajtok fit`` on ``configs/adapter.yaml``, ``configs/probe_linear.yaml`` and
 ``configs/probe_attentive.yaml`` (same data, frozen feature model, optimiser, epochs, batch size and seed), then
 ``trajtok test`` on the last checkpoint. With ``--segmenter-checkpoint`` (a ``configs/segmenter.yaml`` run), the
 adapter uses that pre-trained segmenter frozen, as in the paper, and its trainable parameters are then within
-20% of the attentive probe's; without it the segmenter is co-trained, as ``configs/adapter.yaml`` says.
+20% of the attentive probe's; without it the segmenter is co-trained, as ``configs/adapter.yaml`` says (then
+``--attentive-width 384`` matches the parameter count).
 Trainable parameter counts come from Lightning's model summary of each fit. Prints a table, writes JSON.
 """
 
@@ -58,6 +59,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--segmenter-checkpoint", default=None)
     parser.add_argument("--task", choices=["moving", "count"], default="moving", help="the synthetic labels")
+    parser.add_argument("--attentive-width", type=int, default=None,
+                        help="the attentive probe's width (256 in its config matches the adapter with a frozen "
+                             "segmenter; 384 matches the co-trained one)")
     parser.add_argument("--out", default=str(ROOT / "results" / "adapter_probes.json"))
     args = parser.parse_args()
 
@@ -66,14 +70,15 @@ def main() -> None:
         for probe, config in PROBES.items():
             common = ["--config", f"configs/{config}.yaml", f"--seed_everything={seed}",
                       f"--data.init_args.synthetic_task={args.task}"]
-            fit = [*common, f"--trainer.max_epochs={args.epochs}"]
             if probe == "TrajAdapter" and args.segmenter_checkpoint:
-                fit += [f"--model.tokenizer.init_args.segmenter_checkpoint={args.segmenter_checkpoint}",
-                        "--model.tokenizer.init_args.freeze_segmenter=true", "--model.segmentation=null"]
+                common += [f"--model.tokenizer.init_args.segmenter_checkpoint={args.segmenter_checkpoint}",
+                           "--model.tokenizer.init_args.freeze_segmenter=true", "--model.segmentation=null"]
+            if probe == "attentive probe" and args.attentive_width:
+                common += [f"--model.head.init_args.width={args.attentive_width}"]
             # Test must read this fit's last.ckpt, never one left by an earlier run.
             shutil.rmtree(ROOT / "runs" / config / "checkpoints", ignore_errors=True)
             start = time.perf_counter()
-            fit_output = run(["fit", *fit])
+            fit_output = run(["fit", *common, f"--trainer.max_epochs={args.epochs}"])
             minutes = (time.perf_counter() - start) / 60
             test_output = run(["test", *common, f"--ckpt_path=runs/{config}/checkpoints/last.ckpt"])
             row = {"probe": probe, "config": f"configs/{config}.yaml", "task": args.task, "seed": seed,
