@@ -1,24 +1,30 @@
-"""Decoding a clip of ``T`` frames from a video file with PyAV.
+"""Decoding a clip of ``T`` frames from a video file (or its bytes) with PyAV.
 
 Sampling splits the frames of the wanted range into ``T`` equal parts and takes one frame of each part:
 its middle frame for evaluation (deterministic), a uniformly random one for training (temporal jitter).
 A range shorter than ``T`` frames repeats frames, because the same index mapping then hits some frames
 twice. Decoding runs once over the range and converts only the chosen frames to RGB, since conversion,
 not decoding, is what costs when ``T`` is much smaller than the number of frames.
+
+A video is a path, or its encoded bytes (``bytes`` or a binary file-like object, read whole), e.g. a member
+of a tar shard; errors then name it by the ``name`` given to ``decode_clip``.
 """
 
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Literal
+from typing import BinaryIO, Literal, Union
 
 import av
 import numpy as np
 import torch
 
 Sampling = Literal["middle", "random"]
+# A file path, or the encoded bytes of a video (in memory or in a binary file-like object).
+VideoSource = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, BinaryIO]
 
 
 class BadSampleError(RuntimeError):
@@ -72,17 +78,28 @@ def sample_indices(
     raise ValueError(f"sampling must be 'middle' or 'random', got {sampling!r}")
 
 
-def _open(path: str) -> av.container.InputContainer:
-    """Open a container and return it with a clear error for every way that fails."""
-    if not os.path.exists(path):
-        raise VideoDecodeError(path, "file not found")
+def _source(video: VideoSource, name: str | None) -> tuple[str | bytes, str]:
+    """A path (str) or the whole encoded video (bytes), and the name errors give it."""
+    if isinstance(video, (str, os.PathLike)):
+        return str(video), name or str(video)
+    if isinstance(video, (bytes, bytearray, memoryview)):
+        return bytes(video), name or "<bytes>"
+    return video.read(), name or str(getattr(video, "name", "<stream>"))
+
+
+def _open(path: str | bytes, name: str | None = None) -> av.container.InputContainer:
+    """Open a container (a file, or encoded bytes) and return it with a clear error for every way that
+    fails; errors name ``name`` (default: the path)."""
+    name = name or str(path)
+    if isinstance(path, str) and not os.path.exists(path):
+        raise VideoDecodeError(name, "file not found")
     try:
-        container = av.open(path)
+        container = av.open(path if isinstance(path, str) else io.BytesIO(path))
     except av.FFmpegError as e:
-        raise VideoDecodeError(path, f"cannot open: {e}") from e
+        raise VideoDecodeError(name, f"cannot open: {e}") from e
     if not container.streams.video:
         container.close()
-        raise VideoDecodeError(path, "no video stream")
+        raise VideoDecodeError(name, "no video stream")
     return container
 
 
@@ -118,9 +135,9 @@ def _enter_range(container, stream, start: float | None, end: float | None) -> t
     return lo, hi
 
 
-def _count_range_frames(path: str, start: float | None, end: float | None) -> int:
+def _count_range_frames(path: str | bytes, start: float | None, end: float | None, name: str) -> int:
     """Count frames in the range from packet timestamps (demuxing only; no decoding)."""
-    container = _open(path)
+    container = _open(path, name)
     try:
         stream = container.streams.video[0]
         if start is None and end is None and stream.frames > 0:
@@ -134,25 +151,25 @@ def _count_range_frames(path: str, start: float | None, end: float | None) -> in
                 count += 1
                 continue
             if packet.pts is None:
-                raise VideoDecodeError(path, "packets carry no timestamps; cannot cut a segment")
+                raise VideoDecodeError(name, "packets carry no timestamps; cannot cut a segment")
             if _in_range(float(packet.pts * stream.time_base), lo, hi, float(stream.time_base)) == 0:
                 count += 1
         return count
     except av.FFmpegError as e:
-        raise VideoDecodeError(path, f"cannot demux: {e}") from e
+        raise VideoDecodeError(name, f"cannot demux: {e}") from e
     finally:
         container.close()
 
 
 def _decode_at(
-    path: str, wanted: list[int], start: float | None, end: float | None
+    path: str | bytes, wanted: list[int], start: float | None, end: float | None, name: str
 ) -> tuple[dict[int, np.ndarray], int, bool]:
     """Decode the range once; return RGB frames at the wanted positions, frames seen, and whether
     decoding ran to the end of the range (needed to trust the count it saw)."""
     last = max(wanted)
     wanted_set = set(wanted)
     out: dict[int, np.ndarray] = {}
-    container = _open(path)
+    container = _open(path, name)
     try:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
@@ -161,7 +178,7 @@ def _decode_at(
         for frame in container.decode(stream):
             if start is not None or end is not None:
                 if frame.time is None:
-                    raise VideoDecodeError(path, "frames carry no timestamps; cannot cut a segment")
+                    raise VideoDecodeError(name, "frames carry no timestamps; cannot cut a segment")
                 where = _in_range(frame.time, lo, hi, float(stream.time_base))
                 if where < 0:
                     continue
@@ -174,52 +191,58 @@ def _decode_at(
             k += 1
         return out, k, True
     except av.FFmpegError as e:
-        raise VideoDecodeError(path, f"cannot decode: {e}") from e
+        raise VideoDecodeError(name, f"cannot decode: {e}") from e
     finally:
         container.close()
 
 
 def decode_clip(
-    path: str,
+    path: VideoSource,
     num_frames: int,
     sampling: Sampling = "middle",
     start_sec: float | None = None,
     end_sec: float | None = None,
     generator: torch.Generator | None = None,
+    *,
+    name: str | None = None,
 ) -> DecodedClip:
     """Decode ``num_frames`` sampled frames of ``path`` (optionally of ``start_sec``..``end_sec``).
 
-    Raises ``VideoDecodeError`` naming the file when it is missing, corrupt, or has no frame in range.
+    ``path`` is a file path, or the encoded video as ``bytes`` or a binary file-like object (read whole
+    from its current position). Raises ``VideoDecodeError`` naming the file (or ``name``, default the
+    path, else the file object's ``name``) when it is missing, corrupt, or has no frame in range.
     """
-    path = str(path)
+    path, name = _source(path, name)
     if start_sec is not None and end_sec is not None and end_sec <= start_sec:
-        raise ValueError(f"{path}: end_sec {end_sec} must be greater than start_sec {start_sec}")
-    n = _count_range_frames(path, start_sec, end_sec)
+        raise ValueError(f"{name}: end_sec {end_sec} must be greater than start_sec {start_sec}")
+    n = _count_range_frames(path, start_sec, end_sec, name)
     if n == 0:
-        raise VideoDecodeError(path, "no frames in the requested range")
+        raise VideoDecodeError(name, "no frames in the requested range")
     indices = sample_indices(n, num_frames, sampling, generator)
-    got, seen, reached_end = _decode_at(path, indices, start_sec, end_sec)
+    got, seen, reached_end = _decode_at(path, indices, start_sec, end_sec, name)
     if len(got) < len(set(indices)):
         # The container's count was too high (truncated file, wrong metadata): the decode pass ran to the
         # real end, so its count is exact; resample on it.
         if not reached_end or seen == 0:
-            raise VideoDecodeError(path, "no decodable frames")
+            raise VideoDecodeError(name, "no decodable frames")
         n = seen
         indices = sample_indices(n, num_frames, sampling, generator)
-        got, _, _ = _decode_at(path, indices, start_sec, end_sec)
+        got, _, _ = _decode_at(path, indices, start_sec, end_sec, name)
         if len(got) < len(set(indices)):
-            raise VideoDecodeError(path, "frames changed between two decoding passes")
+            raise VideoDecodeError(name, "frames changed between two decoding passes")
     frames = torch.from_numpy(np.stack([got[i] for i in indices]))
     return DecodedClip(frames=frames, indices=indices, num_range_frames=n)
 
 
 def read_clip(
-    path: str,
+    path: VideoSource,
     num_frames: int,
     sampling: Sampling = "middle",
     start_sec: float | None = None,
     end_sec: float | None = None,
     generator: torch.Generator | None = None,
+    *,
+    name: str | None = None,
 ) -> torch.Tensor:
     """The frames of ``decode_clip``: uint8 ``(T, H, W, 3)`` RGB."""
-    return decode_clip(path, num_frames, sampling, start_sec, end_sec, generator).frames
+    return decode_clip(path, num_frames, sampling, start_sec, end_sec, generator, name=name).frames
