@@ -6,8 +6,9 @@ Nothing here knows a model. Models and data meet in the batch, a dict with these
 - ``text``: ``list[str]`` of length B, one caption per clip (a random one of its captions in training,
   the first in evaluation).
 - ``captions``: ``list[list[str]]``, all captions of each clip (retrieval evaluation ranks every one).
-- ``index``: long ``(B,)``, the sample's index in its data set; distributed samplers repeat samples to
-  even out ranks, and evaluation de-duplicates by this index.
+- ``index``: long ``(B,)``, the sample's index in its data set (for tar shards: shard number x 1,000,000 +
+  position in the shard, unique but not contiguous); distributed samplers repeat samples to even out
+  ranks, and evaluation de-duplicates by this index.
 - ``label``: long ``(B,)``, in classification batches (which have no ``text`` / ``captions``): the class
   index of each clip in the datamodule's ``class_names``.
 - ``question``, ``answer``: ``list[str]`` of length B, in question-answering batches (which have no
@@ -28,7 +29,9 @@ files), ``synthetic`` (the embedded default data set), ``video_text`` (the share
 video-text dataset, collate, ``VideoTextDataModule``), ``classification`` (class lists, labelled dataset,
 collate, ``ClassificationDataModule``, whose batches carry ``label`` instead of ``text`` / ``captions``),
 ``qa`` (question-answering dataset, collate, ``QADataModule``, whose batches carry ``question``,
-``answer``, ``options`` and ``answer_index``; synthetic questions).
+``answer``, ``options`` and ``answer_index``; synthetic questions), ``shards`` (video-text pairs from
+WebDataset-style tar shards, as video2dataset writes them, split over ranks and workers:
+``ShardedVideoTextDataset``, ``ShardDataModule``, ``write_shards``).
 """
 
 from datamodules.classification import (
@@ -37,6 +40,7 @@ from datamodules.classification import (
     collate_classification,
 )
 from datamodules.qa import QADataModule, QADataset, collate_qa
+from datamodules.shards import ShardDataModule, ShardedVideoTextDataset, write_shards
 from datamodules.video_text import (
     VideoTextDataModule,
     VideoTextDataset,
@@ -48,9 +52,12 @@ __all__ = [
     "ClassificationDataset",
     "QADataModule",
     "QADataset",
+    "ShardDataModule",
+    "ShardedVideoTextDataset",
     "VideoTextDataModule",
     "VideoTextDataset",
     "collate_classification",
     "collate_qa",
     "collate_video_text",
+    "write_shards",
 ]

@@ -1,0 +1,739 @@
+"""Video-text pairs from WebDataset-style tar shards, the layout video2dataset writes.
+
+A shard is a tar file whose members are grouped by key: ``<key>.mp4`` (the video; ``.webm``, ``.mkv``,
+``.avi`` and ``.mov`` are read too), ``<key>.txt`` (a caption) and/or ``<key>.json`` (a ``"caption"``
+string or list and/or a ``"captions"`` list; every other field is ignored). The members of one key are
+consecutive in the tar. A key is a member's path up to the first dot of its file name (WebDataset's rule),
+so ``a/x1.mp4`` and ``a/x1.json`` make one sample ``a/x1``. A sample's captions are the ``.txt`` caption
+followed by the ``.json`` ones it does not already hold (video2dataset writes the same caption in both);
+the first one is the evaluation text. Shards are read with the standard ``tarfile`` module, streaming,
+so ``.tar.gz`` works as well; they must be local (or mounted) files. Pseudo-labels are not read from
+shards: batches carry ``video``, ``text``, ``captions`` and ``index`` only.
+
+Who reads what. Each reader (a DataLoader worker of a rank; with ``num_workers=0`` the rank's main
+process) reads whole shards: the epoch's shard order (shuffled with ``seed`` and the epoch) is dealt
+out to ranks round-robin, then each rank's shards to its workers round-robin, so every shard, hence
+every sample, is read by exactly one reader per epoch. There must be at least as many shards as readers
+(ranks x workers), else ``ShardedVideoTextDataset`` raises; ``ShardDataModule`` instead lowers a
+loader's ``num_workers`` to what the shards allow, with a warning. An optional shuffle buffer mixes
+samples across the reader's shards (it holds encoded bytes, decoded as they leave the buffer).
+
+Uneven shards. When shards do not divide evenly (or hold different numbers of samples), readers, and so
+ranks, get different numbers of samples. That is harmless for one process and for evaluation (every
+sample exactly once; metrics sync at epoch end), but DDP training needs the same number of steps on
+every rank, or the rank with more batches waits forever for the others in its gradient all-reduce.
+``samples_per_epoch`` is the answer (WebDataset's ``with_epoch``): each rank then yields exactly
+``samples_per_epoch // world_size`` samples, split as evenly as possible over its workers. A reader
+stops when it has its share (the rest of its shards waits for a later epoch, whose shard order
+differs) and starts over on its shards when they run out first (repeating samples, as
+``DistributedSampler`` repeats samples to even out ranks; evaluation de-duplicates by ``index``).
+With it the dataset has a length (samples per rank) and ``ShardLoader`` the exact number of batches
+(each worker batches its own samples, so training's ``drop_last`` drops a partial batch per worker),
+so Lightning knows the epoch's length. A good value is a bit under the number of samples (skipped bad
+samples lower it).
+
+Epochs. The shard order and the shuffle buffer's draws depend on ``seed`` and the epoch given to
+``set_epoch``, which has to reach the process that reads: call it before ``iter(loader)`` and use
+non-persistent workers (each epoch's workers then get a fresh copy of the dataset). ``ShardLoader``
+does this for you: at each ``iter()`` it sets the epoch from a callable (``ShardDataModule`` passes
+the trainer's ``current_epoch``, which also holds on resume; a run resumed mid-epoch reads that
+epoch again from its start) or, without one, counts its own iterations.
+
+index. A sample's ``index`` is ``shard_number * INDEX_STRIDE + position``: the shard's position in the
+expanded shard list and the sample's position (0-based, in keys) within the shard, e.g. 3000017 is the
+18th sample of the 4th shard. It is stable across epochs, workers and ranks as long as the shard list
+is the same, but not contiguous. A shard may hold at most ``INDEX_STRIDE`` samples.
+
+Bad samples. ``on_bad_video="skip"`` drops a sample whose video does not decode or that has no video
+or caption (an iterable dataset cannot put another sample in its place: the epoch is one sample
+shorter, or under ``samples_per_epoch`` the reader reads on to fill its share), a shard that does not
+exist (left out when the dataset is built) and the rest of a shard that is not a readable tar;
+``num_skipped`` / ``skipped_paths`` and ``num_bad_shards`` / ``bad_shards`` count them per process (each
+DataLoader worker counts its own and logs a warning). As in the file-based datasets, each sample also
+carries ``skipped``: reports (``index``, ``path``, ``reason``, ``origin`` = None) of what its reader
+skipped since its previous sample (a damaged shard is reported under the index of its first lost
+sample), so a batch carries them to the training process whatever the number of workers; what a
+reader skips after its last good sample is only in its warnings and counters. ``"raise"`` fails
+instead, naming the shard and the key (``<shard>:<key>``).
+
+    python -m datamodules.shards --annotations train.jsonl --out 'shards/train-%06d.tar' [--per-shard 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import logging
+import os
+import posixpath
+import random
+import re
+import tarfile
+import tempfile
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import lightning as L
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from datamodules.annotations import VideoTextRecord, read_video_text_annotations
+from datamodules.transforms import eval_clip_transform, train_clip_transform
+from datamodules.video import BadSampleError, decode_clip
+from datamodules.video_text import STAGE_SPLITS, OnBadVideo, collate_video_text
+
+log = logging.getLogger(__name__)
+
+VIDEO_EXTENSIONS = ("mp4", "webm", "mkv", "avi", "mov")
+# index = shard number * INDEX_STRIDE + position in the shard.
+INDEX_STRIDE = 1_000_000
+Shards = str | Sequence[str]
+
+
+class ShardError(BadSampleError):
+    """A shard that is missing or not a readable tar (truncated, corrupt); ``position`` is the number of
+    samples read from it before the damage."""
+
+    def __init__(self, path: str, reason: str, position: int = 0) -> None:
+        super().__init__(path, reason)
+        self.position = position
+
+
+# ------------------------------------------------------------------------------------------ shard lists
+
+
+_BRACE = re.compile(r"\{([^{}]*)\}")
+
+
+def expand_braces(pattern: str) -> list[str]:
+    """Expand ``{a..b}`` (integer ranges, zero-padded when an end has a leading zero) and ``{x,y,z}``
+    (alternatives), left to right: ``data/shard-{000000..000002}.tar`` -> three paths."""
+    match = _BRACE.search(pattern)
+    if match is None:
+        return [pattern]
+    head, body, tail = pattern[: match.start()], match.group(1), pattern[match.end() :]
+    span = re.fullmatch(r"(\d+)\.\.(\d+)", body)
+    if span:
+        lo, hi = span.groups()
+        if int(hi) < int(lo):
+            raise ValueError(f"{pattern!r}: empty range {{{body}}}")
+        padded = (len(lo) > 1 and lo[0] == "0") or (len(hi) > 1 and hi[0] == "0")
+        width = max(len(lo), len(hi)) if padded else 0
+        items = [str(i).zfill(width) for i in range(int(lo), int(hi) + 1)]
+    elif "," in body:
+        items = body.split(",")
+    else:
+        raise ValueError(f"{pattern!r}: cannot expand {{{body}}}; expected {{first..last}} or {{a,b,...}}")
+    return [path for item in items for path in expand_braces(head + item + tail)]
+
+
+def expand_shards(shards: Shards) -> list[str]:
+    """Shard paths from one brace pattern / path or a list of them, in order (this order numbers the
+    shards, hence ``index``)."""
+    patterns = [shards] if isinstance(shards, (str, os.PathLike)) else list(shards)
+    paths = [path for pattern in patterns for path in expand_braces(str(pattern))]
+    if not paths:
+        raise ValueError("no shards given")
+    if len(set(paths)) != len(paths):
+        raise ValueError(f"shards are listed more than once: {sorted({p for p in paths if paths.count(p) > 1})[:5]}")
+    return paths
+
+
+# ------------------------------------------------------------------------------------------ reading
+
+
+@dataclass
+class ShardSample:
+    """The members of one key: ``files`` maps an extension (lower case, without the leading dot, e.g.
+    ``mp4``, ``json``, ``seg.npz``) to the member's bytes."""
+
+    shard: str
+    key: str
+    position: int  # 0-based, in samples, within the shard
+    files: dict[str, bytes]
+
+    @property
+    def name(self) -> str:
+        """``<shard>:<key>``, how errors name the sample."""
+        return f"{self.shard}:{self.key}"
+
+
+def _split_member(name: str) -> tuple[str, str] | None:
+    """``(key, extension)`` of a member name, or None for names that are no part of a sample."""
+    folder, base = posixpath.split(name)
+    if base.startswith(".") or "." not in base:
+        return None
+    stem, ext = base.split(".", 1)
+    return posixpath.join(folder, stem), ext.lower()
+
+
+def iterate_shard(path: str) -> Iterator[ShardSample]:
+    """The samples of a tar shard in order, each the consecutive members that share a key.
+
+    Streams the tar (each sample's members are read into memory; nothing else is kept). Raises
+    ``ShardError`` naming the shard when it is missing or unreadable; samples before the damage have
+    been yielded by then.
+    """
+    path = str(path)
+    if not os.path.isfile(path):
+        raise ShardError(path, "shard not found")
+    key, files, position = None, {}, 0
+    try:
+        with tarfile.open(path, mode="r|*") as tar:
+            for member in tar:
+                parts = _split_member(member.name) if member.isfile() else None
+                if parts is None:
+                    continue
+                data = tar.extractfile(member).read()
+                if parts[0] != key:
+                    if key is not None:
+                        yield ShardSample(path, key, position, files)
+                        position += 1
+                    key, files = parts[0], {}
+                files[parts[1]] = data
+    except (OSError, EOFError, zlib.error, tarfile.TarError) as e:
+        raise ShardError(path, f"unreadable tar after {position} samples: {e}", position) from e
+    if key is not None:
+        yield ShardSample(path, key, position, files)
+
+
+def sample_captions(sample: ShardSample) -> list[str]:
+    """The ``.txt`` caption, then the ``.json`` ``captions`` / ``caption`` ones not already there; raises
+    ``BadSampleError`` naming the sample when there is none or the JSON is malformed."""
+    captions: list[str] = []
+    try:
+        if "txt" in sample.files:
+            captions.append(sample.files["txt"].decode("utf-8").strip())
+        if "json" in sample.files:
+            meta = json.loads(sample.files["json"].decode("utf-8"))
+            if not isinstance(meta, dict):
+                raise BadSampleError(sample.name, f".json holds a {type(meta).__name__}, not an object")
+            for field in ("captions", "caption"):
+                value = meta.get(field)
+                values = [value] if isinstance(value, str) else value
+                if value is not None and not (isinstance(values, list) and all(isinstance(v, str) for v in values)):
+                    raise BadSampleError(sample.name, f".json {field!r} is neither a string nor a list of strings")
+                captions.extend(v.strip() for v in values or ())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise BadSampleError(sample.name, f"unreadable caption: {e}") from e
+    captions = list(dict.fromkeys(c for c in captions if c))
+    if not captions:
+        raise BadSampleError(sample.name, f"no caption (.txt, or .json 'caption' / 'captions'); members: {sorted(sample.files)}")
+    return captions
+
+
+# ------------------------------------------------------------------------------------------ dataset
+
+
+def _shuffled(items: Iterable[Any], size: int, rng: random.Random) -> Iterator[Any]:
+    """Items in a random order, holding at most ``size`` of them: once the buffer is full, each new item
+    takes the place of a random one, which leaves; the rest leave shuffled at the end."""
+    buffer: list[Any] = []
+    for item in items:
+        if len(buffer) < size:
+            buffer.append(item)
+            continue
+        j = rng.randrange(size)
+        yield buffer[j]
+        buffer[j] = item
+    rng.shuffle(buffer)
+    yield from buffer
+
+
+class ShardedVideoTextDataset(IterableDataset):
+    """Video-text samples from tar shards, split over ranks and DataLoader workers (see the module doc).
+
+    Yields the samples of ``VideoTextDataset``: ``video`` float ``(T, 3, S, S)`` (decoded and transformed
+    as the file-based datasets do), ``text`` (a random caption in training, the first otherwise),
+    ``captions``, ``index`` (``shard number * INDEX_STRIDE + position``) and ``skipped`` (reports of the
+    bad samples skipped just before this one); collate with ``collate_video_text``.
+
+    Args:
+        shards: a shard path or brace pattern (``data/shard-{000000..000009}.tar``), or a list of them.
+        num_frames, image_size: frames per clip and the square side of the output.
+        train: random frame jitter, random resized crop and random caption (else middle frames, centre
+            crop, first caption).
+        shuffle: shuffle the shard order every epoch (default: ``train``).
+        shuffle_buffer: samples each reader holds to shuffle across its shards (0 or 1: none). They are
+            kept encoded, so the memory is about ``shuffle_buffer`` times a video file's size, per reader.
+        seed: seeds the shard order and the buffer together with the epoch (``set_epoch``); the same on
+            every rank.
+        samples_per_epoch: samples per epoch over all ranks; each rank yields exactly
+            ``samples_per_epoch // world_size`` (repeating its shards if needed). Needed for DDP
+            training on shards that do not split evenly; None reads each sample once.
+        on_bad_video: "skip" drops unusable samples and unreadable shards (counted), "raise" fails.
+        crop_scale, horizontal_flip: training augmentation, as in ``VideoTextDataset``.
+        rank, world_size: this process's place, default from ``torch.distributed`` when initialised,
+            else 0 of 1 (given explicitly, e.g. to simulate ranks).
+        video_extensions: member extensions taken as the video, in order of preference.
+    """
+
+    def __init__(
+        self,
+        shards: Shards,
+        num_frames: int = 8,
+        image_size: int = 64,
+        train: bool = False,
+        shuffle: bool | None = None,
+        shuffle_buffer: int = 0,
+        seed: int = 0,
+        samples_per_epoch: int | None = None,
+        on_bad_video: OnBadVideo = "skip",
+        crop_scale: tuple[float, float] = (0.8, 1.0),
+        horizontal_flip: bool = False,
+        rank: int | None = None,
+        world_size: int | None = None,
+        video_extensions: Sequence[str] = VIDEO_EXTENSIONS,
+        max_reported: int = 10,
+    ) -> None:
+        super().__init__()
+        if on_bad_video not in ("skip", "raise"):
+            raise ValueError(f"on_bad_video must be 'skip' or 'raise', got {on_bad_video!r}")
+        if (rank is None) != (world_size is None):
+            raise ValueError("give rank and world_size together, or neither")
+        if world_size is not None and not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not in 0..{world_size - 1}")
+        if samples_per_epoch is not None and samples_per_epoch < 1:
+            raise ValueError(f"samples_per_epoch must be >= 1, got {samples_per_epoch}")
+        self.shards = expand_shards(shards)
+        missing = [s for s in self.shards if not os.path.isfile(s)]
+        if len(missing) == len(self.shards) or (missing and on_bad_video == "raise"):
+            raise FileNotFoundError(f"{len(missing)} of {len(self.shards)} shards do not exist, e.g. {missing[0]}")
+        if missing:
+            log.warning("%d of %d shards do not exist and are left out, e.g. %s", len(missing), len(self.shards), missing[0])
+        # Shard numbers (positions in self.shards) of the shards that exist; readers share these.
+        self.available = [n for n, s in enumerate(self.shards) if os.path.isfile(s)]
+        self.num_frames = num_frames
+        self.image_size = image_size
+        self.train = train
+        self.shuffle = train if shuffle is None else shuffle
+        self.shuffle_buffer = shuffle_buffer
+        self.seed = seed
+        self.samples_per_epoch = samples_per_epoch
+        self.on_bad_video = on_bad_video
+        self.crop_scale = tuple(crop_scale)
+        self.horizontal_flip = horizontal_flip
+        self.rank, self.world_size = rank, world_size
+        self.video_extensions = tuple(e.lower().lstrip(".") for e in video_extensions)
+        self.max_reported = max_reported
+        self.epoch = 0
+        self.num_skipped = 0
+        self.skipped_paths: list[str] = []
+        self.bad_shards: list[str] = []
+        self._bad: dict[int, dict[str, Any]] = {}  # index -> its skip report
+
+    # -------------------------------------------------------------------------------- who reads what
+
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch the next iteration reads (shard order and buffer draws); see the module doc for
+        getting it into DataLoader workers."""
+        self.epoch = int(epoch)
+
+    def distributed(self) -> tuple[int, int]:
+        """``(rank, world_size)``: as given, else from ``torch.distributed`` when initialised, else (0, 1)."""
+        if self.world_size is not None:
+            return self.rank, self.world_size
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_rank(), dist.get_world_size()
+        return 0, 1
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Workers started with spawn / forkserver get a pickled copy and no process group: pin the rank
+        # and world size of the process that starts them.
+        state = self.__dict__.copy()
+        if self.world_size is None and dist.is_available() and dist.is_initialized():
+            state["rank"], state["world_size"] = dist.get_rank(), dist.get_world_size()
+        return state
+
+    def check_readers(self, world_size: int, num_workers: int) -> None:
+        """Raise ValueError when the shards cannot give every reader (rank x worker) one."""
+        readers = world_size * max(1, num_workers)
+        if len(self.available) < readers:
+            raise ValueError(
+                f"{len(self.available)} shards cannot feed {world_size} rank(s) x {max(1, num_workers)} DataLoader "
+                f"worker(s) = {readers} readers: every reader reads whole shards and needs at least one. Use "
+                f"fewer workers, or more, smaller shards (write_shards' samples_per_shard), e.g. {self.shards[0]}"
+            )
+
+    def shards_for(self, rank: int, world_size: int, worker: int, num_workers: int, epoch: int) -> list[int]:
+        """Shard numbers one reader reads in an epoch: the epoch's order dealt to ranks, then to workers."""
+        self.check_readers(world_size, num_workers)
+        order = list(self.available)
+        if self.shuffle:
+            random.Random(f"shards/{self.seed}/{epoch}").shuffle(order)
+        return order[rank::world_size][worker::num_workers]
+
+    def quota(self, world_size: int, worker: int, num_workers: int) -> int | None:
+        """Samples one reader yields per epoch under ``samples_per_epoch`` (None: all of its shards)."""
+        if self.samples_per_epoch is None:
+            return None
+        per_rank = self.samples_per_epoch // world_size
+        return per_rank // num_workers + (worker < per_rank % num_workers)
+
+    def __len__(self) -> int:
+        """Samples per epoch of this rank; only with ``samples_per_epoch`` (else the length is unknown
+        without reading every shard, and ``len`` raises TypeError, as for any unsized iterable)."""
+        if self.samples_per_epoch is None:
+            raise TypeError(f"{type(self).__name__} has no length without samples_per_epoch")
+        return self.samples_per_epoch // self.distributed()[1]
+
+    # -------------------------------------------------------------------------------- reading
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        rank, world_size = self.distributed()
+        info = get_worker_info()
+        worker, num_workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        mine = self.shards_for(rank, world_size, worker, num_workers, self.epoch)
+        quota = self.quota(world_size, worker, num_workers)
+        if quota == 0:
+            return
+        raw = self._raw(mine, repeat=quota is not None)
+        stream = raw
+        if self.shuffle_buffer > 1:
+            stream = _shuffled(raw, self.shuffle_buffer, random.Random(f"buffer/{self.seed}/{self.epoch}/{rank}/{worker}"))
+        done = 0
+        skipped: list[dict[str, Any]] = []  # reports of what was skipped since the last sample
+        try:
+            for index, item in stream:
+                if isinstance(item, ShardError):
+                    skipped.append(self._report(index, item))
+                    continue
+                if index not in self._bad:
+                    try:
+                        out = self.load(item, index)
+                    except BadSampleError as e:
+                        if self.on_bad_video == "raise":
+                            raise
+                        self._note_bad(index, e)
+                if index in self._bad:
+                    skipped.append(dict(self._bad[index]))
+                    continue
+                out["skipped"], skipped = skipped, []
+                yield out
+                done += 1
+                if quota is not None and done >= quota:
+                    return
+        finally:
+            raw.close()  # closes the open tar when stopping early
+
+    def _raw(self, numbers: list[int], repeat: bool) -> Iterator[tuple[int, ShardSample | ShardError]]:
+        """``(index, sample)`` of the shards in order, over and over when ``repeat``; a damaged shard (in
+        skip mode) gives ``(index of the first sample lost, its ShardError)``."""
+        while True:
+            fresh = 0
+            for number in numbers:
+                try:
+                    for sample in iterate_shard(self.shards[number]):
+                        if sample.position >= INDEX_STRIDE:
+                            raise ValueError(f"{sample.shard} holds more than INDEX_STRIDE = {INDEX_STRIDE} samples")
+                        index = number * INDEX_STRIDE + sample.position
+                        fresh += index not in self._bad
+                        yield index, sample
+                except ShardError as e:
+                    if self.on_bad_video == "raise":
+                        raise
+                    if e.path not in self.bad_shards:
+                        self.bad_shards.append(e.path)
+                        log.warning("skipping the rest of shard: %s", e)
+                    yield number * INDEX_STRIDE + e.position, e
+            if not repeat:
+                return
+            if not fresh:
+                raise RuntimeError(
+                    f"none of the samples of shards {[self.shards[n] for n in numbers][:5]} can be loaded, so this reader "
+                    f"cannot give its samples_per_epoch share; first bad samples: {self.skipped_paths}"
+                )
+
+    def load(self, sample: ShardSample, index: int) -> dict[str, Any]:
+        """One sample of the batch contract, or a ``BadSampleError`` naming ``<shard>:<key>``."""
+        ext = next((e for e in self.video_extensions if e in sample.files), None)
+        if ext is None:
+            raise BadSampleError(sample.name, f"no video member (.{', .'.join(self.video_extensions)}); members: {sorted(sample.files)}")
+        captions = sample_captions(sample)
+        clip = decode_clip(
+            sample.files[ext], self.num_frames, "random" if self.train else "middle", name=f"{sample.name}.{ext}"
+        )
+        if self.train:
+            video, _ = train_clip_transform(clip.frames, self.image_size, self.crop_scale, self.horizontal_flip)
+        else:
+            video, _ = eval_clip_transform(clip.frames, self.image_size)
+        # Drawn after the clip, as VideoTextDataset does.
+        text = captions[int(torch.randint(len(captions), (1,)))] if self.train else captions[0]
+        return {"video": video, "text": text, "captions": captions, "index": index}
+
+    @property
+    def num_bad_shards(self) -> int:
+        return len(self.bad_shards)
+
+    @staticmethod
+    def _report(index: int, error: BadSampleError) -> dict[str, Any]:
+        return {"index": index, "path": error.path, "reason": error.reason, "origin": None}
+
+    def _note_bad(self, index: int, error: BadSampleError) -> None:
+        self._bad[index] = self._report(index, error)
+        self.num_skipped += 1
+        if len(self.skipped_paths) < self.max_reported:
+            self.skipped_paths.append(error.path)
+        log.warning("skipping sample %d: %s", index, error)
+
+
+class ShardLoader(DataLoader):
+    """A DataLoader that sets its dataset's epoch at every ``iter()``, in the main process, before
+    workers start: from ``current_epoch()`` when given (and not None), else from its own count of
+    iterations. Workers must not be persistent, since persistent workers keep the dataset copy (and
+    epoch) of their first iteration."""
+
+    def __init__(self, dataset: ShardedVideoTextDataset, *args: Any, current_epoch: Callable[[], int | None] | None = None,
+                 **kwargs: Any) -> None:
+        if kwargs.get("persistent_workers") and kwargs.get("num_workers", 0) > 0:
+            raise ValueError("ShardLoader needs persistent_workers=False: persistent workers never see a new epoch")
+        super().__init__(dataset, *args, **kwargs)
+        self.current_epoch = current_epoch
+        self.iterations = 0
+
+    def __len__(self) -> int:
+        """Batches per epoch, exact: each worker batches its own share of ``samples_per_epoch`` (a plain
+        DataLoader divides the rank's total, over-counting by up to a batch per worker). TypeError when
+        the dataset has no length."""
+        dataset: ShardedVideoTextDataset = self.dataset
+        workers = max(1, self.num_workers)
+        quotas = [dataset.quota(dataset.distributed()[1], w, workers) for w in range(workers)]
+        if quotas[0] is None:
+            raise TypeError(f"{type(dataset).__name__} has no length without samples_per_epoch")
+        if self.batch_size is None:
+            return sum(quotas)
+        return sum(q // self.batch_size if self.drop_last else -(-q // self.batch_size) for q in quotas)
+
+    def __iter__(self):
+        epoch = self.current_epoch() if self.current_epoch is not None else None
+        self.dataset.set_epoch(self.iterations if epoch is None else epoch)
+        self.iterations += 1
+        return super().__iter__()
+
+
+# ------------------------------------------------------------------------------------------ datamodule
+
+
+class ShardDataModule(L.LightningDataModule):
+    """Video-text data from tar shards (see the module doc), batches as ``VideoTextDataModule``'s minus
+    ``mask`` / ``graph``.
+
+    Args:
+        train_shards, val_shards, test_shards: a shard path or brace pattern
+            (``data/train-{000000..000099}.tar``), or a list of them; None for a split without data
+            (predict uses the test shards).
+        num_frames, image_size: frames per clip and square side of the model input.
+        batch_size, eval_batch_size: per-process batch sizes (eval defaults to ``batch_size``). Each
+            worker batches its own samples and training drops each worker's last partial batch.
+        num_workers: DataLoader workers per process; lowered (with a warning) for a split whose shards
+            cannot give every rank x worker one.
+        on_bad_video: "skip" drops unusable samples and unreadable shards (counted on the datasets),
+            "raise" fails naming ``<shard>:<key>``.
+        shuffle_buffer: training samples each reader holds to mix shards (encoded bytes; 0 = none).
+        seed: seeds the per-epoch shard order and the shuffle buffer.
+        samples_per_epoch: training samples per epoch over all ranks, for equal step counts per rank
+            under DDP (see the module doc); None reads every training sample once per epoch.
+        crop_scale, horizontal_flip: training augmentation, as in ``VideoTextDataModule``.
+
+    Epochs reach the training dataset through ``ShardLoader`` (the trainer's ``current_epoch`` at each
+    epoch's ``iter``), so the training loader's workers are not persistent.
+    """
+
+    def __init__(
+        self,
+        train_shards: str | list[str] | None = None,
+        val_shards: str | list[str] | None = None,
+        test_shards: str | list[str] | None = None,
+        num_frames: int = 8,
+        image_size: int = 64,
+        batch_size: int = 32,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        on_bad_video: OnBadVideo = "skip",
+        shuffle_buffer: int = 256,
+        seed: int = 0,
+        samples_per_epoch: int | None = None,
+        crop_scale: tuple[float, float] = (0.8, 1.0),
+        horizontal_flip: bool = False,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        if on_bad_video not in ("skip", "raise"):
+            raise ValueError(f"on_bad_video must be 'skip' or 'raise', got {on_bad_video!r}")
+        self.shards = {"train": train_shards, "val": val_shards, "test": test_shards}
+        self.num_frames = num_frames
+        self.image_size = image_size
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.num_workers = num_workers
+        self.on_bad_video = on_bad_video
+        self.shuffle_buffer = shuffle_buffer
+        self.seed = seed
+        self.samples_per_epoch = samples_per_epoch
+        self.crop_scale = tuple(crop_scale)
+        self.horizontal_flip = horizontal_flip
+        self.datasets: dict[str, ShardedVideoTextDataset] = {}
+
+    def setup(self, stage: str | None = None) -> None:
+        for split in STAGE_SPLITS.get(stage, ("train", "val", "test")):
+            if self.shards[split] is None or split in self.datasets:
+                continue
+            train = split == "train"
+            self.datasets[split] = ShardedVideoTextDataset(
+                self.shards[split], self.num_frames, self.image_size, train=train,
+                shuffle_buffer=self.shuffle_buffer if train else 0, seed=self.seed,
+                samples_per_epoch=self.samples_per_epoch if train else None, on_bad_video=self.on_bad_video,
+                crop_scale=self.crop_scale, horizontal_flip=self.horizontal_flip,
+            )
+        world_size = self.datasets["train"].distributed()[1] if "train" in self.datasets else 1
+        if "train" in self.datasets and world_size > 1 and self.samples_per_epoch is None:
+            log.warning("training on shards with %d ranks and no samples_per_epoch: ranks with fewer samples end their "
+                        "epoch first and DDP waits for them forever unless the shards split exactly evenly", world_size)
+
+    def _current_epoch(self) -> int | None:
+        return None if self.trainer is None else self.trainer.current_epoch
+
+    def _workers(self, split: str) -> int:
+        """``num_workers``, lowered so that every rank x worker gets a shard."""
+        dataset = self.datasets[split]
+        world_size = dataset.distributed()[1]
+        dataset.check_readers(world_size, 1)  # too few shards even for one reader per rank
+        fit = len(dataset.available) // world_size
+        if self.num_workers > fit:
+            log.warning("%s: %d shards for %d rank(s): using %d DataLoader workers, not %d",
+                        split, len(dataset.available), world_size, fit, self.num_workers)
+            return fit
+        return self.num_workers
+
+    def _dataset(self, split: str) -> ShardedVideoTextDataset:
+        if split not in self.datasets:
+            self.setup({"train": "fit", "val": "validate", "test": "test"}[split])
+        if split not in self.datasets:
+            raise ValueError(f"no {split} data: set {split}_shards")
+        return self.datasets[split]
+
+    def train_dataloader(self) -> ShardLoader:
+        dataset = self._dataset("train")
+        return ShardLoader(
+            dataset, batch_size=self.batch_size, num_workers=self._workers("train"), collate_fn=collate_video_text,
+            drop_last=True, current_epoch=self._current_epoch,
+        )
+
+    def _eval_loader(self, split: str) -> DataLoader:
+        dataset = self._dataset(split)
+        workers = self._workers(split)
+        return DataLoader(dataset, batch_size=self.eval_batch_size, num_workers=workers,
+                          collate_fn=collate_video_text, persistent_workers=workers > 0)
+
+    def val_dataloader(self) -> DataLoader | list:
+        # No validation shards: Lightning skips validation for an empty list of loaders.
+        return [] if self.shards["val"] is None else self._eval_loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._eval_loader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._eval_loader("test")
+
+
+# ------------------------------------------------------------------------------------------ writing
+
+
+def _add_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode = len(data), 0, 0o644  # mtime 0: the same input gives the same bytes
+    tar.addfile(info, io.BytesIO(data))
+
+
+def _entries(records: Iterable[VideoTextRecord | tuple]) -> Iterator[tuple[str, str, list[str]]]:
+    """``(key, video path, captions)`` of records or ``(key, video, caption or captions)`` tuples."""
+    for i, rec in enumerate(records):
+        if isinstance(rec, VideoTextRecord):
+            if rec.start_sec is not None or rec.end_sec is not None:
+                raise ValueError(f"{rec.video}: shards hold whole videos; cut the {rec.start_sec}..{rec.end_sec} s "
+                                 "segment into its own file first")
+            yield f"{i:09d}", rec.video, list(rec.captions)
+        else:
+            key, video, captions = rec
+            yield str(key), str(video), [captions] if isinstance(captions, str) else list(captions)
+
+
+def write_shards(
+    records: Iterable[VideoTextRecord | tuple[str, str, str | Sequence[str]]],
+    out_pattern: str,
+    samples_per_shard: int = 100,
+    caption_files: Sequence[str] = ("txt", "json"),
+) -> list[str]:
+    """Write video-text pairs as tar shards in the layout the reader (and video2dataset) uses; returns
+    the shard paths, in order (give them, or the matching brace pattern, to the dataset).
+
+    ``records``: ``VideoTextRecord`` s (as ``read_video_text_annotations`` returns; keys are their
+    running number, ``000000000`` ...; pseudo-labels are not written, segments are refused), or
+    ``(key, video path, caption or captions)`` tuples (keys without a dot in their last part, unique).
+    ``out_pattern`` numbers shards printf-style from 0: ``out/train-%06d.tar``. ``caption_files``: write
+    the first caption as ``<key>.txt`` and/or all of them as ``<key>.json`` (``{"caption": first,
+    "captions": all}``). Each shard is written to a temporary file and renamed into place.
+    """
+    if samples_per_shard < 1:
+        raise ValueError(f"samples_per_shard must be >= 1, got {samples_per_shard}")
+    if not set(caption_files) <= {"txt", "json"} or not caption_files:
+        raise ValueError(f"caption_files must be some of ('txt', 'json'), got {caption_files!r}")
+    try:
+        if out_pattern % 0 == out_pattern % 1:
+            raise TypeError
+    except TypeError:
+        raise ValueError(f"out_pattern needs a printf-style shard number, e.g. 'shards/train-%06d.tar', got {out_pattern!r}") from None
+    entries = list(_entries(records))
+    if not entries:
+        raise ValueError("no records to write")
+    counts = Counter(key for key, _, _ in entries)
+    for key, _, captions in entries:
+        if not key or "." in posixpath.basename(key) or counts[key] > 1:
+            raise ValueError(f"key {key!r}: keys must be non-empty, unique and have no '.' in their last part")
+        if not captions or not all(isinstance(c, str) and c.strip() for c in captions):
+            raise ValueError(f"key {key!r}: needs at least one non-empty caption, got {captions!r}")
+    paths = []
+    for start in range(0, len(entries), samples_per_shard):
+        path = out_pattern % len(paths)
+        folder = os.path.dirname(os.path.abspath(path))
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            with tarfile.open(tmp, mode="w") as tar:
+                for key, video, captions in entries[start : start + samples_per_shard]:
+                    ext = os.path.splitext(video)[1].lower().lstrip(".") or "mp4"
+                    with open(video, "rb") as f:
+                        _add_member(tar, f"{key}.{ext}", f.read())
+                    if "txt" in caption_files:
+                        _add_member(tar, f"{key}.txt", captions[0].encode("utf-8"))
+                    if "json" in caption_files:
+                        meta = {"caption": captions[0], "captions": captions}
+                        _add_member(tar, f"{key}.json", json.dumps(meta).encode("utf-8"))
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
+        paths.append(path)
+    return paths
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Write an annotation file's video-text pairs as tar shards.")
+    parser.add_argument("--annotations", required=True, help="JSONL / JSON / CSV annotation file")
+    parser.add_argument("--root", default=None, help="folder video paths are relative to (default: the file's)")
+    parser.add_argument("--out", required=True, help="shard path pattern, e.g. 'shards/train-%%06d.tar'")
+    parser.add_argument("--per-shard", type=int, default=100, help="samples per shard")
+    args = parser.parse_args(argv)
+    paths = write_shards(read_video_text_annotations(args.annotations, args.root), args.out, args.per_shard)
+    print(f"wrote {len(paths)} shards: {paths[0]} .. {paths[-1]}")
+
+
+if __name__ == "__main__":
+    main()
