@@ -35,6 +35,7 @@ from datamodules.video_text import (
     ClipDataset,
     OnBadVideo,
     collate_pseudo_labels,
+    collate_skipped,
 )
 
 SyntheticTask = Literal["moving", "count"]
@@ -191,12 +192,13 @@ class ClassificationDataset(ClipDataset):
 
 
 def collate_classification(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack samples into the batch of the data contract (see ``datamodules``): ``video``, ``label`` and
-    ``index``, plus ``mask`` / ``graph`` as for video-text batches."""
+    """Stack samples into the batch of the data contract (see ``datamodules``): ``video``, ``label``,
+    ``index`` and ``skipped``, plus ``mask`` / ``graph`` as for video-text batches."""
     return {
         "video": torch.stack([s["video"] for s in samples]),
         "label": torch.tensor([s["label"] for s in samples], dtype=torch.long),
         "index": torch.tensor([s["index"] for s in samples], dtype=torch.long),
+        "skipped": collate_skipped(samples),
         **collate_pseudo_labels(samples),
     }
 
@@ -222,8 +224,9 @@ class ClassificationDataModule(ClipDataModule):
         num_frames, image_size: frames per clip and square side of the model input.
         batch_size, eval_batch_size: per-process batch sizes (eval defaults to ``batch_size``).
         num_workers: DataLoader worker processes.
-        on_bad_video: "skip" replaces unusable samples by the next usable one (counted on the datasets);
-            "raise" fails with the file's path.
+        on_bad_video: "skip" replaces unusable samples by the next usable one and reports them in the
+            batch's ``skipped`` (``trajtok.callbacks.BadSampleReport`` logs them per epoch); "raise" fails with
+            the file's path and annotation row.
         load_pseudo_labels: add ``mask`` / ``graph`` to batches when the annotations name those files (the
             synthetic set does); off by default, since a classifier alone does not use them.
         crop_scale: area range of the random resized crop in training (1.0, 1.0 disables cropping).

@@ -36,7 +36,12 @@ from datamodules.synthetic import (
     SyntheticConfig,
     ensure_synthetic,
 )
-from datamodules.video_text import ClipDataModule, ClipDataset, OnBadVideo
+from datamodules.video_text import (
+    ClipDataModule,
+    ClipDataset,
+    OnBadVideo,
+    collate_skipped,
+)
 
 COUNT_QUESTION = "how many objects are there?"
 COUNT_OPTIONS = ("one", "two", "three")
@@ -168,7 +173,7 @@ class QADataset(ClipDataset):
 def collate_qa(samples: list[dict[str, Any]]) -> dict[str, Any]:
     """Stack samples into the QA batch of the data contract (see ``datamodules``): ``video``,
     ``question`` / ``answer`` (``list[str]``), ``options`` (``list[list[str]]``), ``answer_index`` and
-    ``index`` (long ``(B,)``)."""
+    ``index`` (long ``(B,)``), and ``skipped``."""
     return {
         "video": torch.stack([s["video"] for s in samples]),
         "question": [s["question"] for s in samples],
@@ -176,6 +181,7 @@ def collate_qa(samples: list[dict[str, Any]]) -> dict[str, Any]:
         "options": [s["options"] for s in samples],
         "answer_index": torch.tensor([s["answer_index"] for s in samples], dtype=torch.long),
         "index": torch.tensor([s["index"] for s in samples], dtype=torch.long),
+        "skipped": collate_skipped(samples),
     }
 
 
@@ -191,8 +197,9 @@ class QADataModule(ClipDataModule):
         num_frames, image_size: frames per clip and square side of the model input.
         batch_size, eval_batch_size: per-process batch sizes (eval defaults to ``batch_size``).
         num_workers: DataLoader worker processes.
-        on_bad_video: "skip" replaces unusable samples by the next usable one (counted on the datasets);
-            "raise" fails with the file's path.
+        on_bad_video: "skip" replaces unusable samples by the next usable one and reports them in the
+            batch's ``skipped`` (``trajtok.callbacks.BadSampleReport`` logs them per epoch); "raise" fails with
+            the file's path and annotation row.
         crop_scale: area range of the random resized crop in training (1.0, 1.0 disables cropping).
         horizontal_flip: random horizontal flips in training; off by default, since it reverses
             "left"/"right" in the pixels but not in the questions and answers.

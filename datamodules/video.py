@@ -28,12 +28,24 @@ VideoSource = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, Binar
 
 
 class BadSampleError(RuntimeError):
-    """A sample whose files cannot be used; data sets may skip these instead of failing a whole run."""
+    """A sample whose files cannot be used; data sets may skip these instead of failing a whole run.
+
+    ``path`` is the offending file and ``reason`` what is wrong with it; ``origin`` (set by ``locate``) is
+    where the sample was declared, e.g. ``"ann.jsonl, row 3"``, and joins the message when known.
+    """
 
     def __init__(self, path: str, reason: str) -> None:
         super().__init__(f"{path}: {reason}")
         self.path = str(path)
         self.reason = reason
+        self.origin: str | None = None
+
+    def locate(self, origin: str | None) -> BadSampleError:
+        """Add the annotation row the sample comes from to the message (once); returns ``self``."""
+        if origin and self.origin is None and origin != self.path:
+            self.origin = origin
+            self.args = (f"{self.path}: {self.reason} (sample of {origin})",)
+        return self
 
 
 class VideoDecodeError(BadSampleError):
@@ -51,6 +63,11 @@ class DecodedClip:
     frames: torch.Tensor  # uint8 (T, H, W, 3)
     indices: list[int]
     num_range_frames: int
+    # The work done, so tests can check that a long video costs what it should: frames that went through
+    # the decoder, and frames converted to RGB (only those are kept in memory; at most the distinct
+    # ``indices`` per decoding pass).
+    num_decoded: int = 0
+    num_converted: int = 0
 
 
 def sample_indices(
@@ -163,12 +180,18 @@ def _count_range_frames(path: str | bytes, start: float | None, end: float | Non
 
 def _decode_at(
     path: str | bytes, wanted: list[int], start: float | None, end: float | None, name: str
-) -> tuple[dict[int, np.ndarray], int, bool]:
-    """Decode the range once; return RGB frames at the wanted positions, frames seen, and whether
-    decoding ran to the end of the range (needed to trust the count it saw)."""
+) -> tuple[dict[int, np.ndarray], int, bool, int]:
+    """Decode the range once; return RGB frames at the wanted positions, frames seen, whether decoding
+    ran to the end of the range (needed to trust the count it saw), and frames decoded in all.
+
+    Frames are converted at the size of the first one converted, so a stream whose resolution changes
+    midway (concatenated transport streams) still gives a clip of equal-sized frames.
+    """
     last = max(wanted)
     wanted_set = set(wanted)
     out: dict[int, np.ndarray] = {}
+    size: dict[str, int] = {}
+    decoded = 0
     container = _open(path, name)
     try:
         stream = container.streams.video[0]
@@ -176,6 +199,7 @@ def _decode_at(
         lo, hi = _enter_range(container, stream, start, end)
         k = 0
         for frame in container.decode(stream):
+            decoded += 1
             if start is not None or end is not None:
                 if frame.time is None:
                     raise VideoDecodeError(name, "frames carry no timestamps; cannot cut a segment")
@@ -183,13 +207,14 @@ def _decode_at(
                 if where < 0:
                     continue
                 if where > 0:
-                    return out, k, True
+                    return out, k, True, decoded
             if k in wanted_set:
-                out[k] = frame.to_ndarray(format="rgb24")
+                size = size or {"width": frame.width, "height": frame.height}
+                out[k] = frame.to_ndarray(format="rgb24", **size)
             if k == last:
-                return out, k + 1, False
+                return out, k + 1, False, decoded
             k += 1
-        return out, k, True
+        return out, k, True, decoded
     except av.FFmpegError as e:
         raise VideoDecodeError(name, f"cannot decode: {e}") from e
     finally:
@@ -219,7 +244,8 @@ def decode_clip(
     if n == 0:
         raise VideoDecodeError(name, "no frames in the requested range")
     indices = sample_indices(n, num_frames, sampling, generator)
-    got, seen, reached_end = _decode_at(path, indices, start_sec, end_sec, name)
+    got, seen, reached_end, decoded = _decode_at(path, indices, start_sec, end_sec, name)
+    converted = len(got)
     if len(got) < len(set(indices)):
         # The container's count was too high (truncated file, wrong metadata): the decode pass ran to the
         # real end, so its count is exact; resample on it.
@@ -227,11 +253,14 @@ def decode_clip(
             raise VideoDecodeError(name, "no decodable frames")
         n = seen
         indices = sample_indices(n, num_frames, sampling, generator)
-        got, _, _ = _decode_at(path, indices, start_sec, end_sec, name)
+        got, _, _, again = _decode_at(path, indices, start_sec, end_sec, name)
+        decoded, converted = decoded + again, converted + len(got)
         if len(got) < len(set(indices)):
             raise VideoDecodeError(name, "frames changed between two decoding passes")
     frames = torch.from_numpy(np.stack([got[i] for i in indices]))
-    return DecodedClip(frames=frames, indices=indices, num_range_frames=n)
+    return DecodedClip(
+        frames=frames, indices=indices, num_range_frames=n, num_decoded=decoded, num_converted=converted
+    )
 
 
 def read_clip(

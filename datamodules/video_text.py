@@ -4,8 +4,14 @@ With no annotation files the datamodule serves the embedded synthetic shapes set
 cache folder), through exactly the same reading path as real data.
 
 What does not depend on the annotation (decoding a clip with its pseudo-labels, skipping bad samples,
-collating masks and graphs, the split loaders) lives in ``ClipDataset``, ``collate_pseudo_labels`` and
-``ClipDataModule``, shared with the classification data (``datamodules.classification``).
+collating masks and graphs and skip reports, the split loaders) lives in ``ClipDataset``,
+``collate_pseudo_labels``, ``collate_skipped`` and ``ClipDataModule``, shared with the classification and
+QA data (``datamodules.classification``, ``datamodules.qa``).
+
+Skipped samples travel in the batch (``skipped``) rather than in counters on the dataset: DataLoader workers
+are separate processes, each holding its own copy of the dataset, so counters there are per worker and
+never reach the training process. A batch, by contrast, reaches the model exactly once, whatever the
+number of workers; ``trajtok.callbacks.BadSampleReport`` sums the reports of an epoch's batches.
 """
 
 from __future__ import annotations
@@ -56,11 +62,14 @@ class ClipDataset(Dataset, ABC):
     """Clips of annotated videos: decoding with pseudo-labels, transforms, and the bad-video policy.
 
     Subclasses say what a sample holds besides the clip (``load``). ``on_bad_video="skip"`` answers an
-    unusable sample (missing or corrupt video, broken pseudo-labels) with the next usable one (its own
-    ``index`` and annotation, so evaluation can still de-duplicate); ``num_skipped`` counts distinct
-    skipped samples and ``skipped_paths`` keeps the first few offending files. These counters are per
-    process: with DataLoader workers each worker counts its own (each logs a warning). ``"raise"`` lets
-    the error (naming the file) through.
+    unusable sample (missing, corrupt, truncated, empty or audio-only video; broken pseudo-labels) with the
+    next usable one (its own ``index`` and annotation, so evaluation can still de-duplicate), never with a
+    placeholder; that sample's ``skipped`` lists the bad samples it stands in for, as dicts of ``index``,
+    ``path`` (the offending file), ``reason`` and ``origin`` (the annotation file and row, when known),
+    which collate functions gather into the batch. ``num_skipped`` and ``skipped_paths`` count distinct
+    skipped samples of this process only (with DataLoader workers, of one worker): the batch's ``skipped``
+    is the exact record. A sample found bad once is not decoded again, but is still reported each time it
+    is stood in for. ``"raise"`` lets the error through, naming the file and the annotation row.
     """
 
     def __init__(
@@ -100,7 +109,7 @@ class ClipDataset(Dataset, ABC):
         self.load_pseudo_labels = load_pseudo_labels and with_labels > 0
         self.num_skipped = 0
         self.skipped_paths: list[str] = []
-        self._bad: set[int] = set()
+        self._bad: dict[int, dict[str, Any]] = {}  # index -> its skip report
 
     def __len__(self) -> int:
         return len(self.records)
@@ -136,22 +145,34 @@ class ClipDataset(Dataset, ABC):
             out["graph"] = drop_missing_trajectories(masks, graph)
         return out
 
+    def origin(self, index: int) -> str | None:
+        """Where sample ``index`` was declared ("file, row N"), when its record knows."""
+        return getattr(self.records[index], "origin", None)
+
+    def _load_located(self, index: int) -> dict[str, Any]:
+        try:
+            return self.load(index)
+        except BadSampleError as e:
+            e.locate(self.origin(index))
+            raise
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         if self.on_bad_video == "raise":
-            return self.load(index)
+            return self._load_located(index)
         n = len(self)
+        skipped: list[dict[str, Any]] = []
         for step in range(n):
             i = (index + step) % n
-            if i in self._bad:
-                continue
-            try:
-                return self.load(i)
-            except BadSampleError as e:
-                self._note_bad(i, e)
+            if i not in self._bad:
+                try:
+                    return {**self._load_located(i), "skipped": skipped}
+                except BadSampleError as e:
+                    self._note_bad(i, e)
+            skipped.append(dict(self._bad[i]))
         raise RuntimeError(f"none of the {n} samples could be loaded; first bad files: {self.skipped_paths}")
 
     def _note_bad(self, index: int, error: BadSampleError) -> None:
-        self._bad.add(index)
+        self._bad[index] = {"index": index, "path": error.path, "reason": error.reason, "origin": self.origin(index)}
         self.num_skipped += 1
         if len(self.skipped_paths) < self.max_reported:
             self.skipped_paths.append(error.path)
@@ -189,6 +210,12 @@ def collate_pseudo_labels(samples: list[dict[str, Any]]) -> dict[str, torch.Tens
     }
 
 
+def collate_skipped(samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The skip reports of all samples (see ``ClipDataset``), as one list: the batch's ``skipped``. A bad
+    sample may be reported by several samples (or batches); ``BadSampleReport`` counts it once per epoch."""
+    return [report for s in samples for report in s.get("skipped", ())]
+
+
 def collate_video_text(samples: list[dict[str, Any]]) -> dict[str, Any]:
     """Stack samples into the batch of the data contract (see ``datamodules``); trajectory graphs of
     different lengths are padded with absent (0) rows."""
@@ -197,6 +224,7 @@ def collate_video_text(samples: list[dict[str, Any]]) -> dict[str, Any]:
         "text": [s["text"] for s in samples],
         "captions": [s["captions"] for s in samples],
         "index": torch.tensor([s["index"] for s in samples], dtype=torch.long),
+        "skipped": collate_skipped(samples),
         **collate_pseudo_labels(samples),
     }
 
@@ -299,8 +327,9 @@ class VideoTextDataModule(ClipDataModule):
         num_frames, image_size: frames per clip and square side of the model input.
         batch_size, eval_batch_size: per-process batch sizes (eval defaults to ``batch_size``).
         num_workers: DataLoader worker processes.
-        on_bad_video: "skip" replaces unusable samples by the next usable one (counted on the datasets);
-            "raise" fails with the file's path.
+        on_bad_video: "skip" replaces unusable samples by the next usable one and reports them in the
+            batch's ``skipped`` (``trajtok.callbacks.BadSampleReport`` logs them per epoch); "raise" fails with
+            the file's path and annotation row.
         load_pseudo_labels: add ``mask`` / ``graph`` to batches when the annotations name those files.
         crop_scale: area range of the random resized crop in training (1.0, 1.0 disables cropping).
         horizontal_flip: off by default, since it reverses "left"/"right" in the pixels but not the text.

@@ -209,7 +209,7 @@ def test_datamodule_on_csv_files_with_names_from_train(videos, tmp_path):
     check_batch(batch, 4, 4, 16, [[1, 0, 1, 2][i] for i in order])
     (val_batch,) = list(dm.val_dataloader())
     check_batch(val_batch, 2, 4, 16, [2, 0])
-    assert val_batch["index"].tolist() == [0, 1] and set(val_batch) == {"video", "label", "index"}
+    assert val_batch["index"].tolist() == [0, 1] and set(val_batch) == {"video", "label", "index", "skipped"}
     # Eval pixels follow the clip: e.mp4 (brightest) first, a.mp4 second.
     assert val_batch["video"][0].mean() > val_batch["video"][1].mean()
     assert dm.annotation_path("test") is None

@@ -179,7 +179,7 @@ def test_colour_options_hold_the_answer_and_are_deterministic():
 
 
 def check_batch(batch, b, t, s):
-    assert set(batch) == {"video", "question", "answer", "options", "answer_index", "index"}
+    assert set(batch) == {"video", "question", "answer", "options", "answer_index", "index", "skipped"}
     assert batch["video"].shape == (b, t, 3, s, s) and batch["video"].dtype == torch.float32
     for key in ("question", "answer"):
         assert isinstance(batch[key], list) and len(batch[key]) == b and all(isinstance(x, str) for x in batch[key])

@@ -1,4 +1,5 @@
-"""Training-time reporting: throughput in the progress bar, and TensorBoard when it is installed."""
+"""Training-time reporting: throughput in the progress bar, TensorBoard when it is installed, and the
+samples data sets skipped as unusable."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import time
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 
@@ -79,3 +81,117 @@ class OptionalTensorBoard(Logger):
     def finalize(self, status: str) -> None:
         if self._logger:
             self._logger.finalize(status)
+
+
+def gather_skipped(reports: dict[tuple[int, int], dict[str, Any]]) -> dict[tuple[int, int], dict[str, Any]]:
+    """The union of every process's skip reports (keyed by ``(dataloader_idx, index)``); this process's own
+    when ``torch.distributed`` is not initialised. A collective: every process must call it."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return reports
+    if torch.distributed.get_world_size() == 1:
+        return reports
+    parts: list[Any] = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(parts, sorted(reports.items()))
+    merged: dict[tuple[int, int], dict[str, Any]] = {}
+    for part in parts:
+        for key, report in part:
+            merged.setdefault(tuple(key), report)
+    return merged
+
+
+def describe_skipped(report: dict[str, Any]) -> str:
+    """One skip report as text: ``sample 3 (ann.jsonl, row 4): /data/a.mp4: file not found``."""
+    where = f" ({report['origin']})" if report.get("origin") else ""
+    return f"sample {report['index']}{where}: {report['path']}: {report['reason']}"
+
+
+class BadSampleReport(L.Callback):
+    """At the end of every epoch of every stage, the samples the data sets skipped as unusable (missing,
+    corrupt, empty videos; broken pseudo-labels; ``on_bad_video: skip``): logs ``{stage}/skipped_samples``
+    (train, val, test) and warns, on rank 0, with their number and the first ``max_reported`` of them
+    (data set index, annotation file and row, file, reason).
+
+    Where the numbers come from: each sample carries the bad samples it stands in for and collate gathers
+    them into the batch's ``skipped`` (``datamodules.video_text.ClipDataset``). Counting in the data set
+    instead would be wrong with ``num_workers > 0``: every worker process has its own copy of the data set,
+    and counters in a copy never reach the trainer. A shared channel (a ``multiprocessing`` manager, files
+    per worker) would reach it, but adds a process or files to clean up, and would count samples that
+    workers prefetched but the model never saw. The batch is exact with any number of workers, at any
+    ``prefetch_factor``, and arrives in step with training. A bad sample met by several samples of an epoch
+    is counted once (reports are keyed by dataloader and data set index); under DDP the reports of all
+    processes are gathered before counting, so every rank logs the same, global number.
+
+    ``TrajTokModule`` adds one with the defaults unless the trainer already has one; a data set that
+    reports nothing (no ``skipped`` in its batches) is simply not counted.
+
+    Args:
+        max_reported: how many skipped samples the warning names (all are counted).
+        warn: warn at epochs with skipped samples (the metric is logged either way).
+    """
+
+    def __init__(self, max_reported: int = 10, warn: bool = True):
+        super().__init__()
+        if max_reported < 0:
+            raise ValueError(f"max_reported={max_reported} must be >= 0")
+        self.max_reported = max_reported
+        self.warn = warn
+        self._epoch: dict[str, dict[tuple[int, int], dict[str, Any]]] = {}
+        # Per stage, the distinct samples skipped in each finished epoch: [(epoch, count, first reports)].
+        self.history: dict[str, list[tuple[int, int, list[dict[str, Any]]]]] = {}
+
+    def _collect(self, stage: str, batch: Any, dataloader_idx: int) -> None:
+        reports = batch.get("skipped") if isinstance(batch, dict) else None
+        seen = self._epoch.setdefault(stage, {})
+        for report in reports or ():
+            seen.setdefault((dataloader_idx, int(report["index"])), dict(report))
+
+    def _report(self, stage: str, trainer: L.Trainer, pl_module: L.LightningModule, log: bool) -> None:
+        reports = gather_skipped(self._epoch.pop(stage, {}))
+        count = len(reports)
+        first = [reports[k] for k in sorted(reports)[: self.max_reported]]
+        self.history.setdefault(stage, []).append((trainer.current_epoch, count, first))
+        if log:
+            pl_module.log(f"{stage}/skipped_samples", float(count), on_step=False, on_epoch=True, batch_size=1,
+                          sync_dist=True, reduce_fx="max")  # every rank holds the gathered count already
+        if count and self.warn:
+            shown = "; ".join(describe_skipped(r) for r in first)
+            more = f"; ... ({count - len(first)} more)" if count > len(first) else ""
+            rank_zero_warn(f"{stage} epoch {trainer.current_epoch}: {count} unusable sample(s) skipped, each "
+                           f"replaced by the next usable one: {shown}{more}")
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._epoch.pop("train", None)
+
+    def on_validation_epoch_start(self, trainer, pl_module) -> None:
+        self._epoch.pop("val", None)
+
+    def on_test_epoch_start(self, trainer, pl_module) -> None:
+        self._epoch.pop("test", None)
+
+    def on_predict_epoch_start(self, trainer, pl_module) -> None:
+        self._epoch.pop("predict", None)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._collect("train", batch, 0)
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self._collect("val", batch, dataloader_idx)
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self._collect("test", batch, dataloader_idx)
+
+    def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self._collect("predict", batch, dataloader_idx)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self._report("train", trainer, pl_module, log=True)
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        # The sanity check's few batches are reported too (a bad val file shows before training), not logged.
+        self._report("val", trainer, pl_module, log=not trainer.sanity_checking)
+
+    def on_test_epoch_end(self, trainer, pl_module) -> None:
+        self._report("test", trainer, pl_module, log=True)
+
+    def on_predict_epoch_end(self, trainer, pl_module) -> None:
+        self._report("predict", trainer, pl_module, log=False)  # Lightning logs nothing in predict

@@ -12,6 +12,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
 from heads.base import Head
+from trajtok.callbacks import BadSampleReport
 from trajtok.checkpoint import load_tokenizer_weights
 from trajtok.optim import decay_groups, warmup_cosine
 from trajtok.segmentation import (
@@ -75,6 +76,13 @@ class TrajTokModule(L.LightningModule):
         class_names = getattr(self.trainer.datamodule, "class_names", None) if self._trainer else None
         if class_names:
             self.head.set_class_names(list(class_names))
+
+    def configure_callbacks(self) -> list[L.Callback]:
+        """A ``BadSampleReport`` (the samples data sets skipped, logged and warned about per epoch), unless the
+        trainer was given one (with its own settings)."""
+        if self._trainer is not None and any(isinstance(c, BadSampleReport) for c in self.trainer.callbacks):
+            return []
+        return [BadSampleReport()]
 
     def forward(self, video: torch.Tensor) -> TrajectoryTokens:
         return self.tokenizer(video, **self._tokenize_kwargs)
