@@ -7,11 +7,11 @@ the video is annotated with: one caption or a list of captions (CSV: one string)
 ``answer`` and optional multiple-choice ``options`` (CSV: one cell, options separated by "|") for
 question answering; QA rows of one video may repeat, one per question. Key names are
 configurable, so public data sets' own files can be read without conversion. Extra keys are ignored. A
-malformed row fails loudly with the file and row number: a silently dropped row would shift retrieval
-ground truth or class counts.
+malformed row fails loudly with the file and row number (the first such row of the file): a silently
+dropped row would shift retrieval ground truth or class counts.
 
-Row numbers are 1-based line numbers for JSONL and CSV (the CSV header is line 1) and 1-based positions
-in the list for JSON. Records remember theirs (``origin``, "file, row N"), so a video that later fails to
+Row numbers are 1-based line numbers for JSONL and CSV (the CSV header is line 1; a CSV row spanning lines
+is numbered by its first) and 1-based positions in the list for JSON. Records remember theirs (``origin``, "file, row N"), so a video that later fails to
 decode is reported with the row that named it.
 
 What counts as malformed, besides missing keys and wrong types: bytes that are not UTF-8, a JSON object
@@ -36,7 +36,7 @@ import math
 import os
 import re
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -324,7 +324,12 @@ def _loads(text: str) -> Any:
 
 def _jsonl_rows(path: str) -> list[tuple[int, Any]]:
     """(line number, parsed object) for every non-blank line; decoding errors name their line."""
-    rows = []
+    return list(_iter_jsonl(path))
+
+
+def _iter_jsonl(path: str) -> Iterator[tuple[int, Any]]:
+    """``_jsonl_rows`` one line at a time, so a caller checking rows as they come reports the first bad
+    row of the file, whether its JSON or its content is wrong."""
     with open(path, "rb") as f:
         for number, raw in enumerate(f, start=1):
             try:
@@ -334,10 +339,10 @@ def _jsonl_rows(path: str) -> list[tuple[int, Any]]:
             if not line.strip():
                 continue
             try:
-                rows.append((number, _loads(line)))
+                row = _loads(line)
             except ValueError as e:  # JSONDecodeError, a repeated key, an integer too long to convert
                 raise _fail(path, number, f"not valid JSON: {e}") from e
-    return rows
+            yield number, row
 
 
 def _read_utf8(path: str) -> str:
@@ -366,47 +371,71 @@ def _json_rows(path: str) -> list[tuple[int, Any]]:
 
 
 def _csv_rows(path: str) -> list[tuple[int, Any]]:
-    """(line number, row dict) for every data row of a CSV with a header line.
+    """(line number, row dict) for every data row of a CSV with a header line (see ``_iter_csv``)."""
+    return list(_iter_csv(path))
+
+
+def _iter_csv(path: str) -> Iterator[tuple[int, Any]]:
+    """(line number, row dict) for every data row of a CSV with a header line, one at a time; a row's
+    number is the line it starts on (a quoted cell may span lines). Blank lines are skipped. The file is
+    decoded whole first, so a non-UTF-8 byte anywhere fails before any row.
 
     Strict quoting: a quote left open would otherwise swallow every following line into one cell,
     silently merging rows. Errors of the csv module name the line the failing row starts on.
     """
     text = _read_utf8(path)
-    reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
-    rows = []
-    header_width = None
-    ended = 0  # the line the last good record (or the header) ended on
+    # csv counts a line per line read, and gives a blank line as its own empty record, so a record starts
+    # on the line after the previous record's last.
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    header: list[str] | None = None
+    ended = 0
     try:
-        fieldnames = reader.fieldnames or []
-        ended = reader.line_num
-        repeated = next((f for i, f in enumerate(fieldnames) if f in fieldnames[:i]), None)
-        if repeated is not None:
-            raise _fail(path, 1, f"column {repeated!r} appears twice in the header")
-        for row in reader:
-            header_width = header_width or len(fieldnames)
-            if None in row or any(v is None for v in row.values()):
-                raise _fail(path, reader.line_num, f"expected {header_width} columns as in the header")
-            rows.append((reader.line_num, row))
-            ended = reader.line_num
+        for record in reader:
+            start, ended = ended + 1, reader.line_num
+            if not record:
+                continue
+            if header is None:
+                header = record
+                repeated = next((f for i, f in enumerate(header) if f in header[:i]), None)
+                if repeated is not None:
+                    raise _fail(path, start, f"column {repeated!r} appears twice in the header")
+                continue
+            if len(record) != len(header):
+                raise _fail(path, start, f"expected {len(header)} columns as in the header, got {len(record)}")
+            yield start, dict(zip(header, record))
     except csv.Error as e:  # an open quote at the end, text after a closing quote, a huge field
         raise _fail(path, ended + 1, f"not valid CSV: {e}") from e
-    return rows
 
 
-READERS = {".jsonl": _jsonl_rows, ".json": _json_rows, ".csv": _csv_rows}
+READERS = {".jsonl": _iter_jsonl, ".json": _json_rows, ".csv": _iter_csv}
 
 
-def read_rows(path: str) -> list[tuple[int, Any]]:
-    """(row number, parsed row) of a JSONL / JSON / CSV file (format from the extension); at least one."""
+def iter_rows(path: str) -> Iterable[tuple[int, Any]]:
+    """(row number, parsed row) of a JSONL / JSON / CSV file (format from the extension), as they are read
+    (JSONL and CSV; a JSON list is parsed whole); an unknown format or missing file fails at once."""
     ext = os.path.splitext(path)[1].lower()
     if ext not in READERS:
         raise ValueError(f"{path}: unknown annotation format {ext!r}; use one of {sorted(READERS)}")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"annotation file not found: {path}")
-    rows = READERS[ext](path)
+    return READERS[ext](path)
+
+
+def read_rows(path: str) -> list[tuple[int, Any]]:
+    """(row number, parsed row) of a JSONL / JSON / CSV file (format from the extension); at least one."""
+    rows = list(iter_rows(path))
     if not rows:
         raise ValueError(f"{path}: no rows")
     return rows
+
+
+def _parse_rows(path: str, parse: Callable[[Any, int], Any]) -> list[Any]:
+    """``parse(row, number)`` of every row as it is read, so the error raised is the file's first bad row
+    (for CSV, a non-UTF-8 byte anywhere comes first); at least one row."""
+    records = [parse(row, number) for number, row in iter_rows(path)]
+    if not records:
+        raise ValueError(f"{path}: no rows")
+    return records
 
 
 def _root(path: str, root: str | None) -> str:
@@ -423,9 +452,8 @@ def read_video_text_annotations(
     file's own folder. Raises ValueError naming the file and row for any malformed row.
     """
     path = str(path)
-    rows = read_rows(path)
     keys, root = keys or AnnotationKeys(), _root(path, root)
-    return [parse_row(row, keys, root, path, number) for number, row in rows]
+    return _parse_rows(path, lambda row, number: parse_row(row, keys, root, path, number))
 
 
 def read_qa_annotations(path: str, root: str | None = None, keys: AnnotationKeys | None = None) -> list[QARecord]:
@@ -436,10 +464,9 @@ def read_qa_annotations(path: str, root: str | None = None, keys: AnnotationKeys
     file and row for any malformed row, including an answer that is not one of its options.
     """
     path = str(path)
-    rows = read_rows(path)
     keys, root = keys or AnnotationKeys(), _root(path, root)
     text_cells = path.lower().endswith(".csv")
-    return [parse_qa_row(row, keys, root, path, number, text_cells) for number, row in rows]
+    return _parse_rows(path, lambda row, number: parse_qa_row(row, keys, root, path, number, text_cells))
 
 
 def write_jsonl_atomic(path: str, rows: Iterable[dict[str, Any]]) -> None:
@@ -493,7 +520,6 @@ def read_labelled_annotations(
     path = str(path)
     if os.path.isdir(path):
         return read_class_folders(path)
-    rows = read_rows(path)
     keys, root = keys or AnnotationKeys(), _root(path, root)
     text_cells = path.lower().endswith(".csv")
-    return [parse_labelled_row(row, keys, root, path, number, text_cells) for number, row in rows]
+    return _parse_rows(path, lambda row, number: parse_labelled_row(row, keys, root, path, number, text_cells))

@@ -66,6 +66,16 @@ def test_csv_files_that_were_accepted_or_escaped(tmp_path, text, row, message):
         read_video_text_annotations(str(path))
 
 
+def test_a_csv_row_spanning_lines_is_numbered_by_its_first(tmp_path):
+    path = tmp_path / "multi.csv"
+    path.write_text('video,caption,start\n\na.mp4,x,\nb.mp4,"two\nlines",soon\nc.mp4,y,1\n', encoding="utf-8")
+    with pytest.raises(ValueError, match="multi.csv, row 4: 'start' must be a number"):
+        read_video_text_annotations(str(path))
+    path.write_text('video,caption\na.mp4,"two\nlines"\n\nb.mp4,x\n', encoding="utf-8")
+    first, second = read_video_text_annotations(str(path))
+    assert first.captions == ("two\nlines",) and first.origin.endswith("row 2") and second.origin.endswith("row 5")
+
+
 def test_labelled_and_qa_rows_name_file_and_row(tmp_path):
     labels = tmp_path / "labels.csv"
     labels.write_text("video,label\na.mp4,cat\nb.mp4," + "9" * 5000 + "\n", encoding="utf-8")
