@@ -4,12 +4,18 @@ tokenizer-side segmentation loss and metrics when the batch carries pseudo-label
 from __future__ import annotations
 
 import inspect
+import math
+import os
+import random
+from collections import deque
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
+from torch.utils.data import DataLoader
 
 from heads.base import Head
 from trajtok.callbacks import BadSampleReport
@@ -40,6 +46,18 @@ class TrajTokModule(L.LightningModule):
             batches carry labels, with or without this loss.
         tokenizer_checkpoint: a Lightning checkpoint (e.g. of ``configs/segmenter.yaml``) whose ``tokenizer.*``
             weights initialise the tokenizer; shapes must match exactly.
+        max_nonfinite_steps: a training step whose loss or gradients are not finite (NaN / inf) changes no weight
+            and no optimizer state: it is skipped, warned about, and counted in ``train/nonfinite_steps``
+            (carried across resumes). Training stops with a ``RuntimeError`` when more steps than this have been
+            skipped (0: at the first). Under DDP / FSDP the processes agree, so they all skip the same steps.
+            With ``16-mixed`` precision the gradient scaler skips steps with inf gradients itself (and lowers its
+            scale); those are not counted here.
+
+    Reproducible epochs: when a global seed is set (``seed_everything`` in the yaml), each training epoch starts
+    by reseeding torch, numpy, ``random`` and the training loader's ``generator`` from ``(seed, epoch, global
+    rank)``. An epoch's random draws (shuffle order, augmentations in the main
+    process, dropout) are thus a function of the epoch, not of the history of the process, and resuming from an
+    end-of-epoch checkpoint replays exactly the epochs an uninterrupted run would have (README "Resuming").
     """
 
     def __init__(
@@ -53,13 +71,19 @@ class TrajTokModule(L.LightningModule):
         min_lr_ratio: float = 0.01,
         segmentation: SegmentationLoss | None = None,
         tokenizer_checkpoint: str | None = None,
+        max_nonfinite_steps: int = 10,
     ):
         super().__init__()
         if not isinstance(head, Head):
             raise TypeError(f"head must be a heads.Head, got {type(head).__name__}")
         if lr <= 0 or not 0 <= min_lr_ratio <= 1 or warmup_steps < 0:
             raise ValueError(f"bad schedule: lr={lr}, min_lr_ratio={min_lr_ratio}, warmup_steps={warmup_steps}")
-        self.save_hyperparameters(ignore=["tokenizer", "head", "segmentation"])
+        if max_nonfinite_steps < 0:
+            raise ValueError(f"max_nonfinite_steps={max_nonfinite_steps} must be >= 0")
+        # max_nonfinite_steps is a run policy, not part of the model: kept out of hparams so that a resumed fit
+        # takes it from the command line (Lightning's CLI lays a checkpoint's hparams over the config).
+        self.save_hyperparameters(ignore=["tokenizer", "head", "segmentation", "max_nonfinite_steps"])
+        self.max_nonfinite_steps = max_nonfinite_steps
         self.tokenizer = tokenizer
         self.head = head
         self.head.build(tokenizer.out_dim)
@@ -70,6 +94,9 @@ class TrajTokModule(L.LightningModule):
         # A head that never reads token features lets a tokenizer that can skip its trajectory encoder do so.
         skip = not head.needs_tokens and "encode" in inspect.signature(tokenizer.forward).parameters
         self._tokenize_kwargs = {"encode": False} if skip else {}
+        self.nonfinite_steps = 0  # training steps skipped for a non-finite loss or gradients
+        self._skip_pending = False  # this step's loss was non-finite: its gradients are dropped before the step
+        self._recent_losses: deque[tuple[int, float]] = deque(maxlen=8)  # (step, loss) for the stop message
 
     def setup(self, stage: str) -> None:
         """Hand the datamodule's class list (classification data) to the head, which checks or adopts it."""
@@ -113,7 +140,7 @@ class TrajTokModule(L.LightningModule):
         self.log(f"{stage}/tokens", tokens.num_valid.float().mean(), batch_size=batch_size, sync_dist=sync)
         return total
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
         tokens = self(batch["video"])
         losses = self.losses(tokens, batch)
         if not losses:
@@ -122,7 +149,100 @@ class TrajTokModule(L.LightningModule):
                 f"needs model.segmentation {'(unset) ' if self.segmentation is None else ''}and batches with "
                 "'mask' / 'graph' (data load_pseudo_labels: true)"
             )
+        total = torch.stack(list(losses.values())).sum()
+        value = float(total.detach())  # one host sync per step: skipping needs the answer in Python
+        self._recent_losses.append((self.global_step, value))
+        finite = math.isfinite(value)
+        if self._any_process(not finite):
+            self._skip_pending = True
+            terms = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in losses.items())
+            self._count_nonfinite(f"loss ({terms})" if not finite else "loss on another process")
+            if self._trainer is None or self.trainer.world_size == 1:
+                return None  # Lightning runs neither backward nor the optimizer step
+            # Lightning refuses None under DDP, and every process must run backward for DDP's gradient
+            # all-reduce: backward a finite stand-in; on_before_optimizer_step drops the gradients.
+            return torch.nan_to_num(total, nan=0.0, posinf=0.0, neginf=0.0) * 0.0
         return self._log_losses("train", losses, tokens)
+
+    def _any_process(self, flag: bool) -> bool:
+        """``flag`` or-ed over all processes (a collective under DDP / FSDP: every process calls it)."""
+        if self._trainer is None or self.trainer.world_size == 1:
+            return flag
+        reduced = self.trainer.strategy.reduce(torch.tensor(float(flag), device=self.device), reduce_op="sum")
+        return bool(reduced > 0)
+
+    def _count_nonfinite(self, what: str) -> None:
+        """Count a skipped step; warn, or stop training once more than ``max_nonfinite_steps`` were skipped."""
+        self.nonfinite_steps += 1
+        limit = self.max_nonfinite_steps
+        if self.nonfinite_steps > limit:
+            recent = ", ".join(f"step {step}: {loss:.4g}" for step, loss in self._recent_losses)
+            raise RuntimeError(
+                f"training stopped at step {self.global_step}: non-finite {what}; {self.nonfinite_steps} steps "
+                f"had a non-finite loss or gradients, more than model.max_nonfinite_steps={limit}. Last training "
+                f"losses (this process): {recent}. Lower model.lr, raise warmup_steps, set "
+                "trainer.gradient_clip_val, or check the data for broken clips."
+            )
+        rank_zero_warn(f"step {self.global_step}: non-finite {what}: optimizer step skipped "
+                       f"({self.nonfinite_steps} of at most {limit})")
+
+    def _scaler_skips_inf(self) -> bool:
+        """True under ``16-mixed``: the gradient scaler skips steps with inf / NaN gradients on its own."""
+        return getattr(self.trainer.precision_plugin, "scaler", None) is not None
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Drop the gradients of a step whose loss was not finite, or whose gradients are not (checked on the
+        total norm, one fused reduction); AdamW then leaves every weight and its state as they are."""
+        params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        if self._skip_pending:
+            self._skip_pending = False
+        else:
+            if self._scaler_skips_inf():
+                return
+            norm = torch.nn.utils.get_total_norm([p.grad for p in params]) if params else torch.zeros(())
+            finite = bool(torch.isfinite(norm))
+            if not self._any_process(not finite):
+                return
+            self._count_nonfinite(f"gradients (norm {float(norm):.4g})" if not finite
+                                  else "gradients on another process")
+        for p in params:
+            p.grad = None
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self.log("train/nonfinite_steps", float(self.nonfinite_steps), on_step=True, on_epoch=False, batch_size=1)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["nonfinite_steps"] = self.nonfinite_steps
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.nonfinite_steps = int(checkpoint.get("nonfinite_steps", 0))
+
+    def on_train_start(self) -> None:
+        # The first epoch of a run, fresh or resumed (Lightning calls no on_train_epoch_start for an epoch it
+        # resumes in the middle).
+        self._seed_epoch()
+
+    def on_train_epoch_start(self) -> None:
+        self._seed_epoch()
+
+    def _seed_epoch(self) -> None:
+        """Reseed torch, numpy and ``random``, and give the training loaders a generator, from ``(seed, epoch,
+        global rank)`` when a global seed is set (``seed_everything``).
+
+        The loader's generator draws the seed of each new loader iterator (and of its worker processes), which
+        would otherwise come from the global stream: an uninterrupted run makes epoch e's iterator after this
+        reseed, a resumed one before it, and the shuffle order that follows would differ by that one draw.
+        """
+        seed = os.environ.get("PL_GLOBAL_SEED")
+        if seed is None or self._trainer is None:
+            return
+        epoch, rank = self.trainer.current_epoch, self.trainer.global_rank
+        words = [int(w) for w in np.random.SeedSequence([int(seed), epoch, rank]).generate_state(4)]
+        torch.manual_seed(words[0])
+        np.random.seed(words[1])
+        random.seed(words[2])
+        for loader in _loaders(self.trainer.train_dataloader):
+            loader.generator = torch.Generator().manual_seed(words[3])
 
     def _evaluation_step(self, stage: str, batch: dict[str, Any]) -> None:
         tokens = self(batch["video"])
@@ -143,7 +263,9 @@ class TrajTokModule(L.LightningModule):
             metrics.update({f"{stage}/{k}": v for k, v in self.segmentation_quality.compute().items()})
         self.segmentation_quality.reset()
         if metrics:
-            self.log_dict(metrics)  # already gathered across processes (the head, SegmentationQuality)
+            # Already gathered across processes (the head, SegmentationQuality): every process holds the same
+            # values, which a max keeps exactly (and Lightning does not advise sync_dist=True for each under DDP).
+            self.log_dict(metrics, sync_dist=True, reduce_fx="max")
         return {k: float(v) for k, v in metrics.items()}
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
@@ -174,6 +296,17 @@ class TrajTokModule(L.LightningModule):
             optimizer, lambda step: warmup_cosine(step, warmup, total, hp.min_lr_ratio)
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+
+def _loaders(loaders: Any) -> list[DataLoader]:
+    """The DataLoaders in a loader, or in a list / tuple / dict of them."""
+    if isinstance(loaders, DataLoader):
+        return [loaders]
+    if isinstance(loaders, dict):
+        loaders = list(loaders.values())
+    if isinstance(loaders, (list, tuple)):
+        return [dl for item in loaders for dl in _loaders(item)]
+    return []
 
 
 def retrieval_table(metrics: dict[str, float], stage: str) -> str:

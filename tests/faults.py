@@ -1,0 +1,160 @@
+"""Faults injected into training by the resume, non-finite and distributed tests (test-only; not collected),
+and ``trajtok`` run as a subprocess that can import them (``PYTHONPATH=tests``), e.g.
+``run_trajtok(["fit", ..., callback("faults.KillAt", epoch=1)], cwd, cache)``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+
+from heads.base import Head, register_head
+from trajtok.tokens import TrajectoryTokens
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAJTOK = str(Path(sys.executable).with_name("trajtok"))
+
+
+def run_trajtok(args: list[str], cwd: Path, cache: Path, timeout: int = 300,
+                env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """``trajtok ARGS`` in ``cwd``, offline, with the synthetic data cached in ``cache`` and these faults importable.
+
+    One OpenMP thread per process: on a busy 2-core machine two threads per process spin against other jobs and
+    a step takes 20x longer (3.6 s instead of 0.17 s measured), and DDP runs two processes anyway."""
+    env = {**os.environ, "TRAJTOK_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT / "tests"),
+           "OMP_NUM_THREADS": "1", **(env or {})}
+    return subprocess.run([TRAJTOK, *args], check=False, cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def callback(class_path: str, **init_args: Any) -> str:
+    """A command-line option appending a callback to the config's: ``--trainer.callbacks+={...}``."""
+    return "--trainer.callbacks+=" + json.dumps({"class_path": class_path, "init_args": init_args})
+
+
+class KillAt(L.Callback):
+    """SIGKILLs the process just before training batch ``batch`` of epoch ``epoch``: no hook, no checkpoint and
+    no logger flush runs after it, as when a job is pre-empted."""
+
+    def __init__(self, epoch: int, batch: int = 0):
+        super().__init__()
+        self.epoch, self.batch = epoch, batch
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+        if trainer.current_epoch == self.epoch and batch_idx == self.batch:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+class SaveAtEnd(L.Callback):
+    """Writes the final weights, step and epoch to ``path`` (``{rank}`` in it is the process's global rank)
+    when fit ends; Lightning's ``last.ckpt`` is only rewritten when a monitored checkpoint is."""
+
+    def __init__(self, path: str):
+        super().__init__()
+        self.path = path
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        state = {k: v.detach().cpu().clone() for k, v in pl_module.state_dict().items()}
+        torch.save({"state_dict": state, "global_step": trainer.global_step, "epoch": trainer.current_epoch,
+                    "lr": [g["lr"] for g in trainer.optimizers[0].param_groups]},
+                   self.path.format(rank=trainer.global_rank))
+
+
+class WeightTrace(L.Callback):
+    """A checksum of all trainable weights after every training batch (``[global_step, float64 sum, float64
+    sum of squares]`` rows), written as JSON to ``path`` (``{rank}``: the global rank) when fit ends or fails."""
+
+    def __init__(self, path: str):
+        super().__init__()
+        self.path = path
+        self.rows: list[list[float]] = []
+
+    @staticmethod
+    def checksum(module: nn.Module) -> list[float]:
+        params = [p.detach().double() for p in module.parameters() if p.requires_grad]
+        return [sum(float(p.sum()) for p in params), sum(float(p.pow(2).sum()) for p in params)]
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.rows.append([trainer.global_step, *self.checksum(pl_module)])
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.rows.append([trainer.global_step, *self.checksum(pl_module)])
+
+    def _write(self, trainer) -> None:
+        with open(self.path.format(rank=trainer.global_rank), "w") as f:
+            json.dump(self.rows, f)
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        self._write(trainer)
+
+    def on_exception(self, trainer, pl_module, exception) -> None:
+        self._write(trainer)
+
+
+class Corrupt(L.Callback):
+    """Makes training batches non-finite, on every process or only on process ``rank``: ``nan_video`` fills the
+    clips of those batches with NaN (so the loss is NaN); ``nan_grad`` sets one gradient to NaN just before the
+    optimizer step (after DDP's all-reduce: as a NaN in one FSDP shard would be). Batches are counted from 0
+    over the whole fit, skipped ones included."""
+
+    def __init__(self, nan_video: list[int] | None = None, nan_grad: list[int] | None = None,
+                 rank: int | None = None):
+        super().__init__()
+        self.nan_video, self.nan_grad, self.rank = set(nan_video or ()), set(nan_grad or ()), rank
+        self.batch = -1
+
+    def _here(self, trainer: L.Trainer) -> bool:
+        return self.rank is None or trainer.global_rank == self.rank
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.batch += 1
+        if self.batch in self.nan_video and self._here(trainer):
+            batch["video"].fill_(float("nan"))
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        if self.batch in self.nan_grad and self._here(trainer):
+            grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+            if grads:
+                grads[0].view(-1)[0] = float("nan")
+
+
+class TinyTokenizer(nn.Module):
+    """Four tokens per clip from a linear map of its mean frame: enough of a tokenizer for a fast real fit
+    (clips of ``(T, 3, 4, 4)``)."""
+
+    out_dim = 8
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = nn.Linear(3 * 4 * 4, 4 * self.out_dim)
+
+    def forward(self, video: torch.Tensor) -> TrajectoryTokens:
+        b, t = video.shape[:2]
+        tokens = self.proj(video.float().mean(dim=1).flatten(1)).view(b, 4, self.out_dim)
+        valid = torch.ones(b, 4, dtype=torch.bool, device=video.device)
+        labels = torch.full((b, t, 1, 1), -1, dtype=torch.long, device=video.device)
+        return TrajectoryTokens(tokens=tokens, valid=valid, logits=None, labels=labels, grid=(t, 1, 1))
+
+
+@register_head("square")
+class SquareHead(Head):
+    """Regresses every token's projection to 1: one linear layer and a mean squared error."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj: nn.Module = nn.Identity()
+
+    def build(self, token_dim: int) -> None:
+        self.proj = nn.Linear(token_dim, 1)
+
+    def losses(self, tokens: TrajectoryTokens, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        return {"mse": (self.proj(tokens.tokens) - 1).pow(2).mean()}

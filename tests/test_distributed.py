@@ -1,0 +1,96 @@
+"""Lightning DDP with 2 CPU processes (gloo) through the real ``trajtok`` command: a fit with non-finite steps
+on one process only (every process skips them together), and ``trajtok test`` of its checkpoint printing the
+same retrieval metrics on one process and on two (gathered, de-duplicated: 7 test clips, so the distributed
+sampler pads rank 1 with a repeat). FSDP: Lightning refuses it on CPU, which README "Scaling up" says."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from faults import ROOT, callback, run_trajtok
+
+CONFIG = str(ROOT / "configs/clip.yaml")
+DATA = [
+    "--config", CONFIG,
+    "--data.init_args.synthetic_train=16",  # 2 steps an epoch on each of 2 processes
+    "--data.init_args.synthetic_val=8",
+    "--data.init_args.synthetic_test=7",  # odd: the distributed sampler pads with a repeat
+    "--data.init_args.batch_size=4",
+    "--data.init_args.num_workers=0",
+    "--data.init_args.num_frames=4",
+    "--data.init_args.image_size=32",
+    "--model.head.init_args.depth=1",
+    "--trainer.enable_progress_bar=false",
+]
+DDP = ["--trainer.strategy=ddp", "--trainer.devices=2", "--trainer.accelerator=cpu"]
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module")
+def ddp_fit(tmp_path_factory, cache) -> Path:
+    """4 steps of DDP; batch 1 has NaN clips on process 1 only, batch 2 a NaN gradient on process 1 only (after
+    the all-reduce, as one FSDP shard could have)."""
+    folder = tmp_path_factory.mktemp("ddp_fit")
+    result = run_trajtok(
+        ["fit", *DATA, *DDP, "--trainer.max_steps=4", "--trainer.log_every_n_steps=1",
+         callback("faults.Corrupt", nan_video=[1], nan_grad=[2], rank=1),
+         callback("faults.WeightTrace", path=str(folder / "trace{rank}.json"))],
+        folder, cache)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return folder
+
+
+def test_ddp_fit_saves_a_checkpoint_and_every_process_skips_the_nonfinite_steps(ddp_fit):
+    checkpoint = torch.load(ddp_fit / "runs/clip/checkpoints/last.ckpt", weights_only=True)
+    assert checkpoint["global_step"] >= 2 and checkpoint["nonfinite_steps"] >= 1
+    traces = [json.loads((ddp_fit / f"trace{rank}.json").read_text()) for rank in (0, 1)]
+    assert traces[0] == traces[1]  # the weights of both processes agree after every step: none stepped alone
+    weights = [row[1:] for row in traces[0]]  # weights[i + 1]: after batch i
+    assert len(weights) == 5
+    assert weights[1] != weights[0] and weights[4] != weights[3]  # batches 0 and 3 stepped
+    assert weights[3] == weights[2] == weights[1]  # batches 1 and 2 did not, on either process
+    with open(ddp_fit / "runs/clip/logs/version_0/metrics.csv") as f:
+        counts = [float(row["train/nonfinite_steps"]) for row in csv.DictReader(f) if row["train/nonfinite_steps"]]
+    assert max(counts) == 2
+
+
+def retrieval_table(output: str) -> list[str]:
+    lines = output.splitlines()
+    start = lines.index("Retrieval (test)")
+    return lines[start:start + 4]
+
+
+def test_test_prints_the_same_retrieval_metrics_on_one_and_two_processes(ddp_fit, cache):
+    checkpoint = f"--ckpt_path={ddp_fit / 'runs/clip/checkpoints/last.ckpt'}"
+    one = run_trajtok(["test", *DATA, checkpoint], ddp_fit, cache)
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = run_trajtok(["test", *DATA, *DDP, checkpoint], ddp_fit, cache)
+    assert two.returncode == 0, two.stderr[-3000:]
+    table = retrieval_table(one.stdout + one.stderr)
+    assert retrieval_table(two.stdout + two.stderr) == table
+    # Recalls are of 7 clips (multiples of 100/7), not of the 8 the padded sampler hands out.
+    recalls = [float(x) for row in table[2:] for x in row.split()[1:4]]
+    assert all(abs(r * 7 / 100 - round(r * 7 / 100)) < 1e-3 for r in recalls), table
+    assert not all(abs(r * 8 / 100 - round(r * 8 / 100)) < 1e-3 for r in recalls), table
+    # Gathered metrics are logged without Lightning advising sync_dist=True for each of them under DDP.
+    assert not re.search(r"self\.log\('test/(t2v|v2t)_", two.stderr)
+
+
+def test_fsdp_is_refused_on_cpu_and_the_readme_says_so(tmp_path, cache):
+    fsdp = run_trajtok(["fit", *DATA, "--trainer.strategy=fsdp", "--trainer.devices=2", "--trainer.accelerator=cpu",
+                        "--trainer.fast_dev_run=true"], tmp_path, cache)
+    assert fsdp.returncode != 0
+    assert "The strategy `fsdp` requires a GPU accelerator" in fsdp.stderr
+    readme = (ROOT / "README.md").read_text()
+    scaling = readme[readme.index("## Scaling up"):readme.index("## Benchmarks")]
+    assert "FSDP runs on GPUs only" in scaling
+    assert "gradient_clip_val" in scaling  # and that clipping by norm must be turned off for it
