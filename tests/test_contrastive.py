@@ -106,7 +106,7 @@ def ddp_results(tmp_path_factory) -> list[dict]:
             for p in ctx.processes:
                 p.kill()
             pytest.fail("DDP workers did not finish in 120 s")
-    return [torch.load(out / f"rank{r}.pt") for r in range(WORLD)]
+    return [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
 
 
 def test_matches_naive_loss() -> None:

@@ -48,5 +48,5 @@ def test_quality_is_summed_across_processes(tmp_path):
     single.update(*quality_data())
     expected = single.compute()
     for rank in range(2):
-        synced = torch.load(tmp_path / f"rank{rank}.pt")
+        synced = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
         assert {k: v.item() for k, v in synced.items()} == pytest.approx({k: v.item() for k, v in expected.items()})

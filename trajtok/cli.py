@@ -36,6 +36,13 @@ class TrajTokCLI(LightningCLI):
             **kwargs,
         )
 
+    def before_instantiate_classes(self) -> None:
+        """Checkpoints are data: ``--ckpt_path`` is read with ``weights_only=True`` (no code runs while unpickling)
+        unless ``--weights_only=false`` is given for a checkpoint you trust."""
+        config = self.config.get(self.subcommand) if self.subcommand else None
+        if config is not None and "weights_only" in config and config["weights_only"] is None:
+            config["weights_only"] = True
+
 
 # The Lightning stage whose setup builds a split's dataset.
 SPLIT_STAGES = {"train": "fit", "val": "validate", "test": "test"}
