@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,8 +77,10 @@ def test_fit_twice_then_test_prints_the_retrieval_table(tmp_path, cache):
         assert result.returncode == 0, result.stderr[-3000:]
     checkpoint = tmp_path / "runs/clip/checkpoints/last.ckpt"
     assert checkpoint.exists()
-    # The second fit overwrote last.ckpt: `test --ckpt_path .../last.ckpt` must never read a stale run.
+    # The second fit overwrote last.ckpt, which holds its final state: `test --ckpt_path .../last.ckpt` must
+    # never read a stale run, nor the best epoch instead of the last.
     assert not list(checkpoint.parent.glob("last-v*.ckpt"))
+    assert torch.load(checkpoint, map_location="cpu", weights_only=True)["global_step"] == 2
     result = run(["test", "--config", config, *SMALL_DATA, f"--ckpt_path={checkpoint}"], tmp_path, cache)
     assert result.returncode == 0, result.stderr[-3000:]
     output = result.stdout + result.stderr
