@@ -71,9 +71,10 @@ class SaveAtEnd(L.Callback):
 
 class WeightTrace(L.Callback):
     """A checksum of all trainable weights after every training batch (``[global_step, float64 sum, float64
-    sum of squares]`` rows), written as JSON to ``path`` (``{rank}``: the global rank) when fit ends or fails."""
+    sum of squares]`` rows), written as JSON to ``path`` (``{rank}``: the global rank) when fit ends or fails; kept in
+    ``rows`` only when ``path`` is None."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str | None = None):
         super().__init__()
         self.path = path
         self.rows: list[list[float]] = []
@@ -90,6 +91,8 @@ class WeightTrace(L.Callback):
         self.rows.append([trainer.global_step, *self.checksum(pl_module)])
 
     def _write(self, trainer) -> None:
+        if self.path is None:
+            return
         with open(self.path.format(rank=trainer.global_rank), "w") as f:
             json.dump(self.rows, f)
 

@@ -22,7 +22,7 @@ def clips(n: int = 24) -> DataLoader:
 def fit(corrupt: Corrupt, steps: int, limit: int = 10, **trainer_kwargs) -> tuple[TrajTokModule, L.Trainer, list]:
     torch.manual_seed(0)
     module = TrajTokModule(TinyTokenizer(), SquareHead(), lr=1e-2, warmup_steps=0, max_nonfinite_steps=limit)
-    trace = WeightTrace("unused")
+    trace = WeightTrace()  # rows in memory; nothing written into the working folder
     trainer = L.Trainer(max_steps=steps, callbacks=[corrupt, trace], logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=1,
                         **trainer_kwargs)
