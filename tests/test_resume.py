@@ -1,7 +1,8 @@
 """Killing a fit and resuming it from its checkpoint, through the real ``trajtok`` command on configs/clip.yaml.
 
 From an end-of-epoch checkpoint the resumed run is bit-identical to an uninterrupted one (weights, optimizer and
-LR schedule, logged metrics): the model reseeds every epoch from (seed, epoch, rank). From a mid-epoch checkpoint
+LR schedule, logged metrics), with a DataLoader worker process as the configs use: everything random is seeded from
+(seed, epoch, rank) at every epoch start (trajtok/seeding.py). From a mid-epoch checkpoint
 Lightning 2.x restores model, optimizer, schedule and step counters but restarts the (map-style) data loader at
 the beginning of the epoch, so the rest of that epoch sees other batches: it finishes, but not identically.
 """
@@ -25,7 +26,7 @@ FIT = [
     "--data.init_args.synthetic_val=8",
     "--data.init_args.synthetic_test=8",
     "--data.init_args.batch_size=4",
-    "--data.init_args.num_workers=0",  # see README "Resuming": worker processes hold augmentation RNG of their own
+    "--data.init_args.num_workers=1",  # a worker process, as the configs use: its seeds must replay too
     "--data.init_args.num_frames=4",
     "--data.init_args.image_size=32",
     "--model.head.init_args.depth=1",

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import inspect
 import math
-import os
 import random
 from collections import deque
 from typing import Any
@@ -21,6 +20,7 @@ from heads.base import Head
 from trajtok.callbacks import BadSampleReport
 from trajtok.checkpoint import load_tokenizer_weights
 from trajtok.optim import decay_groups, warmup_cosine
+from trajtok.seeding import epoch_seeds
 from trajtok.segmentation import (
     SegmentationLoss,
     SegmentationQuality,
@@ -233,16 +233,19 @@ class TrajTokModule(L.LightningModule):
         would otherwise come from the global stream: an uninterrupted run makes epoch e's iterator after this
         reseed, a resumed one before it, and the shuffle order that follows would differ by that one draw.
         """
-        seed = os.environ.get("PL_GLOBAL_SEED")
-        if seed is None or self._trainer is None:
+        if self._trainer is None:
             return
-        epoch, rank = self.trainer.current_epoch, self.trainer.global_rank
-        words = [int(w) for w in np.random.SeedSequence([int(seed), epoch, rank]).generate_state(4)]
+        words = epoch_seeds(self.trainer.current_epoch, self.trainer.global_rank)
+        if words is None:
+            return
         torch.manual_seed(words[0])
         np.random.seed(words[1])
         random.seed(words[2])
         for loader in _loaders(self.trainer.train_dataloader):
-            loader.generator = torch.Generator().manual_seed(words[3])
+            # Re-seeded in place: the default RandomSampler holds this same generator object.
+            if loader.generator is None:
+                loader.generator = torch.Generator()
+            loader.generator.manual_seed(words[3])
 
     def _evaluation_step(self, stage: str, batch: dict[str, Any]) -> None:
         tokens = self(batch["video"])
