@@ -7,12 +7,9 @@ Its own file so that the spawned workers import only ``trajtok.callbacks``, not 
 from __future__ import annotations
 
 import json
-import socket
-import time
 
-import pytest
 import torch.distributed as dist
-import torch.multiprocessing as mp
+from processes import run_ranks
 
 from trajtok.callbacks import gather_skipped
 
@@ -35,16 +32,7 @@ def _gather_worker(rank: int, port: int, out: str) -> None:
 
 def test_reports_are_gathered_from_all_ranks(tmp_path):
     assert gather_skipped(rank_reports(0)) == rank_reports(0)  # no process group: this process's own
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    ctx = mp.start_processes(_gather_worker, args=(port, str(tmp_path)), nprocs=2, join=False, start_method="spawn")
-    deadline = time.monotonic() + 120  # fail rather than hang if a collective deadlocks
-    while not ctx.join(timeout=1):
-        if time.monotonic() > deadline:
-            for p in ctx.processes:
-                p.kill()
-            pytest.fail("workers did not finish in 120 s")
+    run_ranks(_gather_worker, str(tmp_path))
     expected = sorted([[0, i], r] for (_, i), r in {**rank_reports(0), **rank_reports(1)}.items())
     for rank in range(2):
         assert json.loads((tmp_path / f"rank{rank}.json").read_text()) == expected

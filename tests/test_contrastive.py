@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import math
-import socket
-import time
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 import torch.nn.functional as F
+from processes import run_ranks
 from torch import nn
 
 from heads.contrastive import LogitScale, clip_loss, gather_with_grad
@@ -47,12 +45,6 @@ class TinyClip(nn.Module):
 
     def forward(self, v: torch.Tensor, t: torch.Tensor, gather: bool = True) -> torch.Tensor:
         return clip_loss(F.normalize(self.video(v), dim=-1), F.normalize(self.text(t), dim=-1), self.scale(), gather)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _input_grads(rank: int) -> dict:
@@ -99,13 +91,7 @@ def _worker(rank: int, port: int, out: str) -> None:
 @pytest.fixture(scope="module")
 def ddp_results(tmp_path_factory) -> list[dict]:
     out = tmp_path_factory.mktemp("ddp")
-    ctx = mp.start_processes(_worker, args=(_free_port(), str(out)), nprocs=WORLD, join=False, start_method="spawn")
-    deadline = time.monotonic() + 120  # fail, rather than hang the suite, if a collective deadlocks
-    while not ctx.join(timeout=1):
-        if time.monotonic() > deadline:
-            for p in ctx.processes:
-                p.kill()
-            pytest.fail("DDP workers did not finish in 120 s")
+    run_ranks(_worker, str(out), nprocs=WORLD)
     return [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
 
 

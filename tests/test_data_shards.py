@@ -13,6 +13,7 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+from processes import run_ranks
 
 from datamodules import ShardDataModule, ShardedVideoTextDataset
 from datamodules.annotations import read_video_text_annotations
@@ -363,23 +364,8 @@ def _ddp_reader(rank: int, port: int, shards: list[str], out: str) -> None:
 
 
 def test_ranks_come_from_torch_distributed(data, tmp_path):
-    import socket
-    import time
-
-    import torch.multiprocessing as mp
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     # fork: a spawned rank would spend most of this test importing Lightning again.
-    ctx = mp.start_processes(_ddp_reader, args=(port, data.shards["train"], str(tmp_path)), nprocs=2, join=False,
-                             start_method="fork")
-    deadline = time.monotonic() + 120
-    while not ctx.join(timeout=1):
-        if time.monotonic() > deadline:
-            for p in ctx.processes:
-                p.kill()
-            pytest.fail("readers did not finish in 120 s")
+    run_ranks(_ddp_reader, data.shards["train"], str(tmp_path), start_method="fork")
     seen = [torch.load(tmp_path / f"rank{rank}.pt") for rank in (0, 1)]
     for epoch in (0, 1):
         a, b = seen[0][epoch], seen[1][epoch]

@@ -5,13 +5,10 @@ Its own file so that the spawned workers import only ``trajtok.segmentation``, n
 
 from __future__ import annotations
 
-import socket
-import time
-
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
+from processes import run_ranks
 
 from trajtok.segmentation import SegmentationQuality
 
@@ -34,16 +31,7 @@ def _quality_worker(rank: int, port: int, out: str) -> None:
 
 
 def test_quality_is_summed_across_processes(tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    ctx = mp.start_processes(_quality_worker, args=(port, str(tmp_path)), nprocs=2, join=False, start_method="spawn")
-    deadline = time.monotonic() + 120  # fail rather than hang if a collective deadlocks
-    while not ctx.join(timeout=1):
-        if time.monotonic() > deadline:
-            for p in ctx.processes:
-                p.kill()
-            pytest.fail("workers did not finish in 120 s")
+    run_ranks(_quality_worker, str(tmp_path))
     single = SegmentationQuality()
     single.update(*quality_data())
     expected = single.compute()
