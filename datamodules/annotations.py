@@ -5,7 +5,8 @@ pseudo-label files (``mask``, ``graph``: per-frame instance-id masks and the tra
 the video is annotated with: one caption or a list of captions (CSV: one string) for video-text data, a
 ``label`` (a class name, or an integer class index) for classification data, or a ``question`` with its
 ``answer`` and optional multiple-choice ``options`` (CSV: one cell, options separated by "|") for
-question answering; QA rows of one video may repeat, one per question. Key names are
+question answering; QA rows of one video may repeat, one per question. Image-text rows name an
+``image`` (no segment, no pseudo-labels) and its captions, as video-text rows do. Key names are
 configurable, so public data sets' own files can be read without conversion. Extra keys are ignored. A
 malformed row fails loudly with the file and row number (the first such row of the file): a silently
 dropped row would shift retrieval ground truth or class counts.
@@ -96,6 +97,16 @@ class QARecord:
     def answer_index(self) -> int:
         """The answer's position in ``options``, or -1 for an open-ended question."""
         return self.options.index(self.answer) if self.options else -1
+
+
+@dataclass(frozen=True)
+class ImageTextRecord:
+    """One captioned image, with its path already joined to the root."""
+
+    image: str
+    captions: tuple[str, ...]
+    # Where the row is ("file, row N"), for reports of samples that fail later; not part of equality.
+    origin: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -306,6 +317,17 @@ def parse_qa_row(
     return QARecord(question=question, answer=answer, options=options, origin=f"{path}, row {row_number}", **clip)
 
 
+def parse_image_row(row: Any, image_key: str, caption_key: str, root: str, path: str, row_number: int) -> ImageTextRecord:
+    """Validate one parsed image-text row (a dict) and turn it into a record."""
+    _require(row, (image_key, caption_key), path, row_number)
+    image = row[image_key]
+    if not isinstance(image, str) or not image:
+        raise _fail(path, row_number, f"{image_key!r} must be a non-empty path string, got {image!r}")
+    _check_path(image, image_key, path, row_number)
+    captions = _captions(row[caption_key], caption_key, path, row_number)
+    return ImageTextRecord(os.path.join(root, image), captions, origin=f"{path}, row {row_number}")
+
+
 def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """A JSON object that names each key once (``json`` would otherwise keep the last silently)."""
     out: dict[str, Any] = {}
@@ -454,6 +476,17 @@ def read_video_text_annotations(
     path = str(path)
     keys, root = keys or AnnotationKeys(), _root(path, root)
     return _parse_rows(path, lambda row, number: parse_row(row, keys, root, path, number))
+
+
+def read_image_text_annotations(
+    path: str, root: str | None = None, image_key: str = "image", caption_key: str = "caption"
+) -> list[ImageTextRecord]:
+    """Captioned images from a JSONL / JSON / CSV file (format from the extension), one per row: an image
+    path (relative to ``root``, by default the file's own folder) and one caption or a list of them.
+    Raises ValueError naming the file and row for any malformed row."""
+    path = str(path)
+    root = _root(path, root)
+    return _parse_rows(path, lambda row, number: parse_image_row(row, image_key, caption_key, root, path, number))
 
 
 def read_qa_annotations(path: str, root: str | None = None, keys: AnnotationKeys | None = None) -> list[QARecord]:

@@ -273,6 +273,8 @@ class ShardedVideoTextDataset(IterableDataset):
         video_extensions: member extensions taken as the video, in order of preference.
     """
 
+    member_kind = "video"  # what the member read from each sample is, for error messages
+
     def __init__(
         self,
         shards: Shards,
@@ -453,18 +455,21 @@ class ShardedVideoTextDataset(IterableDataset):
         """One sample of the batch contract, or a ``BadSampleError`` naming ``<shard>:<key>``."""
         ext = next((e for e in self.video_extensions if e in sample.files), None)
         if ext is None:
-            raise BadSampleError(sample.name, f"no video member (.{', .'.join(self.video_extensions)}); members: {sorted(sample.files)}")
+            raise BadSampleError(sample.name, f"no {self.member_kind} member (.{', .'.join(self.video_extensions)}); "
+                                              f"members: {sorted(sample.files)}")
         captions = sample_captions(sample)
-        clip = decode_clip(
-            sample.files[ext], self.num_frames, "random" if self.train else "middle", name=f"{sample.name}.{ext}"
-        )
+        frames = self.decode(sample.files[ext], f"{sample.name}.{ext}")
         if self.train:
-            video, _ = train_clip_transform(clip.frames, self.image_size, self.crop_scale, self.horizontal_flip)
+            video, _ = train_clip_transform(frames, self.image_size, self.crop_scale, self.horizontal_flip)
         else:
-            video, _ = eval_clip_transform(clip.frames, self.image_size)
+            video, _ = eval_clip_transform(frames, self.image_size)
         # Drawn after the clip, as VideoTextDataset does.
         text = captions[int(torch.randint(len(captions), (1,)))] if self.train else captions[0]
         return {"video": video, "text": text, "captions": captions, "index": index}
+
+    def decode(self, data: bytes, name: str) -> torch.Tensor:
+        """uint8 ``(T, H, W, 3)`` frames of a member's bytes (``name``: ``<shard>:<key>.<ext>``, for errors)."""
+        return decode_clip(data, self.num_frames, "random" if self.train else "middle", name=name).frames
 
     @property
     def num_bad_shards(self) -> int:
@@ -584,9 +589,8 @@ class ShardDataModule(L.LightningDataModule):
             if self.shards[split] is None or split in self.datasets:
                 continue
             train = split == "train"
-            self.datasets[split] = ShardedVideoTextDataset(
-                self.shards[split], self.num_frames, self.image_size, train=train,
-                shuffle_buffer=self.shuffle_buffer if train else 0, seed=self.seed,
+            self.datasets[split] = self.build_dataset(
+                self.shards[split], train=train, shuffle_buffer=self.shuffle_buffer if train else 0, seed=self.seed,
                 samples_per_epoch=self.samples_per_epoch if train else None, on_bad_video=self.on_bad_video,
                 crop_scale=self.crop_scale, horizontal_flip=self.horizontal_flip,
             )
@@ -594,6 +598,10 @@ class ShardDataModule(L.LightningDataModule):
         if "train" in self.datasets and world_size > 1 and self.samples_per_epoch is None:
             log.warning("training on shards with %d ranks and no samples_per_epoch: ranks with fewer samples end their "
                         "epoch first and DDP waits for them forever unless the shards split exactly evenly", world_size)
+
+    def build_dataset(self, shards: Shards, **kwargs: Any) -> ShardedVideoTextDataset:
+        """The dataset of a split's shards (``kwargs``: the split's reading options)."""
+        return ShardedVideoTextDataset(shards, self.num_frames, self.image_size, **kwargs)
 
     def _current_epoch(self) -> int | None:
         return None if self.trainer is None else self.trainer.current_epoch
@@ -674,7 +682,8 @@ def write_shards(
 
     ``records``: ``VideoTextRecord`` s (as ``read_video_text_annotations`` returns; keys are their
     running number, ``000000000`` ...; pseudo-labels are not written, segments are refused), or
-    ``(key, video path, caption or captions)`` tuples (keys without a dot in their last part, unique).
+    ``(key, video path, caption or captions)`` tuples (keys without a dot in their last part, unique); the
+    member keeps the file's extension, so image paths give image shards (``datamodules.images``).
     ``out_pattern`` numbers shards printf-style from 0: ``out/train-%06d.tar``. ``caption_files``: write
     the first caption as ``<key>.txt`` and/or all of them as ``<key>.json`` (``{"caption": first,
     "captions": all}``). Each shard is written to a temporary file and renamed into place.

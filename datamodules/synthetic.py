@@ -25,6 +25,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 
 import av
@@ -459,24 +460,29 @@ def default_cache_dir() -> str:
 
 
 def ensure_synthetic(cache_dir: str | None = None, cfg: SyntheticConfig = SyntheticConfig()) -> str:
-    """The folder of the set for ``cfg``, generated on first use.
-
-    Rank-safe: generation writes into a private temporary folder beside the target and renames it into
-    place in one step, so no process ever sees a half-written set; when two processes race, the
-    first rename wins and the loser deletes its copy.
-    """
+    """The folder of the set for ``cfg``, generated on first use (rank-safe: see ``ensure_folder``)."""
     root = cache_dir or default_cache_dir()
-    final = os.path.join(root, cfg.name())
-    if os.path.isfile(os.path.join(final, "meta.json")):
+    return ensure_folder(os.path.join(root, cfg.name()), lambda tmp: generate(tmp, cfg))
+
+
+def ensure_folder(final: str, build: Callable[[str], object], marker: str = "meta.json") -> str:
+    """``final``, built by ``build(folder)`` unless it already holds ``marker`` (a file ``build`` writes).
+
+    Rank-safe: ``build`` writes into a private temporary folder beside the target, which is renamed into
+    place in one step, so no process ever sees a half-written folder; when two processes race, the first
+    rename wins and the loser deletes its copy.
+    """
+    if os.path.isfile(os.path.join(final, marker)):
         return final
+    root, name = os.path.split(final)
     os.makedirs(root, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{cfg.name()}.tmp-", dir=root)
+    tmp = tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=root)
     try:
-        generate(tmp, cfg)
+        build(tmp)
         try:
             os.rename(tmp, final)
         except OSError:
-            if not os.path.isfile(os.path.join(final, "meta.json")):
+            if not os.path.isfile(os.path.join(final, marker)):
                 raise
             shutil.rmtree(tmp)  # another process finished first; its copy is identical
     except BaseException:

@@ -3,10 +3,10 @@
 With no annotation files the datamodule serves the embedded synthetic shapes set (generated once into a
 cache folder), through exactly the same reading path as real data.
 
-What does not depend on the annotation (decoding a clip with its pseudo-labels, skipping bad samples,
-collating masks and graphs and skip reports, the split loaders) lives in ``ClipDataset``,
-``collate_pseudo_labels``, ``collate_skipped`` and ``ClipDataModule``, shared with the classification and
-QA data (``datamodules.classification``, ``datamodules.qa``).
+What does not depend on the annotation (skipping bad samples, decoding a clip with its pseudo-labels,
+collating masks and graphs and skip reports, the split loaders) lives in ``RecordDataset``, ``ClipDataset``,
+``collate_pseudo_labels``, ``collate_skipped`` and ``ClipDataModule``, shared with the classification, QA
+and image-text data (``datamodules.classification``, ``datamodules.qa``, ``datamodules.images``).
 
 Skipped samples travel in the batch (``skipped``) rather than in counters on the dataset: DataLoader workers
 are separate processes, each holding its own copy of the dataset, so counters there are per worker and
@@ -59,55 +59,29 @@ def drop_missing_trajectories(masks: torch.Tensor, graph: torch.Tensor) -> torch
     return torch.where(keep, graph, torch.zeros_like(graph))
 
 
-class ClipDataset(Dataset, ABC):
-    """Clips of annotated videos: decoding with pseudo-labels, transforms, and the bad-video policy.
+class RecordDataset(Dataset, ABC):
+    """Samples of annotation records under the bad-sample policy; subclasses say how a record becomes a
+    sample (``load``).
 
-    Subclasses say what a sample holds besides the clip (``load``). ``on_bad_video="skip"`` answers an
-    unusable sample (missing, corrupt, truncated, empty or audio-only video; broken pseudo-labels) with the
-    next usable one (its own ``index`` and annotation, so evaluation can still de-duplicate), never with a
-    placeholder; that sample's ``skipped`` lists the bad samples it stands in for, as dicts of ``index``,
-    ``path`` (the offending file), ``reason`` and ``origin`` (the annotation file and row, when known),
-    which collate functions gather into the batch. ``num_skipped`` and ``skipped_paths`` count distinct
-    skipped samples of this process only (with DataLoader workers, of one worker): the batch's ``skipped``
-    is the exact record. A sample found bad once is not decoded again, but is still reported each time it
-    is stood in for. ``"raise"`` lets the error through, naming the file and the annotation row.
+    ``on_bad_video="skip"`` answers an unusable sample (``load`` raised ``BadSampleError``: a missing,
+    corrupt, truncated or empty file) with the next usable one (its own ``index`` and annotation, so
+    evaluation can still de-duplicate), never with a placeholder; that sample's ``skipped`` lists the bad
+    samples it stands in for, as dicts of ``index``, ``path`` (the offending file), ``reason`` and
+    ``origin`` (the annotation file and row, when known), which collate functions gather into the batch.
+    ``num_skipped`` and ``skipped_paths`` count distinct skipped samples of this process only (with
+    DataLoader workers, of one worker): the batch's ``skipped`` is the exact record. A sample found bad
+    once is not loaded again, but is still reported each time it is stood in for. ``"raise"`` lets the
+    error through, naming the file and the annotation row.
     """
 
-    def __init__(
-        self,
-        records: Sequence[ClipRecord],
-        num_frames: int = 8,
-        image_size: int = 64,
-        train: bool = False,
-        on_bad_video: OnBadVideo = "skip",
-        load_pseudo_labels: bool = True,
-        crop_scale: tuple[float, float] = (0.8, 1.0),
-        horizontal_flip: bool = False,
-        max_reported: int = 10,
-    ) -> None:
+    def __init__(self, records: Sequence[Any], on_bad_video: OnBadVideo = "skip", max_reported: int = 10) -> None:
         if on_bad_video not in ("skip", "raise"):
             raise ValueError(f"on_bad_video must be 'skip' or 'raise', got {on_bad_video!r}")
         if not records:
             raise ValueError("no records")
         self.records = list(records)
-        self.num_frames = num_frames
-        self.image_size = image_size
-        self.train = train
         self.on_bad_video = on_bad_video
-        self.crop_scale = crop_scale
-        self.horizontal_flip = horizontal_flip
         self.max_reported = max_reported
-        half = [r.video for r in self.records if (r.mask is None) != (r.graph is None)]
-        if load_pseudo_labels and half:
-            raise ValueError(f"{len(half)} records name only one of mask / graph, e.g. {half[0]}")
-        with_labels = sum(r.mask is not None for r in self.records)
-        if load_pseudo_labels and 0 < with_labels < len(self.records):
-            # Mixed batches would silently lose the segmentation targets of some clips.
-            raise ValueError(
-                f"{with_labels} of {len(self.records)} records have mask and graph files; give them for all or "
-                "set load_pseudo_labels=False"
-            )
-        self.load_pseudo_labels = load_pseudo_labels and with_labels > 0
         self.num_skipped = 0
         self.skipped_paths: list[str] = []
         self._bad: dict[int, dict[str, Any]] = {}  # index -> its skip report
@@ -118,33 +92,6 @@ class ClipDataset(Dataset, ABC):
     @abstractmethod
     def load(self, index: int) -> dict[str, Any]:
         """One sample, or a ``BadSampleError`` naming the file that prevents it."""
-
-    def load_clip(self, rec: ClipRecord) -> dict[str, torch.Tensor]:
-        """``video`` of a record, transformed, plus ``mask`` and ``graph`` when pseudo-labels are loaded;
-        or a ``BadSampleError`` naming the file that prevents it."""
-        clip = decode_clip(
-            rec.video, self.num_frames, "random" if self.train else "middle", rec.start_sec, rec.end_sec
-        )
-        masks = graph = None
-        if self.load_pseudo_labels:
-            masks_np, graph_np = load_pseudo_labels(rec.mask, rec.graph)
-            if masks_np.shape[0] != clip.num_range_frames:
-                raise PseudoLabelError(
-                    rec.mask, f"has {masks_np.shape[0]} frames, the video ({rec.video}) has {clip.num_range_frames}"
-                )
-            masks = torch.from_numpy(masks_np[clip.indices])
-            graph = torch.from_numpy(graph_np[:, clip.indices])
-        if self.train:
-            video, masks = train_clip_transform(
-                clip.frames, self.image_size, self.crop_scale, self.horizontal_flip, masks
-            )
-        else:
-            video, masks = eval_clip_transform(clip.frames, self.image_size, masks)
-        out = {"video": video}
-        if masks is not None:
-            out["mask"] = masks
-            out["graph"] = drop_missing_trajectories(masks, graph)
-        return out
 
     def origin(self, index: int) -> str | None:
         """Where sample ``index`` was declared ("file, row N"), when its record knows."""
@@ -178,6 +125,72 @@ class ClipDataset(Dataset, ABC):
         if len(self.skipped_paths) < self.max_reported:
             self.skipped_paths.append(error.path)
         log.warning("skipping sample %d: %s", index, error)
+
+
+class ClipDataset(RecordDataset):
+    """Clips of annotated videos: decoding with pseudo-labels and transforms, under the bad-sample policy
+    of ``RecordDataset`` (unusable: a missing, corrupt, truncated, empty or audio-only video; broken
+    pseudo-labels).
+
+    Subclasses say what a sample holds besides the clip (``load``).
+    """
+
+    def __init__(
+        self,
+        records: Sequence[ClipRecord],
+        num_frames: int = 8,
+        image_size: int = 64,
+        train: bool = False,
+        on_bad_video: OnBadVideo = "skip",
+        load_pseudo_labels: bool = True,
+        crop_scale: tuple[float, float] = (0.8, 1.0),
+        horizontal_flip: bool = False,
+        max_reported: int = 10,
+    ) -> None:
+        super().__init__(records, on_bad_video, max_reported)
+        self.num_frames = num_frames
+        self.image_size = image_size
+        self.train = train
+        self.crop_scale = crop_scale
+        self.horizontal_flip = horizontal_flip
+        half = [r.video for r in self.records if (r.mask is None) != (r.graph is None)]
+        if load_pseudo_labels and half:
+            raise ValueError(f"{len(half)} records name only one of mask / graph, e.g. {half[0]}")
+        with_labels = sum(r.mask is not None for r in self.records)
+        if load_pseudo_labels and 0 < with_labels < len(self.records):
+            # Mixed batches would silently lose the segmentation targets of some clips.
+            raise ValueError(
+                f"{with_labels} of {len(self.records)} records have mask and graph files; give them for all or "
+                "set load_pseudo_labels=False"
+            )
+        self.load_pseudo_labels = load_pseudo_labels and with_labels > 0
+
+    def load_clip(self, rec: ClipRecord) -> dict[str, torch.Tensor]:
+        """``video`` of a record, transformed, plus ``mask`` and ``graph`` when pseudo-labels are loaded;
+        or a ``BadSampleError`` naming the file that prevents it."""
+        clip = decode_clip(
+            rec.video, self.num_frames, "random" if self.train else "middle", rec.start_sec, rec.end_sec
+        )
+        masks = graph = None
+        if self.load_pseudo_labels:
+            masks_np, graph_np = load_pseudo_labels(rec.mask, rec.graph)
+            if masks_np.shape[0] != clip.num_range_frames:
+                raise PseudoLabelError(
+                    rec.mask, f"has {masks_np.shape[0]} frames, the video ({rec.video}) has {clip.num_range_frames}"
+                )
+            masks = torch.from_numpy(masks_np[clip.indices])
+            graph = torch.from_numpy(graph_np[:, clip.indices])
+        if self.train:
+            video, masks = train_clip_transform(
+                clip.frames, self.image_size, self.crop_scale, self.horizontal_flip, masks
+            )
+        else:
+            video, masks = eval_clip_transform(clip.frames, self.image_size, masks)
+        out = {"video": video}
+        if masks is not None:
+            out["mask"] = masks
+            out["graph"] = drop_missing_trajectories(masks, graph)
+        return out
 
 
 class VideoTextDataset(ClipDataset):

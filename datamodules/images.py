@@ -1,0 +1,318 @@
+"""Image-text data as one-frame clips: batches of ``video (B, 1, 3, S, S)``, ``text``, ``captions``, ``index``.
+
+TrajViT2 is trained on images and videos together (the paper: 4M videos and 15M images); an image is a clip
+of one frame, tokenised by the same tokenizer. Images are decoded with Pillow (EXIF orientation applied,
+any mode converted to RGB) and go through the same crop / resize / normalise transforms as video frames.
+
+Sources, per split:
+
+- an annotation file (JSONL / JSON / CSV) of rows ``{"image": "imgs/x.jpg", "caption": "..." or [...]}``,
+  paths relative to ``root`` (default: the file's folder); key names are options;
+- a folder of images (``IMAGE_EXTENSIONS``, at any depth), each with a ``.txt`` file of the same stem
+  beside it holding its caption (the layout img2dataset writes as "files");
+- WebDataset-style tar shards of ``<key>.jpg`` (or ``.png`` ...) with ``<key>.txt`` and/or ``<key>.json``
+  captions, read exactly as video shards are (``datamodules.shards``; ``write_shards`` writes them from
+  ``(key, image path, captions)`` tuples): ``ShardedImageTextDataset``, ``ImageShardDataModule``;
+- nothing: the embedded synthetic set's frames (the middle frame of every clip, with the clip's captions),
+  written once as PNG files + JSONL annotations beside the synthetic videos and read like real data.
+
+A corrupt, truncated or missing image is skipped and reported in the batch's ``skipped``, as unusable videos
+are (``on_bad_image: skip``), or raises naming the file and annotation row (``raise``).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+from datamodules.annotations import (
+    ImageTextRecord,
+    read_image_text_annotations,
+    read_video_text_annotations,
+)
+from datamodules.shards import ShardDataModule, ShardedVideoTextDataset, Shards
+from datamodules.synthetic import (
+    SPLITS,
+    SyntheticConfig,
+    default_cache_dir,
+    ensure_folder,
+    ensure_synthetic,
+)
+from datamodules.transforms import eval_clip_transform, train_clip_transform
+from datamodules.video import BadSampleError, decode_clip
+from datamodules.video_text import (
+    ClipDataModule,
+    OnBadVideo,
+    RecordDataset,
+    collate_video_text,
+)
+
+# Image files of caption folders and image members of shards, lower case, without the dot.
+IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp")
+
+
+class ImageDecodeError(BadSampleError):
+    """An image file that is missing, truncated, or not an image Pillow can read."""
+
+
+def decode_image(source: str | bytes, name: str | None = None) -> torch.Tensor:
+    """uint8 ``(1, H, W, 3)`` RGB of an image file or its encoded bytes (a one-frame clip, as
+    ``decode_clip`` returns frames); ``ImageDecodeError`` naming ``name`` (default: the path) otherwise."""
+    label = name or (source if isinstance(source, str) else "<image bytes>")
+    try:
+        with Image.open(source if isinstance(source, str) else io.BytesIO(source)) as image:
+            # Pillow decodes lazily: the conversion is where a truncated or corrupt file fails.
+            rgb = ImageOps.exif_transpose(image).convert("RGB")
+            frame = np.array(rgb)
+    except FileNotFoundError as e:
+        raise ImageDecodeError(label, "image not found") from e
+    # UnidentifiedImageError is an OSError; some plug-ins raise SyntaxError / ValueError for broken headers.
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise ImageDecodeError(label, f"not a readable image: {e}") from e
+    return torch.from_numpy(frame)[None]
+
+
+def read_image_folder(path: str) -> list[ImageTextRecord]:
+    """Every image (``IMAGE_EXTENSIONS``, at any depth, hidden entries left out) under ``path`` with the
+    caption in the ``.txt`` file of the same stem beside it; sorted, so the order is the same everywhere.
+    An image without a caption file, or with a blank or non-UTF-8 one, is a ValueError naming it (a
+    silently dropped image would shift indices)."""
+    records = []
+    for folder, subfolders, files in os.walk(path):
+        subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
+        for file in sorted(files):
+            stem, ext = os.path.splitext(file)
+            if file.startswith(".") or ext.lower().lstrip(".") not in IMAGE_EXTENSIONS:
+                continue
+            image, caption_file = os.path.join(folder, file), os.path.join(folder, stem + ".txt")
+            try:
+                with open(caption_file, encoding="utf-8") as f:
+                    caption = f.read().strip()
+            except FileNotFoundError:
+                raise ValueError(f"{image}: no caption file {caption_file}") from None
+            except UnicodeDecodeError as e:
+                raise ValueError(f"{caption_file}: not valid UTF-8: {e}") from e
+            if not caption:
+                raise ValueError(f"{caption_file}: blank caption")
+            records.append(ImageTextRecord(image, (caption,), origin=caption_file))
+    if not records:
+        raise ValueError(f"{path}: no images ({', '.join('.' + e for e in IMAGE_EXTENSIONS)}) with captions")
+    return records
+
+
+def read_image_text(path: str, root: str | None = None, image_key: str = "image",
+                    caption_key: str = "caption") -> list[ImageTextRecord]:
+    """Captioned images from an annotation file (``read_image_text_annotations``) or a folder of images with
+    ``.txt`` captions (``read_image_folder``; ``root`` and the keys do not apply)."""
+    if os.path.isdir(path):
+        return read_image_folder(path)
+    return read_image_text_annotations(path, root, image_key, caption_key)
+
+
+class ImageTextDataset(RecordDataset):
+    """Captioned images as one-frame clips: ``video`` float ``(1, 3, S, S)``, ``text`` (a random caption in
+    training, the first otherwise), ``captions``, ``index``; collate with ``collate_video_text``.
+
+    Unusable images are skipped (the next usable image stands in, and the sample's ``skipped`` reports it)
+    or raised, as ``RecordDataset`` says (``on_bad_image``, ``num_skipped``, ``skipped_paths``).
+    """
+
+    records: list[ImageTextRecord]
+
+    def __init__(
+        self,
+        records: Sequence[ImageTextRecord],
+        image_size: int = 64,
+        train: bool = False,
+        on_bad_image: OnBadVideo = "skip",
+        crop_scale: tuple[float, float] = (0.8, 1.0),
+        horizontal_flip: bool = False,
+        max_reported: int = 10,
+    ) -> None:
+        super().__init__(records, on_bad_image, max_reported)
+        self.image_size = image_size
+        self.train = train
+        self.crop_scale = tuple(crop_scale)
+        self.horizontal_flip = horizontal_flip
+
+    def load(self, index: int) -> dict[str, Any]:
+        """One sample, or an ``ImageDecodeError`` naming the file that prevents it."""
+        rec = self.records[index]
+        frames = decode_image(rec.image)
+        if self.train:
+            video, _ = train_clip_transform(frames, self.image_size, self.crop_scale, self.horizontal_flip)
+        else:
+            video, _ = eval_clip_transform(frames, self.image_size)
+        # Drawn after the crop, as VideoTextDataset does.
+        text = rec.captions[int(torch.randint(len(rec.captions), (1,)))] if self.train else rec.captions[0]
+        return {"video": video, "text": text, "captions": list(rec.captions), "index": index}
+
+
+# ------------------------------------------------------------------------------------------ synthetic frames
+
+
+def write_synthetic_frames(out_dir: str, source: str) -> None:
+    """The middle frame of every clip of the synthetic set in ``source`` as ``images/<key>.png`` (lossless:
+    the pixels the video pipeline decodes), with ``<split>.jsonl`` rows of its image and the clip's captions,
+    then ``meta.json``."""
+    os.makedirs(os.path.join(out_dir, "images"), exist_ok=True)
+    for split in SPLITS:
+        rows = []
+        for rec in read_video_text_annotations(os.path.join(source, f"{split}.jsonl")):
+            image = f"images/{os.path.splitext(os.path.basename(rec.video))[0]}.png"
+            frame = decode_clip(rec.video, 1, "middle").frames[0].numpy()
+            Image.fromarray(frame).save(os.path.join(out_dir, image))
+            rows.append(json.dumps({"image": image, "caption": list(rec.captions)}) + "\n")
+        with open(os.path.join(out_dir, f"{split}.jsonl"), "w", encoding="utf-8") as f:
+            f.writelines(rows)
+    with open(os.path.join(out_dir, "meta.json"), "w", encoding="utf-8") as f:
+        json.dump({"source": os.path.basename(source), "frame": "middle"}, f)
+
+
+def ensure_synthetic_frames(cache_dir: str | None = None, cfg: SyntheticConfig | None = None) -> str:
+    """The folder of the synthetic set's frames for ``cfg`` (default ``SyntheticConfig()``; the videos are
+    generated first when missing), written on first use beside the videos, rank-safe as the videos are."""
+    cfg = cfg or SyntheticConfig()
+    source = ensure_synthetic(cache_dir, cfg)
+    final = os.path.join(cache_dir or default_cache_dir(), f"{cfg.name()}-frames")
+    return ensure_folder(final, lambda tmp: write_synthetic_frames(tmp, source))
+
+
+# ------------------------------------------------------------------------------------------ datamodules
+
+
+class ImageTextDataModule(ClipDataModule):
+    """Image-text data (annotation files or caption folders, or the synthetic frames) as one-frame clips.
+
+    Alone it trains and evaluates a head on images (``ClipHead`` retrieval works on ``T = 1``); beside a
+    video datamodule in ``datamodules.JointDataModule`` it is the image half of joint training.
+
+    Args:
+        root: folder that image paths in annotation files are relative to; default: each file's folder.
+        train_annotations, val_annotations, test_annotations: JSONL / JSON / CSV files, or folders of images
+            with ``.txt`` captions. When all three are None the synthetic set's frames are used (generated on
+            first use into ``cache_dir``); predict uses the test set.
+        image_size: square side of the model input.
+        batch_size, eval_batch_size: per-process batch sizes (eval defaults to ``batch_size``).
+        num_workers: DataLoader worker processes.
+        on_bad_image: "skip" replaces an unusable image by the next usable one and reports it in the batch's
+            ``skipped``; "raise" fails with the file's path and annotation row.
+        crop_scale: area range of the random resized crop in training (1.0, 1.0 disables cropping).
+        horizontal_flip: off by default, as for videos (captions may say "left" / "right").
+        image_key, caption_key: annotation key names.
+        cache_dir: synthetic cache; default ``$TRAJTOK_CACHE/synthetic`` or ``~/.cache/trajtok/synthetic``.
+        synthetic_seed, synthetic_train, synthetic_val, synthetic_test, synthetic_frames: the synthetic set
+            whose frames are used (as ``VideoTextDataModule``'s options; a seed other than the videos' gives
+            scenes the videos do not show).
+    """
+
+    collate_fn = staticmethod(collate_video_text)
+
+    def __init__(
+        self,
+        root: str | None = None,
+        train_annotations: str | None = None,
+        val_annotations: str | None = None,
+        test_annotations: str | None = None,
+        image_size: int = 64,
+        batch_size: int = 32,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        on_bad_image: OnBadVideo = "skip",
+        crop_scale: tuple[float, float] = (0.8, 1.0),
+        horizontal_flip: bool = False,
+        image_key: str = "image",
+        caption_key: str = "caption",
+        cache_dir: str | None = None,
+        synthetic_seed: int = 0,
+        synthetic_train: int = 768,
+        synthetic_val: int = 96,
+        synthetic_test: int = 128,
+        synthetic_frames: int = 16,
+    ) -> None:
+        super().__init__()
+        if on_bad_image not in ("skip", "raise"):
+            raise ValueError(f"on_bad_image must be 'skip' or 'raise', got {on_bad_image!r}")
+        self.save_hyperparameters()
+        self._set_common(
+            root, (train_annotations, val_annotations, test_annotations), 1, image_size, batch_size,
+            eval_batch_size, num_workers, on_bad_image, crop_scale, horizontal_flip, cache_dir,
+            SyntheticConfig(seed=synthetic_seed, train=synthetic_train, val=synthetic_val, test=synthetic_test,
+                            num_frames=synthetic_frames),
+        )
+        self.image_key, self.caption_key = image_key, caption_key
+
+    def prepare_data(self) -> None:
+        """Write the synthetic frames if they are used and missing (atomic, as the videos)."""
+        if self.synthetic:
+            ensure_synthetic_frames(self.cache_dir, self.synthetic_config)
+
+    def annotation_path(self, split: str) -> str | None:
+        """The annotations of a split (for the synthetic frames: in their cache folder)."""
+        if self.synthetic:
+            return os.path.join(ensure_synthetic_frames(self.cache_dir, self.synthetic_config), f"{split}.jsonl")
+        return self.annotations[split]
+
+    def build_dataset(self, split: str, path: str) -> ImageTextDataset:
+        return ImageTextDataset(
+            read_image_text(path, None if self.synthetic else self.root, self.image_key, self.caption_key),
+            image_size=self.image_size,
+            train=split == "train",
+            on_bad_image=self.on_bad_video,
+            crop_scale=self.crop_scale,
+            horizontal_flip=self.horizontal_flip,
+        )
+
+
+class ShardedImageTextDataset(ShardedVideoTextDataset):
+    """Image-text samples from tar shards (``<key>.jpg`` + ``<key>.txt`` / ``.json``) as one-frame clips,
+    read, split over ranks and workers, shuffled and skipped exactly as ``ShardedVideoTextDataset`` reads
+    video shards (see ``datamodules.shards``; its options apply, ``on_bad_video`` among them); the first
+    member with one of ``image_extensions`` is the image."""
+
+    member_kind = "image"
+
+    def __init__(self, shards: Shards, image_size: int = 64, train: bool = False, *,
+                 image_extensions: Sequence[str] = IMAGE_EXTENSIONS, **kwargs: Any) -> None:
+        super().__init__(shards, 1, image_size, train, video_extensions=image_extensions, **kwargs)
+
+    def decode(self, data: bytes, name: str) -> torch.Tensor:
+        return decode_image(data, name)
+
+
+class ImageShardDataModule(ShardDataModule):
+    """Image-text data from tar shards as one-frame clips: ``ShardDataModule`` (whose options these are,
+    ``num_frames`` aside) over ``ShardedImageTextDataset``. ``on_bad_image``: "skip" drops unusable images
+    and unreadable shards, "raise" fails naming ``<shard>:<key>``."""
+
+    def __init__(
+        self,
+        train_shards: str | list[str] | None = None,
+        val_shards: str | list[str] | None = None,
+        test_shards: str | list[str] | None = None,
+        image_size: int = 64,
+        batch_size: int = 32,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        on_bad_image: OnBadVideo = "skip",
+        shuffle_buffer: int = 256,
+        seed: int = 0,
+        samples_per_epoch: int | None = None,
+        crop_scale: tuple[float, float] = (0.8, 1.0),
+        horizontal_flip: bool = False,
+    ) -> None:
+        if on_bad_image not in ("skip", "raise"):
+            raise ValueError(f"on_bad_image must be 'skip' or 'raise', got {on_bad_image!r}")
+        super().__init__(train_shards, val_shards, test_shards, 1, image_size, batch_size, eval_batch_size,
+                         num_workers, on_bad_image, shuffle_buffer, seed, samples_per_epoch, crop_scale,
+                         horizontal_flip)
+
+    def build_dataset(self, shards: Shards, **kwargs: Any) -> ShardedImageTextDataset:
+        return ShardedImageTextDataset(shards, self.image_size, **kwargs)
