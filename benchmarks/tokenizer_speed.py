@@ -9,7 +9,7 @@ A. attention: one trajectory-masked attention call, the segment form (CSR kernel
    gather kernels) against the dense masked-SDPA oracle, at the base preset's layout (n=1, 8 heads of 64,
    D=512, K = 64 and 128) on a reduced feature grid (28x28 per frame; the base preset at 224 px has 56x56),
    T = 8, 32, 64 (--quick: K = 128, 14x14, T = 8, 32). FLOPs three ways: ``FlopCounterMode`` as shipped, ``FlopCounterMode``
-   corrected (see ``CORRECTED_FLOPS``), and an analytic count of the attention matmuls.
+   corrected (see ``trajtok.flops.CORRECTED_FLOPS``), and an analytic count of the attention matmuls.
 B. tokenizer: the whole tokenizer, presets ``tiny`` (64 px) and ``base`` (224 px), T = 8, 16, 32, 64:
    FLOPs (corrected counter on meta tensors: exact shapes, no compute), forward and forward+backward time
    and peak memory, each timed configuration in a fresh subprocess. Configurations that would not fit the
@@ -39,16 +39,11 @@ from functools import partial
 from pathlib import Path
 
 import torch
-from torch.utils.flop_counter import (
-    FlopCounterMode,
-    conv_flop_count,
-    sdpa_backward_flop_count,
-    sdpa_flop_count,
-)
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from trajtok.flops import count_flops, count_flops_by_module
 from trajtok.tokenizer import create_tokenizer
 from trajtok.tokenizer.attention import (
     SegmentLayout,
@@ -58,68 +53,8 @@ from trajtok.tokenizer.attention import (
 from trajtok.tokenizer.presets import PRESETS
 from trajtok.tokenizer.trajectory_encoder import TrajectoryEncoder, pick_attention_form
 
-aten = torch.ops.aten
-
 
 # --------------------------------------------------------------------------------------------- FLOP counting
-def _raw(formula):
-    formula._get_raw = True  # FlopCounterMode passes tensors, not shapes
-    return formula
-
-
-@_raw
-def _mm_flops(a, b, *args, out_val=None, **kwargs) -> int:
-    if a.layout == torch.sparse_csr:  # stock counts a sparse matrix as if it were dense
-        return 2 * a._nnz() * b.shape[1]
-    return 2 * a.shape[0] * a.shape[1] * b.shape[1]
-
-
-@_raw
-def _sampled_addmm_flops(pattern, mat1, mat2, *args, out_val=None, **kwargs) -> int:
-    return 2 * pattern._nnz() * mat1.shape[1]
-
-
-@_raw
-def _cpu_sdpa_flops(q, k, v, *args, out_val=None, **kwargs) -> int:
-    return sdpa_flop_count(q.shape, k.shape, v.shape)
-
-
-@_raw
-def _cpu_sdpa_backward_flops(grad, q, k, v, *args, out_val=None, **kwargs) -> int:
-    return sdpa_backward_flop_count(grad.shape, q.shape, k.shape, v.shape)
-
-
-@_raw
-def _conv_backward_flops(grad_out, x, w, _bias, _stride, _padding, _dilation, transposed, _output_padding, _groups,
-                         output_mask, *args, out_val=None, **kwargs) -> int:
-    flops = 0
-    if output_mask[0]:  # grad_input: a (transposed) convolution of grad_out with the weight, as stock counts it
-        flops += conv_flop_count(grad_out.shape, w.shape, out_val[0].shape, not transposed)
-    if output_mask[1]:  # grad_weight: as many multiply-adds as the forward convolution
-        flops += conv_flop_count(x.shape, w.shape, grad_out.shape, transposed)
-    return flops
-
-
-#: What stock ``FlopCounterMode`` (torch 2.13) gets wrong here: it has no formula for the CPU flash-attention
-#: kernels (SDPA on CPU counts 0), none for ``sparse_sampled_addmm`` (0), and counts a CSR @ dense matmul as
-#: the dense matmul of the same shape (the segment form's segment sums, ~K times too many); and its
-#: convolution backward ignores ``groups`` in the weight gradient, counting a depthwise convolution's (ConvNeXt's
-#: 7x7) C times over.
-CORRECTED_FLOPS = {
-    aten.convolution_backward: _conv_backward_flops,
-    aten.mm: _mm_flops,
-    aten.sparse_sampled_addmm: _sampled_addmm_flops,
-    aten._scaled_dot_product_flash_attention_for_cpu: _cpu_sdpa_flops,
-    aten._scaled_dot_product_flash_attention_for_cpu_backward: _cpu_sdpa_backward_flops,
-}
-
-
-def count_flops(fn, corrected: bool = True) -> int:
-    with FlopCounterMode(display=False, custom_mapping=CORRECTED_FLOPS if corrected else None) as counter:
-        fn()
-    return counter.get_total_flops()
-
-
 def analytic_attention_flops(form: str, K: int, n: int, N: int, heads: int, head_dim: int) -> dict[str, int]:
     """FLOPs (2 x multiply-adds) of the attention matmuls of one call, batch 1, as implemented.
 
@@ -344,14 +279,9 @@ def tokenizer_flops(preset: str, pixels: int, frames: int, device: torch.device)
     with torch.device("meta"):
         model = create_tokenizer(preset, attention=auto_form(preset, pixels, frames, device))
     video = torch.empty(1, frames, 3, pixels, pixels, device="meta")
-    with FlopCounterMode(display=False, custom_mapping=CORRECTED_FLOPS) as counter:
-        model(video)
-    per_module = {name.split(".", 1)[1]: sum(ops.values()) for name, ops in counter.get_flop_counts().items()
-                  if name.count(".") == 1}
-    forward = counter.get_total_flops()
-    with FlopCounterMode(display=False, custom_mapping=CORRECTED_FLOPS) as counter:
-        model(video).tokens.sum().backward()
-    return {"fwd": forward, "fwd_bwd": counter.get_total_flops(), "fwd_by_module": per_module}
+    forward, per_module = count_flops_by_module(lambda: model(video))
+    fwd_bwd = count_flops(lambda: model(video).tokens.sum().backward())
+    return {"fwd": forward, "fwd_bwd": fwd_bwd, "fwd_by_module": per_module}
 
 
 def tokenizer_worker(spec: dict) -> dict:

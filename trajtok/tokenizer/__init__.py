@@ -3,12 +3,22 @@
 from trajtok.tokenizer.adapter import FeaturePatches, FeatureTrajTok, PooledPatches
 from trajtok.tokenizer.features import FrozenVideoFeatures
 from trajtok.tokenizer.pixel_encoder import ConvPyramid, HFBackbone, PixelEncoder
-from trajtok.tokenizer.presets import create_tokenizer, list_presets
+from trajtok.tokenizer.presets import (
+    create_tokenizer,
+    list_presets,
+    list_tokenizers,
+    register_tokenizer,
+)
+from trajtok.tokenizer.rlt import RLT
 from trajtok.tokenizer.segmenter import Segmenter
+from trajtok.tokenizer.token_learner import TokenLearner
+from trajtok.tokenizer.tome import ToMe
 from trajtok.tokenizer.trajectory_encoder import TrajectoryEncoder
 from trajtok.tokenizer.trajtok import TrajTok
+from trajtok.tokenizer.tubelets import ViT3D
 
 __all__ = [
+    "RLT",
     "ConvPyramid",
     "FeaturePatches",
     "FeatureTrajTok",
@@ -17,8 +27,13 @@ __all__ = [
     "PixelEncoder",
     "PooledPatches",
     "Segmenter",
+    "ToMe",
+    "TokenLearner",
     "TrajTok",
     "TrajectoryEncoder",
+    "ViT3D",
     "create_tokenizer",
     "list_presets",
+    "list_tokenizers",
+    "register_tokenizer",
 ]

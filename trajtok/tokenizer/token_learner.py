@@ -1,0 +1,47 @@
+"""A fixed-K learned pooling peer in the style of TokenLearner (Ryoo et al., NeurIPS 2021)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from trajtok.tokenizer.tubelets import TubeletEmbedding
+from trajtok.tokens import TrajectoryTokens
+
+
+class TokenLearner(nn.Module):
+    """``num_tokens`` learned attention maps over all tubelets of the clip, each pooling one token.
+
+    The fixed-K counterpart of TrajTok: as few tokens, but a learned soft pooling with no notion of objects,
+    and K tokens whatever the content. An MLP scores every tubelet for each of the K maps; a softmax over the
+    clip's tubelets makes each map a weighted mean. Every token is valid; ``labels`` give each tubelet the
+    token whose map weights it most (a read-out for visualisation, not a partition the model uses).
+
+    Args:
+        dim, patch_size, tubelet_frames, image_size, max_frames: the tubelets (see ``TubeletEmbedding``).
+        num_tokens: K.
+        hidden: width of the scoring MLP (default ``dim``).
+    """
+
+    def __init__(self, dim: int = 768, num_tokens: int = 128, hidden: int | None = None, patch_size: int = 16,
+                 tubelet_frames: int = 2, image_size: int = 224, max_frames: int = 64):
+        super().__init__()
+        if num_tokens < 1:
+            raise ValueError(f"num_tokens={num_tokens} must be positive")
+        self.embed = TubeletEmbedding(dim, patch_size, tubelet_frames, image_size, max_frames)
+        hidden = hidden or dim
+        self.score = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, num_tokens))
+        self.norm = nn.LayerNorm(dim)
+
+    @property
+    def out_dim(self) -> int:
+        return self.embed.dim
+
+    def forward(self, video: torch.Tensor) -> TrajectoryTokens:
+        embedded = self.embed(video)
+        batch, grid = embedded.shape[0], tuple(embedded.shape[1:4])
+        x = embedded.flatten(1, 3)
+        weights = self.score(x).softmax(dim=1)  # (B, N, K): each map sums to one over the tubelets
+        tokens = self.norm(weights.transpose(1, 2) @ x)
+        valid = torch.ones(tokens.shape[:2], dtype=torch.bool, device=x.device)
+        return TrajectoryTokens(tokens, valid, None, weights.argmax(dim=-1).view(batch, *grid), grid)
