@@ -35,7 +35,10 @@ collate, ``ClassificationDataModule``, whose batches carry ``label`` instead of 
 ``qa`` (question-answering dataset, collate, ``QADataModule``, whose batches carry ``question``,
 ``answer``, ``options`` and ``answer_index``; synthetic questions), ``shards`` (video-text pairs from
 WebDataset-style tar shards, as video2dataset writes them, split over ranks and workers:
-``ShardedVideoTextDataset``, ``ShardDataModule``, ``write_shards``).
+``ShardedVideoTextDataset``, ``ShardDataModule``, ``write_shards``), ``images`` (image-text data as one-frame
+clips from annotation files, caption folders, tar shards or the synthetic set's frames: ``ImageTextDataModule``,
+``ImageShardDataModule``), ``joint`` (``JointDataModule``: a video and an image datamodule together, training
+batches ``{"video": batch, "image": batch}``, evaluation on the videos).
 """
 
 from datamodules.classification import (
@@ -43,6 +46,13 @@ from datamodules.classification import (
     ClassificationDataset,
     collate_classification,
 )
+from datamodules.images import (
+    ImageShardDataModule,
+    ImageTextDataModule,
+    ImageTextDataset,
+    ShardedImageTextDataset,
+)
+from datamodules.joint import JointDataModule
 from datamodules.qa import QADataModule, QADataset, collate_qa
 from datamodules.shards import ShardDataModule, ShardedVideoTextDataset, write_shards
 from datamodules.video_text import (
@@ -54,9 +64,14 @@ from datamodules.video_text import (
 __all__ = [
     "ClassificationDataModule",
     "ClassificationDataset",
+    "ImageShardDataModule",
+    "ImageTextDataModule",
+    "ImageTextDataset",
+    "JointDataModule",
     "QADataModule",
     "QADataset",
     "ShardDataModule",
+    "ShardedImageTextDataset",
     "ShardedVideoTextDataset",
     "VideoTextDataModule",
     "VideoTextDataset",

@@ -11,6 +11,8 @@ import torch
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 
+from trajtok.batches import batch_sources
+
 
 class ClipThroughput(L.Callback):
     """Logs ``train/clips_per_s`` (this process's clips per second of training step, data loading included) to
@@ -30,7 +32,7 @@ class ClipThroughput(L.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs: Any, batch: dict[str, Any], batch_idx: int) -> None:
         self._times.append(time.perf_counter())
-        self._clips.append(int(batch["video"].shape[0]))
+        self._clips.append(sum(int(b["video"].shape[0]) for b in batch_sources(batch).values()))  # images count
         self._times, self._clips = self._times[-self.window - 1:], self._clips[-self.window:]
         elapsed = self._times[-1] - self._times[0]
         if elapsed > 0:
@@ -140,10 +142,12 @@ class BadSampleReport(L.Callback):
         self.history: dict[str, list[tuple[int, int, list[dict[str, Any]]]]] = {}
 
     def _collect(self, stage: str, batch: Any, dataloader_idx: int) -> None:
-        reports = batch.get("skipped") if isinstance(batch, dict) else None
         seen = self._epoch.setdefault(stage, {})
-        for report in reports or ():
-            seen.setdefault((dataloader_idx, int(report["index"])), dict(report))
+        # The sources of a joint training batch are separate data sets: each is counted under its own position.
+        for source, part in enumerate(batch_sources(batch).values()):
+            reports = part.get("skipped") if isinstance(part, dict) else None
+            for report in reports or ():
+                seen.setdefault((dataloader_idx + source, int(report["index"])), dict(report))
 
     def _report(self, stage: str, trainer: L.Trainer, pl_module: L.LightningModule, log: bool) -> None:
         reports = gather_skipped(self._epoch.pop(stage, {}))

@@ -17,6 +17,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from heads.base import Head
+from trajtok.batches import batch_sources
 from trajtok.callbacks import BadSampleReport
 from trajtok.checkpoint import load_tokenizer_weights
 from trajtok.optim import decay_groups, warmup_cosine
@@ -130,17 +131,21 @@ class TrajTokModule(L.LightningModule):
         losses.update(segmentation)
         return losses
 
-    def _log_losses(self, stage: str, losses: dict[str, torch.Tensor], tokens: TrajectoryTokens) -> torch.Tensor:
+    def _log_losses(self, stage: str, losses: dict[str, torch.Tensor], tokens: TrajectoryTokens,
+                    suffix: str = "") -> torch.Tensor:
+        """Log the total (``{stage}/loss{suffix}``), the terms when there are several, and the valid token count;
+        returns the total. ``suffix`` names a source of joint training (``_video``)."""
         batch_size = tokens.tokens.shape[0]
         total = torch.stack(list(losses.values())).sum()
         sync = stage != "train"
-        self.log(f"{stage}/loss", total, prog_bar=True, batch_size=batch_size, sync_dist=sync)
+        self.log(f"{stage}/loss{suffix}", total, prog_bar=not suffix, batch_size=batch_size, sync_dist=sync)
         if len(losses) > 1:
-            self.log_dict({f"{stage}/{k}": v for k, v in losses.items()}, batch_size=batch_size, sync_dist=sync)
-        self.log(f"{stage}/tokens", tokens.num_valid.float().mean(), batch_size=batch_size, sync_dist=sync)
+            self.log_dict({f"{stage}/{k}{suffix}": v for k, v in losses.items()}, batch_size=batch_size, sync_dist=sync)
+        self.log(f"{stage}/tokens{suffix}", tokens.num_valid.float().mean(), batch_size=batch_size, sync_dist=sync)
         return total
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
+    def _training_losses(self, batch: dict[str, Any]) -> tuple[TrajectoryTokens, dict[str, torch.Tensor]]:
+        """Tokens and named losses of one batch of the data contract."""
         tokens = self(batch["video"])
         losses = self.losses(tokens, batch)
         if not losses:
@@ -149,20 +154,33 @@ class TrajTokModule(L.LightningModule):
                 f"needs model.segmentation {'(unset) ' if self.segmentation is None else ''}and batches with "
                 "'mask' / 'graph' (data load_pseudo_labels: true)"
             )
-        total = torch.stack(list(losses.values())).sum()
+        return tokens, losses
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
+        """The loss of a batch; of a joint batch (``{"video": batch, "image": batch}``, ``datamodules.JointDataModule``),
+        the sum of each source's loss, each source through the same tokenizer and head as its own problem (its own
+        contrastive negatives), logged as ``train/loss_<source>`` beside ``train/loss``."""
+        sources = {name: self._training_losses(b) for name, b in batch_sources(batch).items()}
+        total = torch.stack([torch.stack(list(losses.values())).sum() for _, losses in sources.values()]).sum()
         value = float(total.detach())  # one host sync per step: skipping needs the answer in Python
         self._recent_losses.append((self.global_step, value))
         finite = math.isfinite(value)
         if self._any_process(not finite):
             self._skip_pending = True
-            terms = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in losses.items())
+            terms = ", ".join(f"{name + '/' if name else ''}{k}={float(v.detach()):.4g}"
+                              for name, (_, losses) in sources.items() for k, v in losses.items())
             self._count_nonfinite(f"loss ({terms})" if not finite else "loss on another process")
             if self._trainer is None or self.trainer.world_size == 1:
                 return None  # Lightning runs neither backward nor the optimizer step
             # Lightning refuses None under DDP, and every process must run backward for DDP's gradient
             # all-reduce: backward a finite stand-in; on_before_optimizer_step drops the gradients.
             return torch.nan_to_num(total, nan=0.0, posinf=0.0, neginf=0.0) * 0.0
-        return self._log_losses("train", losses, tokens)
+        if "" in sources:
+            return self._log_losses("train", sources[""][1], sources[""][0])
+        for name, (tokens, losses) in sources.items():
+            self._log_losses("train", losses, tokens, suffix=f"_{name}")
+        self.log("train/loss", total, prog_bar=True, batch_size=sum(t.tokens.shape[0] for t, _ in sources.values()))
+        return total
 
     def _any_process(self, flag: bool) -> bool:
         """``flag`` or-ed over all processes (a collective under DDP / FSDP: every process calls it)."""
