@@ -19,30 +19,20 @@ import json
 import re
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-TRAJTOK = str(Path(sys.executable).with_name("trajtok"))
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.common import run_trajtok, trainable_params
+
 PROBES = {"TrajAdapter": "adapter", "linear probe": "probe_linear", "attentive probe": "probe_attentive"}
 
 
-def run(args: list[str]) -> str:
-    result = subprocess.run([TRAJTOK, *args], cwd=ROOT, capture_output=True, text=True)
-    if result.returncode:
-        raise RuntimeError(f"trajtok {' '.join(args)} failed:\n{result.stderr[-3000:]}")
-    return result.stdout + result.stderr
 
 
-def trainable_params(fit_output: str) -> int:
-    """Lightning's model summary line, e.g. ``Trainable params: 787 K``."""
-    match = re.search(r"Trainable params:?\s*([\d.]+)\s*([KMB]?)", fit_output)
-    if not match:
-        raise ValueError("no 'Trainable params' line in the fit output")
-    scale = {"": 1, "K": 1e3, "M": 1e6, "B": 1e9}[match.group(2)]
-    return int(float(match.group(1)) * scale)
 
 
 def test_top1(test_output: str) -> float:
@@ -78,9 +68,9 @@ def main() -> None:
             # Test must read this fit's last.ckpt, never one left by an earlier run.
             shutil.rmtree(ROOT / "runs" / config / "checkpoints", ignore_errors=True)
             start = time.perf_counter()
-            fit_output = run(["fit", *common, f"--trainer.max_epochs={args.epochs}"])
+            fit_output = run_trajtok(["fit", *common, f"--trainer.max_epochs={args.epochs}"])
             minutes = (time.perf_counter() - start) / 60
-            test_output = run(["test", *common, f"--ckpt_path=runs/{config}/checkpoints/last.ckpt"])
+            test_output = run_trajtok(["test", *common, f"--ckpt_path=runs/{config}/checkpoints/last.ckpt"])
             row = {"probe": probe, "config": f"configs/{config}.yaml", "task": args.task, "seed": seed,
                    "epochs": args.epochs,
                    "trainable_params": trainable_params(fit_output), "top1": test_top1(test_output),

@@ -30,8 +30,6 @@ import argparse
 import json
 import os
 import platform
-import resource
-import statistics
 import subprocess
 import sys
 import time
@@ -43,6 +41,16 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.common import (
+    current_rss_bytes,
+    machine_load,
+    mem_available_bytes,
+    peak_rss_bytes,
+    print_table,
+    reset_peak_rss,
+    summarize,
+    sync,
+)
 from trajtok.flops import count_flops, count_flops_by_module
 from trajtok.tokenizer import create_tokenizer
 from trajtok.tokenizer.attention import (
@@ -71,71 +79,6 @@ def analytic_attention_flops(form: str, K: int, n: int, N: int, heads: int, head
 
 
 # ---------------------------------------------------------------------------------------------- utilities
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def machine_load() -> dict:
-    load = {"loadavg_1m": os.getloadavg()[0]}
-    try:
-        some = Path("/proc/pressure/cpu").read_text().split("\n")[0]
-        load["cpu_pressure_avg10"] = float(some.split("avg10=")[1].split()[0])
-    except (OSError, IndexError, ValueError):
-        pass
-    return load
-
-
-def mem_available_bytes() -> int | None:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
-def current_rss_bytes() -> int:
-    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def reset_peak_rss() -> bool:
-    """Reset the kernel's RSS high-water mark (VmHWM) to the current RSS (Linux >= 4.0)."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
-
-
-def peak_rss_bytes() -> int:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux; never reset
-
-
-def summarize(samples: list[float]) -> dict:
-    return {"median_ms": 1e3 * statistics.median(samples), "min_ms": 1e3 * min(samples), "n": len(samples)}
-
-
-def fmt(x, spec=".1f", missing="-") -> str:
-    return missing if x is None else format(x, spec)
-
-
-def print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
-    print(f"\n{title}")
-    print("  ".join(h.rjust(w) for h, w in zip(header, widths)))
-    for row in rows:
-        print("  ".join(c.rjust(w) for c, w in zip(row, widths)))
-
-
-# ------------------------------------------------------------------------------------ A. attention forms
 def attention_inputs(K, n, N, heads, head_dim, device, seed=0):
     g = torch.Generator().manual_seed(seed)
     lat = [torch.randn(1, K * n, heads, head_dim, generator=g) for _ in range(3)]

@@ -18,13 +18,15 @@ import argparse
 import csv
 import json
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-TRAJTOK = str(Path(sys.executable).with_name("trajtok"))
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.common import run_trajtok
+
 CONNECTORS = {"TrajVLM": "vlm", "patch pooling": "vlm_patch"}
 LENGTHS = {
     "short (8 frames)": ["--data.init_args.num_frames=8"],
@@ -33,12 +35,6 @@ LENGTHS = {
                          "--data.init_args.synthetic_test=64", "--data.init_args.batch_size=8"],
 }
 METRICS = ("mc_accuracy", "exact_match", "llm_video_tokens")
-
-
-def run(args: list[str]) -> None:
-    result = subprocess.run([TRAJTOK, *args], cwd=ROOT, capture_output=True, text=True)
-    if result.returncode:
-        raise RuntimeError(f"trajtok {' '.join(args)} failed:\n{result.stderr[-3000:]}")
 
 
 def logged(config: str, version: str) -> dict[str, float]:
@@ -71,9 +67,9 @@ def main() -> None:
             # Test must read this fit's last.ckpt, never one left by an earlier run.
             shutil.rmtree(ROOT / "runs" / config / "checkpoints", ignore_errors=True)
             start = time.perf_counter()
-            run(["fit", *fit])
+            run_trajtok(["fit", *fit])
             minutes = (time.perf_counter() - start) / 60
-            run(["test", *common, f"--ckpt_path=runs/{config}/checkpoints/last.ckpt",
+            run_trajtok(["test", *common, f"--ckpt_path=runs/{config}/checkpoints/last.ckpt",
                  f"--trainer.logger.init_args.version={tag}-test"])
             train = logged(config, tag)
             test = logged(config, f"{tag}-test")

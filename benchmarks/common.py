@@ -1,0 +1,233 @@
+"""What the benchmark scripts share: machine facts, timing summaries, peak memory, tables and result files."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import resource
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "results"
+
+
+def environment() -> dict:
+    """What a number was measured on."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return {"torch": torch.__version__, "python": platform.python_version(), "device": str(device),
+            "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+            "cpu_count": os.cpu_count(), "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None}
+
+
+def write_results(name: str, results: dict, plot=None, out: Path | None = None) -> None:
+    """``results/<name>.json`` and, if ``plot(results, png_path)`` can draw (matplotlib installed), a PNG."""
+    path = out or RESULTS / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=1))
+    drawn = False
+    if plot is not None:
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg")
+        except ImportError:
+            print("no plot: matplotlib is missing (pip install -e '.[bench]')", file=sys.stderr)
+        else:
+            plot(results, path.with_suffix(".png"))
+            drawn = True
+    print(f"\nwrote {path}" + (f" and {path.with_suffix('.png')}" if drawn else ""))
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def machine_load() -> dict:
+    load = {"loadavg_1m": os.getloadavg()[0]}
+    try:
+        some = Path("/proc/pressure/cpu").read_text().split("\n")[0]
+        load["cpu_pressure_avg10"] = float(some.split("avg10=")[1].split()[0])
+    except (OSError, IndexError, ValueError):
+        pass
+    return load
+
+
+def mem_available_bytes() -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def current_rss_bytes() -> int:
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def reset_peak_rss() -> bool:
+    """Reset the kernel's RSS high-water mark (VmHWM) to the current RSS (Linux >= 4.0)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_bytes() -> int:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux; never reset
+
+
+def summarize(samples: list[float]) -> dict:
+    return {"median_ms": 1e3 * statistics.median(samples), "min_ms": 1e3 * min(samples), "n": len(samples)}
+
+
+def fmt(x, spec=".1f", missing="-") -> str:
+    return missing if x is None else format(x, spec)
+
+
+def print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    print(f"\n{title}")
+    print("  ".join(h.rjust(w) for h, w in zip(header, widths)))
+    for row in rows:
+        print("  ".join(c.rjust(w) for c, w in zip(row, widths)))
+
+
+# ------------------------------------------------------------------------------------ A. attention forms
+
+
+# ------------------------------------------------------------------------------------- the compared models
+#: A tokenizer preset, frame size and the video transformer of TrajViT2's head at each scale: the CPU configs'
+#: (configs/clip.yaml), and the paper's 224 px with ViT-B and ViT-L encoders.
+SCALES = {
+    "cpu": {"preset": "tiny", "pixels": 64, "width": 192, "depth": 4, "heads": 4},
+    "vit-b": {"preset": "base", "pixels": 224, "width": 768, "depth": 12, "heads": 12},
+    "vit-l": {"preset": "base", "pixels": 224, "width": 1024, "depth": 24, "heads": 16},
+}
+KINDS = ("trajtok", "vit3d", "tome", "rlt", "token_learner")
+LABELS = {"trajtok": "TrajViT2", "vit3d": "ViT3D", "tome": "ToMe", "rlt": "RLT", "token_learner": "fixed-K"}
+
+
+def tubelet_count(scale: str, frames: int) -> int:
+    from trajtok.tokenizer.presets import TUBELETS
+
+    tubelets = TUBELETS[SCALES[scale]["preset"]]
+    side = SCALES[scale]["pixels"] // tubelets["patch_size"]
+    return -(-frames // tubelets["tubelet_frames"]) * side * side
+
+
+def tome_r(tokens: int, merge_depth: int) -> int:
+    """r that brings ``tokens`` to a quarter over ``merge_depth`` blocks (each block merges at most half)."""
+    return -(-3 * tokens // (4 * merge_depth))
+
+
+class VideoModel(torch.nn.Module):
+    """The video side of TrajViT2 with any tokenizer: tokens, then the head's transformer to one embedding."""
+
+    def __init__(self, tokenizer: torch.nn.Module, head: torch.nn.Module):
+        super().__init__()
+        self.tokenizer, self.head = tokenizer, head
+
+    def forward(self, video: torch.Tensor) -> torch.Tensor:
+        return self.head.encode_video(self.tokenizer(video))
+
+
+def build_video_model(kind: str, scale: str, frames: int, device: torch.device | str = "cpu",
+                      target: torch.device | None = None) -> VideoModel:
+    """``kind``'s tokenizer and a ClipHead at ``scale``. ToMe takes the first half of the transformer's blocks
+    (merging to a quarter of the tubelets, r set for ``frames``); TrajTok's attention form is the one ``auto``
+    picks on ``target`` (default: this machine's accelerator) even when built on ``meta``."""
+    from heads import ClipHead
+    from trajtok.tokenizer import create_tokenizer
+    from trajtok.tokenizer.presets import PRESETS
+    from trajtok.tokenizer.trajectory_encoder import pick_attention_form
+
+    s = SCALES[scale]
+    depth, overrides = s["depth"], {}
+    if kind == "trajtok":
+        preset = PRESETS[s["preset"]]
+        patches = frames * (s["pixels"] // 4) ** 2
+        target = target or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        overrides["attention"] = pick_attention_form("auto", target, preset["num_slots"], patches,
+                                                     preset["heads"] * preset["head_dim"])
+    else:
+        overrides["dim"] = s["width"]
+    if kind == "tome":
+        merge_depth = depth // 2
+        overrides.update(depth=merge_depth, heads=s["heads"], r=tome_r(tubelet_count(scale, frames), merge_depth))
+        depth -= merge_depth
+    with torch.device(device):
+        tokenizer = create_tokenizer(s["preset"], kind, **overrides)
+        head = ClipHead(width=s["width"], depth=depth, heads=s["heads"])
+        head.build(tokenizer.out_dim)
+    return VideoModel(tokenizer, head)
+
+
+def default_clips(frames: int, count: int = 64, cache_dir: str | None = None) -> tuple[torch.Tensor, list[dict]]:
+    """``count`` test clips of the embedded default data (its 64-frame variant, so that 8 to 64 frames sample
+    the same scenes), ``frames`` frames each at 64 px, and their annotation rows (captions, objects)."""
+    from datamodules import VideoTextDataModule
+
+    data = VideoTextDataModule(num_frames=frames, image_size=64, eval_batch_size=count, load_pseudo_labels=False,
+                               cache_dir=cache_dir, synthetic_train=256, synthetic_val=32, synthetic_test=count,
+                               synthetic_frames=64)
+    data.prepare_data()
+    data.setup("test")
+    batch = next(iter(data.test_dataloader()))
+    rows = [json.loads(line) for line in Path(data.annotation_path("test")).read_text().splitlines()]
+    return batch["video"], [rows[i] for i in batch["index"].tolist()]
+
+
+# ------------------------------------------------------------------------------------- runs of the real CLI
+TRAJTOK = str(Path(sys.executable).with_name("trajtok"))
+
+
+def run_trajtok(args: list[str], cwd: Path = ROOT) -> str:
+    """``trajtok *args`` as a user runs it; its stdout + stderr, or an error with the tail of stderr."""
+    result = subprocess.run([TRAJTOK, *args], cwd=cwd, capture_output=True, text=True, check=False)
+    if result.returncode:
+        raise RuntimeError(f"trajtok {' '.join(args)} failed:\n{result.stderr[-3000:]}")
+    return result.stdout + result.stderr
+
+
+def retrieval_metrics(output: str) -> dict[str, float]:
+    """The module's printed ``Retrieval (test)`` table as ``{"t2v_r1": ..., "v2t_medr": ...}``."""
+    names = ("r1", "r5", "r10", "medr", "meanr")
+    metrics = {}
+    for direction, *values in re.findall(r"^(t2v|v2t)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s*$",
+                                         output, flags=re.MULTILINE):
+        metrics.update({f"{direction}_{name}": float(v) for name, v in zip(names, values)})
+    if not metrics:
+        raise ValueError("no 'Retrieval (test)' table in the output")
+    return metrics
+
+
+def logged_value(output: str, key: str) -> float | None:
+    """A value from Lightning's printed metric table (``│ test/tokens │ 11.6 │``)."""
+    match = re.search(rf"{re.escape(key)}\s*│\s*([-\d.e]+)", output)
+    return float(match.group(1)) if match else None
+
+
+def trainable_params(fit_output: str) -> int:
+    """Lightning's model summary line, e.g. ``Trainable params: 787 K``."""
+    match = re.search(r"Trainable params:?\s*([\d.]+)\s*([KMB]?)", fit_output)
+    if not match:
+        raise ValueError("no 'Trainable params' line in the fit output")
+    scale = {"": 1, "K": 1e3, "M": 1e6, "B": 1e9}[match.group(2)]
+    return int(float(match.group(1)) * scale)

@@ -1,0 +1,125 @@
+"""Forward GFLOPs per clip of TrajViT2 and its peers, counted exactly. A benchmark, not a test.
+
+    python benchmarks/flops.py [--frames 8 16 32 64] [--scales cpu vit-b vit-l] [--out results/flops.json]
+
+The video side of the CLIP model (tokenizer + the head's video transformer + projection; the text tower is the
+same for all) at each scale of ``benchmarks.common.SCALES``: the CPU configs' (64 px, width 192, depth 4) and the
+paper's (224 px, TrajTok ``base`` preset; ViT-B and ViT-L encoders), for T = 8 to 64. Counted with
+``FlopCounterMode`` on meta tensors (exact shapes, no compute, machine independent), with the corrections of
+``trajtok.flops.CORRECTED_FLOPS`` so that fused attention kernels are not counted as zero. TrajViT2's tokenizer
+share is reported separately.
+
+RLT's count depends on the content: its encoder is counted over the fraction of tubelets RLT keeps on the
+embedded default data at that T (measured here, printed), so its numbers hold for that data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import (
+    KINDS,
+    LABELS,
+    SCALES,
+    build_video_model,
+    default_clips,
+    environment,
+    print_table,
+    tubelet_count,
+    write_results,
+)
+from trajtok.flops import count_flops
+from trajtok.tokenizer import create_tokenizer
+from trajtok.tokens import TrajectoryTokens
+
+
+def rlt_kept_fraction(frames: int) -> float:
+    """Mean fraction of tubelets RLT keeps on the default data's test clips at ``frames`` frames (CPU preset)."""
+    video, _ = default_clips(frames)
+    with torch.no_grad():
+        out = create_tokenizer("tiny", "rlt")(video)
+    return float(out.num_valid.float().mean()) / tubelet_count("cpu", frames)
+
+
+def count_model(kind: str, scale: str, frames: int, kept: float) -> dict:
+    model = build_video_model(kind, scale, frames, device="meta")
+    pixels = SCALES[scale]["pixels"]
+    video = torch.empty(1, frames, 3, pixels, pixels, device="meta")
+    if kind == "rlt":  # meta tensors have no content: embed every tubelet, encode the kept ones
+        kept_tokens = round(kept * tubelet_count(scale, frames))
+        tokenizer = count_flops(lambda: model.tokenizer.embed(video))
+        tokens = torch.empty(1, kept_tokens, model.tokenizer.out_dim, device="meta")
+        valid = torch.ones(1, kept_tokens, dtype=torch.bool, device="meta")
+        labels = torch.empty(1, 1, 1, 1, dtype=torch.long, device="meta")
+        head = count_flops(lambda: model.head.encode_video(TrajectoryTokens(tokens, valid, None, labels, (1, 1, 1))))
+        return {"total": tokenizer + head, "tokenizer": tokenizer, "tokens": kept_tokens}
+    out = model.tokenizer(video)
+    tokenizer = count_flops(lambda: model.tokenizer(video))
+    return {"total": count_flops(lambda: model(video)), "tokenizer": tokenizer, "tokens": out.tokens.shape[1]}
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    scales = list(results["scales"])
+    fig, axes = plt.subplots(1, len(scales), figsize=(5.5 * len(scales), 4.2), squeeze=False)
+    for ax, scale in zip(axes[0], scales):
+        rows = [r for r in results["rows"] if r["scale"] == scale]
+        for kind in KINDS:
+            mine = [r for r in rows if r["kind"] == kind]
+            ax.plot([r["T"] for r in mine], [r["gflops"] for r in mine], "o-", label=LABELS[kind])
+        trajtok = [r for r in rows if r["kind"] == "trajtok"]
+        ax.plot([r["T"] for r in trajtok], [r["tokenizer_gflops"] for r in trajtok], "k:", label="TrajTok tokenizer")
+        ax.set(xlabel="T (frames)", ylabel="forward GFLOPs per clip", xscale="log", yscale="log", title=scale)
+        ax.set_xticks(results["frames"], [str(t) for t in results["frames"]])
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--frames", type=int, nargs="+", default=[8, 16, 32, 64])
+    parser.add_argument("--scales", nargs="+", default=list(SCALES), choices=list(SCALES))
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+
+    kept = {T: rlt_kept_fraction(T) for T in args.frames}
+    rows = []
+    for scale in args.scales:
+        for T in args.frames:
+            for kind in KINDS:
+                counted = count_model(kind, scale, T, kept[T])
+                rows.append({"scale": scale, "T": T, "kind": kind, "tokens": counted["tokens"],
+                             "gflops": counted["total"] / 1e9, "tokenizer_gflops": counted["tokenizer"] / 1e9})
+                print(f"  {scale} T={T} {kind}: {counted['total'] / 1e9:.1f} GFLOPs", file=sys.stderr, flush=True)
+    results = {"env": environment(), "frames": args.frames, "scales": args.scales, "rlt_kept_fraction": kept,
+               "rows": rows, "notes": ["forward FLOPs (2 x multiply-adds) per clip, batch 1; video side only",
+                                       "RLT: encoder over the kept fraction measured on the default data"]}
+
+    print("\nRLT keeps " + ", ".join(f"{100 * f:.0f}% at T={T}" for T, f in kept.items())
+          + " of the tubelets of the default data")
+    for scale in args.scales:
+        table = []
+        for T in args.frames:
+            by_kind = {r["kind"]: r for r in rows if r["scale"] == scale and r["T"] == T}
+            base = by_kind["vit3d"]["gflops"]
+            trajtok = by_kind["trajtok"]
+            table.append([str(T)] + [f"{by_kind[k]['gflops']:.1f} ({by_kind[k]['tokens']})" for k in KINDS]
+                         + [f"{trajtok['tokenizer_gflops']:.1f} ({100 * trajtok['tokenizer_gflops'] / trajtok['gflops']:.0f}%)",
+                            f"{trajtok['gflops'] / base:.2f}"])
+        s = SCALES[scale]
+        print_table(f"{scale}: {s['pixels']} px, TrajTok '{s['preset']}', encoder width {s['width']} depth {s['depth']}"
+                    " - forward GFLOPs per clip (tokens)",
+                    ["T", *(LABELS[k] for k in KINDS), "TrajTok tokenizer (share)", "TrajViT2 / ViT3D"], table)
+    write_results("flops", results, plot, args.out)
+
+
+if __name__ == "__main__":
+    main()
