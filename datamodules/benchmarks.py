@@ -87,8 +87,10 @@ def _read_json(path: str) -> Any:
 def _json_list(path: str) -> list[tuple[int, Any]]:
     """(1-based position, row) of a JSON file holding one list."""
     data = _read_json(path)
-    if not isinstance(data, list) or not data:
-        raise ValueError(f"{path}: expected a non-empty JSON list of rows, got {type(data).__name__}")
+    if not isinstance(data, list):
+        raise ValueError(f"{path}: expected a JSON list of rows, got {type(data).__name__}")  # noqa: TRY004
+    if not data:
+        raise ValueError(f"{path}: no rows")
     return list(enumerate(data, start=1))
 
 
@@ -163,7 +165,7 @@ def read_msrvtt_data(
     if not isinstance(data, dict) or not isinstance(data.get("videos"), list) or not isinstance(
         data.get("sentences"), list
     ):
-        raise ValueError(f"{path}: expected an object with lists 'videos' and 'sentences'")
+        raise ValueError(f"{path}: expected an object with lists 'videos' and 'sentences'")  # noqa: TRY004
     splits: dict[str, str] = {}
     for i, video in enumerate(data["videos"]):
         where = f"videos[{i}]"

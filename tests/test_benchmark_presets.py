@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import benchmark_fixtures as fx
 import pytest
 import yaml
 
-import benchmark_fixtures as fx
 from trajtok.cli import TrajTokCLI
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,11 +8,11 @@ import json
 import os
 from pathlib import Path
 
+import benchmark_fixtures as fx
 import pytest
 import torch
 from lightning.pytorch import Callback
 
-import benchmark_fixtures as fx
 from datamodules.annotations import LabelledVideoRecord, VideoTextRecord
 from datamodules.benchmark_data import ClassificationBenchmark, RetrievalBenchmark
 from datamodules.benchmarks import (
