@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -179,8 +180,8 @@ def test_synthetic_frames_are_the_middle_frames_of_the_clips_with_their_captions
     cfg = SyntheticConfig(train=6, val=2, test=2, num_frames=4)
     folder = ensure_synthetic_frames(str(tmp_path), cfg)
     assert ensure_synthetic_frames(str(tmp_path), cfg) == folder  # written once
-    rows = [json.loads(line) for line in open(f"{folder}/train.jsonl")]
-    videos = [json.loads(line) for line in open(tmp_path / cfg.name() / "train.jsonl")]
+    rows = [json.loads(line) for line in Path(folder, "train.jsonl").read_text().splitlines()]
+    videos = [json.loads(line) for line in (tmp_path / cfg.name() / "train.jsonl").read_text().splitlines()]
     assert len(rows) == 6 and [r["caption"] for r in rows] == [v["caption"] for v in videos]
     middle = decode_clip(str(tmp_path / cfg.name() / videos[0]["video"]), 1, "middle").frames
     assert torch.equal(decode_image(f"{folder}/{rows[0]['image']}"), middle)
