@@ -73,6 +73,10 @@ class ClipHead(Head):
         return F.normalize(self.text_proj(self.text_encoder(texts)), dim=-1)
 
     def losses(self, tokens: TrajectoryTokens, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        if "text" not in batch:
+            if self.training:
+                raise ValueError("the CLIP head trains on captioned clips, but the batch has no 'text'")
+            return {}  # zero-shot evaluation of labelled clips: no captions to contrast with
         video = self.encode_video(tokens)
         text = self.encode_text(batch["text"])
         return {"contrastive": clip_loss(video, text, self.logit_scale())}

@@ -85,9 +85,6 @@ def test_classification_preset_fits_a_probe(name, tmp_path):
     assert cli.model.head.num_classes == 3  # the benchmark's classes, handed to the head
 
 
-@pytest.mark.xfail(raises=KeyError, strict=True,
-                   reason="TrajTokModule's evaluation step asks ClipHead.losses for a contrastive loss, which "
-                          "reads batch['text'], absent from classification batches (heads/clip.py)")
 @pytest.mark.parametrize("name", ["k400", "ssv2"])
 def test_classification_preset_tests_zero_shot_with_the_clip_head(name, tmp_path):
     root = fx.layout(name, tmp_path / "data")

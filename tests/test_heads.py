@@ -10,6 +10,7 @@ from trajtok.module import TrajTokModule, retrieval_table
 from trajtok.optim import decay_groups, warmup_cosine
 from trajtok.segmentation import SegmentationLoss
 from trajtok.tokenizer import ConvPyramid, TrajTok
+from trajtok.tokens import TrajectoryTokens
 
 
 def tiny_tokenizer() -> TrajTok:
@@ -112,3 +113,18 @@ def test_retrieval_table_format():
     table = retrieval_table(metrics, "test")
     assert table.splitlines()[2].split() == ["t2v", "1.00", "1.00", "1.00", "1.00", "1.00"]
     assert retrieval_table({}, "test") == ""
+
+
+def test_clip_head_scores_labelled_clips_zero_shot_but_will_not_train_on_them():
+    head = ClipHead(width=32, depth=1, heads=2, embed_dim=16, classnames=["red", "blue"])
+    head.build(32)
+    tokens = TrajectoryTokens(torch.randn(2, 5, 32), torch.ones(2, 5, dtype=torch.bool), None,
+                              torch.zeros(2, 1, 1, 1, dtype=torch.long), (1, 1, 1))
+    batch = {"label": torch.tensor([0, 1]), "index": torch.arange(2)}
+    head.eval()
+    assert head.losses(tokens, batch) == {}
+    head.update_metrics(tokens, batch)
+    assert "zeroshot_top1" in head.compute_metrics()
+    head.train()
+    with pytest.raises(ValueError, match="no 'text'"):
+        head.losses(tokens, batch)
