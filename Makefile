@@ -31,10 +31,16 @@ lint: install
 	$(BIN)/python -m pip install -q ruff
 	$(BIN)/ruff check trajtok heads datamodules tests benchmarks
 
-# Benchmarks into results/: tokenizer speed/FLOPs/memory (the 'bench' extra, matplotlib, adds a PNG plot);
-# the probe and VLM comparisons are run on their own (see their docstrings: tens of minutes on 2 cores).
+# Benchmarks into results/, each a JSON, a PNG plot (the 'bench' extra: matplotlib) and a printed table: TrajViT2
+# against its peers (FLOPs, retrieval quality after a short training, token counts of the trained model, speed and
+# memory), then the tokenizer's own speed. About an hour on 2 CPU cores. The probe, VLM and image co-training
+# comparisons are run on their own (see their docstrings: tens of minutes each).
 bench: install
 	$(BIN)/python -m pip install -q -e '.[bench]'
+	$(BIN)/python benchmarks/flops.py
+	$(BIN)/python benchmarks/quality.py
+	$(BIN)/python benchmarks/tokens.py
+	$(BIN)/python benchmarks/speed.py
 	$(BIN)/python benchmarks/tokenizer_speed.py
 
 clean:

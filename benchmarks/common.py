@@ -179,19 +179,26 @@ def build_video_model(kind: str, scale: str, frames: int, device: torch.device |
     return VideoModel(tokenizer, head)
 
 
-def default_clips(frames: int, count: int = 64, cache_dir: str | None = None) -> tuple[torch.Tensor, list[dict]]:
+def default_clips(frames: int, count: int = 64, pixels: int = 64, annotations: Path | None = None,
+                  cache_dir: str | None = None) -> tuple[torch.Tensor, list[dict]]:
     """``count`` test clips of the embedded default data (its 64-frame variant, so that 8 to 64 frames sample
-    the same scenes), ``frames`` frames each at 64 px, and their annotation rows (captions, objects)."""
+    the same scenes), or of an ``annotations`` file, ``frames`` frames each at ``pixels`` px, and their
+    annotation rows (captions, objects), read through the training data path (decoding, resizing, normalising)."""
     from datamodules import VideoTextDataModule
 
-    data = VideoTextDataModule(num_frames=frames, image_size=64, eval_batch_size=count, load_pseudo_labels=False,
+    real = {} if annotations is None else {"test_annotations": str(annotations)}
+    data = VideoTextDataModule(num_frames=frames, image_size=pixels, eval_batch_size=count, load_pseudo_labels=False,
                                cache_dir=cache_dir, synthetic_train=256, synthetic_val=32, synthetic_test=count,
-                               synthetic_frames=64)
+                               synthetic_frames=64, **real)
     data.prepare_data()
     data.setup("test")
     batch = next(iter(data.test_dataloader()))
     rows = [json.loads(line) for line in Path(data.annotation_path("test")).read_text().splitlines()]
     return batch["video"], [rows[i] for i in batch["index"].tolist()]
+
+
+#: 24 real MSR-VTT clips, where this checkout sits beside the shared data (never part of the repository).
+MSRVTT24 = ROOT.parent / "shared" / "data" / "msrvtt24" / "captions.jsonl"
 
 
 # ------------------------------------------------------------------------------------- runs of the real CLI

@@ -9,8 +9,10 @@ paper's (224 px, TrajTok ``base`` preset; ViT-B and ViT-L encoders), for T = 8 t
 ``trajtok.flops.CORRECTED_FLOPS`` so that fused attention kernels are not counted as zero. TrajViT2's tokenizer
 share is reported separately.
 
-RLT's count depends on the content: its encoder is counted over the fraction of tubelets RLT keeps on the
-embedded default data at that T (measured here, printed), so its numbers hold for that data.
+RLT's count depends on the content: its encoder is counted over the fraction of tubelets RLT keeps at that T
+(measured here and printed) on the embedded default data, whose backgrounds never move (RLT's best case); where
+the 24 real MSR-VTT clips of ``../shared/data/msrvtt24`` are present, also over the fraction it keeps on those
+at 224 px (row "RLT (real)").
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import (
     KINDS,
     LABELS,
+    MSRVTT24,
     SCALES,
     build_video_model,
     default_clips,
@@ -38,13 +41,18 @@ from trajtok.flops import count_flops
 from trajtok.tokenizer import create_tokenizer
 from trajtok.tokens import TrajectoryTokens
 
+NAMES = {**LABELS, "rlt_real": "RLT (real)"}
 
-def rlt_kept_fraction(frames: int) -> float:
-    """Mean fraction of tubelets RLT keeps on the default data's test clips at ``frames`` frames (CPU preset)."""
-    video, _ = default_clips(frames)
+
+def rlt_kept_fraction(frames: int, annotations: Path | None = None) -> float:
+    """Mean fraction of tubelets RLT keeps at ``frames`` frames: of the default data's test clips (CPU preset,
+    64 px), or of the clips of ``annotations`` (base preset, 224 px)."""
+    scale, preset = ("cpu", "tiny") if annotations is None else ("vit-b", "base")
+    video, _ = default_clips(frames, count=24 if annotations else 64, pixels=SCALES[scale]["pixels"],
+                             annotations=annotations)
     with torch.no_grad():
-        out = create_tokenizer("tiny", "rlt")(video)
-    return float(out.num_valid.float().mean()) / tubelet_count("cpu", frames)
+        out = create_tokenizer(preset, "rlt", dim=8)(video)
+    return float(out.num_valid.float().mean()) / tubelet_count(scale, frames)
 
 
 def count_model(kind: str, scale: str, frames: int, kept: float) -> dict:
@@ -71,13 +79,15 @@ def plot(results: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, len(scales), figsize=(5.5 * len(scales), 4.2), squeeze=False)
     for ax, scale in zip(axes[0], scales):
         rows = [r for r in results["rows"] if r["scale"] == scale]
-        for kind in KINDS:
+        for kind, name in NAMES.items():
             mine = [r for r in rows if r["kind"] == kind]
-            ax.plot([r["T"] for r in mine], [r["gflops"] for r in mine], "o-", label=LABELS[kind])
+            if mine:
+                ax.plot([r["T"] for r in mine], [r["gflops"] for r in mine], "o-", label=name)
         trajtok = [r for r in rows if r["kind"] == "trajtok"]
         ax.plot([r["T"] for r in trajtok], [r["tokenizer_gflops"] for r in trajtok], "k:", label="TrajTok tokenizer")
         ax.set(xlabel="T (frames)", ylabel="forward GFLOPs per clip", xscale="log", yscale="log", title=scale)
         ax.set_xticks(results["frames"], [str(t) for t in results["frames"]])
+        ax.minorticks_off()
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -90,12 +100,15 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
-    kept = {T: rlt_kept_fraction(T) for T in args.frames}
+    kept = {"rlt": {T: rlt_kept_fraction(T) for T in args.frames}}
+    if MSRVTT24.exists():
+        kept["rlt_real"] = {T: rlt_kept_fraction(T, MSRVTT24) for T in args.frames}
+    columns = [*KINDS, *(["rlt_real"] if "rlt_real" in kept else [])]
     rows = []
     for scale in args.scales:
         for T in args.frames:
-            for kind in KINDS:
-                counted = count_model(kind, scale, T, kept[T])
+            for kind in columns:
+                counted = count_model(kind.removesuffix("_real"), scale, T, kept.get(kind, kept["rlt"])[T])
                 rows.append({"scale": scale, "T": T, "kind": kind, "tokens": counted["tokens"],
                              "gflops": counted["total"] / 1e9, "tokenizer_gflops": counted["tokenizer"] / 1e9})
                 print(f"  {scale} T={T} {kind}: {counted['total'] / 1e9:.1f} GFLOPs", file=sys.stderr, flush=True)
@@ -103,21 +116,23 @@ def main() -> None:
                "rows": rows, "notes": ["forward FLOPs (2 x multiply-adds) per clip, batch 1; video side only",
                                        "RLT: encoder over the kept fraction measured on the default data"]}
 
-    print("\nRLT keeps " + ", ".join(f"{100 * f:.0f}% at T={T}" for T, f in kept.items())
-          + " of the tubelets of the default data")
+    for kind, data in (("rlt", "the default data"), ("rlt_real", "the 24 real MSR-VTT clips")):
+        if kind in kept:
+            print("\nRLT keeps " + ", ".join(f"{100 * f:.0f}% at T={T}" for T, f in kept[kind].items())
+                  + f" of the tubelets of {data}")
     for scale in args.scales:
         table = []
         for T in args.frames:
             by_kind = {r["kind"]: r for r in rows if r["scale"] == scale and r["T"] == T}
             base = by_kind["vit3d"]["gflops"]
             trajtok = by_kind["trajtok"]
-            table.append([str(T)] + [f"{by_kind[k]['gflops']:.1f} ({by_kind[k]['tokens']})" for k in KINDS]
+            table.append([str(T)] + [f"{by_kind[k]['gflops']:.1f} ({by_kind[k]['tokens']})" for k in columns]
                          + [f"{trajtok['tokenizer_gflops']:.1f} ({100 * trajtok['tokenizer_gflops'] / trajtok['gflops']:.0f}%)",
                             f"{trajtok['gflops'] / base:.2f}"])
         s = SCALES[scale]
         print_table(f"{scale}: {s['pixels']} px, TrajTok '{s['preset']}', encoder width {s['width']} depth {s['depth']}"
                     " - forward GFLOPs per clip (tokens)",
-                    ["T", *(LABELS[k] for k in KINDS), "TrajTok tokenizer (share)", "TrajViT2 / ViT3D"], table)
+                    ["T", *(NAMES[k] for k in columns), "TrajTok tokenizer (share)", "TrajViT2 / ViT3D"], table)
     write_results("flops", results, plot, args.out)
 
 

@@ -55,6 +55,7 @@ def plot(results: dict, path: Path) -> None:
     by_t.set(xlabel="T (frames)", ylabel="valid tokens per clip (mean)", xscale="log", yscale="log",
              title="token count vs clip length, same scenes")
     by_t.set_xticks(results["frames"], [str(t) for t in results["frames"]])
+    by_t.minorticks_off()
     by_t.legend(fontsize=8)
     for T in results["frames"]:
         counts = results["trajtok_by_objects"][str(T)]

@@ -1,0 +1,233 @@
+"""Inference and training-step throughput and peak memory of TrajViT2 and its peers. A benchmark, not a test.
+
+    python benchmarks/speed.py [--frames 8 16 32 64] [--scales cpu] [--batch 4] [--budget 300] [--threads N]
+
+The video models of ``benchmarks/flops.py`` (tokenizer + the head's video transformer), fed test clips of the
+default data. Inference: a forward pass without gradients. Training step: the CLIP loss against the clips'
+captions (text tower included, the same for all), backward and an AdamW step. For each (scale, T) the models
+run interleaved, round after round, after a warm-up round, and the median time is reported as clips/s with
+the ratio to ViT3D. Peak memory: on a GPU ``torch.cuda.max_memory_allocated`` around one model's steps; on
+CPU the peak RSS of a fresh process running one model's steps, less its RSS before them.
+
+Sizes that do not fit are listed as such with the reason: the paper's 224 px scales are timed only on a GPU (on
+CPU a ViT-L step at T = 64 takes minutes), and a configuration whose estimated time (from the previous T)
+would overrun ``--budget`` is not timed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import (
+    KINDS,
+    LABELS,
+    SCALES,
+    build_video_model,
+    current_rss_bytes,
+    default_clips,
+    environment,
+    machine_load,
+    peak_rss_bytes,
+    print_table,
+    reset_peak_rss,
+    summarize,
+    sync,
+    write_results,
+)
+
+
+class Runner:
+    """One model's inference and training step on fixed inputs."""
+
+    def __init__(self, kind: str, scale: str, video: torch.Tensor, captions: list[str], device: torch.device):
+        torch.manual_seed(0)
+        self.model = build_video_model(kind, scale, video.shape[1]).to(device)
+        self.video, self.captions, self.device = video.to(device), captions, device
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-4)
+
+    def infer(self) -> float:
+        self.model.eval()
+        sync(self.device)
+        start = time.perf_counter()
+        with torch.no_grad():
+            self.model(self.video)
+        sync(self.device)
+        return time.perf_counter() - start
+
+    def train_step(self) -> float:
+        self.model.train()
+        sync(self.device)
+        start = time.perf_counter()
+        tokens = self.model.tokenizer(self.video)
+        loss = self.model.head.losses(tokens, {"text": self.captions})["contrastive"]
+        loss.backward()
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        sync(self.device)
+        return time.perf_counter() - start
+
+
+def inputs(scale: str, frames: int, batch: int) -> tuple[torch.Tensor, list[str]]:
+    video, rows = default_clips(frames, count=batch, pixels=SCALES[scale]["pixels"])
+    return video, [r["caption"][0] for r in rows]
+
+
+def peak_memory(kind: str, scale: str, frames: int, batch: int, device: torch.device) -> dict:
+    """Peak memory of inference and of a training step (bytes above what was allocated before them)."""
+    video, captions = inputs(scale, frames, batch)
+    if device.type == "cuda":
+        runner = Runner(kind, scale, video, captions, device)
+        peaks = {}
+        for name, step in (("infer", runner.infer), ("train", runner.train_step)):
+            torch.cuda.reset_peak_memory_stats(device)
+            before = torch.cuda.memory_allocated(device)
+            step()
+            peaks[name] = torch.cuda.max_memory_allocated(device) - before
+        return {**peaks, "method": "torch.cuda.max_memory_allocated - allocated before"}
+    spec = json.dumps({"kind": kind, "scale": scale, "frames": frames, "batch": batch})
+    command = [sys.executable, __file__, "--threads", str(torch.get_num_threads()), "--memory-worker", spec]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode:
+        return {"error": done.stderr.strip()[-300:]}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def memory_worker(spec: dict) -> dict:
+    """In a fresh process: RSS high-water mark of inference, then of a training step, above the RSS before."""
+    video, captions = inputs(spec["scale"], spec["frames"], spec["batch"])
+    runner = Runner(spec["kind"], spec["scale"], video, captions, torch.device("cpu"))
+    resettable = reset_peak_rss()
+    before = current_rss_bytes()
+    runner.infer()
+    infer = peak_rss_bytes() - before
+    runner.train_step()
+    return {"infer": infer, "train": peak_rss_bytes() - before,
+            "method": "peak RSS (VmHWM) - RSS before, fresh process" + ("" if resettable else " (not reset)")}
+
+
+def bench(scale: str, frames: int, args, device: torch.device) -> list[dict]:
+    video, captions = inputs(scale, frames, args.batch)
+    runners = {kind: Runner(kind, scale, video, captions, device) for kind in KINDS}
+    times = {kind: {"infer": [], "train": []} for kind in KINDS}
+    for round_ in range(args.repeats + 1):  # round 0 is the warm-up
+        for kind, runner in runners.items():
+            infer, train = runner.infer(), runner.train_step()
+            if round_:
+                times[kind]["infer"].append(infer)
+                times[kind]["train"].append(train)
+    rows = []
+    for kind in KINDS:
+        row = {"scale": scale, "T": frames, "kind": kind, "batch": args.batch, "timed": True,
+               "time": {k: summarize(v) for k, v in times[kind].items()},
+               "memory": peak_memory(kind, scale, frames, args.batch, device)}
+        for step in ("infer", "train"):
+            row[f"{step}_clips_per_s"] = args.batch / (row["time"][step]["median_ms"] / 1e3)
+        rows.append(row)
+    for row in rows:
+        vit3d = next(r for r in rows if r["kind"] == "vit3d")
+        for step in ("infer", "train"):
+            row[f"{step}_vs_vit3d"] = row[f"{step}_clips_per_s"] / vit3d[f"{step}_clips_per_s"]
+    return rows
+
+
+def not_timed(scale: str, frames: int, reason: str) -> list[dict]:
+    return [{"scale": scale, "T": frames, "kind": kind, "timed": False, "reason": reason} for kind in KINDS]
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    timed = [r for r in results["rows"] if r["timed"]]
+    scales = sorted({r["scale"] for r in timed}, key=list(SCALES).index)
+    fig, axes = plt.subplots(len(scales), 3, figsize=(15, 4.2 * len(scales)), squeeze=False)
+    for row_axes, scale in zip(axes, scales):
+        for ax, key, label in ((row_axes[0], "infer_clips_per_s", "inference clips/s"),
+                               (row_axes[1], "train_clips_per_s", "training clips/s"),
+                               (row_axes[2], "memory", "training peak memory (MiB)")):
+            for kind in KINDS:
+                mine = [r for r in timed if r["scale"] == scale and r["kind"] == kind]
+                values = [r["memory"].get("train", float("nan")) / 2**20 if key == "memory" else r[key] for r in mine]
+                ax.plot([r["T"] for r in mine], values, "o-", label=LABELS[kind])
+            ax.set(xlabel="T (frames)", ylabel=label, xscale="log", yscale="log", title=f"{scale}: {label}")
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--frames", type=int, nargs="+", default=[8, 16, 32, 64])
+    parser.add_argument("--scales", nargs="+", default=list(SCALES), choices=list(SCALES))
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--budget", type=float, default=300.0, help="seconds of timing per scale")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default torch's)")
+    parser.add_argument("--memory-worker", help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.memory_worker:
+        print(json.dumps(memory_worker(json.loads(args.memory_worker))))
+        return
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    rows, load = [], {"start": machine_load()}
+    for scale in args.scales:
+        deadline, previous = time.monotonic() + args.budget, None  # previous: (T, seconds it took)
+        for frames in args.frames:
+            if device.type == "cpu" and scale != "cpu":
+                rows += not_timed(scale, frames, "224 px models are timed on a GPU only (none here)")
+                continue
+            left = deadline - time.monotonic()
+            # Cost grows at least linearly in T (quadratically for ViT3D's attention): a floor on the estimate.
+            estimate = previous[1] * frames / previous[0] if previous else 0.0
+            if estimate > left:
+                rows += not_timed(scale, frames, f"estimated {estimate:.0f} s > {max(left, 0):.0f} s left of --budget")
+                continue
+            start = time.monotonic()
+            try:
+                rows += bench(scale, frames, args, device)
+            except torch.OutOfMemoryError as error:
+                rows += not_timed(scale, frames, f"out of memory: {str(error)[:120]}")
+            previous = (frames, time.monotonic() - start)
+            print(f"  {scale} T={frames}: {previous[1]:.0f} s", file=sys.stderr, flush=True)
+    load["end"] = machine_load()
+
+    header = ["T", *(f"{LABELS[k]}" for k in KINDS)]
+    for scale in args.scales:
+        for step, title in (("infer", "inference"), ("train", "training step")):
+            table = []
+            for frames in args.frames:
+                by_kind = {r["kind"]: r for r in rows if r["scale"] == scale and r["T"] == frames}
+                if not by_kind["vit3d"]["timed"]:
+                    table.append([str(frames), f"not timed: {by_kind['vit3d']['reason']}"] + [""] * (len(KINDS) - 1))
+                    continue
+                table.append([str(frames)] + [f"{by_kind[k][f'{step}_clips_per_s']:.1f} ({by_kind[k][f'{step}_vs_vit3d']:.2f}x)"
+                                              for k in KINDS])
+            print_table(f"{scale}, batch {args.batch}: {title} clips/s, median of {args.repeats} (ratio to ViT3D)",
+                        header, table)
+        table = [[str(r["T"])] for r in rows if r["scale"] == scale and r["kind"] == "vit3d" and r["timed"]]
+        for cells in table:
+            for kind in KINDS:
+                row = next(r for r in rows if r["scale"] == scale and r["T"] == int(cells[0]) and r["kind"] == kind)
+                memory = row["memory"]
+                cells.append(f"{memory['infer'] / 2**20:.0f} / {memory['train'] / 2**20:.0f}" if "train" in memory
+                             else "error")
+        if table:
+            print_table(f"{scale}: peak memory MiB, inference / training step", header, table)
+    write_results("speed", {"env": environment(), "load": load, "batch": args.batch, "repeats": args.repeats,
+                            "rows": rows}, plot, args.out)
+
+
+if __name__ == "__main__":
+    main()
