@@ -13,37 +13,23 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
-import re
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-TRAJTOK = str(Path(sys.executable).with_name("trajtok"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import (
+    ROOT,
+    environment,
+    retrieval_metrics,
+    run_trajtok,
+    write_results,
+)
+
 WORK = ROOT / "runs" / "benchmarks" / "image_cotraining"
 RUNS = {"videos": "clip", "videos + images": "clip_images"}  # the config of each; its runs/<name> folder
-COLUMNS = ("r1", "r5", "r10", "medr", "meanr")
-
-
-def run(args: list[str]) -> str:
-    result = subprocess.run([TRAJTOK, *args], check=False, cwd=WORK, capture_output=True, text=True)
-    if result.returncode:
-        raise RuntimeError(f"trajtok {' '.join(args)} failed:\n{result.stderr[-3000:]}")
-    return result.stdout + result.stderr
-
-
-def retrieval(test_output: str) -> dict[str, float]:
-    """The module's retrieval table (``t2v  R@1 R@5 R@10 MdR MnR``, then ``v2t``) as ``{"t2v_r1": ...}``."""
-    metrics = {}
-    for direction in ("t2v", "v2t"):
-        match = re.search(rf"^{direction}\s+" + r"\s+".join([r"([\d.]+)"] * len(COLUMNS)), test_output, re.MULTILINE)
-        if not match:
-            raise ValueError(f"no {direction} row in the test output's retrieval table")
-        metrics.update({f"{direction}_{c}": float(v) for c, v in zip(COLUMNS, match.groups())})
-    return metrics
 
 
 def last_losses(name: str) -> dict[str, float]:
@@ -60,7 +46,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=60, help="optimiser steps of every run")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "image_cotraining.json"))
+    parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
     rows = []
@@ -70,12 +56,12 @@ def main() -> None:
             WORK.mkdir(parents=True, exist_ok=True)
             common = ["--config", str(ROOT / "configs" / f"{name}.yaml"), f"--seed_everything={seed}"]
             start = time.perf_counter()
-            run(["fit", *common, f"--trainer.max_steps={args.steps}", "--trainer.max_epochs=-1",
-                 "--trainer.limit_val_batches=0"])
+            run_trajtok(["fit", *common, f"--trainer.max_steps={args.steps}", "--trainer.max_epochs=-1",
+                 "--trainer.limit_val_batches=0"], cwd=WORK)
             minutes = (time.perf_counter() - start) / 60
-            test_output = run(["test", *common, f"--ckpt_path=runs/{name}/checkpoints/last.ckpt"])
+            test_output = run_trajtok(["test", *common, f"--ckpt_path=runs/{name}/checkpoints/last.ckpt"], cwd=WORK)
             row = {"data": data, "config": f"configs/{name}.yaml", "seed": seed, "steps": args.steps,
-                   **retrieval(test_output), "final_losses": last_losses(name), "fit_minutes": round(minutes, 1)}
+                   **retrieval_metrics(test_output), "final_losses": last_losses(name), "fit_minutes": round(minutes, 1)}
             print(row, flush=True)
             rows.append(row)
 
@@ -83,10 +69,7 @@ def main() -> None:
     for r in rows:
         print(f"{r['data']:<17}{r['seed']:>5}"
               + "".join(f"{r[f'{d}_{c}']:>10.2f}" for d in ("t2v", "v2t") for c in ("r1", "r5", "r10")))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"steps": args.steps, "runs": rows}, indent=1))
-    print(f"wrote {out}")
+    write_results("image_cotraining", {"env": environment(), "steps": args.steps, "runs": rows}, out=args.out)
 
 
 if __name__ == "__main__":
