@@ -11,7 +11,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from trajtok.tokenizer.tubelets import TubeletEmbedding, pad_frames
+from trajtok.tokenizer.tubelets import TubeletTokenizer, pad_frames
 from trajtok.tokens import TrajectoryTokens
 
 
@@ -52,7 +52,7 @@ def compact(tokens: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, tor
     return compacted, keep.gather(1, order), index
 
 
-class RLT(nn.Module):
+class RLT(TubeletTokenizer):
     """The run-length peer: tubelet tokens (as ``ViT3D``) minus those that repeat the previous step.
 
     ``labels`` map every tubelet to the token of its run. The output is cut to the batch's longest kept count;
@@ -66,17 +66,12 @@ class RLT(nn.Module):
 
     def __init__(self, dim: int = 768, threshold: float = 0.1, patch_size: int = 16, tubelet_frames: int = 2,
                  image_size: int = 224, max_frames: int = 64):
-        super().__init__()
+        super().__init__(dim, patch_size, tubelet_frames, image_size, max_frames)
         if threshold < 0:
             raise ValueError(f"threshold={threshold} must be non-negative")
         self.threshold = threshold
-        self.embed = TubeletEmbedding(dim, patch_size, tubelet_frames, image_size, max_frames)
         self.run_length = nn.Embedding(self.embed.pos_time.shape[0] + 1, dim)
         nn.init.trunc_normal_(self.run_length.weight, std=0.02)
-
-    @property
-    def out_dim(self) -> int:
-        return self.embed.dim
 
     def forward(self, video: torch.Tensor) -> TrajectoryTokens:
         embedded = self.embed(video)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from trajtok.tokenizer.tubelets import TubeletEmbedding
+from trajtok.tokenizer.tubelets import TubeletTokenizer
 from trajtok.tokens import TrajectoryTokens
 
 
-class TokenLearner(nn.Module):
+class TokenLearner(TubeletTokenizer):
     """``num_tokens`` learned attention maps over all tubelets of the clip, each pooling one token.
 
     The fixed-K counterpart of TrajTok: as few tokens, but a learned soft pooling with no notion of objects,
@@ -25,17 +25,12 @@ class TokenLearner(nn.Module):
 
     def __init__(self, dim: int = 768, num_tokens: int = 128, hidden: int | None = None, patch_size: int = 16,
                  tubelet_frames: int = 2, image_size: int = 224, max_frames: int = 64):
-        super().__init__()
+        super().__init__(dim, patch_size, tubelet_frames, image_size, max_frames)
         if num_tokens < 1:
             raise ValueError(f"num_tokens={num_tokens} must be positive")
-        self.embed = TubeletEmbedding(dim, patch_size, tubelet_frames, image_size, max_frames)
         hidden = hidden or dim
         self.score = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, num_tokens))
         self.norm = nn.LayerNorm(dim)
-
-    @property
-    def out_dim(self) -> int:
-        return self.embed.dim
 
     def forward(self, video: torch.Tensor) -> TrajectoryTokens:
         embedded = self.embed(video)

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trajtok.tokenizer.tubelets import TubeletEmbedding
+from trajtok.tokenizer.tubelets import TubeletTokenizer
 from trajtok.tokens import TrajectoryTokens
 
 
@@ -107,7 +107,7 @@ class MergingBlock(nn.Module):
         return x + self.mlp(self.norm_mlp(x)), size, matching
 
 
-class ToMe(nn.Module):
+class ToMe(TubeletTokenizer):
     """The token-merging peer: tubelet tokens through the first ``depth`` blocks of the video transformer, each
     merging ``r`` tokens (bipartite soft matching, proportional attention); the head's transformer is the rest.
 
@@ -125,16 +125,11 @@ class ToMe(nn.Module):
 
     def __init__(self, dim: int = 768, depth: int = 6, heads: int = 12, r: int = 96, mlp_ratio: float = 4.0,
                  patch_size: int = 16, tubelet_frames: int = 2, image_size: int = 224, max_frames: int = 64):
-        super().__init__()
+        super().__init__(dim, patch_size, tubelet_frames, image_size, max_frames)
         if depth < 1 or r < 0:
             raise ValueError(f"depth={depth} must be positive and r={r} non-negative")
         self.r = r
-        self.embed = TubeletEmbedding(dim, patch_size, tubelet_frames, image_size, max_frames)
         self.blocks = nn.ModuleList(MergingBlock(dim, heads, mlp_ratio) for _ in range(depth))
-
-    @property
-    def out_dim(self) -> int:
-        return self.embed.dim
 
     def forward(self, video: torch.Tensor) -> TrajectoryTokens:
         embedded = self.embed(video)

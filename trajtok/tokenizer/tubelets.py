@@ -77,7 +77,20 @@ class TubeletEmbedding(nn.Module):
         return x + self.pos_time[:t, None, None].to(x.dtype) + space[None].to(x.dtype)
 
 
-class ViT3D(nn.Module):
+class TubeletTokenizer(nn.Module):
+    """What the tubelet-based peers share: the embedding of ``video (B, T, 3, H, W)`` as tubelets, and its width
+    as the tokenizer's ``out_dim``. Arguments as ``TubeletEmbedding``'s."""
+
+    def __init__(self, dim: int, patch_size: int, tubelet_frames: int, image_size: int, max_frames: int):
+        super().__init__()
+        self.embed = TubeletEmbedding(dim, patch_size, tubelet_frames, image_size, max_frames)
+
+    @property
+    def out_dim(self) -> int:
+        return self.embed.dim
+
+
+class ViT3D(TubeletTokenizer):
     """ViT3D's tokenizer: every tubelet is a token, so the count is ``T/2 * H/16 * W/16`` whatever the content.
 
     The paper's patch baseline (2 x 16 x 16 tubelets at 224 px with a 3D position embedding); the video
@@ -87,12 +100,7 @@ class ViT3D(nn.Module):
 
     def __init__(self, dim: int = 768, patch_size: int = 16, tubelet_frames: int = 2, image_size: int = 224,
                  max_frames: int = 64):
-        super().__init__()
-        self.embed = TubeletEmbedding(dim, patch_size, tubelet_frames, image_size, max_frames)
-
-    @property
-    def out_dim(self) -> int:
-        return self.embed.dim
+        super().__init__(dim, patch_size, tubelet_frames, image_size, max_frames)
 
     def forward(self, video: torch.Tensor) -> TrajectoryTokens:
         x = self.embed(video)
