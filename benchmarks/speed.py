@@ -3,8 +3,9 @@
     python benchmarks/speed.py [--frames 8 16 32 64] [--scales cpu] [--batch 4] [--budget 300] [--threads N]
 
 The video models of ``benchmarks/flops.py`` (tokenizer + the head's video transformer), fed test clips of the
-default data. Inference: a forward pass without gradients. Training step: the CLIP loss against the clips'
-captions (text tower included, the same for all), backward and an AdamW step. For each (scale, T) the models
+default data, timed with CUDA events on a GPU and the wall clock on CPU. Inference: a forward pass without
+gradients. Training step: the CLIP loss against the clips' captions (text tower included, the same for all),
+backward and an AdamW step. For each (scale, T) the models
 run interleaved, round after round, after a warm-up round, and the median time is reported as clips/s with
 the ratio to ViT3D. Peak memory: on a GPU ``torch.cuda.max_memory_allocated`` around one model's steps; on
 CPU the peak RSS of a fresh process running one model's steps, less its RSS before them.
@@ -56,24 +57,34 @@ class Runner:
 
     def infer(self) -> float:
         self.model.eval()
-        sync(self.device)
-        start = time.perf_counter()
         with torch.no_grad():
-            self.model(self.video)
-        sync(self.device)
-        return time.perf_counter() - start
+            return elapsed(lambda: self.model(self.video), self.device)
 
     def train_step(self) -> float:
         self.model.train()
-        sync(self.device)
-        start = time.perf_counter()
-        tokens = self.model.tokenizer(self.video)
-        loss = self.model.head.losses(tokens, {"text": self.captions})["contrastive"]
-        loss.backward()
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        sync(self.device)
-        return time.perf_counter() - start
+
+        def step() -> None:
+            tokens = self.model.tokenizer(self.video)
+            self.model.head.losses(tokens, {"text": self.captions})["contrastive"].backward()
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+
+        return elapsed(step, self.device)
+
+
+def elapsed(fn, device: torch.device) -> float:
+    """Seconds ``fn()`` takes: between CUDA events on a GPU, by the wall clock on CPU."""
+    if device.type == "cuda":
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        sync(device)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / 1e3
+    begin = time.perf_counter()
+    fn()
+    return time.perf_counter() - begin
 
 
 def inputs(scale: str, frames: int, batch: int) -> tuple[torch.Tensor, list[str]]:
