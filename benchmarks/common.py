@@ -97,10 +97,6 @@ def summarize(samples: list[float]) -> dict:
     return {"median_ms": 1e3 * statistics.median(samples), "min_ms": 1e3 * min(samples), "n": len(samples)}
 
 
-def fmt(x, spec=".1f", missing="-") -> str:
-    return missing if x is None else format(x, spec)
-
-
 def print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
     print(f"\n{title}")

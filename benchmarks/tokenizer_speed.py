@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import time
@@ -43,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import (
     current_rss_bytes,
+    environment,
     machine_load,
     mem_available_bytes,
     peak_rss_bytes,
@@ -469,10 +468,7 @@ def main() -> None:
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     results = {
-        "env": {"torch": torch.__version__, "python": platform.python_version(), "device": str(device),
-                "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-                "cpu_count": os.cpu_count(), "quick": args.quick,
-                "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None},
+        "env": {**environment(), "quick": args.quick},
         "load": {"start": machine_load()},
         "notes": [
             ("FLOPs are 2 x multiply-adds of matmul-like ops (conv, mm, bmm, SDPA, sparse mm); elementwise ops, "
