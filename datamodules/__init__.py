@@ -26,6 +26,8 @@ Nothing here knows a model. Models and data meet in the batch, a dict with these
   the video; 0 = no segment. Ids are per frame, not per trajectory.
 - ``graph``: long ``(B, M, T)``, with ``mask``: trajectory ``m`` is segment ``graph[b, m, t]`` of frame
   ``t``, 0 = absent in that frame (occluded or cropped away); rows of all zeros are padding.
+- ``stuff``: bool ``(B, M)``, with ``graph``: trajectory ``m`` is background ("stuff", e.g. the synthetic set's
+  textured background) rather than an object; for reporting quality apart, all False when the files say nothing.
 
 Modules: ``video`` (PyAV decoding and frame sampling), ``transforms`` (crop / resize / normalise in torch),
 ``annotations`` (JSONL / JSON / CSV readers, class folders), ``pseudo_labels`` (mask + trajectory-graph

@@ -10,6 +10,8 @@ Objects are painted back to front; a nearer object hides what it covers, so traj
 for some frames. Ground truth is exact and written in the TrajViT pseudo-label format (see
 ``pseudo_labels``): per-frame segment ids numbered by decreasing visible area (as the TrajViT
 segmenter orders its masks), and the trajectory graph linking them; a hidden object is absent (0).
+The labels are panoptic, as the paper's: the background is a trajectory too, flagged as ``stuff`` in
+the graph file so that quality can be reported for objects and background apart.
 
 Everything is deterministic given the seed: planning draws from one numpy Generator per split, and
 every clip renders from its own stored background seed.
@@ -34,7 +36,7 @@ import numpy as np
 from datamodules.pseudo_labels import pseudo_label_paths, write_graph, write_masks
 
 # Bumped whenever generation changes, so caches of an older version are never read as current.
-VERSION = 1
+VERSION = 2  # 2: the background is a labelled trajectory (panoptic targets)
 
 SHAPES = ("circle", "square", "triangle", "diamond")
 # Saturated colours, far from the muted backgrounds, so they survive yuv420p chroma subsampling.
@@ -160,15 +162,24 @@ def owner_map(objects: tuple[ObjectSpec, ...], num_frames: int, frame_size: int)
 
 
 def segments_and_graph(owner: np.ndarray, num_objects: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-frame segment ids (1 = largest visible object of that frame) and the ``(M, T)`` graph."""
+    """Panoptic per-frame segment ids (1 = largest visible segment of that frame) and the ``(M + 1, T)`` graph:
+    rows ``0..M-1`` the objects, row ``M`` the background.
+
+    The background is a trajectory like the objects, as in the paper's panoptic pseudo-labels: left
+    unlabelled, merging it into an object's slot would cost nothing in the loss and ruin that object's IoU.
+    It is one trajectory, not one per texture region: each texture is one static surface (a checkerboard's
+    cells would be up to 256 tiny regions, more than K).
+    """
     num_frames = owner.shape[0]
     masks = np.zeros(owner.shape, dtype=np.uint8)
-    graph = np.zeros((num_objects, num_frames), dtype=np.int64)
+    graph = np.zeros((num_objects + 1, num_frames), dtype=np.int64)
+    background = num_objects
     for t in range(num_frames):
-        areas = np.bincount(owner[t].ravel().astype(np.int64), minlength=num_objects + 1)[1:]
+        areas = np.bincount(owner[t].ravel().astype(np.int64), minlength=num_objects + 1)
+        areas = np.roll(areas, -1)  # trajectory j is owner j + 1; the background (owner 0) goes last
         visible = [j for j in np.argsort(-areas, kind="stable") if areas[j] > 0]
         for seg_id, j in enumerate(visible, start=1):
-            masks[t][owner[t] == j + 1] = seg_id
+            masks[t][owner[t] == (0 if j == background else j + 1)] = seg_id
             graph[j, t] = seg_id
     return masks, graph
 
@@ -226,7 +237,8 @@ def render_background(kind: str, seed: int, frame_size: int) -> np.ndarray:
 
 
 def render_clip(spec: ClipSpec, num_frames: int, frame_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Frames uint8 ``(T, S, S, 3)``, segment masks uint8 ``(T, S, S)`` and graph int64 ``(M, T)``."""
+    """Frames uint8 ``(T, S, S, 3)``, segment masks uint8 ``(T, S, S)`` and graph int64 ``(M + 1, T)`` (the
+    objects, then the background; see ``segments_and_graph``)."""
     owner, _ = owner_map(spec.objects, num_frames, frame_size)
     frames = np.repeat(render_background(spec.background, spec.background_seed, frame_size)[None], num_frames, 0)
     for j, obj in enumerate(spec.objects):
@@ -428,7 +440,7 @@ def write_split(out_dir: str, split: str, specs: list[ClipSpec], cfg: SyntheticC
         mask, graph_path = pseudo_label_paths(video)
         write_mp4(os.path.join(out_dir, video), frames, cfg.fps, codec)
         write_masks(os.path.join(out_dir, mask), masks)
-        write_graph(os.path.join(out_dir, graph_path), graph)
+        write_graph(os.path.join(out_dir, graph_path), graph, stuff=np.arange(len(graph)) == len(spec.objects))
         objects = [{k: v for k, v in asdict(o).items() if k in ("shape", "colour", "size", "motion")} for o in spec.objects]
         rows.append(
             {"video": video, "caption": captions(spec.objects), "mask": mask, "graph": graph_path,

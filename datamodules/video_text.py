@@ -171,9 +171,9 @@ class ClipDataset(RecordDataset):
         clip = decode_clip(
             rec.video, self.num_frames, "random" if self.train else "middle", rec.start_sec, rec.end_sec
         )
-        masks = graph = None
+        masks = graph = stuff = None
         if self.load_pseudo_labels:
-            masks_np, graph_np = load_pseudo_labels(rec.mask, rec.graph)
+            masks_np, graph_np, stuff = load_pseudo_labels(rec.mask, rec.graph)
             if masks_np.shape[0] != clip.num_range_frames:
                 raise PseudoLabelError(
                     rec.mask, f"has {masks_np.shape[0]} frames, the video ({rec.video}) has {clip.num_range_frames}"
@@ -190,13 +190,14 @@ class ClipDataset(RecordDataset):
         if masks is not None:
             out["mask"] = masks
             out["graph"] = drop_missing_trajectories(masks, graph)
+            out["stuff"] = torch.from_numpy(stuff)
         return out
 
 
 class VideoTextDataset(ClipDataset):
     """Clips of annotated videos, as dicts: ``video`` float ``(T, 3, S, S)``, ``text`` (a random caption
-    in training, the first otherwise), ``captions``, ``index``; plus ``mask`` uint8 ``(T, S, S)`` and
-    ``graph`` int64 ``(M, T)`` when pseudo-labels are loaded.
+    in training, the first otherwise), ``captions``, ``index``; plus ``mask`` uint8 ``(T, S, S)``,
+    ``graph`` int64 ``(M, T)`` and ``stuff`` bool ``(M,)`` when pseudo-labels are loaded.
 
     Unusable samples are skipped (a skipped sample's captions go with it) or raised as ``ClipDataset``
     says (``on_bad_video``, ``num_skipped``, ``skipped_paths``).
@@ -214,13 +215,15 @@ class VideoTextDataset(ClipDataset):
 
 
 def collate_pseudo_labels(samples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-    """``mask`` uint8 ``(B, T, S, S)`` and ``graph`` long ``(B, M, T)`` of samples that carry them (else
-    nothing); trajectory graphs of different lengths are padded with absent (0) rows."""
+    """``mask`` uint8 ``(B, T, S, S)``, ``graph`` long ``(B, M, T)`` and ``stuff`` bool ``(B, M)`` of samples
+    that carry them (else nothing); trajectory graphs of different lengths are padded with absent (0) rows."""
     if "mask" not in samples[0]:
         return {}
     return {
         "mask": torch.stack([s["mask"] for s in samples]),
         "graph": pad_sequence([s["graph"].long() for s in samples], batch_first=True, padding_value=0),
+        "stuff": pad_sequence([s.get("stuff", torch.zeros(len(s["graph"]), dtype=torch.bool)) for s in samples],
+                              batch_first=True, padding_value=False),
     }
 
 

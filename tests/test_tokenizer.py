@@ -16,10 +16,11 @@ from trajtok.tokenizer import (
 from trajtok.tokenizer.attention import (
     SegmentLayout,
     dense_masked_attention,
+    full_attention,
     segment_attention,
     trajectory_mask,
 )
-from trajtok.tokenizer.trajectory_encoder import TrajectoryEncoder, pick_attention_form
+from trajtok.tokenizer.trajectory_encoder import TrajectoryEncoder, pick_attention_form, soft_mean
 from trajtok.tokens import TrajectoryTokens
 
 
@@ -306,3 +307,65 @@ def test_autobackbone_loaded_by_local_path(tmp_path, family):
     reloaded = type(backbone.backbone).from_pretrained(tmp_path)
     first = next(iter(reloaded.state_dict()))
     assert torch.equal(reloaded.state_dict()[first], backbone.backbone.state_dict()[first])
+
+
+# --- the state at initialisation: slots must start distinct, or training collapses them to one ------------------
+
+def _mean_pairwise_cosine(x: torch.Tensor) -> float:
+    """Mean cosine over distinct pairs of the rows of ``x (B, K, D)``, averaged over the batch."""
+    x = torch.nn.functional.normalize(x, dim=-1)
+    cos = x @ x.transpose(1, 2)
+    k = cos.shape[-1]
+    return float(((cos.sum((1, 2)) - cos.diagonal(dim1=1, dim2=2).sum(-1)) / (k * (k - 1))).mean())
+
+
+@pytest.mark.parametrize("preset", ["tiny", "small"])
+def test_queries_stay_distinct_through_every_layer_at_init(preset):
+    """The segmenter's K queries must leave each Perceiver layer as distinct as they entered it, and the
+    assignment must not start flat. Without per-layer normalisation of the latent stream the 0.02-scale
+    Fourier queries came out of layer 1 with pairwise cosine 0.999 and a uniform softmax over K."""
+    torch.manual_seed(0)
+    model = create_tokenizer(preset)
+    seg = model.segmenter
+    video = torch.randn(2, 4, 3, 64, 64)
+    a = model.assign(video)
+    angles = seg.rotary.angles(a.grid, a.patches.device)
+    queries = seg.queries.expand(2, -1, -1)
+    for layer in seg.layers:
+        queries = layer(queries, a.patches, full_attention, lambda k: seg.rotary(k, angles))
+        assert _mean_pairwise_cosine(queries.detach()) < 0.3
+    span = a.logits.amax(-1) - a.logits.amin(-1)  # per patch, across the K slots
+    assert span.mean() > 1.0
+    assert a.logits.softmax(-1).amax(-1).mean() > 3 / seg.num_slots
+    assert all(len(labels.unique()) > seg.num_slots // 2 for labels in a.labels)  # many slots win patches
+
+
+def test_subtokens_of_a_trajectory_start_distinct():
+    """The trajectory encoder's sub-token codes are not swamped by the soft mean they are added to."""
+    torch.manual_seed(0)
+    model = small_tokenizer(subtokens=(4,))
+    a = model.assign(torch.randn(2, 2, 3, 32, 32))
+    enc = model.encoder
+    mean = enc.norm_soft_mean(soft_mean(a.logits, a.patches))[0]  # (K, D), clip 0
+    latents = enc.norm_code(enc.latents[:, :4]) + mean[:, None]  # (K, n, D): what the first layer reads
+    # Sub-tokens of one trajectory share their slot's code (cosine 0.56 between their codes alone), so with
+    # an equal share of soft mean they sit near (1 + 0.56) / 2; added raw, the code is lost in the mean.
+    assert _mean_pairwise_cosine(latents.detach()) < 0.9
+    swamped = enc.latents[:, :4] + soft_mean(a.logits, a.patches)[0][:, None]
+    assert _mean_pairwise_cosine(swamped.detach()) > 0.999
+
+
+def test_logit_scale_starts_sharp_and_learns_at_its_gain():
+    seg = Segmenter(dim=32, num_slots=4, heads=2, head_dim=16, assign_dim=16, init_scale=10.0, scale_gain=10.0)
+    assert seg.scale.item() == pytest.approx(10.0, rel=1e-5)
+    slow = Segmenter(dim=32, num_slots=4, heads=2, head_dim=16, assign_dim=16, init_scale=10.0, scale_gain=1.0)
+    assert slow.scale.item() == pytest.approx(10.0, rel=1e-5)
+    for s in (seg, slow):  # one AdamW step that raises the scale moves log_scale by ~lr
+        opt = torch.optim.AdamW([s.log_scale], lr=1e-2, weight_decay=0.0)
+        (-s.scale).backward()
+        opt.step()
+    assert seg.scale.item() - 10.0 == pytest.approx(10 * (slow.scale.item() - 10.0), rel=0.05)
+    with pytest.raises(ValueError, match="init_scale"):
+        Segmenter(init_scale=0.5)
+    with pytest.raises(ValueError, match="scale_gain"):
+        Segmenter(scale_gain=0.0)

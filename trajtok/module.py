@@ -119,7 +119,8 @@ class TrajTokModule(L.LightningModule):
         """The weighted segmentation terms, or ``{}`` without a segmentation loss or without labels."""
         if self.segmentation is None or not has_labels(batch):
             return {}
-        return self.segmentation(*segmentation_inputs(tokens, batch["mask"], batch["graph"]))
+        logits, targets, _ = segmentation_inputs(tokens, batch["mask"], batch["graph"])
+        return self.segmentation(logits, targets)
 
     def losses(self, tokens: TrajectoryTokens, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """The head's named losses and the segmentation terms; the training loss is their sum."""
@@ -275,7 +276,9 @@ class TrajTokModule(L.LightningModule):
             self._log_losses(stage, losses, tokens)
         self.head.update_metrics(tokens, batch)
         if has_labels(batch) and tokens.logits is not None:
-            self.segmentation_quality.update(*segmentation_inputs(tokens, batch["mask"], batch["graph"]))
+            self.segmentation_quality.update(
+                *segmentation_inputs(tokens, batch["mask"], batch["graph"], batch.get("stuff"))
+            )
 
     def _evaluation_epoch_end(self, stage: str) -> dict[str, float]:
         metrics = {f"{stage}/{k}": v for k, v in self.head.compute_metrics().items()}
@@ -300,7 +303,9 @@ class TrajTokModule(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         metrics = self._evaluation_epoch_end("test")
-        for table in (retrieval_table(metrics, "test"), classification_table(metrics, "test")):
+        tables = (segmentation_table(metrics, "test"), retrieval_table(metrics, "test"),
+                  classification_table(metrics, "test"))
+        for table in tables:
             if table:
                 rank_zero_info(table)
 
@@ -342,6 +347,23 @@ def retrieval_table(metrics: dict[str, float], stage: str) -> str:
         return ""
     header = f"{'':<6}" + "".join(f"{name:>9}" for name, _ in columns)
     return "\n".join(["Retrieval (" + stage + ")", header, *rows])
+
+
+def segmentation_table(metrics: dict[str, float], stage: str) -> str:
+    """Segmentation quality in a few lines, or ``""`` when there are no segmentation metrics."""
+    if f"{stage}/seg_miou" not in metrics:
+        return ""
+
+    def get(name: str) -> float:
+        return metrics[f"{stage}/{name}"]
+
+    lines = [f"Segmentation ({stage}): object mIoU {get('seg_miou'):.3f}  objects found (IoU >= 0.5) "
+             f"{100 * get('seg_found'):.1f}%"]
+    if f"{stage}/seg_background_iou" in metrics:
+        lines[0] += f"  background IoU {get('seg_background_iou'):.3f}"
+    lines.append(f"  trajectories per clip: predicted {get('seg_pred_trajectories'):.2f}, "
+                 f"target {get('seg_target_trajectories'):.2f}")
+    return "\n".join(lines)
 
 
 def classification_table(metrics: dict[str, float], stage: str) -> str:

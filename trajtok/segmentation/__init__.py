@@ -11,6 +11,7 @@ from trajtok.segmentation.labels import (
     has_labels,
     resize_segments,
     segmentation_inputs,
+    stuff_targets,
     trajectory_targets,
 )
 from trajtok.segmentation.losses import (
@@ -40,5 +41,6 @@ __all__ = [
     "soft_dice",
     "softmax_dice_loss",
     "softmax_focal_loss",
+    "stuff_targets",
     "trajectory_targets",
 ]

@@ -93,10 +93,24 @@ def trajectory_targets(
     return rank.gather(1, column)
 
 
+def stuff_targets(
+    mask: torch.Tensor, graph: torch.Tensor, stuff: torch.Tensor, size: tuple[int, int], targets: torch.Tensor,
+    max_trajectories: int,
+) -> torch.Tensor:
+    """``(B, K)`` bool: target id ``k`` of ``targets (B, N)`` (``trajectory_targets`` of the same ``mask``,
+    ``graph`` and ``size``) is a background trajectory, one of the graph rows flagged by ``stuff (B, M)``."""
+    only_stuff = graph * stuff.to(graph.device)[..., None]
+    stuff_patch = trajectory_targets(mask, only_stuff, size, max(1, graph.shape[1])) >= 0  # (B, N)
+    column = targets.masked_fill(targets < 0, max_trajectories)
+    out = torch.zeros(targets.shape[0], max_trajectories + 1, dtype=torch.bool, device=targets.device)
+    return out.scatter_reduce(1, column, stuff_patch, reduce="amax")[:, :max_trajectories]
+
+
 def segmentation_inputs(
-    tokens: TrajectoryTokens, mask: torch.Tensor, graph: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The assignment logits and their targets, one row per tokenised chunk: ``(B * C, n, K)``, ``(B * C, n)``.
+    tokens: TrajectoryTokens, mask: torch.Tensor, graph: torch.Tensor, stuff: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The assignment logits, their targets and which targets are background, one row per tokenised chunk:
+    ``(B * C, n, K)``, ``(B * C, n)``, ``(B * C, K)`` (all False without ``stuff (B, M)``).
 
     Chunks of a long clip are tokenised independently (slot k of one chunk is unrelated to slot k of the next),
     so each chunk is matched and supervised on its own, with its frames' part of the mask and graph.
@@ -110,4 +124,9 @@ def segmentation_inputs(
     logits = rearrange(tokens.logits, "b (c n) k -> (b c) n k", c=chunks)
     mask = rearrange(mask, "b (c t) h w -> (b c) t h w", c=chunks)
     graph = rearrange(graph, "b m (c t) -> (b c) m t", c=chunks)
-    return logits, trajectory_targets(mask, graph, tokens.grid[1:], logits.shape[-1])
+    num_slots = logits.shape[-1]
+    targets = trajectory_targets(mask, graph, tokens.grid[1:], num_slots)
+    if stuff is None:
+        return logits, targets, torch.zeros(targets.shape[0], num_slots, dtype=torch.bool, device=targets.device)
+    stuff = stuff.repeat_interleave(chunks, dim=0)
+    return logits, targets, stuff_targets(mask, graph, stuff, tokens.grid[1:], targets, num_slots)

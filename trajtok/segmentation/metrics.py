@@ -13,40 +13,54 @@ FOUND_IOU = 0.5
 class SegmentationQuality(Metric):
     """Hungarian-matched trajectory IoU, accumulated over an evaluation epoch and summed across processes.
 
+    Every target trajectory (objects and background alike) is matched to one predicted slot, as in the loss;
+    the IoUs are then reported for objects and background apart, because a background that swallows an
+    object, or an object split off the background, shows only in the object figures.
+
     ``compute`` returns:
-        - ``seg_miou``: mean over all target trajectories of the IoU with their matched slot.
-        - ``seg_found``: the fraction of target trajectories matched with IoU >= 0.5.
-        - ``seg_pred_trajectories``: non-empty predicted slots per clip (all patches, background included).
-        - ``seg_target_trajectories``: target trajectories per clip (at most K are kept).
-    A "clip" is one tokenised chunk. Samples repeated by a distributed sampler are counted twice; the effect
-    is at most a few samples per epoch.
+        - ``seg_miou``: mean IoU of the *object* trajectories with their matched slots (the headline).
+        - ``seg_found``: the fraction of object trajectories matched with IoU >= 0.5.
+        - ``seg_background_iou``: mean IoU of the background ("stuff") trajectories; only when there were any.
+        - ``seg_pred_trajectories``: non-empty predicted slots per clip (the valid token count).
+        - ``seg_target_trajectories``: target trajectories per clip, objects and background (at most K kept).
+    Without stuff flags every target is an object. A "clip" is one tokenised chunk. Samples repeated by a
+    distributed sampler are counted twice; the effect is at most a few samples per epoch.
     """
 
     full_state_update = False
 
     def __init__(self) -> None:
         super().__init__()
-        for name in ("iou_sum", "found", "targets", "predicted", "clips"):
+        for name in ("iou_sum", "found", "objects", "stuff_iou_sum", "stuff", "predicted", "clips"):
             self.add_state(name, default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
 
-    def update(self, logits: torch.Tensor, targets: torch.Tensor) -> None:
-        """``logits (B, N, K)`` and ``targets (B, N)`` as for ``SegmentationLoss``."""
+    def update(self, logits: torch.Tensor, targets: torch.Tensor, stuff: torch.Tensor | None = None) -> None:
+        """``logits (B, N, K)`` and ``targets (B, N)`` as for ``SegmentationLoss``; ``stuff (B, K)`` bool marks
+        the target ids that are background (``labels.stuff_targets``)."""
         match = hungarian_match(logits, targets)
+        stuff = torch.zeros_like(match.present) if stuff is None else stuff.to(match.present.device)
+        objects = match.present & ~stuff
+        background = match.present & stuff
         predicted = logits.argmax(dim=-1)
         won = torch.zeros(logits.shape[0], logits.shape[-1], dtype=torch.bool, device=logits.device)
         won.scatter_(1, predicted, True)
-        self.iou_sum += match.iou.sum().double()
-        self.found += ((match.iou >= FOUND_IOU) & match.present).sum()
-        self.targets += match.present.sum()
+        self.iou_sum += (match.iou * objects).sum().double()
+        self.found += ((match.iou >= FOUND_IOU) & objects).sum()
+        self.objects += objects.sum()
+        self.stuff_iou_sum += (match.iou * background).sum().double()
+        self.stuff += background.sum()
         self.predicted += won.sum()
         self.clips += logits.shape[0]
 
     def compute(self) -> dict[str, torch.Tensor]:
-        targets = self.targets.clamp(min=1)
+        objects = self.objects.clamp(min=1)
         clips = self.clips.clamp(min=1)
-        return {
-            "seg_miou": (self.iou_sum / targets).float(),
-            "seg_found": (self.found / targets).float(),
+        out = {
+            "seg_miou": (self.iou_sum / objects).float(),
+            "seg_found": (self.found / objects).float(),
             "seg_pred_trajectories": (self.predicted / clips).float(),
-            "seg_target_trajectories": (self.targets / clips).float(),
+            "seg_target_trajectories": ((self.objects + self.stuff) / clips).float(),
         }
+        if self.stuff > 0:
+            out["seg_background_iou"] = (self.stuff_iou_sum / self.stuff).float()
+        return out

@@ -30,6 +30,12 @@ class Segmenter(nn.Module):
         assign_dim: width of the cosine-similarity space.
         detach_features: the Perceiver reads ``patches.detach()``. Without it, queries and features
             co-adapt and the clustering degrades (the paper's largest ablation drop); off only for ablation.
+        init_scale: the logit scale at initialisation. Near 10 the softmax over K is sharp enough for a slot
+            to own its patches from the first steps, yet leaves every slot gradient (the released code's 3.8
+            keeps a CPU-length run's assignment soft).
+        scale_gain: the scale is ``softplus(scale_gain * log_scale) + 1``: an AdamW step moves ``log_scale`` by
+            about the learning rate, so the gain is the scale's learning-rate multiplier (1: the released
+            code's parametrisation, which moves the scale ~0.1 over a CPU-length run).
         max_scale: upper clamp of the learnable logit scale (softmax sharpness).
     """
 
@@ -42,11 +48,18 @@ class Segmenter(nn.Module):
         head_dim: int = 32,
         assign_dim: int = 64,
         detach_features: bool = True,
+        init_scale: float = 10.0,
+        scale_gain: float = 10.0,
         max_scale: float = 20.0,
     ):
         super().__init__()
+        if not 1 < init_scale <= max_scale:
+            raise ValueError(f"init_scale={init_scale} must lie in (1, max_scale={max_scale}]")
+        if scale_gain <= 0:
+            raise ValueError(f"scale_gain={scale_gain} must be positive")
         self.num_slots = num_slots
         self.detach_features = detach_features
+        self.scale_gain = scale_gain
         self.max_scale = max_scale
         self.queries = nn.Parameter(fourier_slot_latents(num_slots, dim))
         self.rotary = AxialRotary(head_dim)
@@ -54,12 +67,12 @@ class Segmenter(nn.Module):
         self.norm = nn.LayerNorm(dim)
         self.query_head = projection_mlp(dim, 2 * assign_dim, assign_dim)
         self.patch_head = projection_mlp(dim, 2 * assign_dim, assign_dim)
-        # scale = softplus(log_scale) + 1 starts near 3.8: soft enough that every slot gets gradient.
-        self.log_scale = nn.Parameter(torch.tensor(math.log(16.0)))
+        inverse_softplus = math.log(math.expm1(init_scale - 1))
+        self.log_scale = nn.Parameter(torch.tensor(inverse_softplus / scale_gain))
 
     @property
     def scale(self) -> torch.Tensor:
-        return (F.softplus(self.log_scale) + 1).clamp(max=self.max_scale)
+        return (F.softplus(self.scale_gain * self.log_scale) + 1).clamp(max=self.max_scale)
 
     def forward(self, patches: torch.Tensor, grid: tuple[int, int, int]):
         """``patches (B, N, D)`` on ``grid`` -> ``(logits (B, N, K), queries (B, K, D))``."""

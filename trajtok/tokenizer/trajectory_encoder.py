@@ -103,6 +103,10 @@ class TrajectoryEncoder(nn.Module):
         self.latents = nn.Parameter(fourier_subtoken_latents(num_slots, max_subtokens, dim))
         self.rotary = AxialRotary(head_dim)
         self.position = FourierPosition(dim) if position_features else None
+        # The sub-token code (Fourier, scale 0.02) and the soft mean (patch scale) are normalised apart before
+        # they are summed: added raw, the soft mean swamps the code and a trajectory's sub-tokens start equal.
+        self.norm_code = nn.LayerNorm(dim)
+        self.norm_soft_mean = nn.LayerNorm(dim)
         self.layers = nn.ModuleList(PerceiverLayer(dim, heads, head_dim) for _ in range(depth))
         self.norm = nn.LayerNorm(dim)
         self.proj = nn.Linear(dim, dim)
@@ -114,9 +118,9 @@ class TrajectoryEncoder(nn.Module):
             raise ValueError(f"num_subtokens={num_subtokens} > max_subtokens={self.latents.shape[1]}")
         if self.position is not None:
             patches = patches + self.position(grid, patches.device)
-        latents = self.latents[:, :num_subtokens].expand(batch, -1, -1, -1)
+        latents = self.norm_code(self.latents[:, :num_subtokens]).expand(batch, -1, -1, -1)
         if self.soft_mean_init:
-            latents = latents + soft_mean(logits, patches)[:, :, None]
+            latents = latents + self.norm_soft_mean(soft_mean(logits, patches))[:, :, None]
         latents = latents.flatten(1, 2)
 
         inner_dim = self.layers[0].heads * self.layers[0].head_dim

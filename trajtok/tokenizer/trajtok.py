@@ -36,6 +36,8 @@ class TrajTok(nn.Module):
         subtokens: sub-tokens per trajectory drawn uniformly per training step (Matryoshka), from {1, 2, 4}.
         eval_subtokens: n at inference; default the largest of ``subtokens``.
         detach_features: the segmenter's Perceiver reads detached features (ablation switch).
+        init_scale, scale_gain: the segmenter's logit scale at initialisation and its learning-rate multiplier
+            (see ``Segmenter``).
         soft_mean_init: trajectory latents start from the soft-mean of their patches (ablation switch).
         position_features: space-time Fourier position added to the patches the trajectory encoder reads.
         attention: masked-attention form of the trajectory encoder: ``segment``, ``dense`` or ``auto``.
@@ -55,6 +57,8 @@ class TrajTok(nn.Module):
         subtokens: tuple[int, ...] = (1,),
         eval_subtokens: int | None = None,
         detach_features: bool = True,
+        init_scale: float = 10.0,
+        scale_gain: float = 10.0,
         soft_mean_init: bool = True,
         position_features: bool = True,
         attention: AttentionForm = "auto",
@@ -77,7 +81,9 @@ class TrajTok(nn.Module):
         self.eval_subtokens = eval_subtokens or max(subtokens)
         self.chunk_frames = chunk_frames
         self.pixel_encoder = pixel_encoder
-        self.segmenter = Segmenter(dim, num_slots, depth, heads, head_dim, assign_dim, detach_features)
+        self.segmenter = Segmenter(
+            dim, num_slots, depth, heads, head_dim, assign_dim, detach_features, init_scale, scale_gain
+        )
         self.encoder = TrajectoryEncoder(
             dim, num_slots, max(subtokens), depth, heads, head_dim, soft_mean_init, position_features, attention
         )
