@@ -1,11 +1,11 @@
 """TrajAdapter vs linear and attentive probing on the same frozen features: top-1 at equal steps. A benchmark.
 
-    python benchmarks/adapter_probes.py [--seeds 0 1] [--epochs 5] [--task moving|count] [--attentive-width W]
+    python benchmarks/adapter_probes.py [--seeds 0 1 2] [--jobs 1] [--epochs 5] [--task moving|count] [--attentive-width W]
                                         [--segmenter-checkpoint PATH] [--out results/adapter_probes.json]
 
 Each run is the real CLI: ``trajtok fit`` on ``configs/adapter.yaml``, ``configs/probe_linear.yaml`` and
 ``configs/probe_attentive.yaml`` (same data, frozen feature model, optimiser, epochs, batch size and seed), then
-``trajtok test`` on the last checkpoint. With ``--segmenter-checkpoint`` (a ``configs/segmenter.yaml`` run), the
+``trajtok test`` on the last checkpoint, each run in its own folder under ``results/adapter_probes/``. With ``--segmenter-checkpoint`` (a ``configs/segmenter.yaml`` run), the
 adapter uses that pre-trained segmenter frozen, as in the paper, and its trainable parameters are then within
 20% of the attentive probe's; without it the segmenter is co-trained, as ``configs/adapter.yaml`` says (then
 ``--attentive-width 384`` matches the parameter count).
@@ -18,7 +18,6 @@ import argparse
 import json
 import re
 import shutil
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -26,13 +25,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import run_trajtok, trainable_params
+from benchmarks.common import RESULTS, fmt_mean_se, run_parallel, run_trajtok, trainable_params
 
 PROBES = {"TrajAdapter": "adapter", "linear probe": "probe_linear", "attentive probe": "probe_attentive"}
-
-
-
-
 
 
 def test_top1(test_output: str) -> float:
@@ -45,7 +40,8 @@ def test_top1(test_output: str) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--jobs", type=int, default=1, help="runs at a time (1 on a 2-core machine)")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--segmenter-checkpoint", default=None)
     parser.add_argument("--task", choices=["moving", "count"], default="moving", help="the synthetic labels")
@@ -55,34 +51,35 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "results" / "adapter_probes.json"))
     args = parser.parse_args()
 
-    rows = []
-    for seed in args.seeds:
-        for probe, config in PROBES.items():
-            common = ["--config", f"configs/{config}.yaml", f"--seed_everything={seed}",
-                      f"--data.init_args.synthetic_task={args.task}"]
-            if probe == "TrajAdapter" and args.segmenter_checkpoint:
-                common += [f"--model.tokenizer.init_args.segmenter_checkpoint={args.segmenter_checkpoint}",
-                           "--model.tokenizer.init_args.freeze_segmenter=true", "--model.segmentation=null"]
-            if probe == "attentive probe" and args.attentive_width:
-                common += [f"--model.head.init_args.width={args.attentive_width}"]
-            # Test must read this fit's last.ckpt, never one left by an earlier run.
-            shutil.rmtree(ROOT / "runs" / config / "checkpoints", ignore_errors=True)
-            start = time.perf_counter()
-            fit_output = run_trajtok(["fit", *common, f"--trainer.max_epochs={args.epochs}"])
-            minutes = (time.perf_counter() - start) / 60
-            test_output = run_trajtok(["test", *common, f"--ckpt_path=runs/{config}/checkpoints/last.ckpt"])
-            row = {"probe": probe, "config": f"configs/{config}.yaml", "task": args.task, "seed": seed,
-                   "epochs": args.epochs,
-                   "trainable_params": trainable_params(fit_output), "top1": test_top1(test_output),
-                   "fit_minutes": round(minutes, 1)}
-            print(row, flush=True)
-            rows.append(row)
+    def run_one(probe: str, config: str, seed: int) -> dict:
+        common = ["--config", str(ROOT / "configs" / f"{config}.yaml"), f"--seed_everything={seed}",
+                  f"--data.init_args.synthetic_task={args.task}"]
+        if probe == "TrajAdapter" and args.segmenter_checkpoint:
+            common += [f"--model.tokenizer.init_args.segmenter_checkpoint={Path(args.segmenter_checkpoint).resolve()}",
+                       "--model.tokenizer.init_args.freeze_segmenter=true", "--model.segmentation=null"]
+        if probe == "attentive probe" and args.attentive_width:
+            common += [f"--model.head.init_args.width={args.attentive_width}"]
+        folder = RESULTS / "adapter_probes" / f"{config}-seed{seed}"  # own folder: runs can go in parallel
+        shutil.rmtree(folder, ignore_errors=True)  # test must read this fit's last.ckpt
+        folder.mkdir(parents=True)
+        start = time.perf_counter()
+        fit_output = run_trajtok(["fit", *common, f"--trainer.max_epochs={args.epochs}"], cwd=folder)
+        minutes = (time.perf_counter() - start) / 60
+        test_output = run_trajtok(["test", *common, f"--ckpt_path=runs/{config}/checkpoints/last.ckpt"], cwd=folder)
+        row = {"probe": probe, "config": f"configs/{config}.yaml", "task": args.task, "seed": seed,
+               "epochs": args.epochs, "trainable_params": trainable_params(fit_output),
+               "top1": test_top1(test_output), "fit_minutes": round(minutes, 1)}
+        print(row, flush=True)
+        return row
 
-    print(f"\n{'probe':<18}{'trainable':>12}{'top-1 (mean)':>14}  per seed")
+    rows = run_parallel([lambda p=p, c=c, s=s: run_one(p, c, s) for s in args.seeds for p, c in PROBES.items()],
+                        args.jobs)
+
+    print(f"\n{'probe':<18}{'trainable':>12}{'top-1 (mean ± se)':>20}  per seed")
     for probe in PROBES:
         mine = [r for r in rows if r["probe"] == probe]
         top1 = [r["top1"] for r in mine]
-        print(f"{probe:<18}{mine[0]['trainable_params']:>12,}{statistics.mean(top1):>14.2f}  "
+        print(f"{probe:<18}{mine[0]['trainable_params']:>12,}{fmt_mean_se(top1):>20}  "
               + ", ".join(f"{t:.2f}" for t in top1))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

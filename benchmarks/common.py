@@ -198,15 +198,54 @@ MSRVTT24 = ROOT.parent / "shared" / "data" / "msrvtt24" / "captions.jsonl"
 
 
 # ------------------------------------------------------------------------------------- runs of the real CLI
-TRAJTOK = str(Path(sys.executable).with_name("trajtok"))
+_SCRIPT = Path(sys.executable).with_name("trajtok")
+#: The installed command, or the same entry point from this checkout where the project is not installed.
+TRAJTOK = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "trajtok.cli"]
 
 
 def run_trajtok(args: list[str], cwd: Path = ROOT) -> str:
     """``trajtok *args`` as a user runs it; its stdout + stderr, or an error with the tail of stderr."""
-    result = subprocess.run([TRAJTOK, *args], cwd=cwd, capture_output=True, text=True, check=False)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    result = subprocess.run([*TRAJTOK, *args], cwd=cwd, capture_output=True, text=True, check=False, env=env)
     if result.returncode:
         raise RuntimeError(f"trajtok {' '.join(args)} failed:\n{result.stderr[-3000:]}")
     return result.stdout + result.stderr
+
+
+def run_parallel(jobs: list, workers: int = 1) -> list:
+    """``[job() for job in jobs]``, up to ``workers`` at a time (each job runs its own ``trajtok`` processes, so
+    threads suffice); results in the order of ``jobs``. One at a time on a small machine; more on a big one."""
+    if workers <= 1:
+        return [job() for job in jobs]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(lambda job: job(), jobs))
+
+
+def mean_and_se(values: list[float]) -> tuple[float, float]:
+    """The mean and its standard error (sample standard deviation / sqrt(n); 0 for one value)."""
+    mean = statistics.mean(values)
+    return mean, (statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else 0.0)
+
+
+def fmt_mean_se(values: list[float], digits: int = 2) -> str:
+    mean, se = mean_and_se(values)
+    return f"{mean:.{digits}f} ± {se:.{digits}f}" if len(values) > 1 else f"{mean:.{digits}f}"
+
+
+def segmentation_metrics(output: str) -> dict[str, float]:
+    """The module's printed ``Segmentation (test)`` lines as ``{"seg_miou": ..., "seg_found": ...}``."""
+    head = re.search(r"object mIoU ([\d.]+)\s+objects found \(IoU >= 0.5\) ([\d.]+)%"
+                     r"(?:\s+background IoU ([\d.]+))?", output)
+    counts = re.search(r"trajectories per clip: predicted ([\d.]+), target ([\d.]+)", output)
+    if not head or not counts:
+        raise ValueError("no 'Segmentation (test)' lines in the output")
+    metrics = {"seg_miou": float(head.group(1)), "seg_found": float(head.group(2)) / 100,
+               "seg_pred_trajectories": float(counts.group(1)), "seg_target_trajectories": float(counts.group(2))}
+    if head.group(3):
+        metrics["seg_background_iou"] = float(head.group(3))
+    return metrics
 
 
 def retrieval_metrics(output: str) -> dict[str, float]:

@@ -1,19 +1,24 @@
 """Retrieval quality of TrajViT2 and its peers trained the same way on the default data. A benchmark.
 
-    python benchmarks/quality.py [--epochs 2] [--seeds 0] [--kinds trajtok vit3d ...] [--out results/quality.json]
+    python benchmarks/quality.py [--epochs 5] [--seeds 0 1 2] [--kinds trajtok vit3d ...] [--jobs 1]
+                                 [--text-encoder minilm|byte] [--trajtok-recipe cotrain|scratch] [--out PATH]
 
-Each run is the real CLI, in its own folder under ``results/quality/``: ``trajtok fit`` on ``configs/clip.yaml``
-(TrajViT2) or on it composed with ``configs/peers/<kind>.yaml`` (same data, head, text encoder, optimiser,
-epochs, batch size and seed; only the tokenizer differs, and ToMe's merging blocks replace half the head's),
-then ``trajtok test`` on the last checkpoint: text-to-video and video-to-text R@1/5/10 on the 128 test clips.
-The default, 2 epochs, is a short CPU budget (about 2 minutes a run on 2 cores); ``--epochs 5`` is the demo's.
+Each run is the real CLI, in its own folder under ``results/quality/`` (so runs can go ``--jobs`` at a time):
+``trajtok fit`` then ``trajtok test`` on the last checkpoint, text-to-video and video-to-text R@1/5/10 on the 128
+test clips. The peers fit ``configs/clip.yaml`` composed with ``configs/peers/<kind>.yaml``: same data, head, text
+encoder, optimiser, epochs, batch size and seed; only the tokenizer differs (and ToMe's merging blocks replace
+half the head's). TrajViT2 follows the paper's recipe (``--trajtok-recipe cotrain``, the default): segmenter
+pre-training (``configs/segmenter.yaml``, its own seed), then ``configs/clip_cotrain.yaml`` warm-started from it,
+contrastive + 0.5 focal + 1.0 Dice, for the same epochs as the peers; ``scratch`` fits ``configs/clip.yaml``
+alone. The segmenter's test quality (object mIoU, trajectories found) is recorded for each seed.
+``--text-encoder byte`` swaps the configs' pretrained MiniLM for the byte-level encoder trained from scratch.
+Reports the mean and standard error over seeds.
 """
 
 from __future__ import annotations
 
 import argparse
 import shutil
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -26,18 +31,52 @@ from benchmarks.common import (
     RESULTS,
     ROOT,
     environment,
+    fmt_mean_se,
     logged_value,
     print_table,
     retrieval_metrics,
+    run_parallel,
     run_trajtok,
+    segmentation_metrics,
     trainable_params,
     write_results,
 )
 
+TEXT_ENCODERS = {"minilm": "heads.MiniLMTextEncoder", "byte": "heads.ByteTextEncoder"}
 
-def configs(kind: str) -> list[str]:
-    paths = [ROOT / "configs" / "clip.yaml"] + ([] if kind == "trajtok" else [ROOT / "configs" / "peers" / f"{kind}.yaml"])
-    return [arg for path in paths for arg in ("--config", str(path))]
+
+def config_args(*names: str) -> list[str]:
+    return [arg for name in names for arg in ("--config", str(ROOT / "configs" / f"{name}.yaml"))]
+
+
+def run_one(kind: str, seed: int, epochs: int, text_encoder: str, recipe: str) -> dict:
+    """Fit and test one tokenizer at one seed in a fresh folder; the run's numbers."""
+    folder = RESULTS / "quality" / f"{kind}-{text_encoder}-seed{seed}"
+    shutil.rmtree(folder, ignore_errors=True)  # test must read this fit's checkpoints
+    folder.mkdir(parents=True)
+    seeded = [f"--seed_everything={seed}"]
+    run = {"kind": kind, "seed": seed, "epochs": epochs, "text_encoder": text_encoder}
+    start = time.perf_counter()
+    if kind == "trajtok" and recipe == "cotrain":
+        segmenter = [*config_args("segmenter"), *seeded]
+        run_trajtok(["fit", *segmenter], cwd=folder)
+        stage1 = run_trajtok(["test", *segmenter, "--ckpt_path=runs/segmenter/checkpoints/last.ckpt"], cwd=folder)
+        run["segmenter"] = segmentation_metrics(stage1)
+        run["segmenter_minutes"] = round((time.perf_counter() - start) / 60, 1)
+        model, name = config_args("clip_cotrain"), "clip_cotrain"
+    else:
+        model = config_args("clip") + ([] if kind == "trajtok" else config_args(f"peers/{kind}"))
+        name = "clip"
+    common = [*model, *seeded, f"--model.head.init_args.text_encoder={TEXT_ENCODERS[text_encoder]}"]
+    fit_start = time.perf_counter()
+    fit = run_trajtok(["fit", *common, f"--trainer.max_epochs={epochs}"], cwd=folder)
+    run["fit_minutes"] = round((time.perf_counter() - fit_start) / 60, 1)
+    test = run_trajtok(["test", *common, f"--ckpt_path=runs/{name}/checkpoints/last.ckpt"], cwd=folder)
+    run.update(trainable_params=trainable_params(fit), tokens=logged_value(test, "test/tokens"), **retrieval_metrics(test))
+    if kind == "trajtok" and recipe == "cotrain":
+        run["cotrained"] = segmentation_metrics(test)
+    print(run, file=sys.stderr, flush=True)
+    return run
 
 
 def plot(results: dict, path: Path) -> None:
@@ -48,7 +87,7 @@ def plot(results: dict, path: Path) -> None:
         mine = [r for r in results["runs"] if r["kind"] == kind]
         ax.scatter([r["tokens"] for r in mine], [r["t2v_r5"] for r in mine], label=LABELS[kind], s=40)
     ax.set(xlabel="valid tokens per clip (test)", ylabel="text-to-video R@5", xscale="log",
-           title=f"retrieval after {results['epochs']} epochs on the default data")
+           title=f"retrieval after {results['epochs']} epochs on the default data ({results['text_encoder']} text)")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -56,43 +95,40 @@ def plot(results: dict, path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--kinds", nargs="+", default=list(KINDS), choices=list(KINDS))
+    parser.add_argument("--jobs", type=int, default=1, help="runs at a time (1 on a 2-core machine)")
+    parser.add_argument("--text-encoder", choices=list(TEXT_ENCODERS), default="minilm")
+    parser.add_argument("--trajtok-recipe", choices=["cotrain", "scratch"], default="cotrain")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
-    runs = []
-    for seed in args.seeds:
-        for kind in args.kinds:
-            folder = RESULTS / "quality" / f"{kind}-seed{seed}"
-            shutil.rmtree(folder, ignore_errors=True)  # test must read this fit's checkpoint
-            folder.mkdir(parents=True)
-            common = [*configs(kind), f"--seed_everything={seed}"]
-            start = time.perf_counter()
-            fit = run_trajtok(["fit", *common, f"--trainer.max_epochs={args.epochs}"], cwd=folder)
-            minutes = (time.perf_counter() - start) / 60
-            test = run_trajtok(["test", *common, "--ckpt_path=runs/clip/checkpoints/last.ckpt"], cwd=folder)
-            run = {"kind": kind, "seed": seed, "epochs": args.epochs, "fit_minutes": round(minutes, 1),
-                   "trainable_params": trainable_params(fit), "tokens": logged_value(test, "test/tokens"),
-                   **retrieval_metrics(test)}
-            print(run, file=sys.stderr, flush=True)
-            runs.append(run)
+    jobs = [lambda kind=kind, seed=seed: run_one(kind, seed, args.epochs, args.text_encoder, args.trajtok_recipe)
+            for seed in args.seeds for kind in args.kinds]
+    runs = run_parallel(jobs, args.jobs)
 
     table = []
     for kind in args.kinds:
         mine = [r for r in runs if r["kind"] == kind]
-
-        def mean(key: str, mine=mine) -> float:
-            return statistics.mean(r[key] for r in mine)
-
-        table.append([LABELS[kind], f"{mine[0]['trainable_params'] / 1e6:.2f}M", f"{mean('tokens'):.1f}",
-                      *(f"{mean(k):.2f}" for k in ("t2v_r1", "t2v_r5", "v2t_r1", "v2t_r5")),
-                      f"{mean('fit_minutes'):.1f}"])
-    print_table(f"test retrieval after {args.epochs} epochs, mean over seeds {args.seeds}",
-                ["tokenizer", "params", "tokens/clip", "t2v R@1", "t2v R@5", "v2t R@1", "v2t R@5", "fit min"], table)
+        table.append([LABELS[kind], f"{mine[0]['trainable_params'] / 1e6:.2f}M",
+                      fmt_mean_se([r["tokens"] for r in mine], 1),
+                      *(fmt_mean_se([r[k] for r in mine]) for k in ("t2v_r1", "t2v_r5", "t2v_r10", "v2t_r1", "v2t_r5")),
+                      fmt_mean_se([r["fit_minutes"] for r in mine], 1)])
+    print_table(f"test retrieval after {args.epochs} epochs ({args.text_encoder} text encoder, TrajViT2 "
+                f"{args.trajtok_recipe}), mean ± standard error over seeds {args.seeds}",
+                ["tokenizer", "params", "tokens/clip", "t2v R@1", "t2v R@5", "t2v R@10", "v2t R@1", "v2t R@5",
+                 "fit min"], table)
+    segmenters = [r["segmenter"] for r in runs if "segmenter" in r]
+    if segmenters:
+        print_table("segmenter pre-training (configs/segmenter.yaml), test quality over the same seeds",
+                    ["object mIoU", "found", "background IoU", "predicted / clip", "target / clip"],
+                    [[fmt_mean_se([m[k] for m in segmenters], 3) for k in
+                      ("seg_miou", "seg_found", "seg_background_iou", "seg_pred_trajectories", "seg_target_trajectories")]])
     write_results("quality", {"env": environment(), "epochs": args.epochs, "seeds": args.seeds,
-                              "kinds": args.kinds, "runs": runs}, plot, args.out)
+                              "kinds": args.kinds, "text_encoder": args.text_encoder,
+                              "trajtok_recipe": args.trajtok_recipe, "runs": runs}, plot,
+                  args.out or RESULTS / f"quality_{args.text_encoder}.json")
 
 
 if __name__ == "__main__":

@@ -152,7 +152,9 @@ class HFTextEncoder(TextEncoder):
         self.pooling, self.max_length, self.freeze = pooling, max_length, freeze
         if freeze:
             self.model.requires_grad_(False)
-            self.model.eval()
+        # from_pretrained returns eval mode; a fine-tuned encoder trains with its dropout, as any other part
+        # (Lightning keeps each module's mode as it finds it at the start of fit).
+        self.train()
 
     @property
     def out_dim(self) -> int:
