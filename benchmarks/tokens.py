@@ -4,8 +4,8 @@
 
 TrajTok's claim is that its token count follows the content, not the duration. This reads the test clips of the
 embedded default data (its 64-frame variant: 8 to 64 frames sample the same scenes) through a trained TrajTok
-(the ``tokenizer.*`` weights of a TrajViT2 checkpoint, by default that of ``benchmarks/quality.py`` or of
-``make demo``) and, for reference, through the peers (whose counts need no training: fixed, or RLT's rule).
+(the ``tokenizer.*`` weights of a TrajViT2 checkpoint, by default that of ``benchmarks/quality.py``'s first
+seed or of ``make demo``, both the paper's recipe) and, for reference, through the peers (whose counts need no training: fixed, or RLT's rule).
 Reports the mean count per T, the change of each clip's count between the shortest and the other T (the share
 of clips within +-10%), and the mean count by number of objects in the scene.
 """
@@ -34,7 +34,8 @@ from benchmarks.common import (
 from trajtok.checkpoint import load_tokenizer_weights
 from trajtok.tokenizer import create_tokenizer
 
-CHECKPOINTS = (RESULTS / "quality" / "trajtok-seed0" / "runs" / "clip" / "checkpoints" / "last.ckpt",
+CHECKPOINTS = (RESULTS / "quality" / "trajtok-minilm-seed0" / "runs" / "clip_cotrain" / "checkpoints" / "last.ckpt",
+               ROOT / "runs" / "clip_cotrain" / "checkpoints" / "last.ckpt",
                ROOT / "runs" / "clip" / "checkpoints" / "last.ckpt")
 
 
@@ -71,7 +72,7 @@ def plot(results: dict, path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", type=Path, default=None,
-                        help="a TrajViT2 (configs/clip.yaml) checkpoint; default the first of: " +
+                        help="a TrajViT2 checkpoint (configs/clip_cotrain.yaml or clip.yaml); default the first of: " +
                         ", ".join(str(p.relative_to(ROOT)) for p in CHECKPOINTS))
     parser.add_argument("--frames", type=int, nargs="+", default=[8, 16, 32, 64])
     parser.add_argument("--clips", type=int, default=64)

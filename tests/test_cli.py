@@ -42,10 +42,30 @@ def small_data(config: Path) -> list[str]:
     return SMALL_DATA
 
 
+#: Configs that read a previous stage's checkpoint by default; alone they start from scratch.
+STAGE_TWO = {"clip_cotrain": ["--model.tokenizer_checkpoint=null"]}
+
+
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.stem)
 def test_fast_dev_run_of_each_config(config, tmp_path, cache):
-    result = run(["fit", "--config", str(config), "--trainer.fast_dev_run=true", *small_data(config)], tmp_path, cache)
+    args = ["fit", "--config", str(config), "--trainer.fast_dev_run=true", *small_data(config),
+            *STAGE_TWO.get(config.stem, [])]
+    result = run(args, tmp_path, cache)
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_the_two_stage_recipe_chains_by_default(tmp_path, cache):
+    """make demo's path: stage 2 (clip_cotrain.yaml) reads stage 1's (segmenter.yaml) last.ckpt with no option,
+    and says which file is missing when stage 1 has not run."""
+    steps = ["--trainer.max_steps=2", "--trainer.limit_val_batches=1", *SMALL_DATA]
+    missing = run(["fit", "--config", str(ROOT / "configs/clip_cotrain.yaml"), *steps], tmp_path, cache)
+    assert missing.returncode != 0 and "runs/segmenter/checkpoints/last.ckpt" in missing.stderr
+    stage1 = run(["fit", "--config", str(ROOT / "configs/segmenter.yaml"), *steps], tmp_path, cache)
+    assert stage1.returncode == 0, stage1.stderr[-3000:]
+    assert (tmp_path / "runs/segmenter/checkpoints/last.ckpt").is_file()
+    stage2 = run(["fit", "--config", str(ROOT / "configs/clip_cotrain.yaml"), *steps], tmp_path, cache)
+    assert stage2.returncode == 0, stage2.stderr[-3000:]
+    assert (tmp_path / "runs/clip_cotrain/checkpoints/last.ckpt").is_file()
 
 
 def test_print_config_resolves_the_yaml(tmp_path, cache):

@@ -1,10 +1,11 @@
 """Segmentation supervision of the tokenizer's assignment: pseudo-label targets, Hungarian matching, the
 Dice + focal loss, and segmentation quality metrics.
 
-``labels``: per-patch trajectory targets from per-frame masks + a trajectory graph.
+``labels``: per-patch trajectory targets from per-frame masks + a trajectory graph; which targets are background.
 ``matching``: IoU of hard predictions vs targets, per-sample Hungarian matching, slot alignment.
 ``losses``: softmax Dice and softmax focal on matched logits, and ``SegmentationLoss`` (weights, for yaml).
-``metrics``: ``SegmentationQuality``, matched mIoU / trajectories found / counts, synced across processes.
+``metrics``: ``SegmentationQuality``, matched object mIoU / objects found / background IoU / counts, synced
+across processes.
 """
 
 from trajtok.segmentation.labels import (

@@ -1,7 +1,9 @@
 """Per-patch trajectory targets from pseudo-labels (per-frame segment masks + a trajectory graph).
 
 The targets live on the tokenizer's feature grid: patch ``p`` of a clip (t-major, then h, then w) gets the id
-of the trajectory it belongs to, ``-1`` where it belongs to none (background, unlabelled) and is ignored.
+of the trajectory it belongs to, ``-1`` where it belongs to none (segment id 0, unlabelled) and is ignored.
+Pseudo-labels are panoptic, as the paper's: background regions are trajectories like the objects (otherwise merging
+the background into an object's slot would cost nothing), and ``stuff_targets`` says which targets they are.
 Ids are ranks by first appearance in that raster order, so they do not depend on how the pipeline numbered
 its trajectories; at most K (the tokenizer's slot count) are kept, later ones are ignored.
 """
