@@ -149,6 +149,10 @@ class HFTextEncoder(TextEncoder):
             kwargs["local_files_only"] = True
         self.tokenizer = AutoTokenizer.from_pretrained(name_or_path, **kwargs)
         self.model = AutoModel.from_pretrained(name_or_path, **kwargs)
+        if getattr(self.model, "pooler", None) is not None:
+            # BERT-style poolers are never read (pooling is ``cls`` / ``mean`` of the last hidden states); left in,
+            # their weights get no gradient, which DDP refuses as unused parameters.
+            self.model.pooler = None
         self.pooling, self.max_length, self.freeze = pooling, max_length, freeze
         if freeze:
             self.model.requires_grad_(False)

@@ -286,7 +286,8 @@ def test_synthetic_batches_with_pseudo_labels(cache):
     check_batch(batch, 4, 4, 16, [dm.datasets["train"].labels[i] for i in batch["index"].tolist()])
     assert batch["mask"].shape == (4, 4, 16, 16) and batch["mask"].dtype == torch.uint8
     g = batch["graph"]
-    assert g.dtype == torch.long and g.shape[0] == 4 and g.shape[2] == 4 and 1 <= g.shape[1] <= 3
+    assert g.dtype == torch.long and g.shape[0] == 4 and g.shape[2] == 4 and 2 <= g.shape[1] <= 4  # + background
+    assert batch["stuff"].shape == g.shape[:2] and batch["stuff"].sum(1).tolist() == [1] * 4
     assert len(dm.train_dataloader()) == 4  # 16 clips, full batches
     assert "mask" not in next(iter(ClassificationDataModule(cache_dir=cache, **SMALL_SYNTHETIC).val_dataloader()))
 

@@ -77,10 +77,14 @@ def test_test_prints_the_same_retrieval_metrics_on_one_and_two_processes(ddp_fit
     assert two.returncode == 0, two.stderr[-3000:]
     table = retrieval_table(one.stdout + one.stderr)
     assert retrieval_table(two.stdout + two.stderr) == table
-    # Recalls are of 7 clips (multiples of 100/7), not of the 8 the padded sampler hands out.
-    recalls = [float(x) for row in table[2:] for x in row.split()[1:4]]
-    assert all(abs(r * 7 / 100 - round(r * 7 / 100)) < 1e-3 for r in recalls), table
-    assert not all(abs(r * 8 / 100 - round(r * 8 / 100)) < 1e-3 for r in recalls), table
+    # Recalls are of 7 clips, not of the 8 the padded sampler hands out: v2t of 7 clips, t2v of their 14 captions
+    # (two per synthetic clip), so multiples of 100/7 and 100/14, and not all of 100/8 and 100/16.
+    def multiples(values: list[float], count: int) -> bool:
+        return all(abs(v * count / 100 - round(v * count / 100)) < 1e-3 for v in values)
+
+    t2v, v2t = ([float(x) for x in row.split()[1:4]] for row in table[2:4])
+    assert multiples(t2v, 14) and multiples(v2t, 7), table
+    assert not (multiples(t2v, 16) and multiples(v2t, 8)), table
     # Gathered metrics are logged without Lightning advising sync_dist=True for each of them under DDP.
     assert not re.search(r"self\.log\('test/(t2v|v2t)_", two.stderr)
 
