@@ -37,7 +37,8 @@ lint: install
 
 # Benchmarks into results/, each a JSON, a PNG plot (the 'bench' extra: matplotlib) and a printed table: TrajViT2
 # against its peers (FLOPs, retrieval quality after a short training, token counts of the trained model, speed and
-# memory), then the tokenizer's own speed. About an hour on 2 CPU cores. The probe, VLM and image co-training
+# memory), then the tokenizer's own speed. About two hours on 2 CPU cores (quality.py trains 15 models: 5
+# tokenizers x 3 seeds; its --jobs runs several at a time on a bigger machine). The probe, VLM and image co-training
 # comparisons are run on their own (see their docstrings: tens of minutes each).
 bench: install
 	$(BIN)/python -m pip install -q -e '.[bench]'
