@@ -25,7 +25,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import RESULTS, fmt_mean_se, run_parallel, run_trajtok, trainable_params
+from benchmarks.common import (
+    RESULTS,
+    fmt_mean_se,
+    run_parallel,
+    run_trajtok,
+    trainable_params,
+)
 
 PROBES = {"TrajAdapter": "adapter", "linear probe": "probe_linear", "attentive probe": "probe_attentive"}
 

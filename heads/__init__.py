@@ -4,7 +4,12 @@ from heads.base import Head, create_head, get_head_class, list_heads, register_h
 from heads.clip import ClipHead
 from heads.probe import ProbeHead
 from heads.segment import SegmentHead
-from heads.text_encoders import ByteTextEncoder, HFTextEncoder, MiniLMTextEncoder, TextEncoder
+from heads.text_encoders import (
+    ByteTextEncoder,
+    HFTextEncoder,
+    MiniLMTextEncoder,
+    TextEncoder,
+)
 from heads.vlm import VLMHead
 
 __all__ = [

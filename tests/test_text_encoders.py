@@ -11,7 +11,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from heads.text_encoders import ByteTextEncoder, HFTextEncoder, MiniLMTextEncoder, TextEncoder
+from heads.text_encoders import (
+    ByteTextEncoder,
+    HFTextEncoder,
+    MiniLMTextEncoder,
+    TextEncoder,
+)
 
 
 @pytest.fixture(autouse=True)

@@ -20,7 +20,11 @@ from trajtok.tokenizer.attention import (
     segment_attention,
     trajectory_mask,
 )
-from trajtok.tokenizer.trajectory_encoder import TrajectoryEncoder, pick_attention_form, soft_mean
+from trajtok.tokenizer.trajectory_encoder import (
+    TrajectoryEncoder,
+    pick_attention_form,
+    soft_mean,
+)
 from trajtok.tokens import TrajectoryTokens
 
 

@@ -357,8 +357,9 @@ def segmentation_table(metrics: dict[str, float], stage: str) -> str:
     def get(name: str) -> float:
         return metrics[f"{stage}/{name}"]
 
-    lines = [f"Segmentation ({stage}): object mIoU {get('seg_miou'):.3f}  objects found (IoU >= 0.5) "
-             f"{100 * get('seg_found'):.1f}%"]
+    first = (f"Segmentation ({stage}): object mIoU {get('seg_miou'):.3f}  objects found (IoU >= 0.5) "
+             f"{100 * get('seg_found'):.1f}%")
+    lines = [first]
     if f"{stage}/seg_background_iou" in metrics:
         lines[0] += f"  background IoU {get('seg_background_iou'):.3f}"
     lines.append(f"  trajectories per clip: predicted {get('seg_pred_trajectories'):.2f}, "
