@@ -20,6 +20,7 @@ from trajtok.tokenizer.attention import (
     segment_attention,
     trajectory_mask,
 )
+from trajtok.tokenizer.position import AxialRotary, SequenceRotary
 from trajtok.tokenizer.trajectory_encoder import (
     TrajectoryEncoder,
     pick_attention_form,
@@ -161,12 +162,46 @@ def test_trajectory_mask_semantics():
     assert mask[0, 2].nonzero().flatten().tolist() == [2, 3, 7, 8]
 
 
+@pytest.mark.parametrize("rotary", ["axial", "sequence"])
 @pytest.mark.parametrize("form", ["segment", "dense"])
-def test_tokenizer_forms_agree_end_to_end(form):
+def test_tokenizer_forms_agree_end_to_end(form, rotary):
     video = torch.randn(2, 2, 3, 32, 32)
-    reference = small_tokenizer(attention="segment").eval()(video).tokens
-    other = small_tokenizer(attention=form).eval()(video).tokens
+    reference = small_tokenizer(attention="segment", rotary=rotary).eval()(video).tokens
+    other = small_tokenizer(attention=form, rotary=rotary).eval()(video).tokens
     assert torch.allclose(reference, other, atol=1e-5)
+
+
+def test_sequence_rotary_is_relative_and_rotates_queries_and_keys():
+    """The released resampler's 1D rotary: latent i at index i, patch p at L + p; a score depends only on the
+    offset between the two indices, and the rest of the head dimension is left alone."""
+    rotary = SequenceRotary(head_dim=16)
+    num_latents, grid = 3, (1, 2, 4)  # 8 patches at indices 3..10
+    q = torch.randn(1, num_latents, 1, 16).expand(1, num_latents, 1, 16).clone()
+    q[:] = q[:, :1]  # the same query vector at every latent index
+    k_lat, k_ctx = torch.randn(1, num_latents, 1, 16), torch.randn(1, 1, 1, 16).repeat(1, 8, 1, 1)
+    rq, rk_lat, rk_ctx = rotary.for_grid(grid, num_latents, q.device)(q, k_lat, k_ctx)
+    scores = torch.einsum("bihd,bjhd->ij", rq, rk_ctx)  # (latent i, patch p): one vector pair at every index
+    offset = torch.arange(8)[None] + num_latents - torch.arange(num_latents)[:, None]
+    for value in offset.unique():
+        same = scores[offset == value]
+        assert torch.allclose(same, same[0].expand_as(same), atol=1e-5)
+    assert not torch.allclose(scores[0, 0], scores[0, 1])  # position matters
+    assert torch.equal(rq[..., 8:], q[..., 8:]) and torch.equal(rk_ctx[..., 8:], k_ctx[..., 8:])  # half rotated
+    assert torch.allclose(rk_lat[:, 0], k_lat[:, 0])  # index 0: no rotation
+    assert torch.allclose(rq.norm(dim=-1), q.norm(dim=-1))  # rotations keep norms
+
+
+def test_axial_rotary_leaves_queries_and_latent_keys_alone():
+    rotary = AxialRotary(head_dim=32)
+    q, k_lat, k_ctx = torch.randn(1, 4, 2, 32), torch.randn(1, 4, 2, 32), torch.randn(1, 8, 2, 32)
+    rq, rk_lat, rk_ctx = rotary.for_grid((2, 2, 2), 4, q.device)(q, k_lat, k_ctx)
+    assert torch.equal(rq, q) and torch.equal(rk_lat, k_lat)
+    assert torch.allclose(rk_ctx[:, 0], k_ctx[:, 0]) and not torch.allclose(rk_ctx[:, 7], k_ctx[:, 7])
+
+
+def test_unknown_rotary_is_rejected():
+    with pytest.raises(ValueError, match="rotary='1d'"):
+        small_tokenizer(rotary="1d")
 
 
 def _segmenter_grads(model: TrajTok):
@@ -323,20 +358,21 @@ def _mean_pairwise_cosine(x: torch.Tensor) -> float:
     return float(((cos.sum((1, 2)) - cos.diagonal(dim1=1, dim2=2).sum(-1)) / (k * (k - 1))).mean())
 
 
+@pytest.mark.parametrize("rotary", ["axial", "sequence"])
 @pytest.mark.parametrize("preset", ["tiny", "small"])
-def test_queries_stay_distinct_through_every_layer_at_init(preset):
+def test_queries_stay_distinct_through_every_layer_at_init(preset, rotary):
     """The segmenter's K queries must leave each Perceiver layer as distinct as they entered it, and the
     assignment must not start flat. Without per-layer normalisation of the latent stream the 0.02-scale
     Fourier queries came out of layer 1 with pairwise cosine 0.999 and a uniform softmax over K."""
     torch.manual_seed(0)
-    model = create_tokenizer(preset)
+    model = create_tokenizer(preset, rotary=rotary)
     seg = model.segmenter
     video = torch.randn(2, 4, 3, 64, 64)
     a = model.assign(video)
-    angles = seg.rotary.angles(a.grid, a.patches.device)
+    rotate = seg.rotary.for_grid(a.grid, seg.num_slots, a.patches.device)
     queries = seg.queries.expand(2, -1, -1)
     for layer in seg.layers:
-        queries = layer(queries, a.patches, full_attention, lambda k: seg.rotary(k, angles))
+        queries = layer(queries, a.patches, full_attention, rotate)
         assert _mean_pairwise_cosine(queries.detach()) < 0.3
     span = a.logits.amax(-1) - a.logits.amin(-1)  # per patch, across the K slots
     assert span.mean() > 1.0

@@ -289,14 +289,16 @@ class PerceiverLayer(nn.Module):
     def _split(self, x: torch.Tensor) -> torch.Tensor:
         return x.unflatten(-1, (self.heads, self.head_dim))
 
-    def forward(self, latents, context, attend: Attend, rotate_keys: Callable | None = None):
-        """``latents (B, L, D)``, ``context (B, N, D)`` -> updated latents ``(B, L, D)``."""
+    def forward(self, latents, context, attend: Attend, rotate: Callable | None = None):
+        """``latents (B, L, D)``, ``context (B, N, D)`` -> updated latents ``(B, L, D)``.
+
+        ``rotate``: position as ``(q, k_latents, k_patches) -> the same, rotated`` (``position.Rotate``)."""
         latents = self.norm_latents(latents)
         q = self._split(self.to_q(latents))
         k_lat, v_lat = map(self._split, self.to_kv(latents).chunk(2, dim=-1))
         k_ctx, v_ctx = map(self._split, self.to_kv(self.norm_context(context)).chunk(2, dim=-1))
-        if rotate_keys is not None:
-            k_ctx = rotate_keys(k_ctx)
+        if rotate is not None:
+            q, k_lat, k_ctx = rotate(q, k_lat, k_ctx)
         out = attend(q, k_lat, v_lat, k_ctx, v_ctx).flatten(-2)
         latents = latents + self.to_out(out)
         return latents + self.ff(latents)

@@ -1,8 +1,10 @@
-"""Space-time position for patch features: axial rotary embeddings and random Fourier features."""
+"""Space-time position for the Perceivers: rotary embeddings (axial or 1D sequence) and random Fourier features."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Literal
 
 import torch
 from torch import nn
@@ -15,12 +17,29 @@ def grid_coordinates(grid: tuple[int, int, int], device: torch.device | None = N
     return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, 3)
 
 
+RotaryForm = Literal["axial", "sequence"]
+Rotate = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+
+
+def rotate_pairs(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
+    """Rotate ``x (..., N, heads, head_dim)`` by ``angles (N, r)``: channel pairs (2i, 2i+1) of the first 2r
+    channels turn by ``angles[:, i]``; the rest of head_dim is left alone."""
+    rot = 2 * angles.shape[-1]
+    x_rot, x_pass = x[..., :rot], x[..., rot:]
+    cos = angles.cos()[:, None, :].to(x.dtype)
+    sin = angles.sin()[:, None, :].to(x.dtype)
+    even, odd = x_rot[..., 0::2], x_rot[..., 1::2]
+    rotated = torch.stack([even * cos - odd * sin, even * sin + odd * cos], dim=-1).flatten(-2)
+    return torch.cat([rotated, x_pass], dim=-1)
+
+
 class AxialRotary(nn.Module):
     """Rotary position over (t, y, x): each axis rotates its own slice of the head dimension.
 
     Only patch keys are rotated, queries (latents) are not: the score q . R(p) k then depends on the absolute
     space-time position of the patch, which lets each latent specialise to a region of the clip while the
-    content term still decides most of the attention.
+    content term still decides most of the attention. (The released code's optional ``rope_3d`` Perceiver
+    does the same.)
     """
 
     def __init__(self, head_dim: int, base: float = 100.0):
@@ -36,15 +55,46 @@ class AxialRotary(nn.Module):
         coords = grid_coordinates(grid, device).float()
         return (coords[:, :, None] * self.inv_freq).flatten(1)
 
-    def forward(self, x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
-        """Rotate ``x (..., N, heads, head_dim)`` by ``angles (N, r)``; the rest of head_dim is left alone."""
-        rot = 2 * angles.shape[-1]
-        x_rot, x_pass = x[..., :rot], x[..., rot:]
-        cos = angles.cos()[:, None, :].to(x.dtype)
-        sin = angles.sin()[:, None, :].to(x.dtype)
-        even, odd = x_rot[..., 0::2], x_rot[..., 1::2]
-        rotated = torch.stack([even * cos - odd * sin, even * sin + odd * cos], dim=-1).flatten(-2)
-        return torch.cat([rotated, x_pass], dim=-1)
+    def for_grid(self, grid: tuple[int, int, int], num_latents: int, device: torch.device) -> Rotate:
+        """The ``(q, k_latents, k_patches)`` rotation of one forward on ``grid``: patch keys only."""
+        angles = self.angles(grid, device)
+        return lambda q, k_lat, k_ctx: (q, k_lat, rotate_pairs(k_ctx, angles))
+
+
+class SequenceRotary(nn.Module):
+    """1D rotary over the flattened ``[latents; patches]`` sequence, on queries and keys.
+
+    The released Perceiver resampler's position (lucidrains ``RotaryEmbedding`` over half the head dimension,
+    base 10000): latent i sits at index i and patch p (t-major, row-major) at ``L + p``, so the score of latent
+    i for patch p depends on ``L + p - i``: each query sees the clip through its own phase pattern.
+    """
+
+    def __init__(self, head_dim: int, base: float = 10000.0):
+        super().__init__()
+        rotary_dim = 2 * (head_dim // 4)  # half the head dimension, even
+        if rotary_dim == 0:
+            raise ValueError(f"head_dim={head_dim} is too small for rotary (needs >= 4)")
+        inv_freq = base ** (-torch.arange(0, rotary_dim, 2, dtype=torch.float32) / rotary_dim)
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+
+    def for_grid(self, grid: tuple[int, int, int], num_latents: int, device: torch.device) -> Rotate:
+        """The ``(q, k_latents, k_patches)`` rotation of one forward: each by its sequence index."""
+        num_patches = grid[0] * grid[1] * grid[2]
+        index = torch.arange(num_latents + num_patches, device=device, dtype=torch.float32)
+        angles = index[:, None] * self.inv_freq
+        latent_angles, patch_angles = angles[:num_latents], angles[num_latents:]
+        return lambda q, k_lat, k_ctx: (
+            rotate_pairs(q, latent_angles), rotate_pairs(k_lat, latent_angles), rotate_pairs(k_ctx, patch_angles)
+        )
+
+
+def create_rotary(form: RotaryForm, head_dim: int) -> AxialRotary | SequenceRotary:
+    """The Perceivers' rotary position: ``axial`` (3-axis, patch keys) or ``sequence`` (1D, queries and keys)."""
+    if form == "axial":
+        return AxialRotary(head_dim)
+    if form == "sequence":
+        return SequenceRotary(head_dim)
+    raise ValueError(f"rotary={form!r} must be 'axial' or 'sequence'")
 
 
 class FourierPosition(nn.Module):

@@ -10,7 +10,7 @@ from torch import nn
 
 from trajtok.tokenizer.attention import PerceiverLayer, full_attention
 from trajtok.tokenizer.fourier import fourier_slot_latents
-from trajtok.tokenizer.position import AxialRotary
+from trajtok.tokenizer.position import RotaryForm, create_rotary
 
 
 def projection_mlp(dim: int, hidden: int, out: int) -> nn.Sequential:
@@ -37,6 +37,8 @@ class Segmenter(nn.Module):
             about the learning rate, so the gain is the scale's learning-rate multiplier (1: the released
             code's parametrisation, which moves the scale ~0.1 over a CPU-length run).
         max_scale: upper clamp of the learnable logit scale (softmax sharpness).
+        rotary: the Perceiver's position, ``axial`` (3-axis rotary on patch keys) or ``sequence`` (the
+            released code's 1D rotary on queries and keys over the flattened sequence); see ``position``.
     """
 
     def __init__(
@@ -51,6 +53,7 @@ class Segmenter(nn.Module):
         init_scale: float = 10.0,
         scale_gain: float = 10.0,
         max_scale: float = 20.0,
+        rotary: RotaryForm = "axial",
     ):
         super().__init__()
         if not 1 < init_scale <= max_scale:
@@ -62,7 +65,7 @@ class Segmenter(nn.Module):
         self.scale_gain = scale_gain
         self.max_scale = max_scale
         self.queries = nn.Parameter(fourier_slot_latents(num_slots, dim))
-        self.rotary = AxialRotary(head_dim)
+        self.rotary = create_rotary(rotary, head_dim)
         self.layers = nn.ModuleList(PerceiverLayer(dim, heads, head_dim) for _ in range(depth))
         self.norm = nn.LayerNorm(dim)
         self.query_head = projection_mlp(dim, 2 * assign_dim, assign_dim)
@@ -77,10 +80,10 @@ class Segmenter(nn.Module):
     def forward(self, patches: torch.Tensor, grid: tuple[int, int, int]):
         """``patches (B, N, D)`` on ``grid`` -> ``(logits (B, N, K), queries (B, K, D))``."""
         context = patches.detach() if self.detach_features else patches
-        angles = self.rotary.angles(grid, patches.device)
+        rotate = self.rotary.for_grid(grid, self.num_slots, patches.device)
         queries = self.queries.expand(patches.shape[0], -1, -1)
         for layer in self.layers:
-            queries = layer(queries, context, full_attention, lambda k: self.rotary(k, angles))
+            queries = layer(queries, context, full_attention, rotate)
         queries = self.norm(queries)
         q = F.normalize(self.query_head(queries), dim=-1)
         p = F.normalize(self.patch_head(patches), dim=-1)

@@ -15,7 +15,7 @@ from trajtok.tokenizer.attention import (
     segment_attention,
 )
 from trajtok.tokenizer.fourier import fourier_subtoken_latents
-from trajtok.tokenizer.position import AxialRotary, FourierPosition
+from trajtok.tokenizer.position import FourierPosition, RotaryForm, create_rotary
 
 AttentionForm = Literal["auto", "segment", "dense"]
 
@@ -82,6 +82,7 @@ class TrajectoryEncoder(nn.Module):
             token knows where its trajectory is and how it moves (the released code relies on rotary
             weighting alone; motion-dependent captions need more).
         attention: ``segment`` (gather/scatter, O(N)), ``dense`` (masked SDPA, O(K N)) or ``auto``.
+        rotary: the Perceiver's position, ``axial`` or ``sequence`` (see ``Segmenter``).
     """
 
     def __init__(
@@ -95,13 +96,14 @@ class TrajectoryEncoder(nn.Module):
         soft_mean_init: bool = True,
         position_features: bool = True,
         attention: AttentionForm = "auto",
+        rotary: RotaryForm = "axial",
     ):
         super().__init__()
         self.num_slots = num_slots
         self.soft_mean_init = soft_mean_init
         self.attention = attention
         self.latents = nn.Parameter(fourier_subtoken_latents(num_slots, max_subtokens, dim))
-        self.rotary = AxialRotary(head_dim)
+        self.rotary = create_rotary(rotary, head_dim)
         self.position = FourierPosition(dim) if position_features else None
         # The sub-token code (Fourier, scale 0.02) and the soft mean (patch scale) are normalised apart before
         # they are summed: added raw, the soft mean swamps the code and a trajectory's sub-tokens start equal.
@@ -131,7 +133,7 @@ class TrajectoryEncoder(nn.Module):
             attend = partial(segment_attention, labels=labels, num_subtokens=num_subtokens, layout=layout)
         else:
             attend = partial(dense_masked_attention, labels=labels, num_subtokens=num_subtokens)
-        angles = self.rotary.angles(grid, patches.device)
+        rotate = self.rotary.for_grid(grid, latents.shape[1], patches.device)
         for layer in self.layers:
-            latents = layer(latents, patches, attend, lambda k: self.rotary(k, angles))
+            latents = layer(latents, patches, attend, rotate)
         return self.proj(self.norm(latents))

@@ -9,6 +9,7 @@ from einops import rearrange
 from torch import nn
 
 from trajtok.tokenizer.pixel_encoder import ConvPyramid, PixelEncoder
+from trajtok.tokenizer.position import RotaryForm
 from trajtok.tokenizer.segmenter import Segmenter
 from trajtok.tokenizer.trajectory_encoder import (
     AttentionForm,
@@ -41,6 +42,8 @@ class TrajTok(nn.Module):
         soft_mean_init: trajectory latents start from the soft-mean of their patches (ablation switch).
         position_features: space-time Fourier position added to the patches the trajectory encoder reads.
         attention: masked-attention form of the trajectory encoder: ``segment``, ``dense`` or ``auto``.
+        rotary: both Perceivers' rotary position: ``axial`` (3-axis, on patch keys) or ``sequence`` (the released
+            code's 1D rotary on queries and keys over the flattened latent-then-patch sequence).
         chunk_frames: split clips longer than this into chunks tokenised in parallel, tokens concatenated in
             time order (cross-chunk identity is not modelled, as in the paper).
     """
@@ -63,6 +66,7 @@ class TrajTok(nn.Module):
         position_features: bool = True,
         attention: AttentionForm = "auto",
         chunk_frames: int | None = None,
+        rotary: RotaryForm = "axial",
     ):
         super().__init__()
         subtokens = tuple(subtokens)
@@ -82,10 +86,10 @@ class TrajTok(nn.Module):
         self.chunk_frames = chunk_frames
         self.pixel_encoder = pixel_encoder
         self.segmenter = Segmenter(
-            dim, num_slots, depth, heads, head_dim, assign_dim, detach_features, init_scale, scale_gain
+            dim, num_slots, depth, heads, head_dim, assign_dim, detach_features, init_scale, scale_gain, rotary=rotary
         )
         self.encoder = TrajectoryEncoder(
-            dim, num_slots, max(subtokens), depth, heads, head_dim, soft_mean_init, position_features, attention
+            dim, num_slots, max(subtokens), depth, heads, head_dim, soft_mean_init, position_features, attention, rotary
         )
 
     @property
