@@ -2,7 +2,7 @@
 
 from trajtok.tokenizer.adapter import FeaturePatches, FeatureTrajTok, PooledPatches
 from trajtok.tokenizer.features import FrozenVideoFeatures
-from trajtok.tokenizer.pixel_encoder import ConvPyramid, HFBackbone, PixelEncoder
+from trajtok.tokenizer.pixel_encoder import ConvPyramid, EfficientNetLite, HFBackbone, PixelEncoder
 from trajtok.tokenizer.presets import (
     create_tokenizer,
     list_presets,
@@ -20,6 +20,7 @@ from trajtok.tokenizer.tubelets import ViT3D
 __all__ = [
     "RLT",
     "ConvPyramid",
+    "EfficientNetLite",
     "FeaturePatches",
     "FeatureTrajTok",
     "FrozenVideoFeatures",

