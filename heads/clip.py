@@ -62,11 +62,13 @@ class ClipHead(Head):
             self.token_proj = nn.Linear(token_dim, self.width)
 
     def encode_video(self, tokens: TrajectoryTokens) -> torch.Tensor:
-        """``(B, embed_dim)`` L2-normalised video embeddings; invalid trajectory slots are key-padded."""
+        """``(B, embed_dim)`` L2-normalised video embeddings; invalid trajectory slots are key-padded, merged
+        tokens (``tokens.sizes``) weighted by their size."""
         x = self.token_proj(tokens.tokens)
         x = torch.cat([self.cls.expand(x.shape[0], -1, -1).to(x.dtype), x], dim=1)
         keep = F.pad(tokens.valid, (1, 0), value=True)
-        return F.normalize(self.video_proj(self.transformer(x, keep)[:, 0]), dim=-1)
+        sizes = None if tokens.sizes is None else F.pad(tokens.sizes, (1, 0), value=1.0)  # [CLS] stands for itself
+        return F.normalize(self.video_proj(self.transformer(x, keep, sizes)[:, 0]), dim=-1)
 
     def encode_text(self, texts: list[str]) -> torch.Tensor:
         """``(len(texts), embed_dim)`` L2-normalised text embeddings."""

@@ -158,7 +158,7 @@ class ProbeHead(Head):
             )
         x = self.token_proj(tokens.tokens)
         if self.blocks is not None:
-            x = self.blocks(x, tokens.valid)
+            x = self.blocks(x, tokens.valid, tokens.sizes)
         return self.classifier(self.dropout(self.norm(self.pool(x, tokens.valid))))
 
     def losses(self, tokens: TrajectoryTokens, batch: dict[str, Any]) -> dict[str, torch.Tensor]:

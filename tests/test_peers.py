@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from heads.transformer import Transformer
 from trajtok.tokenizer import RLT, ToMe, TokenLearner, ViT3D, create_tokenizer
-from trajtok.tokenizer.rlt import compact, run_lengths, run_starts
+from trajtok.tokenizer.rlt import changed_tubelets, compact, run_lengths, run_starts
 from trajtok.tokenizer.tome import bipartite_soft_matching, merge_weighted, merged_positions
 
 
@@ -81,6 +82,24 @@ def test_tome_merges_exactly_r_tokens_per_block_and_labels_its_tubelets():
         assert torch.equal(labels.unique(), torch.arange(34))
 
 
+def test_tome_hands_its_token_sizes_to_the_head():
+    """Proportional attention continues after the merging blocks: ToMe's tokens carry their sizes, and a head
+    block gives a token of size s the weight of s copies of it."""
+    torch.manual_seed(0)
+    out = ToMe(dim=32, depth=2, heads=4, r=8, patch_size=8, image_size=32, max_frames=16).eval()(
+        torch.randn(2, 4, 3, 32, 32))
+    assert out.sizes.shape == out.valid.shape and torch.all(out.sizes >= 1)
+    assert torch.allclose(out.sizes.sum(1), torch.full((2,), 32.0))  # every tubelet in exactly one token
+    block = Transformer(width=32, depth=2, heads=4).eval()
+    a, b = torch.randn(1, 1, 32), torch.randn(1, 1, 32)
+    merged = block(torch.cat([a, b], 1), sizes=torch.tensor([[2.0, 1.0]]))
+    copies = block(torch.cat([a, a, b], 1))
+    torch.testing.assert_close(merged, copies[:, [0, 2]], atol=1e-5, rtol=1e-5)
+    keep = torch.tensor([[True, True, False]])
+    padded = block(torch.cat([a, b, torch.randn(1, 1, 32)], 1), keep, torch.tensor([[2.0, 1.0, 5.0]]))
+    torch.testing.assert_close(padded[:, :2], merged, atol=1e-5, rtol=1e-5)
+
+
 def test_tome_caps_r_at_half_the_tokens():
     model = ToMe(dim=32, depth=2, heads=2, r=1000, patch_size=8, image_size=32, max_frames=8).eval()
     assert model(torch.randn(1, 2, 3, 32, 32)).tokens.shape[1] == 4  # 16 -> 8 -> 4
@@ -121,6 +140,21 @@ def test_rlt_drops_only_the_unchanged_places():
     assert out.num_valid.item() == 16 + 1
     assert out.labels[0, 2:, 0, 0].unique().numel() == 1 and out.labels[0, :2, 0, 0].unique().numel() == 1
     assert model(video + 0.2 * torch.randn_like(video)).num_valid.item() == 16 * 4  # noise over the threshold
+
+
+def test_rlt_compares_single_frames_across_the_two_tubelets():
+    """RLT's code compares the last frame of step t with the first frame of step t-1 (3 frames apart for
+    2-frame tubelets): a drift of 0.04 per frame is kept (0.12 > 0.1), though neighbouring tubelets differ by
+    only 0.08 frame by frame; a change inside the first frame of a step alone is not seen until the next."""
+    torch.manual_seed(0)
+    video = torch.randn(1, 1, 3, 32, 32).repeat(1, 8, 1, 1, 1)
+    video[:, :, :, :8, :8] += 0.04 * torch.arange(8.0).view(1, 8, 1, 1, 1)  # place (0, 0) drifts
+    out = rlt()(video)
+    assert out.num_valid.item() == 16 + 3  # place (0, 0) kept at every step, the 15 others once
+    assert out.labels[0, :, 0, 0].unique().numel() == 4 and out.labels[0, :, 0, 1].unique().numel() == 1
+    frames = torch.zeros(1, 4, 1, 1, 1)
+    frames[:, 2] = 1.0  # only the first frame of step 1 changes: last of step 1 (3) equals first of step 0 (0)
+    assert changed_tubelets(frames, 2, 0.1).flatten().tolist() == [True, False]
 
 
 def test_run_lengths_and_compaction():

@@ -31,6 +31,7 @@ def test_output_contract(kind, frames):
     assert out.valid.shape == (2, slots) and out.valid.dtype == torch.bool
     assert out.labels.dtype == torch.long and out.labels.shape == (2, *out.grid)
     assert out.logits is None or out.logits.shape == (2, out.labels[0].numel(), slots // out.tokens_per_trajectory)
+    assert out.sizes is None or (out.sizes.shape == (2, slots) and (out.sizes >= 1).all())
     assert torch.isfinite(out.tokens).all()
     assert (out.num_valid >= 1).all()
     # Every patch belongs to a valid token: heads may look a patch's token up by its label.

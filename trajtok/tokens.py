@@ -25,6 +25,9 @@ class TrajectoryTokens:
         tokens_per_trajectory: n, the sub-tokens per trajectory used in this forward pass.
         chunks: C, the temporal chunks the clip was tokenised in (each with its own K slots); ``logits``
             splits into C equal runs of patches, one per chunk.
+        sizes: ``(B, S)`` float, how many input tubelets each token stands for, for tokenizers that merge
+            tokens (ToMe), or ``None`` (one each). Heads that attend over tokens add ``log(size)`` to the
+            attention logits (ToMe's proportional attention), so a merged token weighs as its parts did.
     """
 
     tokens: torch.Tensor
@@ -34,6 +37,7 @@ class TrajectoryTokens:
     grid: tuple[int, int, int]
     tokens_per_trajectory: int = 1
     chunks: int = 1
+    sizes: torch.Tensor | None = None
 
     @property
     def num_valid(self) -> torch.Tensor:

@@ -68,7 +68,7 @@ class FeatureTrajTok(nn.Module):
 
     @property
     def out_dim(self) -> int:
-        return self.trajtok.dim
+        return self.trajtok.out_dim
 
     def train(self, mode: bool = True):
         super().train(mode)

@@ -1,7 +1,7 @@
 """Run-length tokenization (RLT, Choudhury et al., NeurIPS 2024): the closest content-adaptive peer.
 
-A tubelet that repeats the one at the same place in the previous time step is dropped before the model sees
-it; each kept tubelet carries the length of the run it starts, through a learned run-length embedding. The
+A tubelet that repeats the one at the same place in the previous time step (compared on single frames, as
+RLT's code does) is dropped before the model sees it; each kept tubelet carries the length of the run it starts, through a learned run-length embedding. The
 count adapts to motion (not to objects): a static clip costs one step of tubelets, a changing one all of them.
 """
 
@@ -15,15 +15,19 @@ from trajtok.tokenizer.tubelets import TubeletTokenizer, pad_frames
 from trajtok.tokens import TrajectoryTokens
 
 
-def changed_tubelets(pixels: torch.Tensor, threshold: float) -> torch.Tensor:
-    """``(B, t, h, w)`` bool: the tubelet differs from the one at the same place one step earlier by a mean
-    absolute pixel difference above ``threshold``; the first step always counts as changed.
+def changed_tubelets(frames: torch.Tensor, tubelet_frames: int, threshold: float) -> torch.Tensor:
+    """``(B, t, h, w)`` bool: tubelet step t differs from step t-1 at the same place; step 0 always counts.
 
-    ``pixels (B, t, h, w, P)`` are the tubelets' raw (normalised) pixel values.
+    ``frames (B, T, h, w, P)`` are each frame's patch pixels (normalised), T a multiple of ``tubelet_frames``.
+    As RLT's code does, two single frames are compared, not the tubelets frame by frame: the last frame of step
+    t against the first frame of step t-1, by their mean absolute difference. The two frames are
+    ``2 * tubelet_frames - 1`` apart, so a slow drift that stays under the threshold between neighbouring
+    frames still counts once it has built up over the window.
     """
-    difference = (pixels[:, 1:] - pixels[:, :-1]).abs().mean(dim=-1)
-    first = torch.ones(difference.shape[0], 1, *difference.shape[2:], dtype=torch.bool, device=pixels.device)
-    return torch.cat([first, difference > threshold], dim=1)
+    first, last = frames[:, ::tubelet_frames], frames[:, tubelet_frames - 1 :: tubelet_frames]
+    difference = (last[:, 1:] - first[:, :-1]).abs().mean(dim=-1)
+    step0 = torch.ones(difference.shape[0], 1, *difference.shape[2:], dtype=torch.bool, device=frames.device)
+    return torch.cat([step0, difference > threshold], dim=1)
 
 
 def run_starts(keep: torch.Tensor) -> torch.Tensor:
@@ -77,9 +81,8 @@ class RLT(TubeletTokenizer):
         embedded = self.embed(video)
         batch, grid = embedded.shape[0], tuple(embedded.shape[1:4])
         p, frames = self.embed.patch_size, self.embed.tubelet_frames
-        pixels = rearrange(pad_frames(video, frames), "b (t pt) c (h ph) (w pw) -> b t h w (pt c ph pw)",
-                           pt=frames, ph=p, pw=p)
-        keep = changed_tubelets(pixels, self.threshold)
+        pixels = rearrange(pad_frames(video, frames), "b t c (h ph) (w pw) -> b t h w (c ph pw)", ph=p, pw=p)
+        keep = changed_tubelets(pixels, frames, self.threshold)
         starts = run_starts(keep)
         tokens, valid, index = compact((embedded + self.run_length(run_lengths(starts))).flatten(1, 3),
                                        keep.flatten(1))

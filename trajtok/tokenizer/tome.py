@@ -114,7 +114,8 @@ class ToMe(TubeletTokenizer):
     So ToMe with a head of depth d_head is a ``depth + d_head`` block ViT3D that merges in its first ``depth``
     blocks. The count drops by exactly r per block (r is capped at half the tokens, as ToMe does, so images
     and short clips still run); every output token is valid, and ``labels`` map each tubelet to the token that
-    absorbed it. The head's blocks attend without the size bias (sizes are not part of ``TrajectoryTokens``).
+    absorbed it. Each token's size goes out as ``TrajectoryTokens.sizes``, so proportional attention continues
+    through the head's blocks, as in a ToMe ViT whose later blocks no longer merge.
 
     Args:
         dim, heads, mlp_ratio: width of the merging blocks (the video transformer's, so no projection is needed).
@@ -142,4 +143,4 @@ class ToMe(TubeletTokenizer):
             x, size, matching = block(x, size, min(self.r, num_tokens // 2))
             owner = merged_positions(matching, num_tokens).gather(1, owner)
         valid = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
-        return TrajectoryTokens(x, valid, None, owner.view(batch, *grid), grid)
+        return TrajectoryTokens(x, valid, None, owner.view(batch, *grid), grid, sizes=size.squeeze(-1))

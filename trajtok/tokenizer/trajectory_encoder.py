@@ -83,6 +83,7 @@ class TrajectoryEncoder(nn.Module):
             weighting alone; motion-dependent captions need more).
         attention: ``segment`` (gather/scatter, O(N)), ``dense`` (masked SDPA, O(K N)) or ``auto``.
         rotary: the Perceiver's position, ``axial`` or ``sequence`` (see ``Segmenter``).
+        out_dim: token width (default ``dim``), set by the output projection.
     """
 
     def __init__(
@@ -97,6 +98,7 @@ class TrajectoryEncoder(nn.Module):
         position_features: bool = True,
         attention: AttentionForm = "auto",
         rotary: RotaryForm = "axial",
+        out_dim: int | None = None,
     ):
         super().__init__()
         self.num_slots = num_slots
@@ -111,7 +113,7 @@ class TrajectoryEncoder(nn.Module):
         self.norm_soft_mean = nn.LayerNorm(dim)
         self.layers = nn.ModuleList(PerceiverLayer(dim, heads, head_dim) for _ in range(depth))
         self.norm = nn.LayerNorm(dim)
-        self.proj = nn.Linear(dim, dim)
+        self.proj = nn.Linear(dim, out_dim or dim)
 
     def forward(self, patches, logits, labels, grid: tuple[int, int, int], num_subtokens: int) -> torch.Tensor:
         """``patches (B, N, D)``, ``logits (B, N, K)``, ``labels (B, N)`` -> tokens ``(B, K*n, D)``."""

@@ -29,7 +29,10 @@ class TrajTok(nn.Module):
     The number of valid tokens is the number of non-empty clusters: it follows the content, not T.
 
     Args:
-        dim: token and feature width D.
+        dim: width D of the per-patch features and of both Perceivers.
+        token_dim: width of the output tokens (default D). A narrower D than the tokens is the efficient layout:
+            every per-patch projection (pixel-encoder fusion, keys and values of both Perceivers, the
+            assignment head) costs O(T * H * W * D^2), the tokens only O(K * D * token_dim).
         num_slots: K, the maximum number of trajectories per clip (per chunk).
         pixel_encoder: any ``PixelEncoder`` with ``out_dim == dim``; default a small ConvNet pyramid.
         depth, heads, head_dim: both Perceivers (segmenter queries and trajectory encoder).
@@ -53,6 +56,7 @@ class TrajTok(nn.Module):
         dim: int = 128,
         num_slots: int = 32,
         pixel_encoder: PixelEncoder | None = None,
+        token_dim: int | None = None,
         depth: int = 2,
         heads: int = 4,
         head_dim: int = 32,
@@ -80,6 +84,7 @@ class TrajTok(nn.Module):
         if pixel_encoder.out_dim != dim:
             raise ValueError(f"pixel_encoder.out_dim={pixel_encoder.out_dim} must equal dim={dim}")
         self.dim = dim
+        self.token_dim = token_dim or dim
         self.num_slots = num_slots
         self.subtokens = subtokens
         self.eval_subtokens = eval_subtokens or max(subtokens)
@@ -89,12 +94,13 @@ class TrajTok(nn.Module):
             dim, num_slots, depth, heads, head_dim, assign_dim, detach_features, init_scale, scale_gain, rotary=rotary
         )
         self.encoder = TrajectoryEncoder(
-            dim, num_slots, max(subtokens), depth, heads, head_dim, soft_mean_init, position_features, attention, rotary
+            dim, num_slots, max(subtokens), depth, heads, head_dim, soft_mean_init, position_features, attention, rotary,
+            out_dim=self.token_dim,
         )
 
     @property
     def out_dim(self) -> int:
-        return self.dim
+        return self.token_dim
 
     def max_tokens(self, num_frames: int, num_subtokens: int | None = None) -> int:
         """The number of token slots (valid or not) for a clip of ``num_frames``."""
@@ -130,8 +136,9 @@ class TrajTok(nn.Module):
         """Tokenise ``video (B, T, 3, H, W)``.
 
         ``encode=False`` is a segmentation-only pass (segmenter pre-training): the trajectory encoder is skipped
-        and each slot's token is the soft-mean of its patch features, the encoder's own starting point. Shapes,
-        ``valid``, ``logits`` and ``labels`` are those of a full pass.
+        and each slot's token is the soft-mean of its patch features, the encoder's own starting point (through
+        the encoder's output projection when ``token_dim`` differs from ``dim``). Shapes, ``valid``, ``logits``
+        and ``labels`` are those of a full pass.
         """
         a = self.assign(video)
         n = num_subtokens or self.draw_subtokens()
@@ -139,6 +146,8 @@ class TrajTok(nn.Module):
             tokens = self.encoder(a.patches, a.logits, a.labels, a.grid, n)
         else:
             tokens = soft_mean(a.logits, a.patches).repeat_interleave(n, dim=1)
+            if self.token_dim != self.dim:
+                tokens = self.encoder.proj(tokens)
         return pack_tokens(tokens, slot_valid(a.labels, self.num_slots), a, n)
 
 
