@@ -28,6 +28,8 @@ class Head(nn.Module):
       state in ``torchmetrics.Metric`` objects (or sync it yourself): ``compute_metrics`` must return the
       metrics of the whole data set across processes.
     - ``predict(tokens, batch)``: anything for ``trajtok predict``.
+    - ``encode_example(tokens)``: the head's per-clip work on an example clip's tokens, run once under Lightning's
+      model summary so that its FLOPs column shows what the head costs beside the tokenizer; default nothing.
     - ``set_class_names(names)``: called by the module before fitting or evaluating when the datamodule has a
       class list (classification data); a head that classifies checks or adopts it.
     - ``needs_tokens``: False for a head that reads only the assignment (``logits`` / ``labels`` / ``valid``),
@@ -54,6 +56,14 @@ class Head(nn.Module):
 
     def predict(self, tokens: TrajectoryTokens, batch: dict[str, Any]) -> Any:
         return {"tokens": tokens.tokens, "valid": tokens.valid}
+
+    def encode_example(self, tokens: TrajectoryTokens) -> Any:
+        """The head's forward on one example clip's tokens, for the model summary's FLOPs; default nothing."""
+
+    def forward(self, tokens: TrajectoryTokens) -> Any:
+        """Calling the head runs ``encode_example``: as a module call, so that FLOP counters and the model
+        summary attribute the work to the head."""
+        return self.encode_example(tokens)
 
     def set_class_names(self, names: list[str]) -> None:
         """The data set's class names in label order; the default ignores them."""

@@ -70,6 +70,9 @@ class ClipHead(Head):
         sizes = None if tokens.sizes is None else F.pad(tokens.sizes, (1, 0), value=1.0)  # [CLS] stands for itself
         return F.normalize(self.video_proj(self.transformer(x, keep, sizes)[:, 0]), dim=-1)
 
+    def encode_example(self, tokens: TrajectoryTokens) -> torch.Tensor:
+        return self.encode_video(tokens)  # the text tower's cost does not depend on the video
+
     def encode_text(self, texts: list[str]) -> torch.Tensor:
         """``(len(texts), embed_dim)`` L2-normalised text embeddings."""
         return F.normalize(self.text_proj(self.text_encoder(texts)), dim=-1)

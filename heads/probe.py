@@ -161,6 +161,9 @@ class ProbeHead(Head):
             x = self.blocks(x, tokens.valid, tokens.sizes)
         return self.classifier(self.dropout(self.norm(self.pool(x, tokens.valid))))
 
+    def encode_example(self, tokens: TrajectoryTokens) -> torch.Tensor | None:
+        return self.classify(tokens) if self.classifier is not None else None
+
     def losses(self, tokens: TrajectoryTokens, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         logits = self.classify(tokens)
         return {"ce": F.cross_entropy(logits.float(), batch["label"], label_smoothing=self.label_smoothing)}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -103,6 +104,11 @@ def test_fit_twice_then_test_prints_the_retrieval_table(tmp_path, cache):
     for _ in range(2):  # re-running into the same folder must not trip over the saved config
         result = run(["fit", "--config", config, *short], tmp_path, cache)
         assert result.returncode == 0, result.stderr[-3000:]
+    # The model summary counts an example clip through the tokenizer and the head (not "Total FLOPs: 0").
+    rows = [line.split("│") for line in result.stdout.splitlines() if line.count("│") > 6]
+    flops = {row[2].strip(): row[6].strip() for row in rows}  # | # | Name | Type | Params | Mode | FLOPs | ...
+    assert re.fullmatch(r"[\d.]+ [MB]", flops["tokenizer"]) and re.fullmatch(r"[\d.]+ [MB]", flops["head"]), flops
+    assert re.search(r"Total FLOPs: [\d.]+ [MB]", result.stdout)
     checkpoint = tmp_path / "runs/clip/checkpoints/last.ckpt"
     assert checkpoint.exists()
     # The second fit overwrote last.ckpt, which holds its final state: `test --ckpt_path .../last.ckpt` must

@@ -100,10 +100,16 @@ class TrajTokModule(L.LightningModule):
         self._recent_losses: deque[tuple[int, float]] = deque(maxlen=8)  # (step, loss) for the stop message
 
     def setup(self, stage: str) -> None:
-        """Hand the datamodule's class list (classification data) to the head, which checks or adopts it."""
-        class_names = getattr(self.trainer.datamodule, "class_names", None) if self._trainer else None
+        """Hand the datamodule's class list (classification data) to the head, which checks or adopts it, and
+        take an example clip of the datamodule's size for the model summary."""
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
+        class_names = getattr(datamodule, "class_names", None)
         if class_names:
             self.head.set_class_names(list(class_names))
+        frames, size = getattr(datamodule, "num_frames", None), getattr(datamodule, "image_size", None)
+        if self.example_input_array is None and isinstance(frames, int) and isinstance(size, int):
+            # Lightning's model summary runs this through forward (with the head) and shows each part's FLOPs.
+            self.example_input_array = {"video": torch.zeros(1, frames, 3, size, size), "with_head": True}
 
     def configure_callbacks(self) -> list[L.Callback]:
         """A ``BadSampleReport`` (the samples data sets skipped, logged and warned about per epoch), unless the
@@ -112,8 +118,13 @@ class TrajTokModule(L.LightningModule):
             return []
         return [BadSampleReport()]
 
-    def forward(self, video: torch.Tensor) -> TrajectoryTokens:
-        return self.tokenizer(video, **self._tokenize_kwargs)
+    def forward(self, video: torch.Tensor, with_head: bool = False) -> TrajectoryTokens:
+        """The tokens of ``video``; ``with_head`` also runs the head's per-clip work (``Head.encode_example``),
+        which is how the model summary counts the head's FLOPs."""
+        tokens = self.tokenizer(video, **self._tokenize_kwargs)
+        if with_head:
+            self.head(tokens)
+        return tokens
 
     def segmentation_losses(self, tokens: TrajectoryTokens, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """The weighted segmentation terms, or ``{}`` without a segmentation loss or without labels."""

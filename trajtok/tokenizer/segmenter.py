@@ -81,7 +81,9 @@ class Segmenter(nn.Module):
         """``patches (B, N, D)`` on ``grid`` -> ``(logits (B, N, K), queries (B, K, D))``."""
         context = patches.detach() if self.detach_features else patches
         rotate = self.rotary.for_grid(grid, self.num_slots, patches.device)
-        queries = self.queries.expand(patches.shape[0], -1, -1)
+        # A copy, not an expand: a view of a parameter made under no_grad breaks torch's module tracker (and with
+        # it FlopCounterMode and Lightning's model summary); K x D per clip is nothing.
+        queries = self.queries.repeat(patches.shape[0], 1, 1)
         for layer in self.layers:
             queries = layer(queries, context, full_attention, rotate)
         queries = self.norm(queries)

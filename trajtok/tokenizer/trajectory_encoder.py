@@ -122,7 +122,9 @@ class TrajectoryEncoder(nn.Module):
             raise ValueError(f"num_subtokens={num_subtokens} > max_subtokens={self.latents.shape[1]}")
         if self.position is not None:
             patches = patches + self.position(grid, patches.device)
-        latents = self.norm_code(self.latents[:, :num_subtokens]).expand(batch, -1, -1, -1)
+        # index_select copies: a sliced view of the parameter would break torch's module tracker (see Segmenter).
+        codes = self.latents.index_select(1, torch.arange(num_subtokens, device=patches.device))
+        latents = self.norm_code(codes).expand(batch, -1, -1, -1)
         if self.soft_mean_init:
             latents = latents + self.norm_soft_mean(soft_mean(logits, patches))[:, :, None]
         latents = latents.flatten(1, 2)
