@@ -112,12 +112,16 @@ def print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
 #: A tokenizer preset, frame size and the video transformer of TrajViT2's head at each scale: the CPU configs'
 #: (configs/clip.yaml), and the paper's 224 px with ViT-B and ViT-L encoders.
 SCALES = {
-    "cpu": {"preset": "tiny", "pixels": 64, "width": 192, "depth": 4, "heads": 4},
-    "vit-b": {"preset": "base", "pixels": 224, "width": 768, "depth": 12, "heads": 12},
-    "vit-l": {"preset": "base", "pixels": 224, "width": 1024, "depth": 24, "heads": 16},
+    "cpu": {"preset": "tiny", "lite_preset": "tiny_lite", "pixels": 64, "width": 192, "depth": 4, "heads": 4},
+    "vit-b": {"preset": "base", "lite_preset": "lite", "pixels": 224, "width": 768, "depth": 12, "heads": 12},
+    "vit-l": {"preset": "base", "lite_preset": "lite", "pixels": 224, "width": 1024, "depth": 24, "heads": 16},
 }
 KINDS = ("trajtok", "vit3d", "tome", "rlt", "token_learner")
-LABELS = {"trajtok": "TrajViT2", "vit3d": "ViT3D", "tome": "ToMe", "rlt": "RLT", "token_learner": "fixed-K"}
+LABELS = {"trajtok": "TrajViT2", "vit3d": "ViT3D", "tome": "ToMe", "rlt": "RLT", "token_learner": "fixed-K",
+          "trajtok_lite": "TrajViT2 (lite)"}
+#: TrajViT2 on the efficient layout (the scale's ``lite_preset``), as a row of its own where benchmarks compare
+#: layouts (FLOPs, speed).
+LITE = "trajtok_lite"
 
 
 def tubelet_count(scale: str, frames: int) -> int:
@@ -146,7 +150,7 @@ class VideoModel(torch.nn.Module):
 
 def build_video_model(kind: str, scale: str, frames: int, device: torch.device | str = "cpu",
                       target: torch.device | None = None) -> VideoModel:
-    """``kind``'s tokenizer and a ClipHead at ``scale``. ToMe takes the first half of the transformer's blocks
+    """``kind``'s tokenizer (``LITE``: TrajTok at the scale's efficient preset) and a ClipHead at ``scale``. ToMe takes the first half of the transformer's blocks
     (merging to a quarter of the tubelets, r set for ``frames``); TrajTok's attention form is the one ``auto``
     picks on ``target`` (default: this machine's accelerator) even when built on ``meta``."""
     from heads import ClipHead
@@ -155,9 +159,11 @@ def build_video_model(kind: str, scale: str, frames: int, device: torch.device |
     from trajtok.tokenizer.trajectory_encoder import pick_attention_form
 
     s = SCALES[scale]
-    depth, overrides = s["depth"], {}
+    depth, overrides, preset_name = s["depth"], {}, s["preset"]
+    if kind == LITE:
+        kind, preset_name = "trajtok", s["lite_preset"]
     if kind == "trajtok":
-        preset = PRESETS[s["preset"]]
+        preset = PRESETS[preset_name]
         patches = frames * (s["pixels"] // 4) ** 2
         target = target or torch.device("cuda" if torch.cuda.is_available() else "cpu")
         overrides["attention"] = pick_attention_form("auto", target, preset["num_slots"], patches,
@@ -169,7 +175,7 @@ def build_video_model(kind: str, scale: str, frames: int, device: torch.device |
         overrides.update(depth=merge_depth, heads=s["heads"], r=tome_r(tubelet_count(scale, frames), merge_depth))
         depth -= merge_depth
     with torch.device(device):
-        tokenizer = create_tokenizer(s["preset"], kind, **overrides)
+        tokenizer = create_tokenizer(preset_name, kind, **overrides)
         head = ClipHead(width=s["width"], depth=depth, heads=s["heads"])
         head.build(tokenizer.out_dim)
     return VideoModel(tokenizer, head)

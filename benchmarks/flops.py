@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import (
     KINDS,
     LABELS,
+    LITE,
     MSRVTT24,
     SCALES,
     build_video_model,
@@ -103,7 +104,7 @@ def main() -> None:
     kept = {"rlt": {T: rlt_kept_fraction(T) for T in args.frames}}
     if MSRVTT24.exists():
         kept["rlt_real"] = {T: rlt_kept_fraction(T, MSRVTT24) for T in args.frames}
-    columns = [*KINDS, *(["rlt_real"] if "rlt_real" in kept else [])]
+    columns = [*KINDS, LITE, *(["rlt_real"] if "rlt_real" in kept else [])]
     rows = []
     for scale in args.scales:
         for T in args.frames:
@@ -125,14 +126,16 @@ def main() -> None:
         for T in args.frames:
             by_kind = {r["kind"]: r for r in rows if r["scale"] == scale and r["T"] == T}
             base = by_kind["vit3d"]["gflops"]
-            trajtok = by_kind["trajtok"]
+            share = [f"{by_kind[k]['tokenizer_gflops']:.1f} ({100 * by_kind[k]['tokenizer_gflops'] / by_kind[k]['gflops']:.0f}%)"
+                     for k in ("trajtok", LITE)]
             table.append([str(T)] + [f"{by_kind[k]['gflops']:.1f} ({by_kind[k]['tokens']})" for k in columns]
-                         + [f"{trajtok['tokenizer_gflops']:.1f} ({100 * trajtok['tokenizer_gflops'] / trajtok['gflops']:.0f}%)",
-                            f"{trajtok['gflops'] / base:.2f}"])
+                         + share + [f"{by_kind[k]['gflops'] / base:.2f}" for k in ("trajtok", LITE)]
+                         + [f"{by_kind[LITE]['gflops'] / by_kind['tome']['gflops']:.2f}"])
         s = SCALES[scale]
-        print_table(f"{scale}: {s['pixels']} px, TrajTok '{s['preset']}', encoder width {s['width']} depth {s['depth']}"
-                    " - forward GFLOPs per clip (tokens)",
-                    ["T", *(NAMES[k] for k in columns), "TrajTok tokenizer (share)", "TrajViT2 / ViT3D"], table)
+        print_table(f"{scale}: {s['pixels']} px, TrajTok '{s['preset']}' and '{s['lite_preset']}', encoder width "
+                    f"{s['width']} depth {s['depth']} - forward GFLOPs per clip (tokens)",
+                    ["T", *(NAMES[k] for k in columns), "TrajTok tokenizer (share)", "lite tokenizer (share)",
+                     "TrajViT2 / ViT3D", "lite / ViT3D", "lite / ToMe"], table)
     write_results("flops", results, plot, args.out)
 
 

@@ -7,6 +7,7 @@ import torch
 
 from trajtok.tokenizer import (
     ConvPyramid,
+    EfficientNetLite,
     HFBackbone,
     Segmenter,
     TrajTok,
@@ -306,10 +307,24 @@ def test_bad_configuration_is_rejected():
 
 
 def test_presets():
-    assert {"tiny", "base"} <= set(list_presets())
+    assert {"tiny", "base", "tiny_lite", "lite"} <= set(list_presets())
     tiny = create_tokenizer("tiny")
     assert tiny.num_slots == 32 and tiny.out_dim == 128
     assert create_tokenizer("tiny", num_slots=8).num_slots == 8
+    with torch.device("meta"):
+        lite = create_tokenizer("lite")
+    assert isinstance(lite.pixel_encoder, EfficientNetLite) and (lite.dim, lite.out_dim, lite.num_slots) == (128, 512, 128)
+    assert create_tokenizer("tiny_lite", "vit3d").embed.patch_size == create_tokenizer("tiny", "vit3d").embed.patch_size
+
+
+@pytest.mark.parametrize("encode", [True, False])
+def test_token_width_apart_from_the_per_patch_width(encode):
+    """The efficient layout: per-patch work at ``dim``, tokens at ``token_dim``, in full and segmentation-only
+    passes alike."""
+    model = small_tokenizer(token_dim=96)
+    out = model(torch.randn(2, 2, 3, 32, 32), encode=encode)
+    assert model.out_dim == 96 and out.tokens.shape == (2, 16, 96)
+    assert model.segmenter.patch_head[0].in_features == 64
 
 
 @pytest.mark.parametrize("family", ["convnext", "dinov3_convnext", "resnet"])

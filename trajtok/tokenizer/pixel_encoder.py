@@ -178,7 +178,7 @@ def efficientnet_lite0(weights_path: str | None = None, pretrained: bool = True)
     from efficientnet_lite_pytorch import EfficientNet
 
     model = EfficientNet.from_name("efficientnet-lite0", image_size=None)
-    if pretrained:
+    if pretrained and model._conv_stem.weight.device.type != "meta":  # meta (FLOP counting): nothing to fill
         path = weights_path or lite0_weights_path()
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     return model

@@ -1,8 +1,10 @@
 """Named tokenizers at named sizes, a thin registry in the style of timm's ``create_model``.
 
 ``create_tokenizer(preset, kind)`` builds TrajTok or one of its peers (``list_tokenizers()``) at a size
-(``list_presets()``): ``tiny`` for CPU runs on 64 px clips, ``base`` for the paper's 224 px. A new tokenizer
-registers a builder with ``@register_tokenizer(name)`` and is then covered by the shared contract tests.
+(``list_presets()``): ``tiny`` for CPU runs on 64 px clips, ``base`` for the paper's 224 px layout, and their
+efficient layouts ``tiny_lite`` and ``lite`` (a pretrained EfficientNet-Lite0 pixel encoder and narrow per-patch
+width; the peers take the sizes of the scale they belong to). A new tokenizer registers a builder with
+``@register_tokenizer(name)`` and is then covered by the shared contract tests.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Any
 
 from torch import nn
 
-from trajtok.tokenizer.pixel_encoder import ConvPyramid
+from trajtok.tokenizer.pixel_encoder import ConvPyramid, EfficientNetLite
 from trajtok.tokenizer.rlt import RLT
 from trajtok.tokenizer.token_learner import TokenLearner
 from trajtok.tokenizer.tome import ToMe
@@ -28,7 +30,22 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The paper's: 224 px, 8 frames, K = 128, D = 512, Perceiver depth 2 with 8 heads, ConvNeXt-T-sized pyramid.
     "base": {"dim": 512, "num_slots": 128, "depth": 2, "heads": 8, "head_dim": 64, "assign_dim": 64,
              "encoder": {"widths": (96, 192, 384, 768), "depths": (3, 3, 9, 3)}},
+    # The efficient layout at 224 px: a pretrained EfficientNet-Lite0 pyramid (fine-tuned) instead of a ConvNeXt-T
+    # trained from scratch, and the per-patch work (pyramid fusion, both Perceivers, the assignment head) at width
+    # 128 on the 56 x 56 grid, the tokens projected to 512 at the end: per-patch costs fall with the width
+    # squared, the K tokens cost next to nothing. About 1/9 of base's tokenizer FLOPs (benchmarks/flops.py).
+    "lite": {"dim": 128, "token_dim": 512, "num_slots": 128, "depth": 2, "heads": 4, "head_dim": 32,
+             "assign_dim": 64, "encoder": {"kind": "efficientnet_lite"}},
+    # The same at the CPU scale (64 px): tiny's layout on the pretrained pyramid.
+    "tiny_lite": {"dim": 128, "num_slots": 32, "depth": 2, "heads": 4, "head_dim": 32, "assign_dim": 64,
+                  "encoder": {"kind": "efficientnet_lite"}},
 }
+
+#: Pixel encoders by the ``kind`` a preset's ``encoder`` names (default ``conv_pyramid``).
+PIXEL_ENCODERS: dict[str, Callable[..., nn.Module]] = {"conv_pyramid": ConvPyramid, "efficientnet_lite": EfficientNetLite}
+
+#: The scale (frame size, video transformer) each preset belongs to: the peers' sizes are those of its scale.
+SCALE_OF = {"tiny": "tiny", "small": "small", "base": "base", "lite": "base", "tiny_lite": "tiny"}
 
 #: The tubelets of the patch-based peers at each size: the paper's 2 x 16 x 16 at 224 px, scaled to 8 px patches
 #: at 64 px so a CPU clip still has a 8 x 8 grid; token width that of the video transformer they feed.
@@ -82,25 +99,26 @@ def _trajtok(preset: str, **overrides: Any) -> TrajTok:
     kwargs = {k: v for k, v in PRESETS[preset].items() if k != "encoder"}
     kwargs.update(overrides)
     if "pixel_encoder" not in kwargs:
-        kwargs["pixel_encoder"] = ConvPyramid(out_dim=kwargs["dim"], **PRESETS[preset]["encoder"])
+        encoder = dict(PRESETS[preset]["encoder"])
+        kwargs["pixel_encoder"] = PIXEL_ENCODERS[encoder.pop("kind", "conv_pyramid")](out_dim=kwargs["dim"], **encoder)
     return TrajTok(**kwargs)
 
 
 @register_tokenizer("vit3d")
 def _vit3d(preset: str, **overrides: Any) -> ViT3D:
-    return ViT3D(**{**TUBELETS[preset], **overrides})
+    return ViT3D(**{**TUBELETS[SCALE_OF[preset]], **overrides})
 
 
 @register_tokenizer("tome")
 def _tome(preset: str, **overrides: Any) -> ToMe:
-    return ToMe(**{**TUBELETS[preset], **TOME[preset], **overrides})
+    return ToMe(**{**TUBELETS[SCALE_OF[preset]], **TOME[SCALE_OF[preset]], **overrides})
 
 
 @register_tokenizer("rlt")
 def _rlt(preset: str, **overrides: Any) -> RLT:
-    return RLT(**{**TUBELETS[preset], **overrides})
+    return RLT(**{**TUBELETS[SCALE_OF[preset]], **overrides})
 
 
 @register_tokenizer("token_learner")
 def _token_learner(preset: str, **overrides: Any) -> TokenLearner:
-    return TokenLearner(**{**TUBELETS[preset], "num_tokens": PRESETS[preset]["num_slots"], **overrides})
+    return TokenLearner(**{**TUBELETS[SCALE_OF[preset]], "num_tokens": PRESETS[preset]["num_slots"], **overrides})
