@@ -2,8 +2,8 @@
 
     python benchmarks/speed.py [--frames 8 16 32 64] [--scales cpu] [--batch 4] [--budget 300] [--threads N]
 
-The video models of ``benchmarks/flops.py`` (tokenizer + the head's video transformer), fed test clips of the
-default data, timed with CUDA events on a GPU and the wall clock on CPU. Inference: a forward pass without
+The video models of ``benchmarks/flops.py`` (tokenizer + the head's video transformer; TrajViT2 on the paper's
+layout and on the efficient one, ``TrajViT2 (lite)``), fed test clips of the default data, timed with CUDA events on a GPU and the wall clock on CPU. Inference: a forward pass without
 gradients. Training step: the CLIP loss against the clips' captions (text tower included, the same for all),
 backward and an AdamW step. For each (scale, T) the models
 run interleaved, round after round, after a warm-up round, and the median time is reported as clips/s with
@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import (
     KINDS,
     LABELS,
+    LITE,
     SCALES,
     build_video_model,
     current_rss_bytes,
@@ -44,6 +45,10 @@ from benchmarks.common import (
     sync,
     write_results,
 )
+
+
+#: TrajViT2 on both layouts, then the peers.
+MODELS = (*KINDS, LITE)
 
 
 class Runner:
@@ -127,8 +132,8 @@ def memory_worker(spec: dict) -> dict:
 
 def bench(scale: str, frames: int, args, device: torch.device) -> list[dict]:
     video, captions = inputs(scale, frames, args.batch)
-    runners = {kind: Runner(kind, scale, video, captions, device) for kind in KINDS}
-    times = {kind: {"infer": [], "train": []} for kind in KINDS}
+    runners = {kind: Runner(kind, scale, video, captions, device) for kind in MODELS}
+    times = {kind: {"infer": [], "train": []} for kind in MODELS}
     for round_ in range(args.repeats + 1):  # round 0 is the warm-up
         for kind, runner in runners.items():
             infer, train = runner.infer(), runner.train_step()
@@ -136,7 +141,7 @@ def bench(scale: str, frames: int, args, device: torch.device) -> list[dict]:
                 times[kind]["infer"].append(infer)
                 times[kind]["train"].append(train)
     rows = []
-    for kind in KINDS:
+    for kind in MODELS:
         row = {"scale": scale, "T": frames, "kind": kind, "batch": args.batch, "timed": True,
                "time": {k: summarize(v) for k, v in times[kind].items()},
                "memory": peak_memory(kind, scale, frames, args.batch, device)}
@@ -151,7 +156,7 @@ def bench(scale: str, frames: int, args, device: torch.device) -> list[dict]:
 
 
 def not_timed(scale: str, frames: int, reason: str) -> list[dict]:
-    return [{"scale": scale, "T": frames, "kind": kind, "timed": False, "reason": reason} for kind in KINDS]
+    return [{"scale": scale, "T": frames, "kind": kind, "timed": False, "reason": reason} for kind in MODELS]
 
 
 def plot(results: dict, path: Path) -> None:
@@ -164,7 +169,7 @@ def plot(results: dict, path: Path) -> None:
         for ax, key, label in ((row_axes[0], "infer_clips_per_s", "inference clips/s"),
                                (row_axes[1], "train_clips_per_s", "training clips/s"),
                                (row_axes[2], "memory", "training peak memory (MiB)")):
-            for kind in KINDS:
+            for kind in MODELS:
                 mine = [r for r in timed if r["scale"] == scale and r["kind"] == kind]
                 values = [r["memory"].get("train", float("nan")) / 2**20 if key == "memory" else r[key] for r in mine]
                 ax.plot([r["T"] for r in mine], values, "o-", label=LABELS[kind])
@@ -214,22 +219,22 @@ def main() -> None:
             print(f"  {scale} T={frames}: {previous[1]:.0f} s", file=sys.stderr, flush=True)
     load["end"] = machine_load()
 
-    header = ["T", *(f"{LABELS[k]}" for k in KINDS)]
+    header = ["T", *(f"{LABELS[k]}" for k in MODELS)]
     for scale in args.scales:
         for step, title in (("infer", "inference"), ("train", "training step")):
             table = []
             for frames in args.frames:
                 by_kind = {r["kind"]: r for r in rows if r["scale"] == scale and r["T"] == frames}
                 if not by_kind["vit3d"]["timed"]:
-                    table.append([str(frames), f"not timed: {by_kind['vit3d']['reason']}"] + [""] * (len(KINDS) - 1))
+                    table.append([str(frames), f"not timed: {by_kind['vit3d']['reason']}"] + [""] * (len(MODELS) - 1))
                     continue
                 table.append([str(frames)] + [f"{by_kind[k][f'{step}_clips_per_s']:.1f} ({by_kind[k][f'{step}_vs_vit3d']:.2f}x)"
-                                              for k in KINDS])
+                                              for k in MODELS])
             print_table(f"{scale}, batch {args.batch}: {title} clips/s, median of {args.repeats} (ratio to ViT3D)",
                         header, table)
         table = [[str(r["T"])] for r in rows if r["scale"] == scale and r["kind"] == "vit3d" and r["timed"]]
         for cells in table:
-            for kind in KINDS:
+            for kind in MODELS:
                 row = next(r for r in rows if r["scale"] == scale and r["T"] == int(cells[0]) and r["kind"] == kind)
                 memory = row["memory"]
                 cells.append(f"{memory['infer'] / 2**20:.0f} / {memory['train'] / 2**20:.0f}" if "train" in memory
