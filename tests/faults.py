@@ -54,6 +54,50 @@ class KillAt(L.Callback):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
+class KillDuringCheckpointWrite(L.Callback):
+    """SIGKILLs the process halfway through writing the bytes of a checkpoint file named ``name`` at epoch
+    ``epoch``, wherever they are written: by ``torch.save`` into a file (a checkpoint IO writing in place or into
+    a temporary file), or by the copy that moves a finished temporary file across file systems (Lightning's
+    default, fsspec, when ``$TMPDIR`` is not on the run's file system). Half of the bytes reach the file."""
+
+    def __init__(self, epoch: int, name: str = "last.ckpt"):
+        super().__init__()
+        self.epoch, self.name, self.armed = epoch, name, False
+        import shutil
+
+        save, copyfile = torch.save, shutil.copyfile
+
+        def targeted(path: Any) -> bool:
+            return self.armed and self.name in os.path.basename(str(path))
+
+        def die_halfway(data: bytes, file: Any) -> None:
+            file.write(data[: len(data) // 2])
+            file.flush()
+            os.fsync(file.fileno())
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        def partial_save(obj: Any, f: Any, *args: Any, **kwargs: Any) -> None:
+            if not targeted(getattr(f, "name", f)):
+                return save(obj, f, *args, **kwargs)
+            buffer = __import__("io").BytesIO()
+            save(obj, buffer, *args, **kwargs)
+            if hasattr(f, "write"):
+                die_halfway(buffer.getvalue(), f)
+            with open(f, "wb") as file:
+                die_halfway(buffer.getvalue(), file)
+
+        def partial_copyfile(src: Any, dst: Any, *args: Any, **kwargs: Any) -> Any:
+            if not targeted(dst):
+                return copyfile(src, dst, *args, **kwargs)
+            with open(src, "rb") as source, open(dst, "wb") as file:
+                die_halfway(source.read(), file)
+
+        torch.save, shutil.copyfile = partial_save, partial_copyfile
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        self.armed = trainer.current_epoch == self.epoch
+
+
 class SaveAtEnd(L.Callback):
     """Writes the final weights, step and epoch to ``path`` (``{rank}`` in it is the process's global rank)
     when fit ends; Lightning's ``last.ckpt`` is only rewritten when a monitored checkpoint is."""

@@ -134,3 +134,31 @@ def test_ckpt_path_is_read_weights_only_even_from_a_url(killed, tmp_path, cache)
     assert result.returncode != 0
     assert "Weights only load failed" in result.stderr
     assert not marker.exists()
+
+
+def other_file_system(than: Path) -> Path | None:
+    """A writable folder on another file system than ``than`` (tmpfs ``/dev/shm`` on Linux), if there is one."""
+    shm = Path("/dev/shm")
+    if shm.is_dir() and os.access(shm, os.W_OK) and shm.stat().st_dev != than.stat().st_dev:
+        return shm
+    return None
+
+
+def test_a_kill_while_writing_a_checkpoint_leaves_the_previous_one(tmp_path, cache):
+    """Killed halfway through writing epoch 1's ``last.ckpt``, the run leaves epoch 0's intact, and resuming from
+    it finishes. With ``$TMPDIR`` on another file system, Lightning's own (fsspec) write copies into ``last.ckpt``
+    itself and leaves it truncated; ``trajtok`` writes a temporary file beside it and renames it."""
+    elsewhere = other_file_system(tmp_path)
+    if elsewhere is None:
+        pytest.skip("no second file system for $TMPDIR")
+    temporary = Path(__import__("tempfile").mkdtemp(dir=elsewhere))
+    env = {"TMPDIR": str(temporary)}
+    result = run_trajtok([*FIT, "--trainer.max_epochs=3", callback("faults.KillDuringCheckpointWrite", epoch=1)],
+                         tmp_path, cache, env=env)
+    assert result.returncode == -9, result.stderr[-3000:]
+    last = tmp_path / "runs/clip/checkpoints/last.ckpt"
+    assert torch.load(last, map_location="cpu", weights_only=True)["epoch"] == 0  # the previous one, whole
+    result = run_trajtok([*FIT, "--trainer.max_epochs=3", f"--ckpt_path={last}"], tmp_path, cache, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert torch.load(last, map_location="cpu", weights_only=True)["epoch"] == 2
+    assert not list(last.parent.glob(".*.partial"))  # the killed write's partial file is all that was lost

@@ -3,10 +3,14 @@ tokenizer from another run (e.g. the segmenter pre-training)."""
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import os
+import uuid
 from typing import Any
 
 import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from torch import nn
 
 PREFIX = "tokenizer."
@@ -77,3 +81,37 @@ def load_tokenizer_weights(tokenizer: nn.Module, path: str, prefix: str = PREFIX
         raise ValueError(f"{path}: tokenizer weights do not fit this tokenizer; " + "; ".join(problems))
     tokenizer.load_state_dict(state, strict=True)
 
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written whole or not at all: into a hidden temporary file beside the target, flushed to disk,
+    then renamed over it (``os.replace``, atomic within one file system). A job killed while writing leaves the
+    previous ``last.ckpt`` in place, and resuming from it works.
+
+    Lightning's default writes through an fsspec transaction: a temporary file in ``$TMPDIR``, moved into place
+    at the end. Where ``$TMPDIR`` is another file system than the run's folder (a node's local ``/tmp`` and runs
+    on a network share, the usual cluster layout), that move is a copy into the target file itself, and a kill
+    during it leaves a truncated checkpoint where the good one was. Remote paths (``s3://`` ...) keep fsspec's
+    own handling.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options: Any = None) -> None:
+        path = os.fspath(path)
+        if storage_options is not None or "://" in path:
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        directory, name = os.path.split(os.path.abspath(path))
+        os.makedirs(directory, exist_ok=True)
+        partial = os.path.join(directory, f".{name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.partial")
+        try:
+            with open(partial, "xb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(partial, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(partial)
+            raise
+        for stale in glob.glob(os.path.join(glob.escape(directory), f".{glob.escape(name)}.*.partial")):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(stale)  # left by a process killed while writing this file

@@ -17,10 +17,11 @@ import warnings
 
 import lightning as L
 import torch
+from lightning.fabric.plugins import CheckpointIO
 from lightning.pytorch.cli import LightningCLI
 
 from datamodules.video import BadSampleError
-from trajtok.checkpoint import load_checkpoint
+from trajtok.checkpoint import AtomicCheckpointIO, load_checkpoint
 from trajtok.module import TrajTokModule
 
 
@@ -35,6 +36,15 @@ class TrajTokCLI(LightningCLI):
             args=args,
             **kwargs,
         )
+
+    def instantiate_trainer(self, **kwargs):
+        """The trainer, writing checkpoints atomically (``AtomicCheckpointIO``) unless the config gives its own
+        checkpoint IO plugin."""
+        plugins = self._get(self.config_init, "trainer", default={}).get("plugins")
+        plugins = [] if plugins is None else list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
+        if not any(isinstance(p, CheckpointIO) for p in plugins):
+            kwargs["plugins"] = [*plugins, AtomicCheckpointIO()]
+        return super().instantiate_trainer(**kwargs)
 
     def before_instantiate_classes(self) -> None:
         """Checkpoints are data: ``--ckpt_path`` is read with ``weights_only=True`` (no code runs while unpickling)
