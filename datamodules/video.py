@@ -22,13 +22,16 @@ import av
 import numpy as np
 import torch
 
+from trajtok.errors import UserError
+
 Sampling = Literal["middle", "random"]
 # A file path, or the encoded bytes of a video (in memory or in a binary file-like object).
 VideoSource = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, BinaryIO]
 
 
-class BadSampleError(RuntimeError):
-    """A sample whose files cannot be used; data sets may skip these instead of failing a whole run.
+class BadSampleError(UserError, RuntimeError):
+    """A sample whose files cannot be used; data sets may skip these instead of failing a whole run (a data
+    error of the user's: the ``trajtok`` command reports it as one message).
 
     ``path`` is the offending file and ``reason`` what is wrong with it; ``origin`` (set by ``locate``) is
     where the sample was declared, e.g. ``"ann.jsonl, row 3"``, and joins the message when known.

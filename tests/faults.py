@@ -98,6 +98,13 @@ class KillDuringCheckpointWrite(L.Callback):
         self.armed = trainer.current_epoch == self.epoch
 
 
+class Bug(L.Callback):
+    """A programming error (not the user's) when training starts: its traceback must reach the user."""
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        raise KeyError("a bug in our code")
+
+
 class SaveAtEnd(L.Callback):
     """Writes the final weights, step and epoch to ``path`` (``{rank}`` in it is the process's global rank)
     when fit ends; Lightning's ``last.ckpt`` is only rewritten when a monitored checkpoint is."""

@@ -62,7 +62,7 @@ def test_root_is_the_one_required_option(capsys):
 def test_retrieval_preset_tests_on_the_folder_alone(name, tmp_path):
     root = fx.layout(name, tmp_path / "data")
     cli = trajtok("test", "--config", CLIP, "--config", str(ROOT / f"configs/benchmarks/{name}.yaml"),
-                  f"--data.init_args.root={root}", "--model.head.init_args.depth=1", *SMALL)
+                  f"--data.init_args.root={root}", "--model.head.init_args.depth=1", "--allow_untrained=true", *SMALL)
     metrics = cli.trainer.callback_metrics
     assert {"test/t2v_r1", "test/v2t_r1", "test/t2v_medr"} <= set(metrics)
     assert all(0 <= float(metrics[f"test/{d}_r10"]) <= 100 for d in ("t2v", "v2t"))
@@ -89,5 +89,5 @@ def test_classification_preset_fits_a_probe(name, tmp_path):
 def test_classification_preset_tests_zero_shot_with_the_clip_head(name, tmp_path):
     root = fx.layout(name, tmp_path / "data")
     cli = trajtok("test", "--config", CLIP, "--config", str(ROOT / f"configs/benchmarks/{name}.yaml"),
-                  f"--data.init_args.root={root}", "--model.head.init_args.depth=1", *SMALL)
+                  f"--data.init_args.root={root}", "--model.head.init_args.depth=1", "--allow_untrained=true", *SMALL)
     assert 0 <= float(cli.trainer.callback_metrics["test/zeroshot_top1"]) <= 100

@@ -127,7 +127,8 @@ def test_bf16_mixed_precision_and_predict(tmp_path, cache):
     fit = run(["fit", "--config", config, "--trainer.fast_dev_run=true", "--trainer.precision=bf16-mixed",
                *SMALL_DATA], tmp_path, cache)
     assert fit.returncode == 0, fit.stderr[-3000:]
-    predict = run(["predict", "--config", config, "--trainer.limit_predict_batches=1", *SMALL_DATA], tmp_path, cache)
+    predict = run(["predict", "--config", config, "--trainer.limit_predict_batches=1", "--allow_untrained=true",
+                   *SMALL_DATA], tmp_path, cache)
     assert predict.returncode == 0, predict.stderr[-3000:]
 
 

@@ -6,14 +6,50 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import pickle
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from torch import nn
 
+from trajtok.errors import CheckpointError
+
 PREFIX = "tokenizer."
+
+
+def weights_only_reason(message: str) -> str:
+    """The line of torch's weights-only refusal that says what was refused (``Unsupported global: ...``)."""
+    for line in message.splitlines():
+        if "WeightsUnpickler error:" in line:
+            return line.split("WeightsUnpickler error:", 1)[1].split(". Please use")[0].strip()
+    return message.strip().splitlines()[0] if message.strip() else "refused"
+
+
+def read_checkpoint(path: str | os.PathLike, weights_only: bool = True) -> dict[str, Any]:
+    """``torch.load`` of a checkpoint file, its refusals as ``CheckpointError`` naming the file and what to do."""
+    path = str(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint {path!r} does not exist")
+    with checkpoint_errors(path):
+        return torch.load(path, map_location="cpu", weights_only=weights_only)
+
+
+@contextlib.contextmanager
+def checkpoint_errors(path: str) -> Iterator[None]:
+    """torch's refusals and read errors of the checkpoint at ``path`` as a ``CheckpointError`` saying what to do."""
+    try:
+        yield
+    except pickle.UnpicklingError as error:
+        raise CheckpointError(
+            f"{path}: a weights-only load refuses it ({weights_only_reason(str(error))}). It holds objects other "
+            "than tensors and plain data; if you trust this file, pass --weights_only=false") from error
+    except (RuntimeError, EOFError) as error:
+        if "zip archive" not in str(error) and not isinstance(error, EOFError):
+            raise
+        raise CheckpointError(f"{path}: not a readable checkpoint (truncated, or not a torch file): {error}") from error
 
 
 def checkpoint_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -23,9 +59,7 @@ def checkpoint_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     a config would run whatever code it holds.
     """
     path = str(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint {path!r} does not exist")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    checkpoint = read_checkpoint(path)
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise ValueError(f"{path}: not a Lightning checkpoint (no 'state_dict')")
     return checkpoint["state_dict"]
@@ -94,6 +128,12 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     during it leaves a truncated checkpoint where the good one was. Remote paths (``s3://`` ...) keep fsspec's
     own handling.
     """
+
+    def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
+        with checkpoint_errors(str(path)):
+            if map_location is None:
+                return super().load_checkpoint(path, weights_only=weights_only)
+            return super().load_checkpoint(path, map_location, weights_only)
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options: Any = None) -> None:
         path = os.fspath(path)

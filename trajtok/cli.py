@@ -14,6 +14,7 @@ import argparse
 import os
 import sys
 import warnings
+from pathlib import Path
 
 import lightning as L
 import torch
@@ -21,7 +22,8 @@ from lightning.fabric.plugins import CheckpointIO
 from lightning.pytorch.cli import LightningCLI
 
 from datamodules.video import BadSampleError
-from trajtok.checkpoint import AtomicCheckpointIO, load_checkpoint
+from trajtok.checkpoint import AtomicCheckpointIO, load_checkpoint, read_checkpoint
+from trajtok.errors import UserError, report_user_errors
 from trajtok.module import TrajTokModule
 
 
@@ -46,12 +48,51 @@ class TrajTokCLI(LightningCLI):
             kwargs["plugins"] = [*plugins, AtomicCheckpointIO()]
         return super().instantiate_trainer(**kwargs)
 
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.add_argument(
+            "--allow_untrained", type=bool, default=False,
+            help="validate / test / predict without --ckpt_path: evaluate the weights the config builds (its "
+                 "initialisation and any pretrained parts). Without this option that is an error, so that no table "
+                 "of an untrained model is printed by mistake.")
+
+    def _parse_ckpt_path(self) -> None:
+        """Lightning's (lay the checkpoint's hyper-parameters over the config), reading the checkpoint as
+        ``--weights_only`` says: Lightning's own always reads it weights-only, so a trusted checkpoint that needs
+        ``--weights_only=false`` failed before the option was used."""
+        config = self.config.get(self.config.get("subcommand") or "")
+        path = config.get("ckpt_path") if config else None
+        if not path or not Path(path).is_file():
+            return
+        checkpoint = read_checkpoint(path, weights_only=config.get("weights_only") is not False)
+        hparams = checkpoint.get("hyper_parameters", {})
+        hparams.pop("_instantiator", None)
+        if not hparams:
+            return
+        if "_class_path" in hparams:
+            hparams = {"class_path": hparams.pop("_class_path"), "dict_kwargs": hparams}
+        self.config = self.parser.parse_object({self.config.subcommand: {"model": hparams}}, self.config)
+
     def before_instantiate_classes(self) -> None:
         """Checkpoints are data: ``--ckpt_path`` is read with ``weights_only=True`` (no code runs while unpickling)
-        unless ``--weights_only=false`` is given for a checkpoint you trust."""
+        unless ``--weights_only=false`` is given for a checkpoint you trust. Evaluating without a checkpoint
+        needs ``--allow_untrained``."""
         config = self.config.get(self.subcommand) if self.subcommand else None
-        if config is not None and "weights_only" in config and config["weights_only"] is None:
+        if config is None:
+            return
+        if "weights_only" in config and config["weights_only"] is None:
             config["weights_only"] = True
+        if self.subcommand in EVALUATIONS and config.get("ckpt_path") is None:
+            if not config.get("allow_untrained"):
+                raise UserError(
+                    f"no --ckpt_path: {self.subcommand} would run the untrained initialisation of the config and "
+                    "print numbers that mean nothing. Give --ckpt_path=<a checkpoint of this config>, or "
+                    "--allow_untrained=true to evaluate the weights the config builds on purpose.")
+            warnings.warn(f"--allow_untrained: {self.subcommand} runs the weights the config builds, not a trained "
+                          "checkpoint", UserWarning, stacklevel=1)
+
+
+#: Subcommands that evaluate a model: they need a checkpoint (or --allow_untrained).
+EVALUATIONS = ("validate", "test", "predict")
 
 
 # The Lightning stage whose setup builds a split's dataset.
@@ -168,16 +209,20 @@ def visualize_command(argv: list[str]) -> None:
 
 
 def main(args: list[str] | None = None) -> None:
+    """``trajtok``: mistakes in what the user gave (configuration, data, checkpoint) end in one message naming
+    the file, row or option and exit status 2 (``TRAJTOK_TRACEBACK=1`` shows the traceback); programming errors
+    keep theirs (``trajtok.errors``)."""
     # Hub downloads are never attempted at run time; weights load from local paths or the cache.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    args = args if args is not None else sys.argv[1:]
-    if args and args[0] == "visualize":
-        try:
-            visualize_command(args[1:])
-        except (ValueError, FileNotFoundError, BadSampleError) as e:
-            sys.exit(f"trajtok visualize: error: {e}")
-        return
-    TrajTokCLI(args=args)
+    argv = args if args is not None else sys.argv[1:]
+    command = "trajtok " + (argv[0] if argv and not argv[0].startswith("-") else "")
+    with report_user_errors(command.strip()):
+        if argv and argv[0] == "visualize":
+            visualize_command(argv[1:])
+            return
+        # args=None when run as a command: LightningCLI then reads sys.argv itself (given args it warns that
+        # sys.argv holds others, on every command).
+        TrajTokCLI(args=args)
 
 
 if __name__ == "__main__":

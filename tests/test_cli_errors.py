@@ -1,0 +1,90 @@
+"""How the ``trajtok`` command meets a user's mistakes, through the real command: one clear message and exit
+status 2 for configuration, data and checkpoint errors (the traceback on request), a traceback for our own bugs,
+no evaluation of untrained weights by accident, and ``--weights_only=false`` honoured for a trusted checkpoint."""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+
+import pytest
+import torch
+from faults import ROOT, callback, run_trajtok
+
+CONFIG = ["--config", str(ROOT / "configs/clip.yaml")]
+SMALL = [
+    "--data.init_args.synthetic_train=8",
+    "--data.init_args.synthetic_val=4",
+    "--data.init_args.synthetic_test=4",
+    "--data.init_args.batch_size=4",
+    "--data.init_args.num_workers=0",
+    "--data.init_args.num_frames=4",
+    "--data.init_args.image_size=32",
+    "--model.head.init_args.depth=1",
+    "--trainer.enable_progress_bar=false",
+]
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, cache) -> Path:
+    """A checkpoint of a 2-step fit, and a copy of it holding a harmless ``datetime``."""
+    folder = tmp_path_factory.mktemp("trained")
+    fit = run_trajtok(["fit", *CONFIG, *SMALL, "--trainer.max_steps=2", "--trainer.limit_val_batches=0"], folder, cache)
+    assert fit.returncode == 0, fit.stderr[-3000:]
+    assert "sys.argv" not in fit.stderr  # Lightning's "args and sys.argv" warning has no cause left
+    checkpoint = torch.load(folder / "runs/clip/checkpoints/last.ckpt", map_location="cpu", weights_only=True)
+    checkpoint["saved_at"] = datetime.datetime(2026, 11, 30)
+    torch.save(checkpoint, folder / "dated.ckpt")
+    return folder
+
+
+def one_message(result, *phrases: str) -> str:
+    """The single error line of a user error, checked for ``phrases``; no traceback."""
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("trajtok ")]
+    assert len(lines) == 1, result.stderr[-3000:]
+    assert all(p in lines[0] for p in phrases), lines[0]
+    assert "TRAJTOK_TRACEBACK=1" in result.stderr
+    return lines[0]
+
+
+def test_evaluating_without_a_checkpoint_needs_an_explicit_option(trained, cache):
+    for command in ("test", "validate", "predict"):
+        refused = run_trajtok([command, *CONFIG, *SMALL], trained, cache)
+        one_message(refused, f"trajtok {command}: error: no --ckpt_path", "--allow_untrained=true")
+    allowed = run_trajtok(["test", *CONFIG, *SMALL, "--allow_untrained=true"], trained, cache)
+    assert allowed.returncode == 0, allowed.stderr[-3000:]
+    assert "--allow_untrained: test runs the weights the config builds" in allowed.stderr
+    assert "Retrieval (test)" in allowed.stdout + allowed.stderr
+
+
+def test_weights_only_false_reads_a_trusted_checkpoint(trained, cache):
+    dated = str(trained / "dated.ckpt")
+    refused = run_trajtok(["test", *CONFIG, *SMALL, f"--ckpt_path={dated}"], trained, cache)
+    one_message(refused, "dated.ckpt: a weights-only load refuses it", "datetime.datetime", "--weights_only=false")
+    trusted = run_trajtok(["test", *CONFIG, *SMALL, f"--ckpt_path={dated}", "--weights_only=false"], trained, cache)
+    assert trusted.returncode == 0, trusted.stderr[-3000:]
+    assert "Retrieval (test)" in trusted.stdout + trusted.stderr
+
+
+def test_user_errors_are_one_message_and_the_traceback_is_on_request(trained, cache, tmp_path):
+    missing = tmp_path / "nowhere.jsonl"
+    args = ["fit", *CONFIG, *SMALL, f"--data.init_args.train_annotations={missing}", "--trainer.max_steps=1"]
+    one_message(run_trajtok(args, trained, cache), "trajtok fit: error:", "nowhere.jsonl")
+    verbose = run_trajtok(args, trained, cache, env={"TRAJTOK_TRACEBACK": "1"})
+    assert verbose.returncode != 0 and "Traceback" in verbose.stderr and "nowhere.jsonl" in verbose.stderr
+    broken = str(trained / "broken.ckpt")
+    Path(broken).write_bytes((trained / "dated.ckpt").read_bytes()[:1000])  # a truncated file
+    one_message(run_trajtok(["test", *CONFIG, *SMALL, f"--ckpt_path={broken}"], trained, cache),
+                "broken.ckpt: not a readable checkpoint")
+
+
+def test_programming_errors_keep_their_traceback(trained, cache):
+    result = run_trajtok(["fit", *CONFIG, *SMALL, "--trainer.max_steps=1", callback("faults.Bug")], trained, cache)
+    assert result.returncode == 1 and "Traceback" in result.stderr and "a bug in our code" in result.stderr
