@@ -2,7 +2,12 @@
 
 from trajtok.tokenizer.adapter import FeaturePatches, FeatureTrajTok, PooledPatches
 from trajtok.tokenizer.features import FrozenVideoFeatures
-from trajtok.tokenizer.pixel_encoder import ConvPyramid, EfficientNetLite, HFBackbone, PixelEncoder
+from trajtok.tokenizer.pixel_encoder import (
+    ConvPyramid,
+    EfficientNetLite,
+    HFBackbone,
+    PixelEncoder,
+)
 from trajtok.tokenizer.presets import (
     create_tokenizer,
     list_presets,
