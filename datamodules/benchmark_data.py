@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
+from jsonargparse.typing import NonNegativeInt, PositiveInt
+
 from datamodules.annotations import LabelledVideoRecord
 from datamodules.benchmarks import Benchmark, Task, get_benchmark
 from datamodules.classification import ClassificationDataModule
@@ -64,11 +66,11 @@ class RetrievalBenchmark(VideoTextDataModule):
         val_annotations: str | None = None,
         test_annotations: str | None = None,
         video_dir: str | None = None,
-        num_frames: int = 8,
-        image_size: int = 64,
-        batch_size: int = 32,
-        eval_batch_size: int | None = None,
-        num_workers: int = 0,
+        num_frames: PositiveInt = 8,
+        image_size: PositiveInt = 64,
+        batch_size: PositiveInt = 32,
+        eval_batch_size: PositiveInt | None = None,
+        num_workers: NonNegativeInt = 0,
         on_bad_video: OnBadVideo = "skip",
         crop_scale: tuple[float, float] = (0.8, 1.0),
         horizontal_flip: bool = False,
@@ -123,11 +125,11 @@ class ClassificationBenchmark(ClassificationDataModule):
         test_annotations: str | None = None,
         video_dir: str | None = None,
         class_names: list[str] | str | None = None,
-        num_frames: int = 8,
-        image_size: int = 64,
-        batch_size: int = 32,
-        eval_batch_size: int | None = None,
-        num_workers: int = 0,
+        num_frames: PositiveInt = 8,
+        image_size: PositiveInt = 64,
+        batch_size: PositiveInt = 32,
+        eval_batch_size: PositiveInt | None = None,
+        num_workers: NonNegativeInt = 0,
         on_bad_video: OnBadVideo = "skip",
         crop_scale: tuple[float, float] = (0.8, 1.0),
         horizontal_flip: bool = False,

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 import torch
+from jsonargparse.typing import NonNegativeInt, PositiveInt
 
 from datamodules.annotations import (
     AnnotationKeys,
@@ -170,14 +171,14 @@ class ClassificationDataset(ClipDataset):
         self,
         records: Sequence[LabelledVideoRecord],
         class_names: Sequence[str],
-        num_frames: int = 8,
-        image_size: int = 64,
+        num_frames: PositiveInt = 8,
+        image_size: PositiveInt = 64,
         train: bool = False,
         on_bad_video: OnBadVideo = "skip",
         load_pseudo_labels: bool = False,
         crop_scale: tuple[float, float] = (0.8, 1.0),
         horizontal_flip: bool = False,
-        max_reported: int = 10,
+        max_reported: NonNegativeInt = 10,
     ) -> None:
         super().__init__(
             records, num_frames, image_size, train, on_bad_video, load_pseudo_labels, crop_scale, horizontal_flip,
@@ -249,11 +250,11 @@ class ClassificationDataModule(ClipDataModule):
         val_annotations: str | None = None,
         test_annotations: str | None = None,
         class_names: list[str] | str | None = None,
-        num_frames: int = 8,
-        image_size: int = 64,
-        batch_size: int = 32,
-        eval_batch_size: int | None = None,
-        num_workers: int = 0,
+        num_frames: PositiveInt = 8,
+        image_size: PositiveInt = 64,
+        batch_size: PositiveInt = 32,
+        eval_batch_size: PositiveInt | None = None,
+        num_workers: NonNegativeInt = 0,
         on_bad_video: OnBadVideo = "skip",
         load_pseudo_labels: bool = False,
         crop_scale: tuple[float, float] = (0.8, 1.0),
@@ -267,10 +268,10 @@ class ClassificationDataModule(ClipDataModule):
         cache_dir: str | None = None,
         synthetic_task: SyntheticTask = "moving",
         synthetic_seed: int = 0,
-        synthetic_train: int = 768,
-        synthetic_val: int = 96,
-        synthetic_test: int = 128,
-        synthetic_frames: int = 16,
+        synthetic_train: PositiveInt = 768,
+        synthetic_val: PositiveInt = 96,
+        synthetic_test: PositiveInt = 128,
+        synthetic_frames: PositiveInt = 16,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()

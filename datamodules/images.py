@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from jsonargparse.typing import NonNegativeInt, PositiveInt
 from PIL import Image, ImageOps
 
 from datamodules.annotations import (
@@ -45,7 +46,11 @@ from datamodules.synthetic import (
     ensure_folder,
     ensure_synthetic,
 )
-from datamodules.transforms import eval_clip_transform, train_clip_transform
+from datamodules.transforms import (
+    crop_area_range,
+    eval_clip_transform,
+    train_clip_transform,
+)
 from datamodules.video import BadSampleError, decode_clip
 from datamodules.video_text import (
     ClipDataModule,
@@ -129,17 +134,17 @@ class ImageTextDataset(RecordDataset):
     def __init__(
         self,
         records: Sequence[ImageTextRecord],
-        image_size: int = 64,
+        image_size: PositiveInt = 64,
         train: bool = False,
         on_bad_image: OnBadVideo = "skip",
         crop_scale: tuple[float, float] = (0.8, 1.0),
         horizontal_flip: bool = False,
-        max_reported: int = 10,
+        max_reported: NonNegativeInt = 10,
     ) -> None:
         super().__init__(records, on_bad_image, max_reported)
         self.image_size = image_size
         self.train = train
-        self.crop_scale = tuple(crop_scale)
+        self.crop_scale = crop_area_range(crop_scale)
         self.horizontal_flip = horizontal_flip
 
     def load(self, index: int) -> dict[str, Any]:
@@ -221,10 +226,10 @@ class ImageTextDataModule(ClipDataModule):
         train_annotations: str | None = None,
         val_annotations: str | None = None,
         test_annotations: str | None = None,
-        image_size: int = 64,
-        batch_size: int = 32,
-        eval_batch_size: int | None = None,
-        num_workers: int = 0,
+        image_size: PositiveInt = 64,
+        batch_size: PositiveInt = 32,
+        eval_batch_size: PositiveInt | None = None,
+        num_workers: NonNegativeInt = 0,
         on_bad_image: OnBadVideo = "skip",
         crop_scale: tuple[float, float] = (0.8, 1.0),
         horizontal_flip: bool = False,
@@ -232,10 +237,10 @@ class ImageTextDataModule(ClipDataModule):
         caption_key: str = "caption",
         cache_dir: str | None = None,
         synthetic_seed: int = 0,
-        synthetic_train: int = 768,
-        synthetic_val: int = 96,
-        synthetic_test: int = 128,
-        synthetic_frames: int = 16,
+        synthetic_train: PositiveInt = 768,
+        synthetic_val: PositiveInt = 96,
+        synthetic_test: PositiveInt = 128,
+        synthetic_frames: PositiveInt = 16,
     ) -> None:
         super().__init__()
         if on_bad_image not in ("skip", "raise"):
@@ -279,7 +284,7 @@ class ShardedImageTextDataset(ShardedVideoTextDataset):
 
     member_kind = "image"
 
-    def __init__(self, shards: Shards, image_size: int = 64, train: bool = False, *,
+    def __init__(self, shards: Shards, image_size: PositiveInt = 64, train: bool = False, *,
                  image_extensions: Sequence[str] = IMAGE_EXTENSIONS, **kwargs: Any) -> None:
         super().__init__(shards, 1, image_size, train, video_extensions=image_extensions, **kwargs)
 
@@ -297,14 +302,14 @@ class ImageShardDataModule(ShardDataModule):
         train_shards: str | list[str] | None = None,
         val_shards: str | list[str] | None = None,
         test_shards: str | list[str] | None = None,
-        image_size: int = 64,
-        batch_size: int = 32,
-        eval_batch_size: int | None = None,
-        num_workers: int = 0,
+        image_size: PositiveInt = 64,
+        batch_size: PositiveInt = 32,
+        eval_batch_size: PositiveInt | None = None,
+        num_workers: NonNegativeInt = 0,
         on_bad_image: OnBadVideo = "skip",
-        shuffle_buffer: int = 256,
+        shuffle_buffer: NonNegativeInt = 256,
         seed: int = 0,
-        samples_per_epoch: int | None = None,
+        samples_per_epoch: PositiveInt | None = None,
         crop_scale: tuple[float, float] = (0.8, 1.0),
         horizontal_flip: bool = False,
     ) -> None:

@@ -20,6 +20,7 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 import torch
+from jsonargparse.typing import NonNegativeInt, PositiveInt
 
 from datamodules.annotations import (
     AnnotationKeys,
@@ -144,13 +145,13 @@ class QADataset(ClipDataset):
     def __init__(
         self,
         records: Sequence[QARecord],
-        num_frames: int = 8,
-        image_size: int = 64,
+        num_frames: PositiveInt = 8,
+        image_size: PositiveInt = 64,
         train: bool = False,
         on_bad_video: OnBadVideo = "skip",
         crop_scale: tuple[float, float] = (0.8, 1.0),
         horizontal_flip: bool = False,
-        max_reported: int = 10,
+        max_reported: NonNegativeInt = 10,
     ) -> None:
         super().__init__(
             records, num_frames, image_size, train, on_bad_video, load_pseudo_labels=False, crop_scale=crop_scale,
@@ -219,11 +220,11 @@ class QADataModule(ClipDataModule):
         train_annotations: str | None = None,
         val_annotations: str | None = None,
         test_annotations: str | None = None,
-        num_frames: int = 8,
-        image_size: int = 64,
-        batch_size: int = 16,
-        eval_batch_size: int | None = None,
-        num_workers: int = 0,
+        num_frames: PositiveInt = 8,
+        image_size: PositiveInt = 64,
+        batch_size: PositiveInt = 16,
+        eval_batch_size: PositiveInt | None = None,
+        num_workers: NonNegativeInt = 0,
         on_bad_video: OnBadVideo = "skip",
         crop_scale: tuple[float, float] = (0.8, 1.0),
         horizontal_flip: bool = False,
@@ -235,10 +236,10 @@ class QADataModule(ClipDataModule):
         end_key: str = "end",
         cache_dir: str | None = None,
         synthetic_seed: int = 0,
-        synthetic_train: int = 768,
-        synthetic_val: int = 96,
-        synthetic_test: int = 128,
-        synthetic_frames: int = 16,
+        synthetic_train: PositiveInt = 768,
+        synthetic_val: PositiveInt = 96,
+        synthetic_test: PositiveInt = 128,
+        synthetic_frames: PositiveInt = 16,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()

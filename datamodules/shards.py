@@ -80,10 +80,15 @@ from typing import Any
 import lightning as L
 import torch
 import torch.distributed as dist
+from jsonargparse.typing import NonNegativeInt, PositiveInt
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from datamodules.annotations import VideoTextRecord, read_video_text_annotations
-from datamodules.transforms import eval_clip_transform, train_clip_transform
+from datamodules.transforms import (
+    crop_area_range,
+    eval_clip_transform,
+    train_clip_transform,
+)
 from datamodules.video import BadSampleError, decode_clip
 from datamodules.video_text import STAGE_SPLITS, OnBadVideo, collate_video_text
 
@@ -278,20 +283,20 @@ class ShardedVideoTextDataset(IterableDataset):
     def __init__(
         self,
         shards: Shards,
-        num_frames: int = 8,
-        image_size: int = 64,
+        num_frames: PositiveInt = 8,
+        image_size: PositiveInt = 64,
         train: bool = False,
         shuffle: bool | None = None,
-        shuffle_buffer: int = 0,
+        shuffle_buffer: NonNegativeInt = 0,
         seed: int = 0,
-        samples_per_epoch: int | None = None,
+        samples_per_epoch: PositiveInt | None = None,
         on_bad_video: OnBadVideo = "skip",
         crop_scale: tuple[float, float] = (0.8, 1.0),
         horizontal_flip: bool = False,
         rank: int | None = None,
         world_size: int | None = None,
         video_extensions: Sequence[str] = VIDEO_EXTENSIONS,
-        max_reported: int = 10,
+        max_reported: NonNegativeInt = 10,
     ) -> None:
         super().__init__()
         if on_bad_video not in ("skip", "raise"):
@@ -318,7 +323,7 @@ class ShardedVideoTextDataset(IterableDataset):
         self.seed = seed
         self.samples_per_epoch = samples_per_epoch
         self.on_bad_video = on_bad_video
-        self.crop_scale = tuple(crop_scale)
+        self.crop_scale = crop_area_range(crop_scale)
         self.horizontal_flip = horizontal_flip
         self.rank, self.world_size = rank, world_size
         self.video_extensions = tuple(e.lower().lstrip(".") for e in video_extensions)
@@ -554,15 +559,15 @@ class ShardDataModule(L.LightningDataModule):
         train_shards: str | list[str] | None = None,
         val_shards: str | list[str] | None = None,
         test_shards: str | list[str] | None = None,
-        num_frames: int = 8,
-        image_size: int = 64,
-        batch_size: int = 32,
-        eval_batch_size: int | None = None,
-        num_workers: int = 0,
+        num_frames: PositiveInt = 8,
+        image_size: PositiveInt = 64,
+        batch_size: PositiveInt = 32,
+        eval_batch_size: PositiveInt | None = None,
+        num_workers: NonNegativeInt = 0,
         on_bad_video: OnBadVideo = "skip",
-        shuffle_buffer: int = 256,
+        shuffle_buffer: NonNegativeInt = 256,
         seed: int = 0,
-        samples_per_epoch: int | None = None,
+        samples_per_epoch: PositiveInt | None = None,
         crop_scale: tuple[float, float] = (0.8, 1.0),
         horizontal_flip: bool = False,
     ) -> None:
@@ -580,7 +585,7 @@ class ShardDataModule(L.LightningDataModule):
         self.shuffle_buffer = shuffle_buffer
         self.seed = seed
         self.samples_per_epoch = samples_per_epoch
-        self.crop_scale = tuple(crop_scale)
+        self.crop_scale = crop_area_range(crop_scale)
         self.horizontal_flip = horizontal_flip
         self.datasets: dict[str, ShardedVideoTextDataset] = {}
 

@@ -42,6 +42,18 @@ def center_box(height: int, width: int, out_height: int, out_width: int) -> Box:
     return Box(top=(height - h) // 2, left=(width - w) // 2, height=h, width=w)
 
 
+def crop_area_range(crop_scale: tuple[float, float]) -> tuple[float, float]:
+    """The ``crop_scale`` option checked: the random resized crop's area range, ``0 < low <= high <= 1``."""
+    try:
+        low, high = (float(v) for v in crop_scale)
+    except (TypeError, ValueError):
+        raise ValueError(f"crop_scale={crop_scale!r} must be two numbers (low, high)") from None
+    if not 0 < low <= high <= 1:
+        raise ValueError(f"crop_scale={[low, high]}: the crop's area range must satisfy 0 < low <= high <= 1 "
+                         "(a fraction of the frame; 1.0, 1.0 disables cropping)")
+    return low, high
+
+
 def random_box(
     height: int,
     width: int,

@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 import lightning as L
 import torch
+from jsonargparse.typing import NonNegativeInt, PositiveInt
 from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader, Dataset
 
@@ -35,7 +36,11 @@ from datamodules.annotations import (
 )
 from datamodules.pseudo_labels import PseudoLabelError, load_pseudo_labels
 from datamodules.synthetic import SyntheticConfig, ensure_synthetic
-from datamodules.transforms import eval_clip_transform, train_clip_transform
+from datamodules.transforms import (
+    crop_area_range,
+    eval_clip_transform,
+    train_clip_transform,
+)
 from datamodules.video import BadSampleError, decode_clip
 from trajtok.seeding import epoch_seeds
 
@@ -74,7 +79,7 @@ class RecordDataset(Dataset, ABC):
     error through, naming the file and the annotation row.
     """
 
-    def __init__(self, records: Sequence[Any], on_bad_video: OnBadVideo = "skip", max_reported: int = 10) -> None:
+    def __init__(self, records: Sequence[Any], on_bad_video: OnBadVideo = "skip", max_reported: NonNegativeInt = 10) -> None:
         if on_bad_video not in ("skip", "raise"):
             raise ValueError(f"on_bad_video must be 'skip' or 'raise', got {on_bad_video!r}")
         if not records:
@@ -138,20 +143,20 @@ class ClipDataset(RecordDataset):
     def __init__(
         self,
         records: Sequence[ClipRecord],
-        num_frames: int = 8,
-        image_size: int = 64,
+        num_frames: PositiveInt = 8,
+        image_size: PositiveInt = 64,
         train: bool = False,
         on_bad_video: OnBadVideo = "skip",
         load_pseudo_labels: bool = True,
         crop_scale: tuple[float, float] = (0.8, 1.0),
         horizontal_flip: bool = False,
-        max_reported: int = 10,
+        max_reported: NonNegativeInt = 10,
     ) -> None:
         super().__init__(records, on_bad_video, max_reported)
         self.num_frames = num_frames
         self.image_size = image_size
         self.train = train
-        self.crop_scale = crop_scale
+        self.crop_scale = crop_area_range(crop_scale)
         self.horizontal_flip = horizontal_flip
         half = [r.video for r in self.records if (r.mask is None) != (r.graph is None)]
         if load_pseudo_labels and half:
@@ -279,7 +284,7 @@ class ClipDataModule(L.LightningDataModule, ABC):
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_workers = num_workers
         self.on_bad_video = on_bad_video
-        self.crop_scale = tuple(crop_scale)
+        self.crop_scale = crop_area_range(crop_scale)
         self.horizontal_flip = horizontal_flip
         self.datasets = {}
 
@@ -374,11 +379,11 @@ class VideoTextDataModule(ClipDataModule):
         train_annotations: str | None = None,
         val_annotations: str | None = None,
         test_annotations: str | None = None,
-        num_frames: int = 8,
-        image_size: int = 64,
-        batch_size: int = 32,
-        eval_batch_size: int | None = None,
-        num_workers: int = 0,
+        num_frames: PositiveInt = 8,
+        image_size: PositiveInt = 64,
+        batch_size: PositiveInt = 32,
+        eval_batch_size: PositiveInt | None = None,
+        num_workers: NonNegativeInt = 0,
         on_bad_video: OnBadVideo = "skip",
         load_pseudo_labels: bool = True,
         crop_scale: tuple[float, float] = (0.8, 1.0),
@@ -391,10 +396,10 @@ class VideoTextDataModule(ClipDataModule):
         graph_key: str = "graph",
         cache_dir: str | None = None,
         synthetic_seed: int = 0,
-        synthetic_train: int = 768,
-        synthetic_val: int = 96,
-        synthetic_test: int = 128,
-        synthetic_frames: int = 16,
+        synthetic_train: PositiveInt = 768,
+        synthetic_val: PositiveInt = 96,
+        synthetic_test: PositiveInt = 128,
+        synthetic_frames: PositiveInt = 16,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()

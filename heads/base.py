@@ -7,14 +7,15 @@ with ``@register_head("name")``, and point a yaml's ``model.head.class_path`` at
 
 from __future__ import annotations
 
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
 
 from trajtok.tokens import TrajectoryTokens
 
-_REGISTRY: dict[str, type["Head"]] = {}
+_REGISTRY: dict[str, type[Head]] = {}
 H = TypeVar("H", bound=type["Head"])
 
 

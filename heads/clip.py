@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from jsonargparse.typing import NonNegativeInt, PositiveFloat, PositiveInt
 from torch import nn
 
 from heads.base import Head, register_head
@@ -33,12 +34,12 @@ class ClipHead(Head):
 
     def __init__(
         self,
-        width: int = 192,
-        depth: int = 4,
-        heads: int = 4,
-        embed_dim: int = 128,
+        width: PositiveInt = 192,
+        depth: NonNegativeInt = 4,
+        heads: PositiveInt = 4,
+        embed_dim: PositiveInt = 128,
         text_encoder: TextEncoder | None = None,
-        init_temperature: float = 0.07,
+        init_temperature: PositiveFloat = 0.07,
         classnames: list[str] | None = None,
         templates: list[str] | None = None,
     ):

@@ -12,6 +12,7 @@ import torch
 import torch.distributed as dist
 import torch.distributed._functional_collectives as funcol
 import torch.nn.functional as F
+from jsonargparse.typing import PositiveFloat
 from torch import Tensor, nn
 
 
@@ -100,9 +101,9 @@ class LogitScale(nn.Module):
 
     def __init__(
         self,
-        init_temperature: float = 0.07,
-        min_temperature: float = 0.001,
-        max_temperature: float = 0.5,
+        init_temperature: PositiveFloat = 0.07,
+        min_temperature: PositiveFloat = 0.001,
+        max_temperature: PositiveFloat = 0.5,
         learnable: bool = True,
     ) -> None:
         super().__init__()

@@ -11,6 +11,12 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
+from jsonargparse.typing import (
+    ClosedUnitInterval,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+)
 from torch import nn
 
 from heads.base import Head, register_head
@@ -32,7 +38,7 @@ class AttentionPool(nn.Module):
     mean cannot, at the cost of one attention layer.
     """
 
-    def __init__(self, width: int, heads: int = 4, num_queries: int = 1, mlp_ratio: float = 4.0):
+    def __init__(self, width: PositiveInt, heads: PositiveInt = 4, num_queries: PositiveInt = 1, mlp_ratio: PositiveFloat = 4.0):
         super().__init__()
         if width % heads:
             raise ValueError(f"width={width} must be divisible by heads={heads}")
@@ -86,14 +92,14 @@ class ProbeHead(Head):
 
     def __init__(
         self,
-        num_classes: int | None = None,
+        num_classes: PositiveInt | None = None,
         pool: Pooling = "attention",
-        width: int | None = None,
-        depth: int = 0,
-        heads: int = 4,
-        num_queries: int = 1,
-        label_smoothing: float = 0.1,
-        dropout: float = 0.0,
+        width: PositiveInt | None = None,
+        depth: NonNegativeInt = 0,
+        heads: PositiveInt = 4,
+        num_queries: PositiveInt = 1,
+        label_smoothing: ClosedUnitInterval = 0.1,
+        dropout: ClosedUnitInterval = 0.0,
         class_names: list[str] | None = None,
     ):
         super().__init__()

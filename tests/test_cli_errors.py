@@ -5,6 +5,7 @@ no evaluation of untrained weights by accident, and ``--weights_only=false`` hon
 from __future__ import annotations
 
 import datetime
+import re
 from pathlib import Path
 
 import pytest
@@ -88,3 +89,27 @@ def test_user_errors_are_one_message_and_the_traceback_is_on_request(trained, ca
 def test_programming_errors_keep_their_traceback(trained, cache):
     result = run_trajtok(["fit", *CONFIG, *SMALL, "--trainer.max_steps=1", callback("faults.Bug")], trained, cache)
     assert result.returncode == 1 and "Traceback" in result.stderr and "a bug in our code" in result.stderr
+
+
+@pytest.mark.parametrize("option, named", [
+    # jsonargparse names a subclass's key under its group: Parser key "data" ... Parser key "image_size".
+    ("--data.init_args.image_size=0", r'key "image_size":\s+Not of type PositiveInt'),
+    ("--data.init_args.image_size=-64", r'key "image_size":\s+Not of type PositiveInt'),
+    ("--model.tokenizer.init_args.num_slots=0", r'key "num_slots":\s+Not of type PositiveInt'),
+    ("--data.init_args.eval_batch_size=0", 'key "eval_batch_size"'),
+    ("--data.init_args.crop_scale=[1.5, 0.2]", r"crop_scale=\[1.5, 0.2\]: the crop's area range must satisfy"),
+    ("--data.init_args.crop_scale=[0.0, 1.0]", r"crop_scale=\[0.0, 1.0\]"),
+    ("--model.lr=-1e-3", 'key "model.lr"'),
+    ("--data.init_args.num_workers=-1", 'key "num_workers"'),
+])
+def test_invalid_numbers_fail_before_anything_runs_naming_the_option(option, named, monkeypatch, capsys, tmp_path):
+    from trajtok.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.argv", ["trajtok"])
+    with pytest.raises(SystemExit) as exit_:
+        main(["fit", *CONFIG, option, "--trainer.fast_dev_run=true"])
+    assert exit_.value.code == 2
+    error = capsys.readouterr().err
+    assert re.search(named, error) and "Traceback" not in error, error[-2000:]
+    assert not (tmp_path / "runs").exists()  # nothing was built or written

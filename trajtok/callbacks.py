@@ -8,6 +8,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from jsonargparse.typing import NonNegativeInt
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 
@@ -131,7 +132,7 @@ class BadSampleReport(L.Callback):
         warn: warn at epochs with skipped samples (the metric is logged either way).
     """
 
-    def __init__(self, max_reported: int = 10, warn: bool = True):
+    def __init__(self, max_reported: NonNegativeInt = 10, warn: bool = True):
         super().__init__()
         if max_reported < 0:
             raise ValueError(f"max_reported={max_reported} must be >= 0")

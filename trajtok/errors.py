@@ -16,8 +16,9 @@ from collections.abc import Iterator
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 
 TRACEBACK_ENV = "TRAJTOK_TRACEBACK"
-#: Packages whose own ``ValueError`` s are validation of what the user gave.
-OWN_PACKAGES = ("trajtok", "heads", "datamodules")
+#: Packages whose own ``ValueError`` s are validation of what the user gave: ours, and jsonargparse's (a value
+#: a class rejected while the config was being instantiated).
+OWN_PACKAGES = ("trajtok", "heads", "datamodules", "jsonargparse")
 
 
 class UserError(Exception):
@@ -56,5 +57,7 @@ def report_user_errors(command: str) -> Iterator[None]:
     except Exception as error:
         if os.environ.get(TRACEBACK_ENV, "") not in ("", "0") or not is_user_error(error):
             raise
-        print(f"{command}: error: {error}\n({TRACEBACK_ENV}=1 shows the traceback)", file=sys.stderr)
+        # jsonargparse appends the whole group it could not build ("Given value: Namespace(...)"): noise here.
+        message = "\n".join(line for line in str(error).splitlines() if not line.startswith("Given value"))
+        print(f"{command}: error: {message}\n({TRACEBACK_ENV}=1 shows the traceback)", file=sys.stderr)
         sys.exit(2)

@@ -12,6 +12,12 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+from jsonargparse.typing import (
+    ClosedUnitInterval,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+)
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
 from torch.utils.data import DataLoader
@@ -65,14 +71,14 @@ class TrajTokModule(L.LightningModule):
         self,
         tokenizer: nn.Module,
         head: Head,
-        lr: float = 1e-3,
-        weight_decay: float = 0.02,
+        lr: PositiveFloat = 1e-3,
+        weight_decay: NonNegativeFloat = 0.02,
         betas: tuple[float, float] = (0.9, 0.98),
-        warmup_steps: float = 0.05,
-        min_lr_ratio: float = 0.01,
+        warmup_steps: NonNegativeFloat = 0.05,
+        min_lr_ratio: ClosedUnitInterval = 0.01,
         segmentation: SegmentationLoss | None = None,
         tokenizer_checkpoint: str | None = None,
-        max_nonfinite_steps: int = 10,
+        max_nonfinite_steps: NonNegativeInt = 10,
     ):
         super().__init__()
         if not isinstance(head, Head):

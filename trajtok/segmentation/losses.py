@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from jsonargparse.typing import NonNegativeFloat, PositiveFloat
 from torch import nn
 
 from trajtok.segmentation.matching import align_slots, hungarian_match
@@ -62,11 +63,11 @@ class SegmentationLoss(nn.Module):
 
     def __init__(
         self,
-        focal_weight: float = 0.5,
-        dice_weight: float = 1.0,
-        gamma: float = 2.0,
-        smooth: float = 1e-6,
-        match_soft_weight: float = 0.0,
+        focal_weight: NonNegativeFloat = 0.5,
+        dice_weight: NonNegativeFloat = 1.0,
+        gamma: NonNegativeFloat = 2.0,
+        smooth: PositiveFloat = 1e-6,
+        match_soft_weight: NonNegativeFloat = 0.0,
     ):
         super().__init__()
         if focal_weight < 0 or dice_weight < 0 or focal_weight + dice_weight == 0:

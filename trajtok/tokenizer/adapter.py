@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from einops import rearrange
+from jsonargparse.typing import PositiveInt
 from torch import nn
 
 from trajtok.checkpoint import load_tokenizer_weights
@@ -130,7 +131,7 @@ class PooledPatches(nn.Module):
     """
 
     def __init__(self, features: FrozenVideoFeatures, pooled_grid: tuple[int, int, int] = (1, 4, 4),
-                 chunk_frames: int | None = None):
+                 chunk_frames: PositiveInt | None = None):
         super().__init__()
         if len(pooled_grid) != 3 or min(pooled_grid) < 1:
             raise ValueError(f"pooled_grid={pooled_grid} must be three positive sizes (t, h, w)")

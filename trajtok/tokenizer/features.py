@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from jsonargparse.typing import PositiveInt
 from torch import nn
 
 from trajtok.hf import keep_out_of_state_dict, load_config, load_kwargs
@@ -55,7 +56,7 @@ class FrozenVideoFeatures(nn.Module):
         name_or_path: str,
         pretrained: bool = True,
         layer: int | None = None,
-        image_size: int | None = None,
+        image_size: PositiveInt | None = None,
         mean: tuple[float, float, float] = IMAGENET_MEAN,
         std: tuple[float, float, float] = IMAGENET_STD,
         config_overrides: dict[str, Any] | None = None,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from jsonargparse.typing import PositiveInt
 from torch import nn
 
 from trajtok.hf import keep_out_of_state_dict, load_config, load_kwargs
@@ -66,7 +67,7 @@ class ConvPyramid(PixelEncoder):
     """
 
     def __init__(
-        self, out_dim: int = 128, widths: tuple[int, ...] = (32, 64, 96, 128), depths: tuple[int, ...] = (1, 1, 1, 1)
+        self, out_dim: PositiveInt = 128, widths: tuple[int, ...] = (32, 64, 96, 128), depths: tuple[int, ...] = (1, 1, 1, 1)
     ):
         super().__init__()
         if len(widths) != len(depths):
@@ -112,7 +113,7 @@ class HFBackbone(PixelEncoder):
     def __init__(
         self,
         name_or_path: str,
-        out_dim: int = 128,
+        out_dim: PositiveInt = 128,
         pretrained: bool = True,
         frozen: bool = False,
         out_indices: list[int] | None = None,
@@ -240,7 +241,7 @@ class EfficientNetLite(PixelEncoder):
 
     def __init__(
         self,
-        out_dim: int = 128,
+        out_dim: PositiveInt = 128,
         pretrained: bool = True,
         weights_path: str | None = None,
         frozen: bool = False,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 from einops import rearrange
+from jsonargparse.typing import NonNegativeFloat, PositiveInt
 from torch import nn
 
 from trajtok.tokenizer.tubelets import TubeletTokenizer, pad_frames
@@ -68,8 +69,8 @@ class RLT(TubeletTokenizer):
             (RLT's tau = 0.1; ImageNet-normalised pixels have a spread of about 4 per unit of raw intensity).
     """
 
-    def __init__(self, dim: int = 768, threshold: float = 0.1, patch_size: int = 16, tubelet_frames: int = 2,
-                 image_size: int = 224, max_frames: int = 64):
+    def __init__(self, dim: PositiveInt = 768, threshold: NonNegativeFloat = 0.1, patch_size: PositiveInt = 16, tubelet_frames: PositiveInt = 2,
+                 image_size: PositiveInt = 224, max_frames: PositiveInt = 64):
         super().__init__(dim, patch_size, tubelet_frames, image_size, max_frames)
         if threshold < 0:
             raise ValueError(f"threshold={threshold} must be non-negative")

@@ -6,6 +6,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+from jsonargparse.typing import NonNegativeInt, PositiveFloat, PositiveInt
 from torch import nn
 
 from trajtok.tokenizer.attention import PerceiverLayer, full_attention
@@ -43,16 +44,16 @@ class Segmenter(nn.Module):
 
     def __init__(
         self,
-        dim: int = 128,
-        num_slots: int = 32,
-        depth: int = 2,
-        heads: int = 4,
-        head_dim: int = 32,
-        assign_dim: int = 64,
+        dim: PositiveInt = 128,
+        num_slots: PositiveInt = 32,
+        depth: NonNegativeInt = 2,
+        heads: PositiveInt = 4,
+        head_dim: PositiveInt = 32,
+        assign_dim: PositiveInt = 64,
         detach_features: bool = True,
-        init_scale: float = 10.0,
-        scale_gain: float = 10.0,
-        max_scale: float = 20.0,
+        init_scale: PositiveFloat = 10.0,
+        scale_gain: PositiveFloat = 10.0,
+        max_scale: PositiveFloat = 20.0,
         rotary: RotaryForm = "axial",
     ):
         super().__init__()

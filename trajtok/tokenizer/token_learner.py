@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from jsonargparse.typing import PositiveInt
 from torch import nn
 
 from trajtok.tokenizer.tubelets import TubeletTokenizer
@@ -23,8 +24,8 @@ class TokenLearner(TubeletTokenizer):
         hidden: width of the scoring MLP (default ``dim``).
     """
 
-    def __init__(self, dim: int = 768, num_tokens: int = 128, hidden: int | None = None, patch_size: int = 16,
-                 tubelet_frames: int = 2, image_size: int = 224, max_frames: int = 64):
+    def __init__(self, dim: PositiveInt = 768, num_tokens: PositiveInt = 128, hidden: int | None = None, patch_size: PositiveInt = 16,
+                 tubelet_frames: PositiveInt = 2, image_size: PositiveInt = 224, max_frames: PositiveInt = 64):
         super().__init__(dim, patch_size, tubelet_frames, image_size, max_frames)
         if num_tokens < 1:
             raise ValueError(f"num_tokens={num_tokens} must be positive")

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from jsonargparse.typing import NonNegativeInt, PositiveFloat, PositiveInt
 from torch import nn
 
 from trajtok.tokenizer.tubelets import TubeletTokenizer
@@ -85,7 +86,7 @@ class MergingBlock(nn.Module):
     stand for, through a ``log size`` bias), then r tokens merged by the similarity of their attention keys,
     then the MLP on the fewer tokens."""
 
-    def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0):
+    def __init__(self, dim: PositiveInt, heads: PositiveInt, mlp_ratio: PositiveFloat = 4.0):
         super().__init__()
         if dim % heads:
             raise ValueError(f"dim={dim} must be divisible by heads={heads}")
@@ -124,8 +125,8 @@ class ToMe(TubeletTokenizer):
         patch_size, tubelet_frames, image_size, max_frames: the tubelets (see ``TubeletEmbedding``).
     """
 
-    def __init__(self, dim: int = 768, depth: int = 6, heads: int = 12, r: int = 96, mlp_ratio: float = 4.0,
-                 patch_size: int = 16, tubelet_frames: int = 2, image_size: int = 224, max_frames: int = 64):
+    def __init__(self, dim: PositiveInt = 768, depth: NonNegativeInt = 6, heads: PositiveInt = 12, r: NonNegativeInt = 96, mlp_ratio: PositiveFloat = 4.0,
+                 patch_size: PositiveInt = 16, tubelet_frames: PositiveInt = 2, image_size: PositiveInt = 224, max_frames: PositiveInt = 64):
         super().__init__(dim, patch_size, tubelet_frames, image_size, max_frames)
         if depth < 1 or r < 0:
             raise ValueError(f"depth={depth} must be positive and r={r} non-negative")

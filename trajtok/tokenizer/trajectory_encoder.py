@@ -6,6 +6,7 @@ from functools import partial
 from typing import Literal
 
 import torch
+from jsonargparse.typing import NonNegativeInt, PositiveInt
 from torch import nn
 
 from trajtok.tokenizer.attention import (
@@ -88,17 +89,17 @@ class TrajectoryEncoder(nn.Module):
 
     def __init__(
         self,
-        dim: int = 128,
-        num_slots: int = 32,
-        max_subtokens: int = 1,
-        depth: int = 2,
-        heads: int = 4,
-        head_dim: int = 32,
+        dim: PositiveInt = 128,
+        num_slots: PositiveInt = 32,
+        max_subtokens: PositiveInt = 1,
+        depth: NonNegativeInt = 2,
+        heads: PositiveInt = 4,
+        head_dim: PositiveInt = 32,
         soft_mean_init: bool = True,
         position_features: bool = True,
         attention: AttentionForm = "auto",
         rotary: RotaryForm = "axial",
-        out_dim: int | None = None,
+        out_dim: PositiveInt | None = None,
     ):
         super().__init__()
         self.num_slots = num_slots

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 from einops import rearrange
+from jsonargparse.typing import NonNegativeInt, PositiveFloat, PositiveInt
 from torch import nn
 
 from trajtok.tokenizer.pixel_encoder import ConvPyramid, PixelEncoder
@@ -53,23 +54,23 @@ class TrajTok(nn.Module):
 
     def __init__(
         self,
-        dim: int = 128,
-        num_slots: int = 32,
+        dim: PositiveInt = 128,
+        num_slots: PositiveInt = 32,
         pixel_encoder: PixelEncoder | None = None,
-        token_dim: int | None = None,
-        depth: int = 2,
-        heads: int = 4,
-        head_dim: int = 32,
-        assign_dim: int = 64,
+        token_dim: PositiveInt | None = None,
+        depth: NonNegativeInt = 2,
+        heads: PositiveInt = 4,
+        head_dim: PositiveInt = 32,
+        assign_dim: PositiveInt = 64,
         subtokens: tuple[int, ...] = (1,),
-        eval_subtokens: int | None = None,
+        eval_subtokens: PositiveInt | None = None,
         detach_features: bool = True,
-        init_scale: float = 10.0,
-        scale_gain: float = 10.0,
+        init_scale: PositiveFloat = 10.0,
+        scale_gain: PositiveFloat = 10.0,
         soft_mean_init: bool = True,
         position_features: bool = True,
         attention: AttentionForm = "auto",
-        chunk_frames: int | None = None,
+        chunk_frames: PositiveInt | None = None,
         rotary: RotaryForm = "axial",
     ):
         super().__init__()

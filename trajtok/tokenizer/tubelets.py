@@ -7,6 +7,7 @@ import math
 import torch
 import torch.nn.functional as F
 from einops import rearrange
+from jsonargparse.typing import PositiveInt
 from torch import nn
 
 from trajtok.tokens import TrajectoryTokens
@@ -40,8 +41,8 @@ class TubeletEmbedding(nn.Module):
         max_frames: the longest clip (in frames) the temporal position table covers.
     """
 
-    def __init__(self, dim: int = 768, patch_size: int = 16, tubelet_frames: int = 2, image_size: int = 224,
-                 max_frames: int = 64):
+    def __init__(self, dim: PositiveInt = 768, patch_size: PositiveInt = 16, tubelet_frames: PositiveInt = 2, image_size: PositiveInt = 224,
+                 max_frames: PositiveInt = 64):
         super().__init__()
         if image_size % patch_size:
             raise ValueError(f"image_size={image_size} is not a multiple of patch_size={patch_size}")
@@ -81,7 +82,7 @@ class TubeletTokenizer(nn.Module):
     """What the tubelet-based peers share: the embedding of ``video (B, T, 3, H, W)`` as tubelets, and its width
     as the tokenizer's ``out_dim``. Arguments as ``TubeletEmbedding``'s."""
 
-    def __init__(self, dim: int, patch_size: int, tubelet_frames: int, image_size: int, max_frames: int):
+    def __init__(self, dim: PositiveInt, patch_size: PositiveInt, tubelet_frames: PositiveInt, image_size: PositiveInt, max_frames: PositiveInt):
         super().__init__()
         self.embed = TubeletEmbedding(dim, patch_size, tubelet_frames, image_size, max_frames)
 
@@ -98,8 +99,8 @@ class ViT3D(TubeletTokenizer):
     each tubelet its own id on the tubelet grid.
     """
 
-    def __init__(self, dim: int = 768, patch_size: int = 16, tubelet_frames: int = 2, image_size: int = 224,
-                 max_frames: int = 64):
+    def __init__(self, dim: PositiveInt = 768, patch_size: PositiveInt = 16, tubelet_frames: PositiveInt = 2, image_size: PositiveInt = 224,
+                 max_frames: PositiveInt = 64):
         super().__init__(dim, patch_size, tubelet_frames, image_size, max_frames)
 
     def forward(self, video: torch.Tensor) -> TrajectoryTokens:
