@@ -18,9 +18,10 @@ Nothing here knows a model. Models and data meet in the batch, a dict with these
   open-ended question.
 - ``answer_index``: long ``(B,)``, in QA batches: the answer's position in ``options``, -1 when open-ended.
 - ``skipped``: ``list[dict]``, in batches of the clip datamodules (usually empty): the unusable samples
-  (``on_bad_video: skip``) that samples of this batch stand in for, each ``{"index", "path", "reason",
-  "origin"}`` (``origin``: the annotation file and row, or None). A bad sample may be listed by several
-  samples; ``trajtok.callbacks.BadSampleReport`` counts each once per epoch, across workers and ranks.
+  (``on_bad_video: skip``) drawn for this batch and left out of it (the batch is that much smaller), each
+  ``{"index", "path", "reason", "origin"}`` (``origin``: the annotation file and row, or None);
+  ``trajtok.callbacks.BadSampleReport`` counts each once per epoch, across workers and ranks. A batch whose
+  samples were all unusable holds ``skipped`` alone (no ``video``); the module skips it.
 - ``mask``: uint8 ``(B, T, H, W)``, optional (present when the data names pseudo-label files, e.g. the
   synthetic default): per-frame segment ids at the input resolution, cropped and resized (nearest) with
   the video; 0 = no segment. Ids are per frame, not per trajectory.

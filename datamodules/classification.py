@@ -37,6 +37,7 @@ from datamodules.video_text import (
     OnBadVideo,
     collate_pseudo_labels,
     collate_skipped,
+    drops_skipped,
 )
 
 SyntheticTask = Literal["moving", "count"]
@@ -192,6 +193,7 @@ class ClassificationDataset(ClipDataset):
         return {**self.load_clip(self.records[index]), "label": self.labels[index], "index": index}
 
 
+@drops_skipped
 def collate_classification(samples: list[dict[str, Any]]) -> dict[str, Any]:
     """Stack samples into the batch of the data contract (see ``datamodules``): ``video``, ``label``,
     ``index`` and ``skipped``, plus ``mask`` / ``graph`` as for video-text batches."""
@@ -225,8 +227,8 @@ class ClassificationDataModule(ClipDataModule):
         num_frames, image_size: frames per clip and square side of the model input.
         batch_size, eval_batch_size: per-process batch sizes (eval defaults to ``batch_size``).
         num_workers: DataLoader worker processes.
-        on_bad_video: "skip" replaces unusable samples by the next usable one and reports them in the
-            batch's ``skipped`` (``trajtok.callbacks.BadSampleReport`` logs them per epoch); "raise" fails with
+        on_bad_video: "skip" leaves unusable samples out of their batch (which shrinks) and reports them
+            in its ``skipped`` (``trajtok.callbacks.BadSampleReport`` logs them per epoch); "raise" fails with
             the file's path and annotation row.
         load_pseudo_labels: add ``mask`` / ``graph`` to batches when the annotations name those files (the
             synthetic set does); off by default, since a classifier alone does not use them.

@@ -125,8 +125,7 @@ class ImageTextDataset(RecordDataset):
     """Captioned images as one-frame clips: ``video`` float ``(1, 3, S, S)``, ``text`` (a random caption in
     training, the first otherwise), ``captions``, ``index``; collate with ``collate_video_text``.
 
-    Unusable images are skipped (the next usable image stands in, and the sample's ``skipped`` reports it)
-    or raised, as ``RecordDataset`` says (``on_bad_image``, ``num_skipped``, ``skipped_paths``).
+    Unusable images are skipped (left out of their batch, and reported in its ``skipped``) or raised, as ``RecordDataset`` says (``on_bad_image``, ``num_skipped``, ``skipped_paths``).
     """
 
     records: list[ImageTextRecord]
@@ -207,7 +206,7 @@ class ImageTextDataModule(ClipDataModule):
         image_size: square side of the model input.
         batch_size, eval_batch_size: per-process batch sizes (eval defaults to ``batch_size``).
         num_workers: DataLoader worker processes.
-        on_bad_image: "skip" replaces an unusable image by the next usable one and reports it in the batch's
+        on_bad_image: "skip" leaves an unusable image out of its batch and reports it in the batch's
             ``skipped``; "raise" fails with the file's path and annotation row.
         crop_scale: area range of the random resized crop in training (1.0, 1.0 disables cropping).
         horizontal_flip: off by default, as for videos (captions may say "left" / "right").

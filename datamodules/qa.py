@@ -42,6 +42,7 @@ from datamodules.video_text import (
     ClipDataset,
     OnBadVideo,
     collate_skipped,
+    drops_skipped,
 )
 
 COUNT_QUESTION = "how many objects are there?"
@@ -171,6 +172,7 @@ class QADataset(ClipDataset):
         }
 
 
+@drops_skipped
 def collate_qa(samples: list[dict[str, Any]]) -> dict[str, Any]:
     """Stack samples into the QA batch of the data contract (see ``datamodules``): ``video``,
     ``question`` / ``answer`` (``list[str]``), ``options`` (``list[list[str]]``), ``answer_index`` and
@@ -198,8 +200,8 @@ class QADataModule(ClipDataModule):
         num_frames, image_size: frames per clip and square side of the model input.
         batch_size, eval_batch_size: per-process batch sizes (eval defaults to ``batch_size``).
         num_workers: DataLoader worker processes.
-        on_bad_video: "skip" replaces unusable samples by the next usable one and reports them in the
-            batch's ``skipped`` (``trajtok.callbacks.BadSampleReport`` logs them per epoch); "raise" fails with
+        on_bad_video: "skip" leaves unusable samples out of their batch (which shrinks) and reports them
+            in its ``skipped`` (``trajtok.callbacks.BadSampleReport`` logs them per epoch); "raise" fails with
             the file's path and annotation row.
         crop_scale: area range of the random resized crop in training (1.0, 1.0 disables cropping).
         horizontal_flip: random horizontal flips in training; off by default, since it reverses

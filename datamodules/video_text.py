@@ -16,6 +16,7 @@ number of workers; ``trajtok.callbacks.BadSampleReport`` sums the reports of an 
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from abc import ABC, abstractmethod
@@ -64,19 +65,23 @@ def drop_missing_trajectories(masks: torch.Tensor, graph: torch.Tensor) -> torch
     return torch.where(keep, graph, torch.zeros_like(graph))
 
 
+#: Marks the sample of a skipped record: a hole in its batch (see ``RecordDataset``).
+HOLE = "hole"
+
+
 class RecordDataset(Dataset, ABC):
     """Samples of annotation records under the bad-sample policy; subclasses say how a record becomes a
     sample (``load``).
 
     ``on_bad_video="skip"`` answers an unusable sample (``load`` raised ``BadSampleError``: a missing,
-    corrupt, truncated or empty file) with the next usable one (its own ``index`` and annotation, so
-    evaluation can still de-duplicate), never with a placeholder; that sample's ``skipped`` lists the bad
-    samples it stands in for, as dicts of ``index``, ``path`` (the offending file), ``reason`` and
-    ``origin`` (the annotation file and row, when known), which collate functions gather into the batch.
-    ``num_skipped`` and ``skipped_paths`` count distinct skipped samples of this process only (with
-    DataLoader workers, of one worker): the batch's ``skipped`` is the exact record. A sample found bad
-    once is not loaded again, but is still reported each time it is stood in for. ``"raise"`` lets the
-    error through, naming the file and the annotation row.
+    corrupt, truncated or empty file) with a *hole*: ``{"index", "skipped", HOLE: True}``, no clip. Collate
+    functions (``drops_skipped``) leave holes out, so the batch shrinks; no other sample stands in (a
+    duplicate in a contrastive batch would be a false negative). ``skipped`` lists the bad sample as a dict of
+    ``index``, ``path`` (the offending file), ``reason`` and ``origin`` (the annotation file and row, when
+    known), which the collate function gathers into the batch. ``num_skipped`` and ``skipped_paths`` count
+    distinct skipped samples of this process only (with DataLoader workers, of one worker): the batch's
+    ``skipped`` is the exact record. A sample found bad once is not loaded again, but is still reported each
+    time it is drawn. ``"raise"`` lets the error through, naming the file and the annotation row.
     """
 
     def __init__(self, records: Sequence[Any], on_bad_video: OnBadVideo = "skip", max_reported: NonNegativeInt = 10) -> None:
@@ -112,17 +117,15 @@ class RecordDataset(Dataset, ABC):
     def __getitem__(self, index: int) -> dict[str, Any]:
         if self.on_bad_video == "raise":
             return self._load_located(index)
-        n = len(self)
-        skipped: list[dict[str, Any]] = []
-        for step in range(n):
-            i = (index + step) % n
-            if i not in self._bad:
-                try:
-                    return {**self._load_located(i), "skipped": skipped}
-                except BadSampleError as e:
-                    self._note_bad(i, e)
-            skipped.append(dict(self._bad[i]))
-        raise RuntimeError(f"none of the {n} samples could be loaded; first bad files: {self.skipped_paths}")
+        if index not in self._bad:
+            try:
+                return {**self._load_located(index), "skipped": []}
+            except BadSampleError as e:
+                self._note_bad(index, e)
+            if len(self._bad) == len(self):
+                raise RuntimeError(f"none of the {len(self)} samples could be loaded; first bad files: "
+                                   f"{self.skipped_paths}")
+        return {"index": index, "skipped": [dict(self._bad[index])], HOLE: True}
 
     def _note_bad(self, index: int, error: BadSampleError) -> None:
         self._bad[index] = {"index": index, "path": error.path, "reason": error.reason, "origin": self.origin(index)}
@@ -233,11 +236,26 @@ def collate_pseudo_labels(samples: list[dict[str, Any]]) -> dict[str, torch.Tens
 
 
 def collate_skipped(samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The skip reports of all samples (see ``ClipDataset``), as one list: the batch's ``skipped``. A bad
-    sample may be reported by several samples (or batches); ``BadSampleReport`` counts it once per epoch."""
+    """The skip reports of all samples (see ``RecordDataset``), as one list: the batch's ``skipped``. A bad
+    sample may be reported by several batches; ``BadSampleReport`` counts it once per epoch."""
     return [report for s in samples for report in s.get("skipped", ())]
 
 
+def drops_skipped(collate: Callable[[list[dict[str, Any]]], dict[str, Any]]):
+    """``collate`` over the usable samples only: the holes of skipped samples (``RecordDataset``) are left out
+    and the batch shrinks; their reports go in ``skipped``. A batch whose samples were all skipped is
+    ``{"skipped": reports}`` alone, with no ``video``: ``TrajTokModule`` skips it (and counts it)."""
+
+    @functools.wraps(collate)
+    def collate_usable(samples: list[dict[str, Any]]) -> dict[str, Any]:
+        usable = [s for s in samples if not s.get(HOLE)]
+        reports = collate_skipped(samples)
+        return {**collate(usable), "skipped": reports} if usable else {"skipped": reports}
+
+    return collate_usable
+
+
+@drops_skipped
 def collate_video_text(samples: list[dict[str, Any]]) -> dict[str, Any]:
     """Stack samples into the batch of the data contract (see ``datamodules``); trajectory graphs of
     different lengths are padded with absent (0) rows."""
@@ -359,8 +377,8 @@ class VideoTextDataModule(ClipDataModule):
         num_frames, image_size: frames per clip and square side of the model input.
         batch_size, eval_batch_size: per-process batch sizes (eval defaults to ``batch_size``).
         num_workers: DataLoader worker processes.
-        on_bad_video: "skip" replaces unusable samples by the next usable one and reports them in the
-            batch's ``skipped`` (``trajtok.callbacks.BadSampleReport`` logs them per epoch); "raise" fails with
+        on_bad_video: "skip" leaves unusable samples out of their batch (which shrinks) and reports them
+            in its ``skipped`` (``trajtok.callbacks.BadSampleReport`` logs them per epoch); "raise" fails with
             the file's path and annotation row.
         load_pseudo_labels: add ``mask`` / ``graph`` to batches when the annotations name those files.
         crop_scale: area range of the random resized crop in training (1.0, 1.0 disables cropping).

@@ -62,9 +62,13 @@ class MeanPixel(L.LightningModule):
         self.layer = torch.nn.Linear(3, 1)
 
     def training_step(self, batch, batch_idx):
+        if "video" not in batch:
+            return None  # every sample of the batch was skipped
         return self.layer(batch["video"].mean(dim=(1, 3, 4))).pow(2).mean()
 
     def validation_step(self, batch, batch_idx):
+        if "video" not in batch:
+            return
         self.log("val/loss", self.layer(batch["video"].mean(dim=(1, 3, 4))).pow(2).mean(), batch_size=2)
 
     def configure_optimizers(self):
@@ -150,3 +154,22 @@ def test_trajtok_module_reports_by_default(data, tmp_path):
     run.validate(module, datamodule(data, image_size=32, num_workers=0))
     assert [c for c in run.callbacks if isinstance(c, BadSampleReport)] == [own]
     assert own.history["val"][0][1] == 1
+
+
+def test_a_batch_shrinks_by_its_skipped_samples_and_an_all_skipped_batch_is_no_step(data, tmp_path):
+    """Skipped samples leave their batch (no other sample is repeated in their place: in a contrastive batch
+    that would be a false negative); a batch with nothing left is skipped by the module and counted."""
+    module = tiny_module()
+    seen = []
+
+    class Indices(L.Callback):
+        def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+            seen.append(batch["index"].tolist() if "index" in batch else None)
+
+    trainer(tmp_path, callbacks=[Indices()]).validate(module, datamodule(data, image_size=32, num_workers=0))
+    assert seen == [[0, 1], [3]]  # val rows: v0, v1, gone, v3 in batches of 2
+    before = [p.detach().clone() for p in module.parameters()]
+    assert module.training_step({"skipped": [{"index": 2, "path": "gone.mp4", "reason": "file not found",
+                                              "origin": None}]}, 0) is None
+    assert module.empty_batches == 1
+    assert all(torch.equal(a, b) for a, b in zip(before, module.parameters()))

@@ -26,7 +26,7 @@ from datamodules.annotations import (
 from datamodules.classification import ClassificationDataset
 from datamodules.qa import QADataset
 from datamodules.video import VideoDecodeError, decode_clip, sample_indices
-from datamodules.video_text import VideoTextDataset, collate_video_text
+from datamodules.video_text import HOLE, VideoTextDataset, collate_video_text
 
 LOSSLESS = {"libx264": {"crf": "0", "preset": "ultrafast"}}
 
@@ -272,24 +272,27 @@ def test_raise_names_the_file_and_the_annotation_row(mixed):
         assert e.value.path == records[index].video and e.value.origin == f"{ann}, row {index + 1}"
 
 
-def test_skip_stands_in_the_next_good_sample_and_reports_the_skipped(mixed):
+def test_skip_leaves_a_hole_that_collate_drops_and_reports(mixed):
+    """A skipped sample is left out of its batch, never replaced by another one: in a contrastive batch a
+    duplicate would be a false negative. The batch shrinks and reports what it lost."""
     records, folder = mixed
     ds = VideoTextDataset(records, num_frames=4, image_size=16)
     samples = [ds[i] for i in range(6)]
-    assert [s["index"] for s in samples] == [0, 2, 2, 5, 5, 5]
-    assert samples[0]["skipped"] == [] and samples[2]["skipped"] == []
+    assert [s["index"] for s in samples] == [0, 1, 2, 3, 4, 5]
+    assert [bool(s.get(HOLE)) for s in samples] == [False, True, False, True, True, False]
+    assert all("video" not in s for s in samples if s.get(HOLE))
     ann = folder / "ann.jsonl"
     assert samples[1]["skipped"] == [{"index": 1, "path": records[1].video, "reason": "file not found",
                                       "origin": f"{ann}, row 2"}]
-    assert [r["index"] for r in samples[3]["skipped"]] == [3, 4]  # sample 3 stands in for 3 and 4
-    assert [r["index"] for r in samples[4]["skipped"]] == [4]  # known bad: not decoded again, still reported
     assert samples[3]["skipped"][0]["reason"] == "no video stream"
-    # The stand-in is the real next sample, never a placeholder.
-    assert torch.equal(samples[1]["video"], samples[2]["video"]) and samples[1]["text"] == "clip 2"
-    assert all(s["video"].abs().sum() > 0 for s in samples)
+    assert ds[4]["skipped"][0]["index"] == 4  # known bad: not decoded again, still reported
+    assert all(s["video"].abs().sum() > 0 for s in samples if not s.get(HOLE))
     assert ds.num_skipped == 3 and ds.skipped_paths == [records[i].video for i in (1, 3, 4)]
     batch = collate_video_text(samples)
-    assert [r["index"] for r in batch["skipped"]] == [1, 3, 4, 4]  # the batch gathers every sample's reports
+    assert batch["index"].tolist() == [0, 2, 5] and batch["video"].shape[0] == 3 and len(batch["text"]) == 3
+    assert [r["index"] for r in batch["skipped"]] == [1, 3, 4]
+    empty = collate_video_text([samples[1], samples[3]])  # every sample skipped: the reports alone
+    assert set(empty) == {"skipped"} and [r["index"] for r in empty["skipped"]] == [1, 3]
 
 
 def test_skip_reports_survive_dataloader_workers(mixed):
@@ -302,15 +305,16 @@ def test_skip_reports_survive_dataloader_workers(mixed):
     for _ in range(2):
         batches = list(loader)
         assert {r["index"] for b in batches for r in b["skipped"]} == {1, 3, 4}
-        assert sorted(i for b in batches for i in b["index"].tolist()) != list(range(6))  # stand-ins repeat
+        assert sorted(i for b in batches if "index" in b for i in b["index"].tolist()) == [0, 2, 5]  # each once
     assert ds.num_skipped == 0  # the main process's copy: why counts must travel with the batches
 
 
 def test_all_bad_raises_instead_of_returning_zeros(tmp_path):
     write_audio(tmp_path / "a.m4a", "aac")
     ds = VideoTextDataset(read_rows(tmp_path, [("a.m4a", "x"), ("gone.mp4", "y")]), num_frames=2, image_size=8)
+    assert ds[0][HOLE]
     with pytest.raises(RuntimeError, match="none of the 2 samples could be loaded.*a.m4a.*gone.mp4"):
-        ds[0]
+        ds[1]
 
 
 def test_classification_and_qa_datasets_report_rows_too(tmp_path):
@@ -329,5 +333,5 @@ def test_classification_and_qa_datasets_report_rows_too(tmp_path):
     qa.write_text('{"video": "gone.mp4", "question": "q?", "answer": "a"}\n'
                   '{"video": "ok.mp4", "question": "q?", "answer": "b"}\n', encoding="utf-8")
     ds = QADataset(read_qa_annotations(str(qa)), num_frames=2, image_size=8)
-    sample = ds[0]
-    assert sample["answer"] == "b" and sample["skipped"][0]["origin"] == f"{qa}, row 1"
+    hole, sample = ds[0], ds[1]
+    assert hole[HOLE] and hole["skipped"][0]["origin"] == f"{qa}, row 1" and sample["answer"] == "b"

@@ -22,6 +22,7 @@ from datamodules.classification import (
     ClassificationDataModule,
     ClassificationDataset,
     class_names_from_labels,
+    collate_classification,
     encode_labels,
     load_class_names,
 )
@@ -247,8 +248,9 @@ def test_bad_videos_are_skipped_and_counted_or_raised(videos, tmp_path):
             {"video": f"{videos}/b.mp4", "label": "z"}]
     records = read_labelled_annotations(write_jsonl(tmp_path / "r.jsonl", rows))
     ds = ClassificationDataset(records, ["x", "y", "z"], **SMALL_CLIPS)
-    got = ds[1]
-    assert (got["index"], got["label"]) == (2, 2)  # the next usable sample, with its own label
+    hole = ds[1]
+    assert hole["index"] == 1 and "label" not in hole and hole["skipped"][0]["path"] == str(corrupt)
+    assert collate_classification([ds[0], hole, ds[2]])["label"].tolist() == [0, 2]  # left out, not replaced
     assert ds.num_skipped == 1 and ds.skipped_paths == [str(corrupt)]
     ds[1]
     assert ds.num_skipped == 1  # a known bad sample is not retried, nor counted twice

@@ -117,12 +117,13 @@ def test_dataset_gives_one_frame_clips_and_skips_a_corrupt_image(images):
     assert sample["video"].shape == (1, 3, SIZE, SIZE) and sample["video"].dtype == torch.float32
     assert sample["text"] == "a red square" and sample["captions"] == ["a red square", "red"]
     assert sample["index"] == 0 and sample["skipped"] == []
-    stand_in = dataset[1]  # bad.png: the next usable image takes its place, and reports it
-    assert stand_in["index"] == 2 and stand_in["text"] == "a green square"
-    assert [(r["index"], r["reason"].split(":")[0]) for r in stand_in["skipped"]] == [(1, "not a readable image")]
-    assert stand_in["skipped"][0]["origin"].endswith("ann.jsonl, row 2") and dataset.num_skipped == 1
+    hole = dataset[1]  # bad.png: left out of its batch, and reported
+    assert hole["index"] == 1 and "video" not in hole
+    assert [(r["index"], r["reason"].split(":")[0]) for r in hole["skipped"]] == [(1, "not a readable image")]
+    assert hole["skipped"][0]["origin"].endswith("ann.jsonl, row 2") and dataset.num_skipped == 1
     batch = collate_video_text([dataset[i] for i in range(3)])
-    assert batch["video"].shape == (3, 1, 3, SIZE, SIZE) and len(batch["skipped"]) == 1
+    assert batch["video"].shape == (2, 1, 3, SIZE, SIZE) and batch["index"].tolist() == [0, 2]
+    assert len(batch["skipped"]) == 1
     strict = ImageTextDataset(records, image_size=SIZE, on_bad_image="raise")
     with pytest.raises(ImageDecodeError, match=r"bad.png: .*\(sample of .*ann.jsonl, row 2\)"):
         strict[1]
@@ -143,8 +144,8 @@ def test_datamodule_reads_files_and_folders_and_names_a_bad_option(images):
     batch = next(iter(module.train_dataloader()))
     assert batch["video"].shape == (2, 1, 3, SIZE, SIZE) and sorted(batch["index"].tolist()) == [0, 1]
     test = list(module.test_dataloader())
-    # The bad image's stand-in is the next image, under its own index (evaluation de-duplicates by index).
-    assert torch.cat([b["index"] for b in test]).tolist() == [0, 2, 2]
+    # The bad image is left out: every other image once.
+    assert torch.cat([b["index"] for b in test if "index" in b]).tolist() == [0, 2]
     assert sum(len(b["skipped"]) for b in test) == 1
     assert module.val_dataloader() == []
     write_image(images / "folder" / "x.png")

@@ -254,8 +254,9 @@ def test_bad_videos_are_skipped_and_counted_or_raised(videos, tmp_path):
     ]
     records = read_qa_annotations(write_jsonl(tmp_path / "r.jsonl", rows))
     ds = QADataset(records, **SMALL_CLIPS)
-    got = ds[1]
-    assert (got["index"], got["question"], got["answer_index"]) == (2, "q2", 1)  # the next usable sample, whole
+    hole = ds[1]
+    assert hole["index"] == 1 and "question" not in hole and hole["skipped"][0]["path"] == str(corrupt)
+    assert collate_qa([ds[0], hole, ds[2]])["question"] == ["q0", "q2"]  # left out, not replaced
     assert ds.num_skipped == 1 and ds.skipped_paths == [str(corrupt)]
     ds[1]
     assert ds.num_skipped == 1  # a known bad sample is not retried, nor counted twice

@@ -114,8 +114,8 @@ class BadSampleReport(L.Callback):
     (train, val, test) and warns, on rank 0, with their number and the first ``max_reported`` of them
     (data set index, annotation file and row, file, reason).
 
-    Where the numbers come from: each sample carries the bad samples it stands in for and collate gathers
-    them into the batch's ``skipped`` (``datamodules.video_text.ClipDataset``). Counting in the data set
+    Where the numbers come from: a skipped sample's hole carries its report and collate gathers them into
+    the batch's ``skipped`` (``datamodules.video_text.RecordDataset``). Counting in the data set
     instead would be wrong with ``num_workers > 0``: every worker process has its own copy of the data set,
     and counters in a copy never reach the trainer. A shared channel (a ``multiprocessing`` manager, files
     per worker) would reach it, but adds a process or files to clean up, and would count samples that
@@ -162,7 +162,7 @@ class BadSampleReport(L.Callback):
             shown = "; ".join(describe_skipped(r) for r in first)
             more = f"; ... ({count - len(first)} more)" if count > len(first) else ""
             rank_zero_warn(f"{stage} epoch {trainer.current_epoch}: {count} unusable sample(s) skipped, each "
-                           f"replaced by the next usable one: {shown}{more}")
+                           f"left out of its batch: {shown}{more}")
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._epoch.pop("train", None)

@@ -102,6 +102,7 @@ class TrajTokModule(L.LightningModule):
         skip = not head.needs_tokens and "encode" in inspect.signature(tokenizer.forward).parameters
         self._tokenize_kwargs = {"encode": False} if skip else {}
         self.nonfinite_steps = 0  # training steps skipped for a non-finite loss or gradients
+        self.empty_batches = 0  # training batches whose samples were all skipped as unusable
         self._skip_pending = False  # this step's loss was non-finite: its gradients are dropped before the step
         self._recent_losses: deque[tuple[int, float]] = deque(maxlen=8)  # (step, loss) for the stop message
 
@@ -178,7 +179,10 @@ class TrajTokModule(L.LightningModule):
         """The loss of a batch; of a joint batch (``{"video": batch, "image": batch}``, ``datamodules.JointDataModule``),
         the sum of each source's loss, each source through the same tokenizer and head as its own problem (its own
         contrastive negatives), logged as ``train/loss_<source>`` beside ``train/loss``."""
-        sources = {name: self._training_losses(b) for name, b in batch_sources(batch).items()}
+        usable = {name: b for name, b in batch_sources(batch).items() if "video" in b}
+        if self._any_process(not usable):
+            return self._skip_empty_batch()
+        sources = {name: self._training_losses(b) for name, b in usable.items()}
         total = torch.stack([torch.stack(list(losses.values())).sum() for _, losses in sources.values()]).sum()
         value = float(total.detach())  # one host sync per step: skipping needs the answer in Python
         self._recent_losses.append((self.global_step, value))
@@ -199,6 +203,19 @@ class TrajTokModule(L.LightningModule):
             self._log_losses("train", losses, tokens, suffix=f"_{name}")
         self.log("train/loss", total, prog_bar=True, batch_size=sum(t.tokens.shape[0] for t, _ in sources.values()))
         return total
+
+    def _skip_empty_batch(self) -> torch.Tensor | None:
+        """No step for a batch whose samples were all skipped as unusable (on this process, or on another: the
+        processes step together); counted in ``train/empty_batches``. ``BadSampleReport`` still counts its
+        samples."""
+        self.empty_batches += 1
+        if self._trainer is not None and self.trainer.training:
+            self.log("train/empty_batches", float(self.empty_batches), on_step=True, on_epoch=False, batch_size=1)
+        if self._trainer is None or self.trainer.world_size == 1:
+            return None
+        # Under DDP every process must run backward (see training_step): a zero that reaches every parameter.
+        self._skip_pending = True
+        return torch.stack([p.sum() for p in self.parameters() if p.requires_grad]).sum() * 0.0
 
     def _any_process(self, flag: bool) -> bool:
         """``flag`` or-ed over all processes (a collective under DDP / FSDP: every process calls it)."""
@@ -249,9 +266,11 @@ class TrajTokModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["nonfinite_steps"] = self.nonfinite_steps
+        checkpoint["empty_batches"] = self.empty_batches
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.nonfinite_steps = int(checkpoint.get("nonfinite_steps", 0))
+        self.empty_batches = int(checkpoint.get("empty_batches", 0))
 
     def on_train_start(self) -> None:
         # The first epoch of a run, fresh or resumed (Lightning calls no on_train_epoch_start for an epoch it
@@ -284,6 +303,8 @@ class TrajTokModule(L.LightningModule):
             loader.generator.manual_seed(words[3])
 
     def _evaluation_step(self, stage: str, batch: dict[str, Any]) -> None:
+        if "video" not in batch:
+            return  # all of its samples were skipped as unusable (BadSampleReport counts them)
         tokens = self(batch["video"])
         if "text" in batch or "label" in batch:
             losses = self.losses(tokens, batch)
@@ -327,6 +348,8 @@ class TrajTokModule(L.LightningModule):
                 rank_zero_info(table)
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> Any:
+        if "video" not in batch:
+            return None  # all of its samples were skipped as unusable; writers write nothing for it
         return self.head.predict(self(batch["video"]), batch)
 
     def configure_optimizers(self):

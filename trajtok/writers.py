@@ -46,6 +46,8 @@ class JsonlPredictionWriter(BasePredictionWriter):
         return f"{stem}.rank{trainer.global_rank}{ext or '.jsonl'}"
 
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx):
+        if prediction is None:
+            return  # a batch whose samples were all skipped as unusable
         path = self._path(trainer)
         mode = "a" if path in self._opened else "w"  # a new predict run starts a new file
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -114,6 +116,8 @@ class TokenWriter(BasePredictionWriter):
 
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx):
         tokens, self._tokens = self._tokens, None
+        if prediction is None:
+            return  # a batch whose samples were all skipped as unusable
         if tokens is None:
             raise RuntimeError("TokenWriter: the tokenizer did not run in this predict step (no tokens to write)")
         index = batch.get("index") if isinstance(batch, dict) else None
