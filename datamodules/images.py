@@ -146,6 +146,10 @@ class ImageTextDataset(RecordDataset):
         self.crop_scale = crop_area_range(crop_scale)
         self.horizontal_flip = horizontal_flip
 
+    def record_files(self, index: int) -> list[str]:
+        image = self.records[index].image
+        return [str(image)] if isinstance(image, (str, os.PathLike)) and "://" not in str(image) else []
+
     def load(self, index: int) -> dict[str, Any]:
         """One sample, or an ``ImageDecodeError`` naming the file that prevents it."""
         rec = self.records[index]

@@ -43,6 +43,7 @@ from datamodules.transforms import (
     train_clip_transform,
 )
 from datamodules.video import BadSampleError, decode_clip
+from trajtok.errors import UserError
 from trajtok.seeding import epoch_seeds
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,10 @@ def drop_missing_trajectories(masks: torch.Tensor, graph: torch.Tensor) -> torch
 
 #: Marks the sample of a skipped record: a hole in its batch (see ``RecordDataset``).
 HOLE = "hole"
+
+
+class MissingFilesError(UserError, FileNotFoundError):
+    """Files that annotation rows name and that do not exist, all of them in one message."""
 
 
 class RecordDataset(Dataset, ABC):
@@ -95,6 +100,23 @@ class RecordDataset(Dataset, ABC):
         self.num_skipped = 0
         self.skipped_paths: list[str] = []
         self._bad: dict[int, dict[str, Any]] = {}  # index -> its skip report
+        if on_bad_video == "raise":
+            self.check_files_exist()
+
+    def record_files(self, index: int) -> list[str]:
+        """The local files sample ``index`` reads (for ``check_files_exist``); default none known."""
+        return []
+
+    def check_files_exist(self, shown: int = 20) -> None:
+        """Under ``on_bad_video="raise"``: every file the records name exists, checked before the first batch,
+        so that a missing clip stops a long evaluation at its start, with all missing files in one error."""
+        missing = [(i, path) for i in range(len(self.records)) for path in self.record_files(i)
+                   if not os.path.exists(path)]
+        if missing:
+            listed = "; ".join(f"{path} ({self.origin(i) or f'sample {i}'})" for i, path in missing[:shown])
+            more = f"; ... ({len(missing) - shown} more)" if len(missing) > shown else ""
+            raise MissingFilesError(f"{len(missing)} file(s) named by the annotations are missing (on_bad_video: "
+                                    f"raise; 'skip' would leave them out): {listed}{more}")
 
     def __len__(self) -> int:
         return len(self.records)
@@ -172,6 +194,14 @@ class ClipDataset(RecordDataset):
                 "set load_pseudo_labels=False"
             )
         self.load_pseudo_labels = load_pseudo_labels and with_labels > 0
+        if on_bad_video == "raise":
+            self.check_files_exist()  # again: the pseudo-label files count once load_pseudo_labels is known
+
+    def record_files(self, index: int) -> list[str]:
+        rec = self.records[index]
+        video = [rec.video] if isinstance(rec.video, (str, os.PathLike)) and "://" not in str(rec.video) else []
+        labels = [rec.mask, rec.graph] if getattr(self, "load_pseudo_labels", False) else []
+        return [str(path) for path in [*video, *labels]]
 
     def load_clip(self, rec: ClipRecord) -> dict[str, torch.Tensor]:
         """``video`` of a record, transformed, plus ``mask`` and ``graph`` when pseudo-labels are loaded;

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from datamodules.video import VideoDecodeError
-from datamodules.video_text import VideoTextDataModule
+from datamodules.video_text import MissingFilesError, VideoTextDataModule
 from heads import ClipHead
 from trajtok.callbacks import BadSampleReport, describe_skipped
 from trajtok.module import TrajTokModule
@@ -126,12 +126,22 @@ def test_describe_and_arguments():
 
 
 def test_raise_policy_fails_the_run_naming_file_and_row(data, tmp_path):
-    with pytest.raises(VideoDecodeError, match=r"gone.mp4: file not found \(sample of .*val.jsonl, row 3\)"):
+    # A missing file stops the run before its first batch.
+    with pytest.raises(MissingFilesError, match=r"gone.mp4 \(.*val.jsonl, row 3\)"):
         trainer(tmp_path).validate(MeanPixel(), datamodule(data, on_bad_video="raise", num_workers=0))
+    corrupt = tmp_path / "corrupt.jsonl"
+    corrupt.write_text(f'{{"video": "{data}/v0.mp4", "caption": "a"}}\n{{"video": "{data}/garbage.mp4", "caption": "b"}}\n',
+                       encoding="utf-8")
+    module = VideoTextDataModule(val_annotations=str(corrupt), num_frames=2, image_size=16, batch_size=2,
+                                 num_workers=0, on_bad_video="raise")
+    with pytest.raises(VideoDecodeError, match=r"garbage.mp4: .*\(sample of .*corrupt.jsonl, row 2\)"):
+        trainer(tmp_path).validate(MeanPixel(), module)
     # From a worker process PyTorch re-raises as RuntimeError (the error's type needs two arguments); the
     # message still names the file and row.
-    with pytest.raises(RuntimeError, match=r"(?s)VideoDecodeError.*gone.mp4: file not found \(sample of .*row 3\)"):
-        trainer(tmp_path).validate(MeanPixel(), datamodule(data, on_bad_video="raise"))
+    module = VideoTextDataModule(val_annotations=str(corrupt), num_frames=2, image_size=16, batch_size=2,
+                                 num_workers=1, on_bad_video="raise")
+    with pytest.raises(RuntimeError, match=r"(?s)VideoDecodeError.*garbage.mp4: .*\(sample of .*row 2\)"):
+        trainer(tmp_path).validate(MeanPixel(), module)
 
 
 def tiny_module() -> TrajTokModule:

@@ -9,6 +9,7 @@ Frame ``i`` of a test video is split in two halves of uniform brightness, ``5 + 
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 
@@ -26,7 +27,12 @@ from datamodules.annotations import (
 from datamodules.classification import ClassificationDataset
 from datamodules.qa import QADataset
 from datamodules.video import VideoDecodeError, decode_clip, sample_indices
-from datamodules.video_text import HOLE, VideoTextDataset, collate_video_text
+from datamodules.video_text import (
+    HOLE,
+    MissingFilesError,
+    VideoTextDataset,
+    collate_video_text,
+)
 
 LOSSLESS = {"libx264": {"crf": "0", "preset": "ultrafast"}}
 
@@ -261,15 +267,20 @@ def mixed(tmp_path):
 
 def test_raise_names_the_file_and_the_annotation_row(mixed):
     records, folder = mixed
-    ds = VideoTextDataset(records, num_frames=4, image_size=16, on_bad_video="raise")
-    assert ds[0]["index"] == 0
     ann = folder / "ann.jsonl"
-    for index, reason in [(1, "file not found"), (3, "no video stream"), (4, "")]:
+    # Missing files are found before any sample is read, all in one error.
+    with pytest.raises(MissingFilesError, match=rf"^1 file\(s\) .*: {re.escape(records[1].video)} "
+                                                rf"\({re.escape(str(ann))}, row 2\)$"):
+        VideoTextDataset(records, num_frames=4, image_size=16, on_bad_video="raise")
+    present = [r for i, r in enumerate(records) if i != 1]
+    ds = VideoTextDataset(present, num_frames=4, image_size=16, on_bad_video="raise")
+    assert ds[0]["index"] == 0
+    for index, row, reason in [(2, 4, "no video stream"), (3, 5, "")]:  # unusable files fail when read
         with pytest.raises(VideoDecodeError) as e:
             ds[index]
-        assert str(e.value).startswith(f"{records[index].video}: {reason}")
-        assert str(e.value).endswith(f"(sample of {ann}, row {index + 1})")
-        assert e.value.path == records[index].video and e.value.origin == f"{ann}, row {index + 1}"
+        assert str(e.value).startswith(f"{present[index].video}: {reason}")
+        assert str(e.value).endswith(f"(sample of {ann}, row {row})")
+        assert e.value.path == present[index].video and e.value.origin == f"{ann}, row {row}"
 
 
 def test_skip_leaves_a_hole_that_collate_drops_and_reports(mixed):

@@ -28,7 +28,7 @@ from datamodules.benchmarks import (
     read_vatex,
     register_benchmark,
 )
-from datamodules.video import VideoDecodeError
+from datamodules.video_text import MissingFilesError
 from heads.clip import ClipHead
 from trajtok.cli import TrajTokCLI
 
@@ -208,15 +208,19 @@ def test_msrvtt_9k_datamodule_trains_outside_the_test_clips(copies):
 
 
 def test_a_missing_clip_is_skipped_and_reported_or_raised_with_its_row(copies, tmp_path):
-    csv_path = fx.write_jsfusion(tmp_path / "t.csv", {"video3": "a", "video404": "b", "video4": "c"})
-    kwargs = {"test_annotations": str(csv_path), "video_dir": "videos/all", "batch_size": 3}
+    csv_path = fx.write_jsfusion(tmp_path / "t.csv", {"video3": "a", "video404": "b", "video4": "c",
+                                                      "video405": "d"})
+    kwargs = {"test_annotations": str(csv_path), "video_dir": "videos/all", "batch_size": 4}
     dm = RetrievalBenchmark("msrvtt_1ka", str(copies["msrvtt_1ka"]), **kwargs)
     (batch,) = list(dm.test_dataloader())
-    assert sorted(set(batch["index"].tolist())) == [0, 2]  # video404 stood in for by the next clip
-    assert [s["path"] for s in batch["skipped"]] == [str(copies["msrvtt_1ka"] / "videos/all/video404.mp4")]
+    assert batch["index"].tolist() == [0, 2]  # video404 and video405 left out
+    assert [s["path"] for s in batch["skipped"]] == [str(copies["msrvtt_1ka"] / f"videos/all/video{n}.mp4")
+                                                     for n in (404, 405)]
+    # A preset that stops on a missing clip finds them all before the first batch, in one error.
     dm = RetrievalBenchmark("msrvtt_1ka", str(copies["msrvtt_1ka"]), on_bad_video="raise", **kwargs)
-    with pytest.raises(VideoDecodeError, match=r"video404\.mp4.*t\.csv, row 3"):
-        list(dm.test_dataloader())
+    with pytest.raises(MissingFilesError, match=r"^2 file\(s\).*video404\.mp4 \(.*t\.csv, row 3\); .*video405\.mp4 "
+                                                r"\(.*t\.csv, row 5\)$"):
+        dm.setup("test")
 
 
 def test_classification_benchmarks_class_lists(copies):
