@@ -91,3 +91,22 @@ def test_classification_preset_tests_zero_shot_with_the_clip_head(name, tmp_path
     cli = trajtok("test", "--config", CLIP, "--config", str(ROOT / f"configs/benchmarks/{name}.yaml"),
                   f"--data.init_args.root={root}", "--model.head.init_args.depth=1", "--allow_untrained=true", *SMALL)
     assert 0 <= float(cli.trainer.callback_metrics["test/zeroshot_top1"]) <= 100
+
+
+def test_a_preset_that_stops_on_a_missing_clip_names_them_all_before_the_first_batch(tmp_path, capsys):
+    """MSR-VTT stops on a missing clip (on_bad_video: raise): every clip is checked when the data is set up, and
+    the user gets one message listing all missing ones, not an error after most of the evaluation has run."""
+    from trajtok.cli import main
+
+    root = fx.layout("msrvtt_1ka", tmp_path / "data")
+    clips = [root / "videos/all/video3.mp4", root / "videos/all/video4.mp4"]  # the test split's two clips
+    for clip in clips:
+        clip.unlink()
+    with pytest.raises(SystemExit) as exit_:
+        main(["test", "--config", CLIP, "--config", str(ROOT / "configs/benchmarks/msrvtt_1ka.yaml"),
+              f"--data.init_args.root={root}", "--model.head.init_args.depth=1", "--allow_untrained=true", *SMALL])
+    assert exit_.value.code == 2
+    error = capsys.readouterr().err
+    assert "2 file(s) named by the annotations are missing" in error and "Traceback" not in error
+    assert all(f"{clip} (" in error for clip in clips)
+    assert "Testing" not in error  # no batch ran
