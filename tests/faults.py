@@ -105,6 +105,18 @@ class Bug(L.Callback):
         raise KeyError("a bug in our code")
 
 
+class RecordIndices(L.Callback):
+    """Appends each validation batch's sample indices (``null`` for a batch with none) to a JSON-lines file."""
+
+    def __init__(self, path: str):
+        super().__init__()
+        self.path = path
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(batch["index"].tolist() if "index" in batch else None) + "\n")
+
+
 class SaveAtEnd(L.Callback):
     """Writes the final weights, step and epoch to ``path`` (``{rank}`` in it is the process's global rank)
     when fit ends; Lightning's ``last.ckpt`` is only rewritten when a monitored checkpoint is."""

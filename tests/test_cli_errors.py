@@ -5,6 +5,7 @@ no evaluation of untrained weights by accident, and ``--weights_only=false`` hon
 from __future__ import annotations
 
 import datetime
+import json
 import re
 from pathlib import Path
 
@@ -113,3 +114,34 @@ def test_invalid_numbers_fail_before_anything_runs_naming_the_option(option, nam
     error = capsys.readouterr().err
     assert re.search(named, error) and "Traceback" not in error, error[-2000:]
     assert not (tmp_path / "runs").exists()  # nothing was built or written
+
+
+def test_a_skipped_clip_leaves_its_batch_smaller_not_duplicated(tmp_path, cache):
+    """Through ``trajtok validate``: a missing clip is left out of its batch and reported; no other clip takes its
+    place (a duplicate in a contrastive batch is a false negative)."""
+    import av
+    import numpy as np
+
+    for i in range(3):
+        with av.open(str(tmp_path / f"c{i}.mp4"), "w") as container:
+            stream = container.add_stream("libx264", rate=10)
+            stream.width = stream.height = 32
+            stream.pix_fmt = "yuv420p"
+            for t in range(4):
+                frame = np.full((32, 32, 3), 40 * i + 10 * t, np.uint8)
+                for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                    container.mux(packet)
+            for packet in stream.encode():
+                container.mux(packet)
+    rows = ["c0.mp4", "gone.mp4", "c1.mp4", "c2.mp4"]
+    annotations = tmp_path / "val.jsonl"
+    annotations.write_text("".join(f'{{"video": "{tmp_path / v}", "caption": "clip {i}"}}\n' for i, v in enumerate(rows)),
+                           encoding="utf-8")
+    indices = tmp_path / "indices.jsonl"
+    result = run_trajtok(["validate", *CONFIG, *SMALL, f"--data.init_args.val_annotations={annotations}",
+                          "--data.init_args.batch_size=2", "--allow_untrained=true",
+                          callback("faults.RecordIndices", path=str(indices))], tmp_path, cache)
+    assert result.returncode == 0, result.stderr[-3000:]
+    batches = [json.loads(line) for line in indices.read_text().splitlines()]
+    assert batches == [[0], [2, 3]]  # batch 1 lost sample 1 and shrank; nothing is repeated
+    assert "1 unusable sample(s) skipped, each left out of its batch" in result.stderr and "gone.mp4" in result.stderr
