@@ -49,6 +49,18 @@ def is_user_error(error: BaseException) -> bool:
     return isinstance(error, ValueError) and raised_in_own_code(error)
 
 
+def user_message(error: BaseException) -> str:
+    """The error's message; of jsonargparse's "does not validate against any of the Union subtypes" (a class that
+    refused a value while the config was built), just the refusals, without the group it tried ("Given value:
+    Namespace(...)") or the ``None`` alternative."""
+    lines = str(error).splitlines()
+    if "Errors:" not in lines:
+        return str(error)
+    reasons = [line.strip()[2:] for line in lines[lines.index("Errors:") + 1:]
+               if line.strip().startswith("- ") and "Expected a <class 'NoneType'>" not in line]
+    return "\n".join(reasons) or str(error)
+
+
 @contextlib.contextmanager
 def report_user_errors(command: str) -> Iterator[None]:
     """Turn a user error raised inside into ``<command>: error: <message>`` on stderr and exit status 2."""
@@ -57,7 +69,5 @@ def report_user_errors(command: str) -> Iterator[None]:
     except Exception as error:
         if os.environ.get(TRACEBACK_ENV, "") not in ("", "0") or not is_user_error(error):
             raise
-        # jsonargparse appends the whole group it could not build ("Given value: Namespace(...)"): noise here.
-        message = "\n".join(line for line in str(error).splitlines() if not line.startswith("Given value"))
-        print(f"{command}: error: {message}\n({TRACEBACK_ENV}=1 shows the traceback)", file=sys.stderr)
+        print(f"{command}: error: {user_message(error)}\n({TRACEBACK_ENV}=1 shows the traceback)", file=sys.stderr)
         sys.exit(2)
