@@ -87,7 +87,7 @@ def test_each_bad_sample_is_counted_once_per_epoch_across_workers(data, tmp_path
         warnings.simplefilter("always")
         fit.fit(MeanPixel(), datamodule(data))
     # Every train sample is drawn each epoch (8 samples, batches of 2): all three bad ones are met, some of
-    # them by several stand-ins, in two worker processes; each counts once.
+    # them more than once, in two worker processes; each counts once.
     assert [(epoch, count) for epoch, count, _ in report.history["train"]] == [(0, 3), (1, 3)]
     assert [(epoch, count) for epoch, count, _ in report.history["val"]] == [(0, 1), (1, 1)]
     assert fit.callback_metrics["train/skipped_samples"].item() == 3

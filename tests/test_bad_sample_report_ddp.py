@@ -15,7 +15,7 @@ from trajtok.callbacks import gather_skipped
 
 
 def rank_reports(rank: int) -> dict:
-    # Sample 7 is met on both ranks (DistributedSampler pads by repeating samples, and stand-ins overlap).
+    # Sample 7 is met on both ranks (DistributedSampler pads by repeating samples, and a batch's holes may fall on either).
     indices = {0: [3, 7], 1: [7, 11, 12]}[rank]
     return {(0, i): {"index": i, "path": f"/d/{i}.mp4", "reason": "file not found", "origin": None} for i in indices}
 

@@ -16,7 +16,7 @@ import torch
 
 from datamodules.annotations import VideoTextRecord
 from datamodules.video import VideoDecodeError, decode_clip, read_clip, sample_indices
-from datamodules.video_text import VideoTextDataset
+from datamodules.video_text import HOLE, MissingFilesError, VideoTextDataset
 
 BASE, STEP = 8, 6
 MSRVTT = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "msrvtt24")
@@ -196,22 +196,23 @@ def _records(tmp_path):
 
 def test_dataset_raise_mode_names_the_bad_file(tmp_path):
     records, paths = _records(tmp_path)
-    ds = VideoTextDataset(records, num_frames=4, image_size=16, on_bad_video="raise")
+    with pytest.raises(MissingFilesError, match="missing.mp4"):  # missing files: before any sample is read
+        VideoTextDataset(records, num_frames=4, image_size=16, on_bad_video="raise")
+    present = [r for r, p in zip(records, paths) if p != paths[1]]
+    ds = VideoTextDataset(present, num_frames=4, image_size=16, on_bad_video="raise")
     assert ds[0]["index"] == 0
-    with pytest.raises(VideoDecodeError) as e:
+    with pytest.raises(VideoDecodeError, match="corrupt.mp4") as e:
         ds[1]
-    assert e.value.path == paths[1]
-    with pytest.raises(VideoDecodeError, match="corrupt.mp4"):
-        ds[2]
+    assert e.value.path == paths[2]
 
 
-def test_dataset_skip_mode_returns_next_good_sample_and_counts(tmp_path):
+def test_dataset_skip_mode_leaves_holes_and_counts(tmp_path):
     records, paths = _records(tmp_path)
     ds = VideoTextDataset(records, num_frames=4, image_size=16, on_bad_video="skip")
     got = [ds[i] for i in range(len(ds))]
-    assert [s["index"] for s in got] == [0, 3, 3, 3]
-    assert got[1]["text"] == "clip 3" and got[1]["captions"] == ["clip 3", "other 3"]  # caption follows video
-    assert got[1]["video"].shape == (4, 3, 16, 16)
+    assert [s["index"] for s in got] == [0, 1, 2, 3] and [HOLE in s for s in got] == [False, True, True, False]
+    assert got[3]["text"] == "clip 3" and got[3]["captions"] == ["clip 3", "other 3"]  # caption follows video
+    assert got[3]["video"].shape == (4, 3, 16, 16) and "video" not in got[1]
     assert ds.num_skipped == 2 and ds.skipped_paths == [paths[1], paths[2]]
     ds[1]  # known bad samples are not retried, nor counted twice
     assert ds.num_skipped == 2
