@@ -106,7 +106,9 @@ def visualize_parser() -> argparse.ArgumentParser:
         "<stem>_sheet.png per clip. Options not listed here (--model.*, --data.*, ...) override the config.",
         allow_abbrev=False,
     )
-    parser.add_argument("--config", required=True, help="the yaml the model was trained with (as for fit)")
+    parser.add_argument("--config", required=True, action="append",
+                        help="the yaml the model was trained with (as for fit; repeat it to compose, e.g. with "
+                             "configs/layouts/lite.yaml)")
     parser.add_argument("--ckpt_path", help="a Lightning checkpoint of that config; without it the weights are the "
                         "config's initialisation")
     source = parser.add_mutually_exclusive_group(required=True)
@@ -166,13 +168,13 @@ def visualize_command(argv: list[str]) -> None:
     with warnings.catch_warnings():
         # Lightning warns when args are given while sys.argv has others: here they are ours, parsed above.
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
-        cli = TrajTokCLI(args=["--config", opts.config, *overrides], run=False)
+        cli = TrajTokCLI(args=[*(a for c in opts.config for a in ("--config", c)), *overrides], run=False)
     model, datamodule = cli.model, cli.datamodule
     if opts.ckpt_path:
         load_checkpoint(model, opts.ckpt_path)
     else:
         warnings.warn(
-            f"no --ckpt_path: visualising the untrained initialisation of {opts.config}; the trajectories mean "
+            f"no --ckpt_path: visualising the untrained initialisation of {' + '.join(opts.config)}; the trajectories mean "
             "nothing until the model is trained",
             UserWarning,
             stacklevel=1,
