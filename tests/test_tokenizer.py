@@ -19,9 +19,11 @@ from trajtok.tokenizer.attention import (
     dense_masked_attention,
     full_attention,
     segment_attention,
+    standardize,
     trajectory_mask,
 )
 from trajtok.tokenizer.position import AxialRotary, SequenceRotary
+from trajtok.tokenizer.segmenter import pool_patches
 from trajtok.tokenizer.trajectory_encoder import (
     TrajectoryEncoder,
     pick_attention_form,
@@ -390,10 +392,11 @@ def test_queries_stay_distinct_through_every_layer_at_init(preset, rotary):
     seg = model.segmenter
     video = torch.randn(2, 4, 3, 64, 64)
     a = model.assign(video)
-    rotate = seg.rotary.for_grid(a.grid, seg.num_slots, a.patches.device)
-    queries = seg.queries.expand(2, -1, -1)
+    context, grid = pool_patches(a.patches, a.grid, seg.context_pool)
+    rotate = seg.rotary.for_grid(grid, seg.num_slots, a.patches.device)
+    queries, context = seg.queries.expand(2, -1, -1), standardize(context)
     for layer in seg.layers:
-        queries = layer(queries, a.patches, full_attention, rotate)
+        queries = layer(queries, context, full_attention, rotate)
         assert _mean_pairwise_cosine(queries.detach()) < 0.3
     span = a.logits.amax(-1) - a.logits.amin(-1)  # per patch, across the K slots
     assert span.mean() > 1.0
@@ -430,3 +433,85 @@ def test_logit_scale_starts_sharp_and_learns_at_its_gain():
         Segmenter(init_scale=0.5)
     with pytest.raises(ValueError, match="scale_gain"):
         Segmenter(scale_gain=0.0)
+
+
+def test_pool_patches_averages_spatial_windows_per_frame():
+    grid = (2, 5, 4)  # an odd height: the last row of windows holds one row of patches
+    patches = torch.randn(3, 2 * 5 * 4, 6)
+    pooled, pooled_grid = pool_patches(patches, grid, 2)
+    assert pooled_grid == (2, 3, 2) and pooled.shape == (3, 2 * 3 * 2, 6)
+    frames = patches.view(3, 2, 5, 4, 6)
+    expected = torch.stack([
+        torch.stack([frames[:, :, 2 * y:2 * y + 2, 2 * x:2 * x + 2].mean(dim=(2, 3)) for x in range(2)], dim=2)
+        for y in range(3)], dim=2).reshape(3, -1, 6)
+    torch.testing.assert_close(pooled, expected)
+    same, same_grid = pool_patches(patches, grid, 1)
+    assert same is patches and same_grid == grid
+
+
+def test_pooled_segmenter_context_still_assigns_every_patch():
+    video = torch.randn(2, 4, 3, 32, 32)
+    full, pooled = small_tokenizer(), small_tokenizer(context_pool=2)
+    pooled.load_state_dict(full.state_dict())  # the pool has no parameters of its own
+    a_full, a_pooled = full.assign(video), pooled.assign(video)
+    assert a_pooled.logits.shape == a_full.logits.shape  # one assignment per patch, full resolution
+    assert not torch.allclose(a_pooled.logits, a_full.logits)  # the queries read a different context
+    pooled(video).tokens.sum().backward()
+    assert pooled.segmenter.layers[0].to_k.weight.grad.abs().sum() > 0
+
+
+def test_checkpoints_with_a_fused_key_value_projection_still_load():
+    from trajtok.tokenizer.attention import PerceiverLayer
+
+    torch.manual_seed(0)
+    layer = PerceiverLayer(16, heads=2, head_dim=8)
+    old = dict(layer.state_dict())
+    old["to_kv.weight"] = torch.cat([old.pop("to_k.weight"), old.pop("to_v.weight")])  # the earlier layout
+    restored = PerceiverLayer(16, heads=2, head_dim=8)
+    restored.load_state_dict(old)
+    latents, context = torch.randn(2, 3, 16), standardize(torch.randn(2, 7, 16))
+    torch.testing.assert_close(restored(latents, context, full_attention), layer(latents, context, full_attention))
+
+
+def test_shared_standardised_context_equals_a_layer_norm_per_layer():
+    """Folding ``norm_context``'s affine into the key/value projections is the same function as applying it."""
+    from trajtok.tokenizer.attention import PerceiverLayer
+
+    torch.manual_seed(0)
+    layer = PerceiverLayer(16, heads=2, head_dim=8)
+    with torch.no_grad():
+        layer.norm_context.weight.uniform_(0.5, 2.0)
+        layer.norm_context.bias.normal_()
+    context = 3 * torch.randn(2, 7, 16) + 1
+    k, v = layer.context_keys_values(standardize(context))
+    normed = layer.norm_context(context)
+    torch.testing.assert_close(k, layer.to_k(normed).unflatten(-1, (2, 8)))
+    torch.testing.assert_close(v, layer.to_v(normed).unflatten(-1, (2, 8)))
+
+
+def test_recompute_gives_the_same_gradients():
+    video = torch.randn(2, 4, 3, 32, 32)
+    grads, kept = [], []
+    for recompute in (False, True):
+        model = small_tokenizer(recompute=recompute, context_pool=2).train()
+        storages = {}
+        def keep(t, storages=storages):
+            storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+            return t
+        with torch.autograd.graph.saved_tensors_hooks(keep, lambda t: t):
+            out = model(video)
+        kept.append(sum(storages.values()))
+        (out.tokens.square().sum() + out.logits.logsumexp(-1).sum()).backward()
+        grads.append({name: p.grad for name, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and len(grads[0]) == len(list(small_tokenizer().parameters()))
+    for name in grads[0]:
+        torch.testing.assert_close(grads[1][name], grads[0][name], msg=name)
+    assert kept[1] < 0.8 * kept[0]  # the activations the backward keeps (0.74 of them here)
+
+
+def test_recompute_refuses_a_pixel_encoder_with_batch_norm_statistics():
+    encoder = ConvPyramid(out_dim=64, widths=(16, 32), depths=(1, 1))
+    encoder.downsamples[0].append(torch.nn.BatchNorm2d(16))
+    with pytest.raises(ValueError, match="batch-norm statistics"):
+        small_tokenizer(pixel_encoder=encoder, recompute=True)
+    small_tokenizer(pixel_encoder=encoder, recompute=False)

@@ -265,6 +265,12 @@ class FeedForward(nn.Module):
         return self.out(F.silu(gate) * value)
 
 
+def standardize(context: torch.Tensor) -> torch.Tensor:
+    """Zero mean, unit variance over the channels: ``LayerNorm`` without its affine, done once per Perceiver;
+    each layer applies its own affine inside its projections (``PerceiverLayer.context_keys_values``)."""
+    return F.layer_norm(context, context.shape[-1:])
+
+
 class PerceiverLayer(nn.Module):
     """Latents cross-attend to ``[latents; patches]`` (what they see is up to ``attend``), then an MLP.
 
@@ -282,23 +288,47 @@ class PerceiverLayer(nn.Module):
         self.norm_latents = nn.LayerNorm(dim)
         self.norm_context = nn.LayerNorm(dim)
         self.to_q = nn.Linear(dim, inner, bias=False)
-        self.to_kv = nn.Linear(dim, 2 * inner, bias=False)
+        # Keys and values by separate projections: each comes out contiguous, where the halves of one fused
+        # projection would be strided views that the segment attention copies (a patch-sized copy per layer).
+        self.to_k = nn.Linear(dim, inner, bias=False)
+        self.to_v = nn.Linear(dim, inner, bias=False)
         self.to_out = nn.Linear(inner, dim, bias=False)
         self.ff = FeedForward(dim, ff_mult)
+        self._register_load_state_dict_pre_hook(_split_fused_key_value)
 
     def _split(self, x: torch.Tensor) -> torch.Tensor:
         return x.unflatten(-1, (self.heads, self.head_dim))
 
+    def context_keys_values(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values ``(B, N, H, d)`` of the ``standardize``-d context.
+
+        ``norm_context``'s affine is folded into the projections (``W(g * x + b) = (W * g) x + W b``): the same
+        function as normalising in every layer, but the layers of a Perceiver share one standardised copy of the
+        context, and that copy is what the backward keeps for the weight gradients (one patch-sized tensor per
+        Perceiver instead of one per layer).
+        """
+        gain, shift = self.norm_context.weight, self.norm_context.bias
+        k = F.linear(context, self.to_k.weight * gain, self.to_k.weight @ shift)
+        v = F.linear(context, self.to_v.weight * gain, self.to_v.weight @ shift)
+        return self._split(k), self._split(v)
+
     def forward(self, latents, context, attend: Attend, rotate: Callable | None = None):
-        """``latents (B, L, D)``, ``context (B, N, D)`` -> updated latents ``(B, L, D)``.
+        """``latents (B, L, D)``, standardised ``context (B, N, D)`` (``standardize``) -> latents ``(B, L, D)``.
 
         ``rotate``: position as ``(q, k_latents, k_patches) -> the same, rotated`` (``position.Rotate``)."""
         latents = self.norm_latents(latents)
         q = self._split(self.to_q(latents))
-        k_lat, v_lat = map(self._split, self.to_kv(latents).chunk(2, dim=-1))
-        k_ctx, v_ctx = map(self._split, self.to_kv(self.norm_context(context)).chunk(2, dim=-1))
+        k_lat, v_lat = self._split(self.to_k(latents)), self._split(self.to_v(latents))
+        k_ctx, v_ctx = self.context_keys_values(context)
         if rotate is not None:
             q, k_lat, k_ctx = rotate(q, k_lat, k_ctx)
         out = attend(q, k_lat, v_lat, k_ctx, v_ctx).flatten(-2)
         latents = latents + self.to_out(out)
         return latents + self.ff(latents)
+
+
+def _split_fused_key_value(state_dict: dict, prefix: str, *args) -> None:
+    """Read checkpoints written before keys and values had their own projections (one ``to_kv``, keys first)."""
+    fused = state_dict.pop(prefix + "to_kv.weight", None)
+    if fused is not None:
+        state_dict[prefix + "to_k.weight"], state_dict[prefix + "to_v.weight"] = fused.chunk(2, dim=0)

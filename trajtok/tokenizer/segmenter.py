@@ -9,13 +9,31 @@ import torch.nn.functional as F
 from jsonargparse.typing import NonNegativeInt, PositiveFloat, PositiveInt
 from torch import nn
 
-from trajtok.tokenizer.attention import PerceiverLayer, full_attention
+from trajtok.tokenizer.attention import PerceiverLayer, full_attention, standardize
 from trajtok.tokenizer.fourier import fourier_slot_latents
 from trajtok.tokenizer.position import RotaryForm, create_rotary
+from trajtok.tokenizer.recompute import recompute_in_backward
 
 
 def projection_mlp(dim: int, hidden: int, out: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, out))
+
+
+def pool_patches(patches: torch.Tensor, grid: tuple[int, int, int], factor: int):
+    """Average ``patches (B, T*h*w, D)`` (t-major over ``grid``) over ``factor x factor`` spatial windows.
+
+    Returns the pooled patches ``(B, T*ceil(h/f)*ceil(w/f), D)`` and their grid; border windows average the
+    patches they hold. What the segmenter's queries read: a query finds its object as well on a coarser map, and
+    every per-patch projection of their Perceiver costs ``factor**2`` times less.
+    """
+    if factor == 1:
+        return patches, grid
+    batch, _, dim = patches.shape
+    t, h, w = grid
+    frames = patches.view(batch * t, h, w, dim).permute(0, 3, 1, 2)  # channels-last memory: no copy
+    pooled = F.avg_pool2d(frames, factor, ceil_mode=True, count_include_pad=False)
+    pooled_grid = (t, *pooled.shape[-2:])
+    return pooled.permute(0, 2, 3, 1).reshape(batch, -1, dim), pooled_grid
 
 
 class Segmenter(nn.Module):
@@ -40,6 +58,11 @@ class Segmenter(nn.Module):
         max_scale: upper clamp of the learnable logit scale (softmax sharpness).
         rotary: the Perceiver's position, ``axial`` (3-axis rotary on patch keys) or ``sequence`` (the
             released code's 1D rotary on queries and keys over the flattened sequence); see ``position``.
+        context_pool: the queries read the patches average-pooled over ``context_pool x context_pool`` windows
+            (``pool_patches``), while every patch is still assigned at full resolution. 1 (the paper's): the
+            full grid. 2 cuts the Perceiver's per-patch work 4x, the largest per-patch cost after the
+            pixel encoder.
+        recompute: the assignment head's per-patch activations are recomputed in the backward, not kept.
     """
 
     def __init__(
@@ -55,6 +78,8 @@ class Segmenter(nn.Module):
         scale_gain: PositiveFloat = 10.0,
         max_scale: PositiveFloat = 20.0,
         rotary: RotaryForm = "axial",
+        context_pool: PositiveInt = 1,
+        recompute: bool = False,
     ):
         super().__init__()
         if not 1 < init_scale <= max_scale:
@@ -65,6 +90,8 @@ class Segmenter(nn.Module):
         self.detach_features = detach_features
         self.scale_gain = scale_gain
         self.max_scale = max_scale
+        self.context_pool = context_pool
+        self.recompute = recompute
         self.queries = nn.Parameter(fourier_slot_latents(num_slots, dim))
         self.rotary = create_rotary(rotary, head_dim)
         self.layers = nn.ModuleList(PerceiverLayer(dim, heads, head_dim) for _ in range(depth))
@@ -78,10 +105,16 @@ class Segmenter(nn.Module):
     def scale(self) -> torch.Tensor:
         return (F.softplus(self.scale_gain * self.log_scale) + 1).clamp(max=self.max_scale)
 
+    def patch_directions(self, patches: torch.Tensor) -> torch.Tensor:
+        """``(B, N, assign_dim)`` unit vectors of the patches in the cosine space of the assignment."""
+        return F.normalize(self.patch_head(patches), dim=-1)
+
     def forward(self, patches: torch.Tensor, grid: tuple[int, int, int]):
         """``patches (B, N, D)`` on ``grid`` -> ``(logits (B, N, K), queries (B, K, D))``."""
         context = patches.detach() if self.detach_features else patches
-        rotate = self.rotary.for_grid(grid, self.num_slots, patches.device)
+        context, context_grid = pool_patches(context, grid, self.context_pool)
+        context = standardize(context)
+        rotate = self.rotary.for_grid(context_grid, self.num_slots, patches.device)
         # A copy, not an expand: a view of a parameter made under no_grad breaks torch's module tracker (and with
         # it FlopCounterMode and Lightning's model summary); K x D per clip is nothing.
         queries = self.queries.repeat(patches.shape[0], 1, 1)
@@ -89,6 +122,6 @@ class Segmenter(nn.Module):
             queries = layer(queries, context, full_attention, rotate)
         queries = self.norm(queries)
         q = F.normalize(self.query_head(queries), dim=-1)
-        p = F.normalize(self.patch_head(patches), dim=-1)
+        p = recompute_in_backward(self.patch_directions, patches, enabled=self.recompute)
         logits = self.scale * torch.einsum("bnc,bkc->bnk", p, q)
         return logits, queries

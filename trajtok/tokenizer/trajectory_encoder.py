@@ -14,22 +14,27 @@ from trajtok.tokenizer.attention import (
     SegmentLayout,
     dense_masked_attention,
     segment_attention,
+    standardize,
 )
 from trajtok.tokenizer.fourier import fourier_subtoken_latents
 from trajtok.tokenizer.position import FourierPosition, RotaryForm, create_rotary
+from trajtok.tokenizer.recompute import recompute_in_backward
 
 AttentionForm = Literal["auto", "segment", "dense"]
 
 
-def soft_mean(logits: torch.Tensor, patches: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+def soft_mean(logits: torch.Tensor, patches: torch.Tensor, position: torch.Tensor | None = None,
+              eps: float = 1e-6) -> torch.Tensor:
     """``(B, K, D)`` soft-assignment-weighted mean of the patch features per slot.
 
     This is the path that carries a downstream loss into the assignment logits: the hard labels that the
-    masked attention uses have no gradient.
+    masked attention uses have no gradient. ``position (N, D)``, shared by the clips, is added to every
+    clip's patches (the mean is linear, so the sum ``patches + position`` is never kept for the backward).
     """
     weights = logits.softmax(dim=-1)
     weights = weights / (weights.sum(dim=1, keepdim=True) + eps)
-    return torch.einsum("bnk,bnd->bkd", weights, patches)
+    mean = torch.einsum("bnk,bnd->bkd", weights, patches)
+    return mean if position is None else mean + torch.einsum("bnk,nd->bkd", weights, position)
 
 
 #: ``auto`` picks the dense form while ``num_latents * num_patches * inner_dim`` is at most this (see
@@ -70,6 +75,11 @@ def pick_attention_form(
     return "dense" if num_latents * num_patches * inner_dim <= limit else "segment"
 
 
+def positioned_context(patches: torch.Tensor, position: torch.Tensor | None) -> torch.Tensor:
+    """The standardised ``patches + position`` that every layer of the trajectory encoder reads."""
+    return standardize(patches if position is None else patches + position)
+
+
 class TrajectoryEncoder(nn.Module):
     """Trajectory latents refined by a Perceiver that may only see their own trajectory's patches.
 
@@ -85,6 +95,7 @@ class TrajectoryEncoder(nn.Module):
         attention: ``segment`` (gather/scatter, O(N)), ``dense`` (masked SDPA, O(K N)) or ``auto``.
         rotary: the Perceiver's position, ``axial`` or ``sequence`` (see ``Segmenter``).
         out_dim: token width (default ``dim``), set by the output projection.
+        recompute: the positioned, standardised patches are recomputed in the backward, not kept.
     """
 
     def __init__(
@@ -100,8 +111,10 @@ class TrajectoryEncoder(nn.Module):
         attention: AttentionForm = "auto",
         rotary: RotaryForm = "axial",
         out_dim: PositiveInt | None = None,
+        recompute: bool = False,
     ):
         super().__init__()
+        self.recompute = recompute
         self.num_slots = num_slots
         self.soft_mean_init = soft_mean_init
         self.attention = attention
@@ -121,13 +134,12 @@ class TrajectoryEncoder(nn.Module):
         batch = patches.shape[0]
         if num_subtokens > self.latents.shape[1]:
             raise ValueError(f"num_subtokens={num_subtokens} > max_subtokens={self.latents.shape[1]}")
-        if self.position is not None:
-            patches = patches + self.position(grid, patches.device)
+        position = self.position(grid, patches.device) if self.position is not None else None
         # index_select copies: a sliced view of the parameter would break torch's module tracker (see Segmenter).
         codes = self.latents.index_select(1, torch.arange(num_subtokens, device=patches.device))
         latents = self.norm_code(codes).expand(batch, -1, -1, -1)
         if self.soft_mean_init:
-            latents = latents + self.norm_soft_mean(soft_mean(logits, patches))[:, :, None]
+            latents = latents + self.norm_soft_mean(soft_mean(logits, patches, position))[:, :, None]
         latents = latents.flatten(1, 2)
 
         inner_dim = self.layers[0].heads * self.layers[0].head_dim
@@ -139,6 +151,7 @@ class TrajectoryEncoder(nn.Module):
         else:
             attend = partial(dense_masked_attention, labels=labels, num_subtokens=num_subtokens)
         rotate = self.rotary.for_grid(grid, latents.shape[1], patches.device)
+        context = recompute_in_backward(positioned_context, patches, position, enabled=self.recompute)
         for layer in self.layers:
-            latents = layer(latents, patches, attend, rotate)
+            latents = layer(latents, context, attend, rotate)
         return self.proj(self.norm(latents))

@@ -11,6 +11,7 @@ from torch import nn
 
 from trajtok.tokenizer.pixel_encoder import ConvPyramid, PixelEncoder
 from trajtok.tokenizer.position import RotaryForm
+from trajtok.tokenizer.recompute import recompute_in_backward
 from trajtok.tokenizer.segmenter import Segmenter
 from trajtok.tokenizer.trajectory_encoder import (
     AttentionForm,
@@ -48,6 +49,11 @@ class TrajTok(nn.Module):
         attention: masked-attention form of the trajectory encoder: ``segment``, ``dense`` or ``auto``.
         rotary: both Perceivers' rotary position: ``axial`` (3-axis, on patch keys) or ``sequence`` (the released
             code's 1D rotary on queries and keys over the flattened latent-then-patch sequence).
+        context_pool: the segmenter's queries read the patches average-pooled over ``context_pool`` squared
+            windows, the assignment stays per patch (see ``Segmenter``); 1 is the paper's layout.
+        recompute: training keeps fewer per-patch activations: the pixel encoder's, the assignment head's and the
+            trajectory encoder's positioned patches are recomputed in the backward (about 30% less memory for a training step on long clips, for one more
+            pixel-encoder forward; see ``recompute``).
         chunk_frames: split clips longer than this into chunks tokenised in parallel, tokens concatenated in
             time order (cross-chunk identity is not modelled, as in the paper).
     """
@@ -72,6 +78,8 @@ class TrajTok(nn.Module):
         attention: AttentionForm = "auto",
         chunk_frames: PositiveInt | None = None,
         rotary: RotaryForm = "axial",
+        context_pool: PositiveInt = 1,
+        recompute: bool = False,
     ):
         super().__init__()
         subtokens = tuple(subtokens)
@@ -84,19 +92,25 @@ class TrajTok(nn.Module):
         pixel_encoder = pixel_encoder if pixel_encoder is not None else ConvPyramid(out_dim=dim)
         if pixel_encoder.out_dim != dim:
             raise ValueError(f"pixel_encoder.out_dim={pixel_encoder.out_dim} must equal dim={dim}")
+        if recompute and any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training and m.track_running_stats
+                             for m in pixel_encoder.modules()) and not getattr(pixel_encoder, "frozen", False):
+            raise ValueError("recompute=true would update the batch-norm statistics of the pixel encoder twice a step "
+                             "(its forward runs again in the backward); freeze it or leave recompute off")
         self.dim = dim
         self.token_dim = token_dim or dim
         self.num_slots = num_slots
         self.subtokens = subtokens
         self.eval_subtokens = eval_subtokens or max(subtokens)
         self.chunk_frames = chunk_frames
+        self.recompute = recompute
         self.pixel_encoder = pixel_encoder
         self.segmenter = Segmenter(
-            dim, num_slots, depth, heads, head_dim, assign_dim, detach_features, init_scale, scale_gain, rotary=rotary
+            dim, num_slots, depth, heads, head_dim, assign_dim, detach_features, init_scale, scale_gain, rotary=rotary,
+            context_pool=context_pool, recompute=recompute,
         )
         self.encoder = TrajectoryEncoder(
             dim, num_slots, max(subtokens), depth, heads, head_dim, soft_mean_init, position_features, attention, rotary,
-            out_dim=self.token_dim,
+            out_dim=self.token_dim, recompute=recompute,
         )
 
     @property
@@ -127,7 +141,7 @@ class TrajTok(nn.Module):
         frames = video.shape[1]
         chunks = self.num_chunks(frames)
         clips = rearrange(video, "b (c t) ch h w -> (b c t) ch h w", c=chunks)
-        features = self.pixel_encoder(clips)
+        features = recompute_in_backward(self.pixel_encoder, clips, enabled=self.recompute)
         grid = (frames // chunks, *features.shape[-2:])
         patches = rearrange(features, "(bc t) d h w -> bc (t h w) d", t=grid[0])
         logits, _ = self.segmenter(patches, grid)
