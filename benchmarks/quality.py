@@ -1,7 +1,8 @@
 """Retrieval quality of TrajViT2 and its peers trained the same way on the default data. A benchmark.
 
     python benchmarks/quality.py [--epochs 5] [--seeds 0 1 2] [--kinds trajtok vit3d ...] [--jobs 1]
-                                 [--text-encoder minilm|byte] [--trajtok-recipe cotrain|scratch] [--out PATH]
+                                 [--text-encoder minilm|byte] [--trajtok-recipe cotrain|scratch] [--layout lite]
+                                 [--out PATH]
 
 Each run is the real CLI, in its own folder under ``results/quality/`` (so runs can go ``--jobs`` at a time):
 ``trajtok fit`` then ``trajtok test`` on the last checkpoint, text-to-video and video-to-text R@1/5/10 on the 128
@@ -12,6 +13,7 @@ pre-training (``configs/segmenter.yaml``, its own seed), then ``configs/clip_cot
 contrastive + 0.5 focal + 1.0 Dice, for the same epochs as the peers; ``scratch`` fits ``configs/clip.yaml``
 alone. The segmenter's test quality (object mIoU, trajectories found) is recorded for each seed.
 ``--text-encoder byte`` swaps the configs' pretrained MiniLM for the byte-level encoder trained from scratch.
+``--layout NAME`` composes ``configs/layouts/NAME.yaml`` into every TrajViT2 run (both stages of the recipe).
 Reports the mean and standard error over seeds.
 """
 
@@ -49,23 +51,25 @@ def config_args(*names: str) -> list[str]:
     return [arg for name in names for arg in ("--config", str(ROOT / "configs" / f"{name}.yaml"))]
 
 
-def run_one(kind: str, seed: int, epochs: int, text_encoder: str, recipe: str) -> dict:
+def run_one(kind: str, seed: int, epochs: int, text_encoder: str, recipe: str, layout: str | None = None) -> dict:
     """Fit and test one tokenizer at one seed in a fresh folder; the run's numbers."""
-    folder = RESULTS / "quality" / f"{kind}-{text_encoder}-seed{seed}"
+    layout = layout if kind == "trajtok" else None
+    folder = RESULTS / "quality" / f"{kind}{f'-{layout}' if layout else ''}-{text_encoder}-seed{seed}"
+    overlay = config_args(f"layouts/{layout}") if layout else []
     shutil.rmtree(folder, ignore_errors=True)  # test must read this fit's checkpoints
     folder.mkdir(parents=True)
     seeded = [f"--seed_everything={seed}"]
-    run = {"kind": kind, "seed": seed, "epochs": epochs, "text_encoder": text_encoder}
+    run = {"kind": kind, "seed": seed, "epochs": epochs, "text_encoder": text_encoder, "layout": layout}
     start = time.perf_counter()
     if kind == "trajtok" and recipe == "cotrain":
-        segmenter = [*config_args("segmenter"), *seeded]
+        segmenter = [*config_args("segmenter"), *overlay, *seeded]
         run_trajtok(["fit", *segmenter], cwd=folder)
         stage1 = run_trajtok(["test", *segmenter, "--ckpt_path=runs/segmenter/checkpoints/last.ckpt"], cwd=folder)
         run["segmenter"] = segmentation_metrics(stage1)
         run["segmenter_minutes"] = round((time.perf_counter() - start) / 60, 1)
-        model, name = config_args("clip_cotrain"), "clip_cotrain"
+        model, name = config_args("clip_cotrain") + overlay, "clip_cotrain"
     else:
-        model = config_args("clip") + ([] if kind == "trajtok" else config_args(f"peers/{kind}"))
+        model = config_args("clip") + (overlay if kind == "trajtok" else config_args(f"peers/{kind}"))
         name = "clip"
     common = [*model, *seeded, f"--model.head.init_args.text_encoder={TEXT_ENCODERS[text_encoder]}"]
     fit_start = time.perf_counter()
@@ -101,10 +105,13 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time (1 on a 2-core machine)")
     parser.add_argument("--text-encoder", choices=list(TEXT_ENCODERS), default="minilm")
     parser.add_argument("--trajtok-recipe", choices=["cotrain", "scratch"], default="cotrain")
+    parser.add_argument("--layout", choices=sorted(p.stem for p in (ROOT / "configs" / "layouts").glob("*.yaml")),
+                        help="a configs/layouts/ overlay for TrajViT2's runs (default: the configs' own layout)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
-    jobs = [lambda kind=kind, seed=seed: run_one(kind, seed, args.epochs, args.text_encoder, args.trajtok_recipe)
+    jobs = [lambda kind=kind, seed=seed: run_one(kind, seed, args.epochs, args.text_encoder, args.trajtok_recipe,
+                                                 args.layout)
             for seed in args.seeds for kind in args.kinds]
     runs = run_parallel(jobs, args.jobs)
 
@@ -116,7 +123,7 @@ def main() -> None:
                       *(fmt_mean_se([r[k] for r in mine]) for k in ("t2v_r1", "t2v_r5", "t2v_r10", "v2t_r1", "v2t_r5")),
                       fmt_mean_se([r["fit_minutes"] for r in mine], 1)])
     print_table(f"test retrieval after {args.epochs} epochs ({args.text_encoder} text encoder, TrajViT2 "
-                f"{args.trajtok_recipe}), mean ± standard error over seeds {args.seeds}",
+                f"{args.trajtok_recipe}{f', layout {args.layout}' if args.layout else ''}), mean ± standard error over seeds {args.seeds}",
                 ["tokenizer", "params", "tokens/clip", "t2v R@1", "t2v R@5", "t2v R@10", "v2t R@1", "v2t R@5",
                  "fit min"], table)
     segmenters = [r["segmenter"] for r in runs if "segmenter" in r]
@@ -127,8 +134,8 @@ def main() -> None:
                       ("seg_miou", "seg_found", "seg_background_iou", "seg_pred_trajectories", "seg_target_trajectories")]])
     write_results("quality", {"env": environment(), "epochs": args.epochs, "seeds": args.seeds,
                               "kinds": args.kinds, "text_encoder": args.text_encoder,
-                              "trajtok_recipe": args.trajtok_recipe, "runs": runs}, plot,
-                  args.out or RESULTS / f"quality_{args.text_encoder}.json")
+                              "trajtok_recipe": args.trajtok_recipe, "layout": args.layout, "runs": runs}, plot,
+                  args.out or RESULTS / f"quality_{args.text_encoder}{f'_{args.layout}' if args.layout else ''}.json")
 
 
 if __name__ == "__main__":

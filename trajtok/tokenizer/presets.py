@@ -2,8 +2,9 @@
 
 ``create_tokenizer(preset, kind)`` builds TrajTok or one of its peers (``list_tokenizers()``) at a size
 (``list_presets()``): ``tiny`` for CPU runs on 64 px clips, ``base`` for the paper's 224 px layout, and their
-efficient layouts ``tiny_lite`` and ``lite`` (a pretrained EfficientNet-Lite0 pixel encoder and narrow per-patch
-width; the peers take the sizes of the scale they belong to). A new tokenizer registers a builder with
+efficient layouts ``tiny_lite`` and ``lite`` (the segmenter's queries on a pooled context, per-patch activations
+recomputed in training; ``lite`` adds a pretrained EfficientNet-Lite0 pixel encoder and a narrow per-patch width;
+the peers take the sizes of the scale they belong to). A new tokenizer registers a builder with
 ``@register_tokenizer(name)`` and is then covered by the shared contract tests.
 """
 
@@ -21,24 +22,27 @@ from trajtok.tokenizer.tome import ToMe
 from trajtok.tokenizer.trajtok import TrajTok
 from trajtok.tokenizer.tubelets import ViT3D
 
+_TINY = {"dim": 128, "num_slots": 32, "depth": 2, "heads": 4, "head_dim": 32, "assign_dim": 64,
+         "encoder": {"widths": (32, 64, 96, 128), "depths": (1, 1, 1, 1)}}
 PRESETS: dict[str, dict[str, Any]] = {
     # CPU-sized: 64-112 px, 8 frames, fits a 2-core test suite.
-    "tiny": {"dim": 128, "num_slots": 32, "depth": 2, "heads": 4, "head_dim": 32, "assign_dim": 64,
-             "encoder": {"widths": (32, 64, 96, 128), "depths": (1, 1, 1, 1)}},
+    "tiny": _TINY,
     "small": {"dim": 256, "num_slots": 64, "depth": 2, "heads": 8, "head_dim": 32, "assign_dim": 64,
               "encoder": {"widths": (48, 96, 192, 384), "depths": (2, 2, 4, 2)}},
     # The paper's: 224 px, 8 frames, K = 128, D = 512, Perceiver depth 2 with 8 heads, ConvNeXt-T-sized pyramid.
     "base": {"dim": 512, "num_slots": 128, "depth": 2, "heads": 8, "head_dim": 64, "assign_dim": 64,
              "encoder": {"widths": (96, 192, 384, 768), "depths": (3, 3, 9, 3)}},
     # The efficient layout at 224 px: a pretrained EfficientNet-Lite0 pyramid (fine-tuned) instead of a ConvNeXt-T
-    # trained from scratch, and the per-patch work (pyramid fusion, both Perceivers, the assignment head) at width
-    # 128 on the 56 x 56 grid, the tokens projected to 512 at the end: per-patch costs fall with the width
-    # squared, the K tokens cost next to nothing. About 1/9 of base's tokenizer FLOPs (benchmarks/flops.py).
+    # trained from scratch; the per-patch work (pyramid fusion, both Perceivers, the assignment head) at width 128
+    # on the 56 x 56 grid, the tokens projected to 512 at the end (per-patch costs fall with the width squared, the
+    # K tokens cost next to nothing); the segmenter's queries on a 2 x 2-pooled context; per-patch activations
+    # recomputed in the backward. About 1/9 of base's tokenizer FLOPs (benchmarks/flops.py).
     "lite": {"dim": 128, "token_dim": 512, "num_slots": 128, "depth": 2, "heads": 4, "head_dim": 32,
-             "assign_dim": 64, "encoder": {"kind": "efficientnet_lite"}},
-    # The same at the CPU scale (64 px): tiny's layout on the pretrained pyramid.
-    "tiny_lite": {"dim": 128, "num_slots": 32, "depth": 2, "heads": 4, "head_dim": 32, "assign_dim": 64,
-                  "encoder": {"kind": "efficientnet_lite"}},
+             "assign_dim": 64, "context_pool": 2, "recompute": True, "encoder": {"kind": "efficientnet_lite"}},
+    # The efficient layout at the CPU scale (configs/layouts/lite.yaml): tiny's with the pooled segmenter context
+    # and recomputation. It keeps tiny's pyramid: at 64 px the pretrained EfficientNet-Lite0 is slower and segments
+    # worse (configs/layouts/pretrained_encoder.yaml, README).
+    "tiny_lite": {**_TINY, "context_pool": 2, "recompute": True},
 }
 
 #: Pixel encoders by the ``kind`` a preset's ``encoder`` names (default ``conv_pyramid``).
