@@ -44,7 +44,7 @@ from datamodules.transforms import (
 )
 from datamodules.video import BadSampleError, decode_clip
 from trajtok.errors import UserError
-from trajtok.seeding import epoch_seeds
+from trajtok.seeding import loader_generator
 
 log = logging.getLogger(__name__)
 
@@ -368,16 +368,9 @@ class ClipDataModule(L.LightningDataModule, ABC):
             # Training workers start afresh each epoch, seeded from (seed, epoch): persistent ones would carry
             # their random state across epochs, which a resumed run cannot reproduce.
             persistent_workers=self.num_workers > 0 and not train,
-            generator=self._epoch_generator() if train else None,
+            generator=loader_generator(self.trainer) if train else None,
             collate_fn=self.collate_fn,
         )
-
-    def _epoch_generator(self) -> torch.Generator | None:
-        """The training loader's generator, seeded from (global seed, epoch, rank) when a seed is set, as the
-        module reseeds it at every epoch start (``trajtok.seeding``); None (the global stream) otherwise."""
-        trainer = self.trainer
-        words = epoch_seeds(trainer.current_epoch, trainer.global_rank) if trainer is not None else None
-        return torch.Generator().manual_seed(words[3]) if words is not None else None
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", train=True)

@@ -1,6 +1,5 @@
 """Heads: the uses of TrajTok. Each is a ``Head`` registered under a short name."""
 
-from heads.base import Head, create_head, get_head_class, list_heads, register_head
 from heads.clip import ClipHead
 from heads.probe import ProbeHead
 from heads.segment import SegmentHead
@@ -11,6 +10,7 @@ from heads.text_encoders import (
     TextEncoder,
 )
 from heads.vlm import VLMHead
+from trajtok.head import Head, create_head, get_head_class, list_heads, register_head
 
 __all__ = [
     "ByteTextEncoder",

@@ -9,12 +9,17 @@ import torch.nn.functional as F
 from jsonargparse.typing import NonNegativeInt, PositiveFloat, PositiveInt
 from torch import nn
 
-from heads.base import Head, register_head
 from heads.contrastive import LogitScale, clip_loss
 from heads.metrics import ClassificationEvaluator, RetrievalEvaluator
-from heads.retrieval import VIDEO_TEMPLATES, zero_shot_weights
+from heads.retrieval import (
+    VIDEO_TEMPLATES,
+    classification_table,
+    retrieval_table,
+    zero_shot_weights,
+)
 from heads.text_encoders import ByteTextEncoder, TextEncoder
 from heads.transformer import Transformer
+from trajtok.head import Head, register_head
 from trajtok.tokens import TrajectoryTokens
 
 
@@ -115,6 +120,10 @@ class ClipHead(Head):
         if self.zero_shot.update_count:
             metrics.update(self.zero_shot.compute())
         return metrics
+
+    def summary(self, metrics: dict[str, float], stage: str) -> str:
+        """The retrieval table and, for classification data, the zero-shot accuracy line."""
+        return "\n".join(filter(None, [retrieval_table(metrics, stage), classification_table(metrics, stage)]))
 
     def reset_metrics(self) -> None:
         self.retrieval.reset()

@@ -19,9 +19,10 @@ from jsonargparse.typing import (
 )
 from torch import nn
 
-from heads.base import Head, register_head
 from heads.metrics import ClassificationEvaluator
+from heads.retrieval import classification_table
 from heads.transformer import Transformer
+from trajtok.head import Head, register_head
 from trajtok.tokens import TrajectoryTokens
 
 
@@ -180,6 +181,9 @@ class ProbeHead(Head):
 
     def compute_metrics(self) -> dict[str, torch.Tensor]:
         return self.accuracy.compute() if self.accuracy.update_count else {}
+
+    def summary(self, metrics: dict[str, float], stage: str) -> str:
+        return classification_table(metrics, stage)
 
     def reset_metrics(self) -> None:
         self.accuracy.reset()

@@ -135,3 +135,25 @@ def topk_accuracy(logits: Tensor, labels: Tensor, ks: Sequence[int] = (1, 5)) ->
     correct = logits.gather(1, labels[:, None])
     rank = (logits >= correct).sum(dim=1)
     return {f"top{k}": 100.0 * (rank <= k).double().mean().item() for k in ks}
+
+
+def retrieval_table(metrics: dict[str, float], stage: str) -> str:
+    """A text table of t2v / v2t recall and ranks (``retrieval_metrics``' keys), or ``""`` without them."""
+    columns = [("R@1", "r1"), ("R@5", "r5"), ("R@10", "r10"), ("MdR", "medr"), ("MnR", "meanr")]
+    rows = []
+    for direction in ("t2v", "v2t"):
+        keys = [f"{direction}_{suffix}" for _, suffix in columns]
+        if all(k in metrics for k in keys):
+            rows.append(f"{direction:<6}" + "".join(f"{metrics[k]:>9.2f}" for k in keys))
+    if not rows:
+        return ""
+    header = f"{'':<6}" + "".join(f"{name:>9}" for name, _ in columns)
+    return "\n".join(["Retrieval (" + stage + ")", header, *rows])
+
+
+def classification_table(metrics: dict[str, float], stage: str) -> str:
+    """A one-line top-1 / top-5 accuracy summary, or ``""`` when there are no classification metrics."""
+    keys = ["top1", "top5"]
+    if not all(k in metrics for k in keys):
+        return ""
+    return f"Classification ({stage}): top-1 {metrics[keys[0]]:.2f}  top-5 {metrics[keys[1]]:.2f}"

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from heads.base import Head, register_head
+from trajtok.head import Head, register_head
 from trajtok.tokens import TrajectoryTokens
 
 

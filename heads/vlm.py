@@ -18,9 +18,9 @@ import torch.nn.functional as F
 from jsonargparse.typing import PositiveInt
 from torch import Tensor, nn
 
-from heads.base import Head, register_head
 from heads.language_model import load_language_model
 from heads.metrics import SampleMeans
+from trajtok.head import Head, register_head
 from trajtok.hf import keep_out_of_state_dict
 from trajtok.tokens import TrajectoryTokens
 

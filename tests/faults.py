@@ -17,7 +17,7 @@ import lightning as L
 import torch
 from torch import nn
 
-from heads.base import Head, register_head
+from trajtok.head import Head, register_head
 from trajtok.tokens import TrajectoryTokens
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from heads import ClipHead, Head, create_head, list_heads, register_head
-from trajtok.module import TrajTokModule, retrieval_table
+from heads.retrieval import retrieval_table
+from trajtok.module import TrajTokModule
 from trajtok.optim import decay_groups, warmup_cosine
 from trajtok.segmentation import SegmentationLoss
 from trajtok.tokenizer import ConvPyramid, TrajTok
@@ -109,7 +110,7 @@ def test_decay_groups_exclude_norms_latents_and_temperature():
 
 
 def test_retrieval_table_format():
-    metrics = {f"test/{d}_{m}": 1.0 for d in ("t2v", "v2t") for m in ("r1", "r5", "r10", "medr", "meanr")}
+    metrics = {f"{d}_{m}": 1.0 for d in ("t2v", "v2t") for m in ("r1", "r5", "r10", "medr", "meanr")}
     table = retrieval_table(metrics, "test")
     assert table.splitlines()[2].split() == ["t2v", "1.00", "1.00", "1.00", "1.00", "1.00"]
     assert retrieval_table({}, "test") == ""

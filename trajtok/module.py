@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import inspect
 import math
-import random
 from collections import deque
 from typing import Any
 
 import lightning as L
-import numpy as np
 import torch
 from jsonargparse.typing import (
     ClosedUnitInterval,
@@ -20,19 +18,19 @@ from jsonargparse.typing import (
 )
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
-from torch.utils.data import DataLoader
 
-from heads.base import Head
 from trajtok.batches import batch_sources
 from trajtok.callbacks import BadSampleReport
 from trajtok.checkpoint import load_tokenizer_weights
+from trajtok.head import Head
 from trajtok.optim import decay_groups, warmup_cosine
-from trajtok.seeding import epoch_seeds
+from trajtok.seeding import EpochSeeding
 from trajtok.segmentation import (
     SegmentationLoss,
     SegmentationQuality,
     has_labels,
     segmentation_inputs,
+    segmentation_table,
 )
 from trajtok.tokens import TrajectoryTokens
 
@@ -61,10 +59,9 @@ class TrajTokModule(L.LightningModule):
             scale); those are not counted here.
 
     Reproducible epochs: when a global seed is set (``seed_everything`` in the yaml), each training epoch starts
-    by reseeding torch, numpy, ``random`` and the training loader's ``generator`` from ``(seed, epoch, global
-    rank)``. An epoch's random draws (shuffle order, augmentations in the main
-    process, dropout) are thus a function of the epoch, not of the history of the process, and resuming from an
-    end-of-epoch checkpoint replays exactly the epochs an uninterrupted run would have (README "Resuming").
+    by reseeding from ``(seed, epoch, global rank)`` (``trajtok.seeding.EpochSeeding``, added as a callback), so
+    resuming from an end-of-epoch checkpoint replays exactly the epochs an uninterrupted run would have (README
+    "Resuming").
     """
 
     def __init__(
@@ -119,11 +116,11 @@ class TrajTokModule(L.LightningModule):
             self.example_input_array = {"video": torch.zeros(1, frames, 3, size, size), "with_head": True}
 
     def configure_callbacks(self) -> list[L.Callback]:
-        """A ``BadSampleReport`` (the samples data sets skipped, logged and warned about per epoch), unless the
-        trainer was given one (with its own settings)."""
-        if self._trainer is not None and any(isinstance(c, BadSampleReport) for c in self.trainer.callbacks):
-            return []
-        return [BadSampleReport()]
+        """``EpochSeeding`` (reproducible epochs, see the class docstring) and a ``BadSampleReport`` (the samples
+        data sets skipped, logged and warned about per epoch), each unless the trainer was given one."""
+        given = self.trainer.callbacks if self._trainer is not None else []
+        return [callback() for callback in (EpochSeeding, BadSampleReport)
+                if not any(isinstance(c, callback) for c in given)]
 
     def forward(self, video: torch.Tensor, with_head: bool = False) -> TrajectoryTokens:
         """The tokens of ``video``; ``with_head`` also runs the head's per-clip work (``Head.encode_example``),
@@ -272,36 +269,6 @@ class TrajTokModule(L.LightningModule):
         self.nonfinite_steps = int(checkpoint.get("nonfinite_steps", 0))
         self.empty_batches = int(checkpoint.get("empty_batches", 0))
 
-    def on_train_start(self) -> None:
-        # The first epoch of a run, fresh or resumed (Lightning calls no on_train_epoch_start for an epoch it
-        # resumes in the middle).
-        self._seed_epoch()
-
-    def on_train_epoch_start(self) -> None:
-        self._seed_epoch()
-
-    def _seed_epoch(self) -> None:
-        """Reseed torch, numpy and ``random``, and give the training loaders a generator, from ``(seed, epoch,
-        global rank)`` when a global seed is set (``seed_everything``).
-
-        The loader's generator draws the seed of each new loader iterator (and of its worker processes), which
-        would otherwise come from the global stream: an uninterrupted run makes epoch e's iterator after this
-        reseed, a resumed one before it, and the shuffle order that follows would differ by that one draw.
-        """
-        if self._trainer is None:
-            return
-        words = epoch_seeds(self.trainer.current_epoch, self.trainer.global_rank)
-        if words is None:
-            return
-        torch.manual_seed(words[0])
-        np.random.seed(words[1])
-        random.seed(words[2])
-        for loader in _loaders(self.trainer.train_dataloader):
-            # Re-seeded in place: the default RandomSampler holds this same generator object.
-            if loader.generator is None:
-                loader.generator = torch.Generator()
-            loader.generator.manual_seed(words[3])
-
     def _evaluation_step(self, stage: str, batch: dict[str, Any]) -> None:
         if "video" not in batch:
             return  # all of its samples were skipped as unusable (BadSampleReport counts them)
@@ -318,17 +285,20 @@ class TrajTokModule(L.LightningModule):
                 *segmentation_inputs(tokens, batch["mask"], batch["graph"], batch.get("stuff"))
             )
 
-    def _evaluation_epoch_end(self, stage: str) -> dict[str, float]:
-        metrics = {f"{stage}/{k}": v for k, v in self.head.compute_metrics().items()}
+    def _evaluation_epoch_end(self, stage: str) -> tuple[dict[str, float], dict[str, float]]:
+        """Log the epoch's head and segmentation metrics as ``{stage}/<name>``; returns both (unprefixed)."""
+        head = {k: float(v) for k, v in self.head.compute_metrics().items()}
         self.head.reset_metrics()
+        segmentation = {}
         if self.segmentation_quality.update_count:
-            metrics.update({f"{stage}/{k}": v for k, v in self.segmentation_quality.compute().items()})
+            segmentation = {k: float(v) for k, v in self.segmentation_quality.compute().items()}
         self.segmentation_quality.reset()
+        metrics = {f"{stage}/{k}": v for k, v in {**head, **segmentation}.items()}
         if metrics:
             # Already gathered across processes (the head, SegmentationQuality): every process holds the same
             # values, which a max keeps exactly (and Lightning does not advise sync_dist=True for each under DDP).
             self.log_dict(metrics, sync_dist=True, reduce_fx="max")
-        return {k: float(v) for k, v in metrics.items()}
+        return head, segmentation
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self._evaluation_step("val", batch)
@@ -340,10 +310,8 @@ class TrajTokModule(L.LightningModule):
         self._evaluation_epoch_end("val")
 
     def on_test_epoch_end(self) -> None:
-        metrics = self._evaluation_epoch_end("test")
-        tables = (segmentation_table(metrics, "test"), retrieval_table(metrics, "test"),
-                  classification_table(metrics, "test"))
-        for table in tables:
+        head, segmentation = self._evaluation_epoch_end("test")
+        for table in (segmentation_table(segmentation, "test"), self.head.summary(head, "test")):
             if table:
                 rank_zero_info(table)
 
@@ -362,54 +330,3 @@ class TrajTokModule(L.LightningModule):
             optimizer, lambda step: warmup_cosine(step, warmup, total, hp.min_lr_ratio)
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
-
-
-def _loaders(loaders: Any) -> list[DataLoader]:
-    """The DataLoaders in a loader, or in a list / tuple / dict of them."""
-    if isinstance(loaders, DataLoader):
-        return [loaders]
-    if isinstance(loaders, dict):
-        loaders = list(loaders.values())
-    if isinstance(loaders, (list, tuple)):
-        return [dl for item in loaders for dl in _loaders(item)]
-    return []
-
-
-def retrieval_table(metrics: dict[str, float], stage: str) -> str:
-    """A text table of t2v / v2t recall and ranks, or ``""`` when there are no retrieval metrics."""
-    columns = [("R@1", "r1"), ("R@5", "r5"), ("R@10", "r10"), ("MdR", "medr"), ("MnR", "meanr")]
-    rows = []
-    for direction in ("t2v", "v2t"):
-        keys = [f"{stage}/{direction}_{suffix}" for _, suffix in columns]
-        if all(k in metrics for k in keys):
-            rows.append(f"{direction:<6}" + "".join(f"{metrics[k]:>9.2f}" for k in keys))
-    if not rows:
-        return ""
-    header = f"{'':<6}" + "".join(f"{name:>9}" for name, _ in columns)
-    return "\n".join(["Retrieval (" + stage + ")", header, *rows])
-
-
-def segmentation_table(metrics: dict[str, float], stage: str) -> str:
-    """Segmentation quality in a few lines, or ``""`` when there are no segmentation metrics."""
-    if f"{stage}/seg_miou" not in metrics:
-        return ""
-
-    def get(name: str) -> float:
-        return metrics[f"{stage}/{name}"]
-
-    first = (f"Segmentation ({stage}): object mIoU {get('seg_miou'):.3f}  objects found (IoU >= 0.5) "
-             f"{100 * get('seg_found'):.1f}%")
-    lines = [first]
-    if f"{stage}/seg_background_iou" in metrics:
-        lines[0] += f"  background IoU {get('seg_background_iou'):.3f}"
-    lines.append(f"  trajectories per clip: predicted {get('seg_pred_trajectories'):.2f}, "
-                 f"target {get('seg_target_trajectories'):.2f}")
-    return "\n".join(lines)
-
-
-def classification_table(metrics: dict[str, float], stage: str) -> str:
-    """A one-line top-1 / top-5 accuracy summary, or ``""`` when there are no classification metrics."""
-    keys = [f"{stage}/top1", f"{stage}/top5"]
-    if not all(k in metrics for k in keys):
-        return ""
-    return f"Classification ({stage}): top-1 {metrics[keys[0]]:.2f}  top-5 {metrics[keys[1]]:.2f}"

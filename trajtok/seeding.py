@@ -1,22 +1,83 @@
-"""Per-epoch seeds, so that a run resumed from an end-of-epoch checkpoint replays the uninterrupted run exactly."""
+"""Per-epoch seeds, so that a run resumed from an end-of-epoch checkpoint replays the uninterrupted run exactly.
+
+The one owner of reseeding: ``EpochSeeding`` (a callback that ``TrajTokModule`` adds) reseeds the process and the
+training loaders at every epoch start, and datamodules give a training loader ``loader_generator(trainer)`` when
+they build it.
+"""
 
 from __future__ import annotations
 
 import os
+import random
+from typing import Any
 
+import lightning as L
 import numpy as np
+import torch
+from torch.utils.data import DataLoader
 
 
 def epoch_seeds(epoch: int, rank: int) -> list[int] | None:
     """Four independent seeds for ``(global seed, epoch, rank)`` (torch, numpy, ``random``, the training loader's
-    generator), or None when no global seed was set (``seed_everything``: runs stay random then).
-
-    Shared by the module, which reseeds at every epoch start, and the datamodules, which seed a training loader's
-    generator when they build it: Lightning creates the iterator of a run's first epoch (fresh or resumed) as it
-    builds the loader, before any epoch hook, and that iterator draws the worker seed and the shuffle seed from
-    the loader's generator at once.
-    """
+    generator), or None when no global seed was set (``seed_everything``: runs stay random then)."""
     seed = os.environ.get("PL_GLOBAL_SEED")
     if seed is None:
         return None
     return [int(w) for w in np.random.SeedSequence([int(seed), epoch, rank]).generate_state(4)]
+
+
+def loader_generator(trainer: L.Trainer | None) -> torch.Generator | None:
+    """The generator for a training loader built now: seeded for the trainer's epoch and rank when a seed is set,
+    None (the global stream) otherwise.
+
+    Lightning creates the iterator of a run's first epoch (fresh or resumed) as it builds the loader, before any
+    epoch hook, and that iterator draws the worker seed and the shuffle seed from the loader's generator at once:
+    so the loader must be built seeded; ``EpochSeeding`` reseeds it for the epochs after.
+    """
+    words = epoch_seeds(trainer.current_epoch, trainer.global_rank) if trainer is not None else None
+    return torch.Generator().manual_seed(words[3]) if words is not None else None
+
+
+def dataloaders(loaders: Any) -> list[DataLoader]:
+    """The DataLoaders in a loader, or in a list / tuple / dict of them."""
+    if isinstance(loaders, DataLoader):
+        return [loaders]
+    if isinstance(loaders, dict):
+        loaders = list(loaders.values())
+    if isinstance(loaders, (list, tuple)):
+        return [dl for item in loaders for dl in dataloaders(item)]
+    return []
+
+
+class EpochSeeding(L.Callback):
+    """At the start of every training epoch, reseed torch, numpy and ``random``, and the training loaders'
+    generators, from ``(seed, epoch, global rank)`` when a global seed is set (``seed_everything``).
+
+    An epoch's random draws (shuffle order, augmentations in the main process, dropout) are then a function of
+    the epoch, not of the history of the process. The loader's generator draws the seed of each new loader
+    iterator (and of its worker processes), which would otherwise come from the global stream: an uninterrupted
+    run makes epoch e's iterator after this reseed, a resumed one before it, and the shuffle order that follows
+    would differ by that one draw.
+    """
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # The first epoch of a run, fresh or resumed (Lightning calls no on_train_epoch_start for an epoch it
+        # resumes in the middle).
+        self._seed(trainer)
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._seed(trainer)
+
+    @staticmethod
+    def _seed(trainer: L.Trainer) -> None:
+        words = epoch_seeds(trainer.current_epoch, trainer.global_rank)
+        if words is None:
+            return
+        torch.manual_seed(words[0])
+        np.random.seed(words[1])
+        random.seed(words[2])
+        for loader in dataloaders(trainer.train_dataloader):
+            # Re-seeded in place: the default RandomSampler holds this same generator object.
+            if loader.generator is None:
+                loader.generator = torch.Generator()
+            loader.generator.manual_seed(words[3])

@@ -27,7 +27,7 @@ from trajtok.segmentation.matching import (
     hungarian_match,
     soft_dice,
 )
-from trajtok.segmentation.metrics import SegmentationQuality
+from trajtok.segmentation.metrics import SegmentationQuality, segmentation_table
 
 __all__ = [
     "Matching",
@@ -39,6 +39,7 @@ __all__ = [
     "hungarian_match",
     "resize_segments",
     "segmentation_inputs",
+    "segmentation_table",
     "soft_dice",
     "softmax_dice_loss",
     "softmax_focal_loss",

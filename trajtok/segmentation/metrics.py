@@ -64,3 +64,17 @@ class SegmentationQuality(Metric):
         if self.stuff > 0:
             out["seg_background_iou"] = (self.stuff_iou_sum / self.stuff).float()
         return out
+
+
+def segmentation_table(metrics: dict[str, float], stage: str) -> str:
+    """Segmentation quality (``SegmentationQuality``'s keys) in a few lines, or ``""`` without it."""
+    if "seg_miou" not in metrics:
+        return ""
+    first = (f"Segmentation ({stage}): object mIoU {metrics['seg_miou']:.3f}  objects found (IoU >= 0.5) "
+             f"{100 * metrics['seg_found']:.1f}%")
+    lines = [first]
+    if "seg_background_iou" in metrics:
+        lines[0] += f"  background IoU {metrics['seg_background_iou']:.3f}"
+    lines.append(f"  trajectories per clip: predicted {metrics['seg_pred_trajectories']:.2f}, "
+                 f"target {metrics['seg_target_trajectories']:.2f}")
+    return "\n".join(lines)

@@ -1,8 +1,8 @@
-"""The head interface and the registry of heads.
+"""The head contract and the registry of heads (part of the core: it knows tokens, not any head or data).
 
 A head is one use of the tokenizer (contrastive video CLIP, probing classifier, VLM connector). It sees only
-``TrajectoryTokens`` and the batch, never the tokenizer's insides. To add one: subclass ``Head``, decorate it
-with ``@register_head("name")``, and point a yaml's ``model.head.class_path`` at it.
+``TrajectoryTokens`` and the batch, never the tokenizer's insides. To add one: subclass ``Head`` (also exported
+as ``heads.Head``), decorate it with ``@register_head("name")``, and point a yaml's ``model.head.class_path`` at it.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ class Head(nn.Module):
     - ``update_metrics(tokens, batch)`` / ``compute_metrics()`` / ``reset_metrics()``: evaluation. Keep
       state in ``torchmetrics.Metric`` objects (or sync it yourself): ``compute_metrics`` must return the
       metrics of the whole data set across processes.
+    - ``summary(metrics, stage)``: a few lines that ``trajtok test`` prints from this head's metrics (e.g. the
+      retrieval table); default none.
     - ``predict(tokens, batch)``: anything for ``trajtok predict``.
     - ``encode_example(tokens)``: the head's per-clip work on an example clip's tokens, run once under Lightning's
       model summary so that its FLOPs column shows what the head costs beside the tokenizer; default nothing.
@@ -54,6 +56,11 @@ class Head(nn.Module):
 
     def reset_metrics(self) -> None:
         """Forget the accumulated evaluation state."""
+
+    def summary(self, metrics: dict[str, float], stage: str) -> str:
+        """Text for the end of an evaluation from ``compute_metrics()``'s values (keys without the stage);
+        ``""``: nothing to print."""
+        return ""
 
     def predict(self, tokens: TrajectoryTokens, batch: dict[str, Any]) -> Any:
         return {"tokens": tokens.tokens, "valid": tokens.valid}
