@@ -125,9 +125,9 @@ LITE = "trajtok_lite"
 
 
 def tubelet_count(scale: str, frames: int) -> int:
-    from trajtok.tokenizer.presets import TUBELETS
+    from trajtok.tokenizer import tokenizer_sizes
 
-    tubelets = TUBELETS[SCALES[scale]["preset"]]
+    tubelets = tokenizer_sizes("vit3d", SCALES[scale]["preset"])
     side = SCALES[scale]["pixels"] // tubelets["patch_size"]
     return -(-frames // tubelets["tubelet_frames"]) * side * side
 
@@ -154,8 +154,7 @@ def build_video_model(kind: str, scale: str, frames: int, device: torch.device |
     (merging to a quarter of the tubelets, r set for ``frames``); TrajTok's attention form is the one ``auto``
     picks on ``target`` (default: this machine's accelerator) even when built on ``meta``."""
     from heads import ClipHead
-    from trajtok.tokenizer import create_tokenizer
-    from trajtok.tokenizer.presets import PRESETS
+    from trajtok.tokenizer import create_tokenizer, tokenizer_sizes
     from trajtok.tokenizer.trajectory_encoder import pick_attention_form
 
     s = SCALES[scale]
@@ -163,7 +162,7 @@ def build_video_model(kind: str, scale: str, frames: int, device: torch.device |
     if kind == LITE:
         kind, preset_name = "trajtok", s["lite_preset"]
     if kind == "trajtok":
-        preset = PRESETS[preset_name]
+        preset = tokenizer_sizes("trajtok", preset_name)
         patches = frames * (s["pixels"] // 4) ** 2
         target = target or torch.device("cuda" if torch.cuda.is_available() else "cpu")
         overrides["attention"] = pick_attention_form("auto", target, preset["num_slots"], patches,

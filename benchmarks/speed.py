@@ -46,7 +46,6 @@ from benchmarks.common import (
     write_results,
 )
 
-
 #: TrajViT2 on both layouts, then the peers.
 MODELS = (*KINDS, LITE)
 

@@ -51,13 +51,12 @@ from benchmarks.common import (
     sync,
 )
 from trajtok.flops import count_flops, count_flops_by_module
-from trajtok.tokenizer import create_tokenizer
+from trajtok.tokenizer import create_tokenizer, tokenizer_sizes
 from trajtok.tokenizer.attention import (
     SegmentLayout,
     dense_masked_attention,
     segment_attention,
 )
-from trajtok.tokenizer.presets import PRESETS
 from trajtok.tokenizer.trajectory_encoder import TrajectoryEncoder, pick_attention_form
 
 
@@ -115,7 +114,8 @@ def attention_step(forms, tensors, labels, device):
 
 
 def bench_attention(args, device, budget_s: float) -> list[dict]:
-    heads, head_dim, n = PRESETS["base"]["heads"], PRESETS["base"]["head_dim"], 1
+    base = tokenizer_sizes("trajtok", "base")
+    heads, head_dim, n = base["heads"], base["head_dim"], 1
     grid = 14 if args.quick else 28
     frames = (8, 32) if args.quick else (8, 32, 64)
     slots = (128,) if args.quick else (64, 128)
@@ -212,7 +212,7 @@ TOKENIZER_CONFIGS = (("tiny", 64), ("base", 224))
 
 def auto_form(preset: str, pixels: int, frames: int, device: torch.device) -> str:
     """The trajectory encoder's attention form that ``auto`` picks for this preset on ``device`` (n = 1)."""
-    config = PRESETS[preset]
+    config = tokenizer_sizes("trajtok", preset)
     num_patches = frames * (pixels // 4) ** 2
     return pick_attention_form("auto", device, config["num_slots"], num_patches, config["heads"] * config["head_dim"])
 

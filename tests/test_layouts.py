@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from trajtok.cli import TrajTokCLI
-from trajtok.tokenizer.presets import PRESETS
+from trajtok.tokenizer import tokenizer_sizes
 
 ROOT = Path(__file__).resolve().parents[1]
 SEGMENTER = str(ROOT / "configs/segmenter.yaml")
@@ -25,7 +25,7 @@ def test_lite_layout_on_the_cpu_configs_is_the_tiny_lite_preset(capsys, monkeypa
     monkeypatch.setattr("sys.argv", ["trajtok"])
     tokenizer = composed_tokenizer("lite.yaml", capsys)
     assert tokenizer["class_path"] == "trajtok.tokenizer.TrajTok"
-    preset = {k: v for k, v in PRESETS["tiny_lite"].items() if k != "encoder"}
+    preset = {k: v for k, v in tokenizer_sizes("trajtok", "tiny_lite").items() if k != "encoder"}
     assert {k: tokenizer["init_args"][k] for k in preset} == preset
 
 
@@ -34,3 +34,11 @@ def test_pretrained_encoder_layout_swaps_only_the_pixel_encoder(capsys, monkeypa
     tokenizer = composed_tokenizer("pretrained_encoder.yaml", capsys)
     assert tokenizer["init_args"]["pixel_encoder"]["class_path"] == "trajtok.tokenizer.EfficientNetLite"
     assert tokenizer["init_args"]["context_pool"] == 1 and tokenizer["init_args"]["recompute"] is False
+
+
+@pytest.mark.parametrize("kind", ["vit3d", "tome", "rlt", "token_learner"])
+def test_peer_configs_take_the_registered_sizes(kind):
+    """configs/peers/ repeats in yaml the sizes the registry holds for the CPU scale: they must agree."""
+    config = yaml.safe_load((ROOT / "configs/peers" / f"{kind}.yaml").read_text())["model"]["tokenizer"]["init_args"]
+    registered = tokenizer_sizes(kind, "tiny")
+    assert {k: config[k] for k in registered} == registered

@@ -13,6 +13,8 @@ from trajtok.tokenizer import (
     TrajTok,
     create_tokenizer,
     list_presets,
+    scale_of,
+    tokenizer_sizes,
 )
 from trajtok.tokenizer.attention import (
     SegmentLayout,
@@ -308,8 +310,10 @@ def test_bad_configuration_is_rejected():
         small_tokenizer(subtokens=(3,))
     with pytest.raises(ValueError, match="out_dim"):
         TrajTok(dim=64, pixel_encoder=ConvPyramid(out_dim=32))
-    with pytest.raises(ValueError, match="unknown tokenizer preset"):
+    with pytest.raises(ValueError, match="unknown preset 'huge' for tokenizer 'trajtok'"):
         create_tokenizer("huge")
+    with pytest.raises(ValueError, match="unknown tokenizer kind 'vit4d'"):
+        create_tokenizer("tiny", "vit4d")
     with pytest.raises(ValueError, match=r"\(B, T, 3, H, W\)"):
         small_tokenizer()(torch.randn(2, 3, 32, 32))
 
@@ -323,6 +327,8 @@ def test_presets():
         lite = create_tokenizer("lite")
     assert isinstance(lite.pixel_encoder, EfficientNetLite) and (lite.dim, lite.out_dim, lite.num_slots) == (128, 512, 128)
     assert create_tokenizer("tiny_lite", "vit3d").embed.patch_size == create_tokenizer("tiny", "vit3d").embed.patch_size
+    assert scale_of("lite") == "base" and scale_of("tiny") == "tiny"
+    assert tokenizer_sizes("tome", "lite") == tokenizer_sizes("tome", "base")  # a peer takes its scale's sizes
 
 
 @pytest.mark.parametrize("encode", [True, False])

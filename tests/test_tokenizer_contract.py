@@ -78,5 +78,5 @@ def test_bad_video_shape_is_named(kind):
 def test_unknown_kind_and_preset_are_named():
     with pytest.raises(ValueError, match="unknown tokenizer kind 'vivit'"):
         create_tokenizer("tiny", "vivit")
-    with pytest.raises(ValueError, match="unknown tokenizer preset 'huge'"):
+    with pytest.raises(ValueError, match="unknown preset 'huge' for tokenizer"):
         create_tokenizer("huge", "vit3d")

@@ -8,11 +8,13 @@ from trajtok.tokenizer.pixel_encoder import (
     HFBackbone,
     PixelEncoder,
 )
-from trajtok.tokenizer.presets import (
+from trajtok.tokenizer.registry import (
     create_tokenizer,
     list_presets,
     list_tokenizers,
     register_tokenizer,
+    scale_of,
+    tokenizer_sizes,
 )
 from trajtok.tokenizer.rlt import RLT
 from trajtok.tokenizer.segmenter import Segmenter
@@ -42,4 +44,6 @@ __all__ = [
     "list_presets",
     "list_tokenizers",
     "register_tokenizer",
+    "scale_of",
+    "tokenizer_sizes",
 ]

@@ -279,3 +279,7 @@ class EfficientNetLite(PixelEncoder):
                 if index in self.taps:
                     stages.append(x)
         return self.fuse(stages, size)
+
+
+#: Pixel encoders by the ``kind`` a TrajTok preset's ``encoder`` names (default ``conv_pyramid``).
+PIXEL_ENCODERS: dict[str, type[PixelEncoder]] = {"conv_pyramid": ConvPyramid, "efficientnet_lite": EfficientNetLite}

@@ -12,7 +12,8 @@ from einops import rearrange
 from jsonargparse.typing import NonNegativeFloat, PositiveInt
 from torch import nn
 
-from trajtok.tokenizer.tubelets import TubeletTokenizer, pad_frames
+from trajtok.tokenizer.registry import register_tokenizer
+from trajtok.tokenizer.tubelets import TUBELETS, TubeletTokenizer, pad_frames
 from trajtok.tokens import TrajectoryTokens
 
 
@@ -57,6 +58,7 @@ def compact(tokens: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, tor
     return compacted, keep.gather(1, order), index
 
 
+@register_tokenizer("rlt", sizes=TUBELETS)
 class RLT(TubeletTokenizer):
     """The run-length peer: tubelet tokens (as ``ViT3D``) minus those that repeat the previous step.
 

@@ -6,10 +6,15 @@ import torch
 from jsonargparse.typing import PositiveInt
 from torch import nn
 
-from trajtok.tokenizer.tubelets import TubeletTokenizer
+from trajtok.tokenizer.registry import register_tokenizer
+from trajtok.tokenizer.tubelets import TUBELETS, TubeletTokenizer
 from trajtok.tokens import TrajectoryTokens
 
+#: As many tokens at each scale as TrajTok has slots (K) there: the fixed-K peer of a content-adaptive count.
+NUM_TOKENS = {"tiny": 32, "small": 64, "base": 128}
 
+
+@register_tokenizer("token_learner", sizes={s: {**TUBELETS[s], "num_tokens": NUM_TOKENS[s]} for s in TUBELETS})
 class TokenLearner(TubeletTokenizer):
     """``num_tokens`` learned attention maps over all tubelets of the clip, each pooling one token.
 

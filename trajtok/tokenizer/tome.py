@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from jsonargparse.typing import NonNegativeInt, PositiveFloat, PositiveInt
 from torch import nn
 
-from trajtok.tokenizer.tubelets import TubeletTokenizer
+from trajtok.tokenizer.registry import register_tokenizer
+from trajtok.tokenizer.tubelets import TUBELETS, TubeletTokenizer
 from trajtok.tokens import TrajectoryTokens
 
 
@@ -108,6 +109,17 @@ class MergingBlock(nn.Module):
         return x + self.mlp(self.norm_mlp(x)), size, matching
 
 
+#: ToMe's merging blocks (the first half of the video transformer) and r at each scale: at 8 frames, r takes the
+#: tubelet count to a quarter (base; r is capped at half the tokens, so tiny ends at 80 of 256) by the end of the
+#: merging blocks.
+MERGING = {
+    "tiny": {"depth": 2, "heads": 4, "r": 96},
+    "small": {"depth": 2, "heads": 6, "r": 60},
+    "base": {"depth": 6, "heads": 12, "r": 98},
+}
+
+
+@register_tokenizer("tome", sizes={scale: {**TUBELETS[scale], **MERGING[scale]} for scale in TUBELETS})
 class ToMe(TubeletTokenizer):
     """The token-merging peer: tubelet tokens through the first ``depth`` blocks of the video transformer, each
     merging ``r`` tokens (bipartite soft matching, proportional attention); the head's transformer is the rest.

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from einops import rearrange
 from jsonargparse.typing import NonNegativeInt, PositiveFloat, PositiveInt
 from torch import nn
 
-from trajtok.tokenizer.pixel_encoder import ConvPyramid, PixelEncoder
+from trajtok.tokenizer.pixel_encoder import PIXEL_ENCODERS, ConvPyramid, PixelEncoder
 from trajtok.tokenizer.position import RotaryForm
 from trajtok.tokenizer.recompute import recompute_in_backward
+from trajtok.tokenizer.registry import register_tokenizer
 from trajtok.tokenizer.segmenter import Segmenter
 from trajtok.tokenizer.trajectory_encoder import (
     AttentionForm,
@@ -21,6 +23,30 @@ from trajtok.tokenizer.trajectory_encoder import (
 from trajtok.tokens import TrajectoryTokens
 
 ALLOWED_SUBTOKENS = (1, 2, 4)
+
+_TINY = {"dim": 128, "num_slots": 32, "depth": 2, "heads": 4, "head_dim": 32, "assign_dim": 64,
+         "encoder": {"widths": (32, 64, 96, 128), "depths": (1, 1, 1, 1)}}
+#: TrajTok's sizes (its own keyword arguments; ``encoder`` the pixel encoder's: ``kind`` and its arguments).
+PRESETS: dict[str, dict[str, Any]] = {
+    # CPU-sized: 64-112 px, 8 frames, fits a 2-core test suite.
+    "tiny": _TINY,
+    "small": {"dim": 256, "num_slots": 64, "depth": 2, "heads": 8, "head_dim": 32, "assign_dim": 64,
+              "encoder": {"widths": (48, 96, 192, 384), "depths": (2, 2, 4, 2)}},
+    # The paper's: 224 px, 8 frames, K = 128, D = 512, Perceiver depth 2 with 8 heads, ConvNeXt-T-sized pyramid.
+    "base": {"dim": 512, "num_slots": 128, "depth": 2, "heads": 8, "head_dim": 64, "assign_dim": 64,
+             "encoder": {"widths": (96, 192, 384, 768), "depths": (3, 3, 9, 3)}},
+    # The efficient layout at 224 px: a pretrained EfficientNet-Lite0 pyramid (fine-tuned) instead of a ConvNeXt-T
+    # trained from scratch; the per-patch work (pyramid fusion, both Perceivers, the assignment head) at width 128
+    # on the 56 x 56 grid, the tokens projected to 512 at the end (per-patch costs fall with the width squared, the
+    # K tokens cost next to nothing); the segmenter's queries on a 2 x 2-pooled context; per-patch activations
+    # recomputed in the backward. About 1/9 of base's tokenizer FLOPs (benchmarks/flops.py).
+    "lite": {"dim": 128, "token_dim": 512, "num_slots": 128, "depth": 2, "heads": 4, "head_dim": 32,
+             "assign_dim": 64, "context_pool": 2, "recompute": True, "encoder": {"kind": "efficientnet_lite"}},
+    # The efficient layout at the CPU scale (configs/layouts/lite.yaml): tiny's with the pooled segmenter context
+    # and recomputation. It keeps tiny's pyramid: at 64 px the pretrained EfficientNet-Lite0 is slower and segments
+    # worse (configs/layouts/pretrained_encoder.yaml, README).
+    "tiny_lite": {**_TINY, "context_pool": 2, "recompute": True},
+}
 
 
 class TrajTok(nn.Module):
@@ -164,6 +190,16 @@ class TrajTok(nn.Module):
             if self.token_dim != self.dim:
                 tokens = self.encoder.proj(tokens)
         return pack_tokens(tokens, slot_valid(a.labels, self.num_slots), a, n)
+
+
+@register_tokenizer("trajtok", sizes=PRESETS, scales={"lite": "base", "tiny_lite": "tiny"})
+def build_trajtok(encoder: dict[str, Any] | None = None, **kwargs: Any) -> TrajTok:
+    """TrajTok from a preset's arguments: ``encoder`` (``kind`` and arguments) builds the pixel encoder at the
+    preset's width unless ``pixel_encoder`` is given."""
+    if "pixel_encoder" not in kwargs:
+        encoder = dict(encoder or {})
+        kwargs["pixel_encoder"] = PIXEL_ENCODERS[encoder.pop("kind", "conv_pyramid")](out_dim=kwargs["dim"], **encoder)
+    return TrajTok(**kwargs)
 
 
 @dataclass

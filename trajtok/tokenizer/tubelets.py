@@ -10,7 +10,16 @@ from einops import rearrange
 from jsonargparse.typing import PositiveInt
 from torch import nn
 
+from trajtok.tokenizer.registry import register_tokenizer
 from trajtok.tokens import TrajectoryTokens
+
+#: The tubelets of the patch-based peers at each scale: the paper's 2 x 16 x 16 at 224 px, scaled to 8 px patches
+#: at 64 px so a CPU clip still has a 8 x 8 grid; token width that of the video transformer they feed.
+TUBELETS = {
+    "tiny": {"dim": 192, "patch_size": 8, "tubelet_frames": 2, "image_size": 64},
+    "small": {"dim": 384, "patch_size": 16, "tubelet_frames": 2, "image_size": 112},
+    "base": {"dim": 768, "patch_size": 16, "tubelet_frames": 2, "image_size": 224},
+}
 
 
 def pad_frames(video: torch.Tensor, multiple: int) -> torch.Tensor:
@@ -91,6 +100,7 @@ class TubeletTokenizer(nn.Module):
         return self.embed.dim
 
 
+@register_tokenizer("vit3d", sizes=TUBELETS)
 class ViT3D(TubeletTokenizer):
     """ViT3D's tokenizer: every tubelet is a token, so the count is ``T/2 * H/16 * W/16`` whatever the content.
 
