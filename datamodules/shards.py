@@ -2,14 +2,15 @@
 ``webdataset``.
 
 A shard is a tar file whose members are grouped by key: ``<key>.mp4`` (the video; ``.webm``, ``.mkv``,
-``.avi`` and ``.mov`` are read too), ``<key>.txt`` (a caption) and/or ``<key>.json`` (a ``"caption"``
-string or list and/or a ``"captions"`` list; every other field is ignored). The members of one key are
-consecutive in the tar. A key is a member's path up to the first dot of its file name (WebDataset's rule),
-so ``a/x1.mp4`` and ``a/x1.json`` make one sample ``a/x1``; two members of one key with the same extension
-make the shard unreadable from there on. A sample's captions are the ``.txt`` caption followed by the
-``.json`` ones it does not already hold (video2dataset writes the same caption in both); the first one is
-the evaluation text. Shards are streamed (``.tar.gz`` works as well) and must be local (or mounted) files.
-Pseudo-labels are not read from shards: batches carry ``video``, ``text``, ``captions`` and ``index`` only.
+``.avi`` and ``.mov`` are read too), ``<key>.txt`` (a caption) and/or ``<key>.json`` (a ``"caption"`` string
+or list and/or a ``"captions"`` list; every other field is ignored). The members of one key are consecutive
+in the tar. A key is a member's path up to the first dot of its file name (WebDataset's rule), so
+``a/x1.mp4`` and ``a/x1.json`` make one sample ``a/x1``; hidden files (``a/._x1.mp4``) belong to none, and
+two members of one key with the same extension make the shard unreadable from there on. A sample's captions
+are the ``.txt`` caption followed by the ``.json`` ones it does not already hold (video2dataset writes the
+same caption in both); the first one is the evaluation text. Shards are streamed (``.tar.gz`` works as well)
+and must be local (or mounted) files. Pseudo-labels are not read from shards: batches carry ``video``,
+``text``, ``captions`` and ``index`` only.
 
 What webdataset does here: brace expansion of shard patterns (``braceexpand``, its dependency), the tar
 stream and the grouping of members into samples, the per-epoch shard list, the split over ranks and
@@ -182,6 +183,12 @@ def _tar_message(error: Exception) -> str:
     return str(error.args[0]).partition(" @ ")[0] if error.args else type(error).__name__
 
 
+def _not_hidden(name: str) -> bool:
+    """Whether a member may belong to a sample: hidden files (``.DS_Store``, macOS's ``._x.mp4``) do not.
+    webdataset's key rule would read ``dir/._x.mp4`` as a sample ``dir/`` of extension ``_x.mp4``."""
+    return not posixpath.basename(name).startswith(".")
+
+
 def iterate_shard(path: str) -> Iterator[ShardSample]:
     """The samples of a tar shard in order, each the consecutive members that share a key, as
     webdataset streams and groups them (each sample's members are read into memory; nothing else is kept).
@@ -197,7 +204,8 @@ def iterate_shard(path: str) -> Iterator[ShardSample]:
     position = 0
     try:
         with open(path, "rb") as stream:
-            for sample in group_by_keys(tar_file_expander([{"url": path, "stream": stream}])):
+            members = tar_file_expander([{"url": path, "stream": stream}], select_files=_not_hidden)
+            for sample in group_by_keys(members):
                 files = {ext: data for ext, data in sample.items() if not ext.startswith("__")}
                 yield ShardSample(path, sample["__key__"], position, files)
                 position += 1
