@@ -101,6 +101,7 @@ from datamodules.transforms import (
 )
 from datamodules.video import BadSampleError, decode_clip
 from datamodules.video_text import STAGE_SPLITS, OnBadVideo, collate_video_text
+from trajtok.seeding import epoch_seeds
 
 log = logging.getLogger(__name__)
 
@@ -570,7 +571,9 @@ class ShardDataModule(L.LightningDataModule):
         crop_scale, horizontal_flip: training augmentation, as in ``VideoTextDataModule``.
 
     Epochs reach the training dataset through ``ShardLoader`` (the trainer's ``current_epoch`` at each
-    epoch's ``iter``), so the training loader's workers are not persistent.
+    epoch's ``iter``), so the training loader's workers are not persistent. With a global seed, the
+    training loader's generator (its workers' seeds, hence their augmentation draws) is seeded from the
+    epoch too, as ``VideoTextDataModule``'s is.
     """
 
     def __init__(
@@ -649,11 +652,20 @@ class ShardDataModule(L.LightningDataModule):
             raise ValueError(f"no {split} data: set {split}_shards")
         return self.datasets[split]
 
+    def _epoch_generator(self) -> torch.Generator | None:
+        """The training loader's generator, seeded from (global seed, epoch, rank) when a seed is set, as the
+        module reseeds it at every epoch start (``trajtok.seeding``): the first epoch's iterator, fresh or
+        resumed, is made before that hook and draws its workers' seeds at once. None (the global stream)
+        otherwise."""
+        trainer = self.trainer
+        words = epoch_seeds(trainer.current_epoch, trainer.global_rank) if trainer is not None else None
+        return torch.Generator().manual_seed(words[3]) if words is not None else None
+
     def train_dataloader(self) -> ShardLoader:
         dataset = self._dataset("train")
         return ShardLoader(
             dataset, batch_size=self.batch_size, num_workers=self._workers("train"), collate_fn=collate_video_text,
-            drop_last=True, current_epoch=self._current_epoch,
+            drop_last=True, current_epoch=self._current_epoch, generator=self._epoch_generator(),
         )
 
     def _eval_loader(self, split: str) -> DataLoader:

@@ -29,6 +29,7 @@ from datamodules.shards import (
 from datamodules.synthetic import SyntheticConfig, ensure_synthetic, write_mp4
 from datamodules.video import BadSampleError, VideoDecodeError, decode_clip
 from datamodules.video_text import collate_video_text
+from trajtok.seeding import epoch_seeds
 
 SMALL = {"num_frames": 4, "image_size": 32}
 
@@ -374,6 +375,24 @@ def test_datamodule_batches_workers_and_epochs(data, caplog):
     assert sorted(i for b in val for i in b["index"].tolist()) == list(range(8))
     assert all(b["text"][k] == b["captions"][k][0] for b in val for k in range(len(b["text"])))
     assert ShardDataModule(train_shards=data.shards["train"]).val_dataloader() == []
+
+
+def test_training_loader_is_seeded_from_the_epoch_under_a_global_seed(data, monkeypatch):
+    # A resumed run builds its first epoch's loader before the module reseeds anything: the loader's own
+    # generator must already give that epoch's worker seeds, hence the same augmentation draws.
+    monkeypatch.setenv("PL_GLOBAL_SEED", "7")
+
+    def first_epoch_clips(epoch, global_stream):
+        dm = ShardDataModule(train_shards=data.shards["train"], **SMALL, batch_size=2, num_workers=2, shuffle_buffer=4)
+        dm.trainer = SimpleNamespace(current_epoch=epoch, global_rank=0)
+        loader = dm.train_dataloader()
+        assert loader.generator.initial_seed() == epoch_seeds(epoch, 0)[3]
+        torch.manual_seed(global_stream)  # where the global stream stands does not matter
+        return [(b["index"].tolist(), b["video"]) for b in loader]
+
+    first, again = first_epoch_clips(1, global_stream=0), first_epoch_clips(1, global_stream=1)
+    assert [i for i, _ in first] == [i for i, _ in again]
+    assert all(torch.equal(a, b) for (_, a), (_, b) in zip(first, again))
 
 
 class _IndexRecorder(L.LightningModule):
