@@ -1,14 +1,22 @@
-"""Video-text pairs from WebDataset-style tar shards, the layout video2dataset writes.
+"""Video-text pairs from WebDataset tar shards, the layout video2dataset writes, read and written with
+``webdataset``.
 
 A shard is a tar file whose members are grouped by key: ``<key>.mp4`` (the video; ``.webm``, ``.mkv``,
-``.avi`` and ``.mov`` are read too), ``<key>.txt`` (a caption) and/or ``<key>.json`` (a ``"caption"``
-string or list and/or a ``"captions"`` list; every other field is ignored). The members of one key are
-consecutive in the tar. A key is a member's path up to the first dot of its file name (WebDataset's rule),
-so ``a/x1.mp4`` and ``a/x1.json`` make one sample ``a/x1``. A sample's captions are the ``.txt`` caption
-followed by the ``.json`` ones it does not already hold (video2dataset writes the same caption in both);
-the first one is the evaluation text. Shards are read with the standard ``tarfile`` module, streaming,
-so ``.tar.gz`` works as well; they must be local (or mounted) files. Pseudo-labels are not read from
-shards: batches carry ``video``, ``text``, ``captions`` and ``index`` only.
+``.avi`` and ``.mov`` are read too), ``<key>.txt`` (a caption) and/or ``<key>.json`` (a ``"caption"`` string
+or list and/or a ``"captions"`` list; every other field is ignored). The members of one key are consecutive
+in the tar. A key is a member's path up to the first dot of its file name (WebDataset's rule), so
+``a/x1.mp4`` and ``a/x1.json`` make one sample ``a/x1``; hidden files (``a/._x1.mp4``) belong to none, and
+two members of one key with the same extension make the shard unreadable from there on. A sample's captions
+are the ``.txt`` caption followed by the ``.json`` ones it does not already hold (video2dataset writes the
+same caption in both); the first one is the evaluation text. Shards are streamed (``.tar.gz`` works as well)
+and must be local (or mounted) files. Pseudo-labels are not read from shards: batches carry ``video``,
+``text``, ``captions`` and ``index`` only.
+
+What webdataset does here: brace expansion of shard patterns (``braceexpand``, its dependency), the tar
+stream and the grouping of members into samples, the per-epoch shard list, the split over ranks and
+workers, the shuffle buffer, ``with_epoch`` and the tar writer. What is this project's own: decoding clips
+with PyAV, the captions' rules, ``index``, the bad-sample policy and its reports in the batch, and the seeding
+that makes every epoch (hence a resumed run) read the same samples in the same order.
 
 Who reads what. Each reader (a DataLoader worker of a rank; with ``num_workers=0`` the rank's main
 process) reads whole shards: the epoch's shard order (shuffled with ``seed`` and the epoch) is dealt
@@ -62,7 +70,6 @@ instead, naming the shard and the key (``<shard>:<key>``).
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import logging
 import os
@@ -80,8 +87,11 @@ from typing import Any
 import lightning as L
 import torch
 import torch.distributed as dist
+import webdataset as wds
+from braceexpand import braceexpand
 from jsonargparse.typing import NonNegativeInt, PositiveInt
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from webdataset.tariterators import group_by_keys, tar_file_expander
 
 from datamodules.annotations import VideoTextRecord, read_video_text_annotations
 from datamodules.transforms import (
@@ -91,6 +101,7 @@ from datamodules.transforms import (
 )
 from datamodules.video import BadSampleError, decode_clip
 from datamodules.video_text import STAGE_SPLITS, OnBadVideo, collate_video_text
+from trajtok.seeding import epoch_seeds
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +109,9 @@ VIDEO_EXTENSIONS = ("mp4", "webm", "mkv", "avi", "mov")
 # index = shard number * INDEX_STRIDE + position in the shard.
 INDEX_STRIDE = 1_000_000
 Shards = str | Sequence[str]
+# What a damaged tar raises while webdataset streams it (a truncated or corrupt member, a bad gzip stream),
+# and the ValueError of its grouping for two members of one key with the same extension.
+_TAR_ERRORS = (OSError, EOFError, zlib.error, tarfile.TarError, ValueError)
 
 
 class ShardError(BadSampleError):
@@ -113,28 +127,24 @@ class ShardError(BadSampleError):
 
 
 _BRACE = re.compile(r"\{([^{}]*)\}")
+_RANGE = re.compile(r"(\d+)\.\.(\d+)")
 
 
 def expand_braces(pattern: str) -> list[str]:
     """Expand ``{a..b}`` (integer ranges, zero-padded when an end has a leading zero) and ``{x,y,z}``
-    (alternatives), left to right: ``data/shard-{000000..000002}.tar`` -> three paths."""
-    match = _BRACE.search(pattern)
-    if match is None:
-        return [pattern]
-    head, body, tail = pattern[: match.start()], match.group(1), pattern[match.end() :]
-    span = re.fullmatch(r"(\d+)\.\.(\d+)", body)
-    if span:
-        lo, hi = span.groups()
-        if int(hi) < int(lo):
+    (alternatives), left to right: ``data/shard-{000000..000002}.tar`` -> three paths.
+
+    The expansion is ``braceexpand``'s (webdataset's own). It leaves a group it cannot expand as literal
+    text and counts a range such as ``{3..1}`` down; in a shard list both are typos that would surface
+    later as missing files or renumbered shards, so they raise here, naming the group.
+    """
+    for body in _BRACE.findall(pattern):
+        span = _RANGE.fullmatch(body)
+        if span is None and "," not in body:
+            raise ValueError(f"{pattern!r}: cannot expand {{{body}}}; expected {{first..last}} or {{a,b,...}}")
+        if span is not None and int(span[2]) < int(span[1]):
             raise ValueError(f"{pattern!r}: empty range {{{body}}}")
-        padded = (len(lo) > 1 and lo[0] == "0") or (len(hi) > 1 and hi[0] == "0")
-        width = max(len(lo), len(hi)) if padded else 0
-        items = [str(i).zfill(width) for i in range(int(lo), int(hi) + 1)]
-    elif "," in body:
-        items = body.split(",")
-    else:
-        raise ValueError(f"{pattern!r}: cannot expand {{{body}}}; expected {{first..last}} or {{a,b,...}}")
-    return [path for item in items for path in expand_braces(head + item + tail)]
+    return list(braceexpand(pattern))
 
 
 def expand_shards(shards: Shards) -> list[str]:
@@ -168,43 +178,40 @@ class ShardSample:
         return f"{self.shard}:{self.key}"
 
 
-def _split_member(name: str) -> tuple[str, str] | None:
-    """``(key, extension)`` of a member name, or None for names that are no part of a sample."""
-    folder, base = posixpath.split(name)
-    if base.startswith(".") or "." not in base:
-        return None
-    stem, ext = base.split(".", 1)
-    return posixpath.join(folder, stem), ext.lower()
+def _tar_message(error: Exception) -> str:
+    """What a tar error says, without what webdataset adds as it passes through (`` @ <stream>`` and the
+    stream and url as further arguments): the shard's path is named once, by ``ShardError``."""
+    return str(error.args[0]).partition(" @ ")[0] if error.args else type(error).__name__
+
+
+def _not_hidden(name: str) -> bool:
+    """Whether a member may belong to a sample: hidden files (``.DS_Store``, macOS's ``._x.mp4``) do not.
+    webdataset's key rule would read ``dir/._x.mp4`` as a sample ``dir/`` of extension ``_x.mp4``."""
+    return not posixpath.basename(name).startswith(".")
 
 
 def iterate_shard(path: str) -> Iterator[ShardSample]:
-    """The samples of a tar shard in order, each the consecutive members that share a key.
+    """The samples of a tar shard in order, each the consecutive members that share a key, as
+    webdataset streams and groups them (each sample's members are read into memory; nothing else is kept).
 
-    Streams the tar (each sample's members are read into memory; nothing else is kept). Raises
-    ``ShardError`` naming the shard when it is missing or unreadable; samples before the damage have
-    been yielded by then.
+    The file is opened here rather than by webdataset's URL opener, so that a local path is never taken
+    for a URL and the file is closed as soon as reading stops. Raises ``ShardError`` naming the shard when
+    it is missing or unreadable; samples before the damage have been yielded by then, and the sample
+    being read when it struck is lost (webdataset's grouping drops it as the error passes).
     """
     path = str(path)
     if not os.path.isfile(path):
         raise ShardError(path, "shard not found")
-    key, files, position = None, {}, 0
+    position = 0
     try:
-        with tarfile.open(path, mode="r|*") as tar:
-            for member in tar:
-                parts = _split_member(member.name) if member.isfile() else None
-                if parts is None:
-                    continue
-                data = tar.extractfile(member).read()
-                if parts[0] != key:
-                    if key is not None:
-                        yield ShardSample(path, key, position, files)
-                        position += 1
-                    key, files = parts[0], {}
-                files[parts[1]] = data
-    except (OSError, EOFError, zlib.error, tarfile.TarError) as e:
-        raise ShardError(path, f"unreadable tar after {position} samples: {e}", position) from e
-    if key is not None:
-        yield ShardSample(path, key, position, files)
+        with open(path, "rb") as stream:
+            members = tar_file_expander([{"url": path, "stream": stream}], select_files=_not_hidden)
+            for sample in group_by_keys(members):
+                files = {ext: data for ext, data in sample.items() if not ext.startswith("__")}
+                yield ShardSample(path, sample["__key__"], position, files)
+                position += 1
+    except _TAR_ERRORS as e:
+        raise ShardError(path, f"unreadable tar after {position} samples: {_tar_message(e)}", position) from e
 
 
 def sample_captions(sample: ShardSample) -> list[str]:
@@ -235,23 +242,12 @@ def sample_captions(sample: ShardSample) -> list[str]:
 # ------------------------------------------------------------------------------------------ dataset
 
 
-def _shuffled(items: Iterable[Any], size: int, rng: random.Random) -> Iterator[Any]:
-    """Items in a random order, holding at most ``size`` of them: once the buffer is full, each new item
-    takes the place of a random one, which leaves; the rest leave shuffled at the end."""
-    buffer: list[Any] = []
-    for item in items:
-        if len(buffer) < size:
-            buffer.append(item)
-            continue
-        j = rng.randrange(size)
-        yield buffer[j]
-        buffer[j] = item
-    rng.shuffle(buffer)
-    yield from buffer
-
-
 class ShardedVideoTextDataset(IterableDataset):
     """Video-text samples from tar shards, split over ranks and DataLoader workers (see the module doc).
+
+    Each iteration runs a webdataset pipeline for this reader: the epoch's shard list, split by rank and
+    by worker, streamed as samples, mixed in the shuffle buffer, then decoded; under ``samples_per_epoch``
+    its ``with_epoch`` gives the reader's share.
 
     Yields the samples of ``VideoTextDataset``: ``video`` float ``(T, 3, S, S)`` (decoded and transformed
     as the file-based datasets do), ``text`` (a random caption in training, the first otherwise),
@@ -315,6 +311,7 @@ class ShardedVideoTextDataset(IterableDataset):
             log.warning("%d of %d shards do not exist and are left out, e.g. %s", len(missing), len(self.shards), missing[0])
         # Shard numbers (positions in self.shards) of the shards that exist; readers share these.
         self.available = [n for n, s in enumerate(self.shards) if os.path.isfile(s)]
+        self._numbers = {path: n for n, path in enumerate(self.shards)}  # the pipeline carries paths
         self.num_frames = num_frames
         self.image_size = image_size
         self.train = train
@@ -367,13 +364,26 @@ class ShardedVideoTextDataset(IterableDataset):
                 f"fewer workers, or more, smaller shards (write_shards' samples_per_shard), e.g. {self.shards[0]}"
             )
 
+    def _shard_stages(self, rank: int, world_size: int, worker: int, num_workers: int, epoch: int) -> list[Any]:
+        """The head of one reader's pipeline in an epoch: the shard list (``{"url": path}``), shuffled
+        with ``seed`` and the epoch (the same order on every rank), dealt to ranks, then to workers.
+
+        webdataset's ``split_by_node`` / ``split_by_worker`` look the rank up in the reading process, where
+        a spawned worker has no process group and a simulated rank is unknown; ``wds.slice`` deals the same
+        way (every ``world_size``-th shard from ``rank``) with the rank this dataset resolved.
+        """
+        self.check_readers(world_size, num_workers)
+        seed = f"shards/{self.seed}/{epoch}" if self.shuffle else None
+        return [
+            wds.SimpleShardList([self.shards[n] for n in self.available], seed=seed),
+            wds.slice(rank, None, world_size),
+            wds.slice(worker, None, num_workers),
+        ]
+
     def shards_for(self, rank: int, world_size: int, worker: int, num_workers: int, epoch: int) -> list[int]:
         """Shard numbers one reader reads in an epoch: the epoch's order dealt to ranks, then to workers."""
-        self.check_readers(world_size, num_workers)
-        order = list(self.available)
-        if self.shuffle:
-            random.Random(f"shards/{self.seed}/{epoch}").shuffle(order)
-        return order[rank::world_size][worker::num_workers]
+        stages = self._shard_stages(rank, world_size, worker, num_workers, epoch)
+        return [self._numbers[shard["url"]] for shard in wds.DataPipeline(*stages)]
 
     def quota(self, world_size: int, worker: int, num_workers: int) -> int | None:
         """Samples one reader yields per epoch under ``samples_per_epoch`` (None: all of its shards)."""
@@ -395,20 +405,60 @@ class ShardedVideoTextDataset(IterableDataset):
         rank, world_size = self.distributed()
         info = get_worker_info()
         worker, num_workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        mine = self.shards_for(rank, world_size, worker, num_workers, self.epoch)
+        head = self._shard_stages(rank, world_size, worker, num_workers, self.epoch)
         quota = self.quota(world_size, worker, num_workers)
         if quota == 0:
             return
-        raw = self._raw(mine, repeat=quota is not None)
-        stream = raw
+        mixing = []
         if self.shuffle_buffer > 1:
-            stream = _shuffled(raw, self.shuffle_buffer, random.Random(f"buffer/{self.seed}/{self.epoch}/{rank}/{worker}"))
+            # initial = the whole buffer: it fills before the first sample leaves, as its size promises.
+            rng = random.Random(f"buffer/{self.seed}/{self.epoch}/{rank}/{worker}")
+            mixing = [wds.shuffle(self.shuffle_buffer, initial=self.shuffle_buffer, rng=rng)]
+        pipeline = wds.DataPipeline(*head, self._read_shards, *mixing, self._loader_stage())
+        if quota is None:
+            yield from pipeline
+            return
+        # with_epoch reads the reader's shards over again until it has its share; it stops early only
+        # when a whole pass gave nothing, and a short share would leave this rank behind the others.
         done = 0
-        skipped: list[dict[str, Any]] = []  # reports of what was skipped since the last sample
-        try:
-            for index, item in stream:
+        for sample in pipeline.with_epoch(quota):
+            yield sample
+            done += 1
+        if done < quota:
+            shards = [shard["url"] for shard in wds.DataPipeline(*head)]
+            raise RuntimeError(
+                f"none of the samples of shards {shards[:5]} can be loaded, so this reader cannot give its "
+                f"samples_per_epoch share; first bad samples: {self.skipped_paths}"
+            )
+
+    def _read_shards(self, shards: Iterable[dict[str, str]]) -> Iterator[tuple[int, ShardSample | ShardError]]:
+        """``(index, sample)`` of each shard (``{"url": path}``) in turn; a damaged shard (in skip mode)
+        gives ``(index of the first sample lost, its ShardError)``."""
+        for shard in shards:
+            number = self._numbers[shard["url"]]
+            try:
+                for sample in iterate_shard(shard["url"]):
+                    if sample.position >= INDEX_STRIDE:
+                        raise ValueError(f"{sample.shard} holds more than INDEX_STRIDE = {INDEX_STRIDE} samples")
+                    yield number * INDEX_STRIDE + sample.position, sample
+            except ShardError as e:
+                if self.on_bad_video == "raise":
+                    raise
+                if e.path not in self.bad_shards:
+                    self.bad_shards.append(e.path)
+                    log.warning("skipping the rest of shard: %s", e)
+                yield number * INDEX_STRIDE + e.position, e
+
+    def _loader_stage(self) -> Callable[[Iterable[tuple[int, ShardSample | ShardError]]], Iterator[dict[str, Any]]]:
+        """The pipeline's last stage: decoded samples, each carrying the reports of what was skipped
+        since the previous one. The reports wait in one list for the whole iteration, so that under
+        ``with_epoch`` what the end of one pass skipped is reported with the first sample of the next."""
+        pending: list[dict[str, Any]] = []
+
+        def load_samples(items: Iterable[tuple[int, ShardSample | ShardError]]) -> Iterator[dict[str, Any]]:
+            for index, item in items:
                 if isinstance(item, ShardError):
-                    skipped.append(self._report(index, item))
+                    pending.append(self._report(index, item))
                     continue
                 if index not in self._bad:
                     try:
@@ -418,43 +468,13 @@ class ShardedVideoTextDataset(IterableDataset):
                             raise
                         self._note_bad(index, e)
                 if index in self._bad:
-                    skipped.append(dict(self._bad[index]))
+                    pending.append(dict(self._bad[index]))
                     continue
-                out["skipped"], skipped = skipped, []
+                out["skipped"] = pending.copy()
+                pending.clear()
                 yield out
-                done += 1
-                if quota is not None and done >= quota:
-                    return
-        finally:
-            raw.close()  # closes the open tar when stopping early
 
-    def _raw(self, numbers: list[int], repeat: bool) -> Iterator[tuple[int, ShardSample | ShardError]]:
-        """``(index, sample)`` of the shards in order, over and over when ``repeat``; a damaged shard (in
-        skip mode) gives ``(index of the first sample lost, its ShardError)``."""
-        while True:
-            fresh = 0
-            for number in numbers:
-                try:
-                    for sample in iterate_shard(self.shards[number]):
-                        if sample.position >= INDEX_STRIDE:
-                            raise ValueError(f"{sample.shard} holds more than INDEX_STRIDE = {INDEX_STRIDE} samples")
-                        index = number * INDEX_STRIDE + sample.position
-                        fresh += index not in self._bad
-                        yield index, sample
-                except ShardError as e:
-                    if self.on_bad_video == "raise":
-                        raise
-                    if e.path not in self.bad_shards:
-                        self.bad_shards.append(e.path)
-                        log.warning("skipping the rest of shard: %s", e)
-                    yield number * INDEX_STRIDE + e.position, e
-            if not repeat:
-                return
-            if not fresh:
-                raise RuntimeError(
-                    f"none of the samples of shards {[self.shards[n] for n in numbers][:5]} can be loaded, so this reader "
-                    f"cannot give its samples_per_epoch share; first bad samples: {self.skipped_paths}"
-                )
+        return load_samples
 
     def load(self, sample: ShardSample, index: int) -> dict[str, Any]:
         """One sample of the batch contract, or a ``BadSampleError`` naming ``<shard>:<key>``."""
@@ -551,7 +571,9 @@ class ShardDataModule(L.LightningDataModule):
         crop_scale, horizontal_flip: training augmentation, as in ``VideoTextDataModule``.
 
     Epochs reach the training dataset through ``ShardLoader`` (the trainer's ``current_epoch`` at each
-    epoch's ``iter``), so the training loader's workers are not persistent.
+    epoch's ``iter``), so the training loader's workers are not persistent. With a global seed, the
+    training loader's generator (its workers' seeds, hence their augmentation draws) is seeded from the
+    epoch too, as ``VideoTextDataModule``'s is.
     """
 
     def __init__(
@@ -630,11 +652,20 @@ class ShardDataModule(L.LightningDataModule):
             raise ValueError(f"no {split} data: set {split}_shards")
         return self.datasets[split]
 
+    def _epoch_generator(self) -> torch.Generator | None:
+        """The training loader's generator, seeded from (global seed, epoch, rank) when a seed is set, as the
+        module reseeds it at every epoch start (``trajtok.seeding``): the first epoch's iterator, fresh or
+        resumed, is made before that hook and draws its workers' seeds at once. None (the global stream)
+        otherwise."""
+        trainer = self.trainer
+        words = epoch_seeds(trainer.current_epoch, trainer.global_rank) if trainer is not None else None
+        return torch.Generator().manual_seed(words[3]) if words is not None else None
+
     def train_dataloader(self) -> ShardLoader:
         dataset = self._dataset("train")
         return ShardLoader(
             dataset, batch_size=self.batch_size, num_workers=self._workers("train"), collate_fn=collate_video_text,
-            drop_last=True, current_epoch=self._current_epoch,
+            drop_last=True, current_epoch=self._current_epoch, generator=self._epoch_generator(),
         )
 
     def _eval_loader(self, split: str) -> DataLoader:
@@ -657,12 +688,6 @@ class ShardDataModule(L.LightningDataModule):
 # ------------------------------------------------------------------------------------------ writing
 
 
-def _add_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size, info.mtime, info.mode = len(data), 0, 0o644  # mtime 0: the same input gives the same bytes
-    tar.addfile(info, io.BytesIO(data))
-
-
 def _entries(records: Iterable[VideoTextRecord | tuple]) -> Iterator[tuple[str, str, list[str]]]:
     """``(key, video path, captions)`` of records or ``(key, video, caption or captions)`` tuples."""
     for i, rec in enumerate(records):
@@ -674,6 +699,41 @@ def _entries(records: Iterable[VideoTextRecord | tuple]) -> Iterator[tuple[str, 
         else:
             key, video, captions = rec
             yield str(key), str(video), [captions] if isinstance(captions, str) else list(captions)
+
+
+def _shard_sample(key: str, video: str, captions: list[str], caption_files: Sequence[str]) -> dict[str, Any]:
+    """One sample as webdataset's ``TarWriter`` takes it: ``__key__`` and extension -> member bytes (the
+    video file's bytes under its own extension, the captions as ``txt`` and / or ``json``)."""
+    ext = os.path.splitext(video)[1].lower().lstrip(".") or "mp4"
+    with open(video, "rb") as f:
+        sample = {"__key__": key, ext: f.read()}
+    if "txt" in caption_files:
+        sample["txt"] = captions[0].encode("utf-8")
+    if "json" in caption_files:
+        sample["json"] = json.dumps({"caption": captions[0], "captions": captions}).encode("utf-8")
+    return sample
+
+
+def _write_shard(path: str, samples: Iterable[dict[str, Any]]) -> None:
+    """Write one shard with webdataset's ``TarWriter`` (gzip-compressed when ``path`` ends in ``.gz``),
+    into a hidden temporary file beside ``path`` that is renamed into place once complete, so that no
+    reader ever sees half a shard. (``wds.ShardWriter`` writes in place, and leaving its ``with`` on an
+    error closes the half-written shard as a valid, shorter tar.)"""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        # mtime 0: the same input gives the same tar. encoder=False: members are bytes already.
+        compress = "gz" if path.endswith(".gz") else False
+        with os.fdopen(fd, "wb") as stream, wds.TarWriter(stream, encoder=False, compress=compress, mtime=0,
+                                                           mode=0o644) as sink:
+            for sample in samples:
+                sink.write(sample)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 def write_shards(
@@ -689,9 +749,10 @@ def write_shards(
     running number, ``000000000`` ...; pseudo-labels are not written, segments are refused), or
     ``(key, video path, caption or captions)`` tuples (keys without a dot in their last part, unique); the
     member keeps the file's extension, so image paths give image shards (``datamodules.images``).
-    ``out_pattern`` numbers shards printf-style from 0: ``out/train-%06d.tar``. ``caption_files``: write
-    the first caption as ``<key>.txt`` and/or all of them as ``<key>.json`` (``{"caption": first,
-    "captions": all}``). Each shard is written to a temporary file and renamed into place.
+    ``out_pattern`` numbers shards printf-style from 0: ``out/train-%06d.tar`` (``.tar.gz``: compressed).
+    ``caption_files``: write the first caption as ``<key>.txt`` and/or all of them as ``<key>.json``
+    (``{"caption": first, "captions": all}``). Everything is checked before the first shard is written;
+    each shard appears whole or not at all (see ``_write_shard``).
     """
     if samples_per_shard < 1:
         raise ValueError(f"samples_per_shard must be >= 1, got {samples_per_shard}")
@@ -714,26 +775,8 @@ def write_shards(
     paths = []
     for start in range(0, len(entries), samples_per_shard):
         path = out_pattern % len(paths)
-        folder = os.path.dirname(os.path.abspath(path))
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            with tarfile.open(tmp, mode="w") as tar:
-                for key, video, captions in entries[start : start + samples_per_shard]:
-                    ext = os.path.splitext(video)[1].lower().lstrip(".") or "mp4"
-                    with open(video, "rb") as f:
-                        _add_member(tar, f"{key}.{ext}", f.read())
-                    if "txt" in caption_files:
-                        _add_member(tar, f"{key}.txt", captions[0].encode("utf-8"))
-                    if "json" in caption_files:
-                        meta = {"caption": captions[0], "captions": captions}
-                        _add_member(tar, f"{key}.json", json.dumps(meta).encode("utf-8"))
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
+        chunk = entries[start : start + samples_per_shard]
+        _write_shard(path, (_shard_sample(key, video, captions, caption_files) for key, video, captions in chunk))
         paths.append(path)
     return paths
 

@@ -29,6 +29,7 @@ from datamodules.shards import (
 from datamodules.synthetic import SyntheticConfig, ensure_synthetic, write_mp4
 from datamodules.video import BadSampleError, VideoDecodeError, decode_clip
 from datamodules.video_text import collate_video_text
+from trajtok.seeding import epoch_seeds
 
 SMALL = {"num_frames": 4, "image_size": 32}
 
@@ -138,6 +139,16 @@ def test_shard_order_depends_on_seed_and_epoch_only(data):
     assert ShardedVideoTextDataset(data.shards["train"], train=False).shards_for(0, 1, 0, 1, 5) == list(range(6))
 
 
+def test_the_same_seed_and_epoch_read_the_same_samples_in_the_same_order(data):
+    # What makes a resumed run read its epoch as the uninterrupted run did: shard order and buffer draws
+    # come from (seed, epoch, rank, worker) only, never from the process or the clock.
+    def read(seed, epoch):
+        return epoch_indices(data.shards["train"], 1, 2, epoch, train=True, shuffle_buffer=4, seed=seed)
+
+    assert read(0, 1) == read(0, 1)
+    assert read(0, 1) != read(1, 1)
+
+
 def test_shard_loader_without_a_trainer_counts_its_epochs(data):
     dataset = ShardedVideoTextDataset(data.shards["train"], **SMALL, train=True)
     loader = ShardLoader(dataset, batch_size=4, collate_fn=collate_video_text)
@@ -176,6 +187,21 @@ def test_samples_per_epoch_gives_every_rank_the_same_count(data):
     assert len(loader) == len(list(loader)) == 4  # 10 + 10 samples: 2 full batches per worker
 
 
+def test_samples_per_epoch_carries_reports_into_the_next_pass_and_fails_when_nothing_loads(tmp_path, mp4):
+    shard = write_tar(tmp_path / "end.tar", [("good.mp4", mp4), ("good.txt", b"fine"), ("mute.mp4", mp4)])
+    samples = list(ShardedVideoTextDataset(shard, **SMALL, samples_per_epoch=3))
+    assert [s["index"] for s in samples] == [0, 0, 0]  # one good sample, read in three passes
+    # What the end of a pass skipped comes with the first sample of the next pass.
+    assert [[r["index"] for r in s["skipped"]] for s in samples] == [[], [1], [1]]
+    assert samples[1]["skipped"][0]["path"] == f"{shard}:mute"
+
+    bad = write_tar(tmp_path / "bad.tar", [("mute.mp4", mp4), ("novideo.txt", b"no video")])
+    dataset = ShardedVideoTextDataset(bad, **SMALL, samples_per_epoch=2)
+    with pytest.raises(RuntimeError, match=r"none of the samples of shards .*bad.tar.* can be loaded"):
+        list(dataset)  # a short share would leave this rank behind the others under DDP
+    assert dataset.num_skipped == 2
+
+
 # ------------------------------------------------------------------------------------------ samples
 
 
@@ -195,6 +221,32 @@ def test_captions_from_txt_and_json(tmp_path, mp4):
     assert batch["video"].shape == (4, 4, 3, 32, 32) and batch["index"].dtype == torch.long
     train = list(ShardedVideoTextDataset(shard, **SMALL, train=True))
     assert all(s["text"] in s["captions"] for s in train)
+
+
+def test_member_names_make_keys_as_webdataset_does(tmp_path, mp4):
+    shard = write_tar(tmp_path / "names.tar", [
+        ("README", b"no extension: not a sample"),
+        ("a/x1.mp4", mp4), ("a/x1.json", json.dumps({"caption": "in a folder"}).encode()),
+        ("a/._x1.mp4", b"a hidden file"),
+        ("x2.MP4", mp4), ("x2.seg.txt", b"not the caption"), ("x2.txt", b"upper-case extension"),
+    ])
+    samples = list(iterate_shard(shard))
+    assert [s.key for s in samples] == ["a/x1", "x2"]
+    assert sorted(samples[1].files) == ["mp4", "seg.txt", "txt"]
+    assert [s["captions"] for s in ShardedVideoTextDataset(shard, **SMALL)] == [["in a folder"], ["upper-case extension"]]
+
+
+def test_a_repeated_member_makes_the_rest_of_its_shard_unreadable(tmp_path, mp4):
+    shard = write_tar(tmp_path / "dup.tar", [
+        ("a.mp4", mp4), ("a.txt", b"first"),
+        ("b.mp4", mp4), ("b.txt", b"second"), ("b.txt", b"second again"),
+        ("c.mp4", mp4), ("c.txt", b"third"),
+    ])
+    dataset = ShardedVideoTextDataset(shard, **SMALL)
+    samples = list(dataset)
+    assert [s["index"] for s in samples] == [0] and dataset.bad_shards == [shard]
+    with pytest.raises(ShardError, match=r"dup.tar: unreadable tar after 1 samples: b.txt: duplicate"):
+        list(ShardedVideoTextDataset(shard, **SMALL, on_bad_video="raise"))
 
 
 def test_command_line_writes_an_annotation_file_as_shards(data, tmp_path, capsys):
@@ -223,6 +275,21 @@ def test_write_shards_from_tuples_with_txt_or_json_only(tmp_path, mp4):
     with pytest.raises(ValueError, match="printf-style"):
         write_shards([("k", str(video), "a")], str(tmp_path / "d.tar"))
     assert not list(tmp_path.glob("d*"))
+
+
+def test_write_shards_writes_whole_shards_only_and_gzips_tar_gz(tmp_path, mp4):
+    video = tmp_path / "v.mp4"
+    video.write_bytes(mp4)
+    entries = [("k0", str(video), "a"), ("k1", str(video), "b"), ("k2", str(tmp_path / "gone.mp4"), "c")]
+    with pytest.raises(FileNotFoundError, match="gone.mp4"):
+        write_shards(entries, str(tmp_path / "out" / "s-%d.tar"), 2)
+    # The first shard is complete; the second, whose video is missing, left nothing behind.
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["s-0.tar"]
+    assert [s["captions"] for s in ShardedVideoTextDataset(str(tmp_path / "out" / "s-0.tar"), **SMALL)] == [["a"], ["b"]]
+    paths = write_shards(entries[:2], str(tmp_path / "gz" / "s-%d.tar.gz"), 2)
+    with open(paths[0], "rb") as f:
+        assert f.read(2) == b"\x1f\x8b"  # gzip
+    assert [s.key for s in iterate_shard(paths[0])] == ["k0", "k1"]
 
 
 def test_bad_samples_are_skipped_and_counted_or_raised(tmp_path, mp4):
@@ -308,6 +375,24 @@ def test_datamodule_batches_workers_and_epochs(data, caplog):
     assert sorted(i for b in val for i in b["index"].tolist()) == list(range(8))
     assert all(b["text"][k] == b["captions"][k][0] for b in val for k in range(len(b["text"])))
     assert ShardDataModule(train_shards=data.shards["train"]).val_dataloader() == []
+
+
+def test_training_loader_is_seeded_from_the_epoch_under_a_global_seed(data, monkeypatch):
+    # A resumed run builds its first epoch's loader before the module reseeds anything: the loader's own
+    # generator must already give that epoch's worker seeds, hence the same augmentation draws.
+    monkeypatch.setenv("PL_GLOBAL_SEED", "7")
+
+    def first_epoch_clips(epoch, global_stream):
+        dm = ShardDataModule(train_shards=data.shards["train"], **SMALL, batch_size=2, num_workers=2, shuffle_buffer=4)
+        dm.trainer = SimpleNamespace(current_epoch=epoch, global_rank=0)
+        loader = dm.train_dataloader()
+        assert loader.generator.initial_seed() == epoch_seeds(epoch, 0)[3]
+        torch.manual_seed(global_stream)  # where the global stream stands does not matter
+        return [(b["index"].tolist(), b["video"]) for b in loader]
+
+    first, again = first_epoch_clips(1, global_stream=0), first_epoch_clips(1, global_stream=1)
+    assert [i for i, _ in first] == [i for i, _ in again]
+    assert all(torch.equal(a, b) for (_, a), (_, b) in zip(first, again))
 
 
 class _IndexRecorder(L.LightningModule):
