@@ -101,7 +101,7 @@ from datamodules.transforms import (
 )
 from datamodules.video import BadSampleError, decode_clip
 from datamodules.video_text import STAGE_SPLITS, OnBadVideo, collate_video_text
-from trajtok.seeding import epoch_seeds
+from trajtok.seeding import loader_generator
 
 log = logging.getLogger(__name__)
 
@@ -652,20 +652,11 @@ class ShardDataModule(L.LightningDataModule):
             raise ValueError(f"no {split} data: set {split}_shards")
         return self.datasets[split]
 
-    def _epoch_generator(self) -> torch.Generator | None:
-        """The training loader's generator, seeded from (global seed, epoch, rank) when a seed is set, as the
-        module reseeds it at every epoch start (``trajtok.seeding``): the first epoch's iterator, fresh or
-        resumed, is made before that hook and draws its workers' seeds at once. None (the global stream)
-        otherwise."""
-        trainer = self.trainer
-        words = epoch_seeds(trainer.current_epoch, trainer.global_rank) if trainer is not None else None
-        return torch.Generator().manual_seed(words[3]) if words is not None else None
-
     def train_dataloader(self) -> ShardLoader:
         dataset = self._dataset("train")
         return ShardLoader(
             dataset, batch_size=self.batch_size, num_workers=self._workers("train"), collate_fn=collate_video_text,
-            drop_last=True, current_epoch=self._current_epoch, generator=self._epoch_generator(),
+            drop_last=True, current_epoch=self._current_epoch, generator=loader_generator(self.trainer),
         )
 
     def _eval_loader(self, split: str) -> DataLoader:
