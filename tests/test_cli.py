@@ -164,11 +164,11 @@ def test_vlm_predict_writes_an_answer_per_question(tmp_path, cache):
     assert all(r["llm_video_tokens"] >= 1 for r in rows)
 
 
-def test_the_readme_worked_example_head_trains_through_the_cli(tmp_path, cache):
+def test_the_documented_worked_example_head_trains_through_the_cli(tmp_path, cache):
     example = (ROOT / "examples/custom_head.py").read_text()
-    readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("## Adding a head"):]
-    assert "```python\n" + example + "```" in section  # the README shows exactly the file that runs here
+    usage = (ROOT / "docs/usage.md").read_text()
+    section = usage[usage.index("## Adding a head"):]
+    assert "```python\n" + example + "```" in section  # the docs show exactly the file that runs here
     env_path = {"PYTHONPATH": str(ROOT)}
     fit = run(["fit", "--config", str(ROOT / "examples/custom_head.yaml"), "--trainer.limit_train_batches=2",
                "--trainer.limit_val_batches=1", *SMALL_DATA], tmp_path, cache, env_path)

@@ -1,7 +1,7 @@
 """Lightning DDP with 2 CPU processes (gloo) through the real ``trajtok`` command: a fit with non-finite steps
 on one process only (every process skips them together), and ``trajtok test`` of its checkpoint printing the
 same retrieval metrics on one process and on two (gathered, de-duplicated: 7 test clips, so the distributed
-sampler pads rank 1 with a repeat). FSDP: Lightning refuses it on CPU, which README "Scaling up" says."""
+sampler pads rank 1 with a repeat). FSDP: Lightning refuses it on CPU, which docs/training.md "Scaling up" says."""
 
 from __future__ import annotations
 
@@ -89,12 +89,12 @@ def test_test_prints_the_same_retrieval_metrics_on_one_and_two_processes(ddp_fit
     assert not re.search(r"self\.log\('test/(t2v|v2t)_", two.stderr)
 
 
-def test_fsdp_is_refused_on_cpu_and_the_readme_says_so(tmp_path, cache):
+def test_fsdp_is_refused_on_cpu_and_the_docs_say_so(tmp_path, cache):
     fsdp = run_trajtok(["fit", *DATA, "--trainer.strategy=fsdp", "--trainer.devices=2", "--trainer.accelerator=cpu",
                         "--trainer.fast_dev_run=true"], tmp_path, cache)
     assert fsdp.returncode != 0
     assert "The strategy `fsdp` requires a GPU accelerator" in fsdp.stderr
-    readme = (ROOT / "README.md").read_text()
-    scaling = readme[readme.index("## Scaling up"):readme.index("## Benchmarks")]
+    training = (ROOT / "docs/training.md").read_text()
+    scaling = training[training.index("## Scaling up"):training.index("### Resuming")]
     assert "FSDP runs on GPUs only" in scaling
     assert "gradient_clip_val" in scaling  # and that clipping by norm must be turned off for it

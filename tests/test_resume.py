@@ -102,7 +102,7 @@ def test_resuming_mid_epoch_finishes_the_run_but_not_identically(uninterrupted, 
     # What holds: the step count, the epoch count and the LR schedule.
     assert (b["epoch"], b["global_step"], b["lr"]) == (a["epoch"], a["global_step"], a["lr"])
     # What does not: batches 2-3 of epoch 1 were replaced by a restarted loader's batches 0-1. If this starts
-    # failing, resuming became exact mid-epoch (a stateful loader): update README "Resuming".
+    # failing, resuming became exact mid-epoch (a stateful loader): update docs/training.md "Resuming".
     assert any(not torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
 
 

@@ -60,7 +60,7 @@ class TrajTokModule(L.LightningModule):
 
     Reproducible epochs: when a global seed is set (``seed_everything`` in the yaml), each training epoch starts
     by reseeding from ``(seed, epoch, global rank)`` (``trajtok.seeding.EpochSeeding``, added as a callback), so
-    resuming from an end-of-epoch checkpoint replays exactly the epochs an uninterrupted run would have (README
+    resuming from an end-of-epoch checkpoint replays exactly the epochs an uninterrupted run would have (docs/training.md
     "Resuming").
     """
 

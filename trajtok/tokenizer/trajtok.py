@@ -44,7 +44,7 @@ PRESETS: dict[str, dict[str, Any]] = {
              "assign_dim": 64, "context_pool": 2, "recompute": True, "encoder": {"kind": "efficientnet_lite"}},
     # The efficient layout at the CPU scale (configs/layouts/lite.yaml): tiny's with the pooled segmenter context
     # and recomputation. It keeps tiny's pyramid: at 64 px the pretrained EfficientNet-Lite0 is slower and segments
-    # worse (configs/layouts/pretrained_encoder.yaml, README).
+    # worse (configs/layouts/pretrained_encoder.yaml, docs/results.md).
     "tiny_lite": {**_TINY, "context_pool": 2, "recompute": True},
 }
 
