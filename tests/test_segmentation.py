@@ -342,3 +342,21 @@ def test_warm_start_loads_exactly_the_saved_tokenizer(tmp_path):
         TrajTokModule(tiny_tokenizer(depths=(2, 1)), SegmentHead(), tokenizer_checkpoint=path)
     with pytest.raises(FileNotFoundError, match="nope.ckpt"):
         TrajTokModule(tiny_tokenizer(), SegmentHead(), tokenizer_checkpoint=str(tmp_path / "nope.ckpt"))
+
+
+def test_warm_start_reads_a_checkpoint_from_before_keys_and_values_were_split(tmp_path):
+    """Checkpoints written with one fused ``to_kv`` per Perceiver layer still warm-start a tokenizer (its load hook
+    splits them); anything else missing is still an error."""
+    torch.manual_seed(0)
+    path = tmp_path / "old.ckpt"
+    pretrained = TrajTokModule(tiny_tokenizer(), SegmentHead(), segmentation=SegmentationLoss(), lr=1e-2)
+    fit_one_step(pretrained, str(path))
+    checkpoint = torch.load(path, weights_only=False)
+    state = checkpoint["state_dict"]
+    for key in [k for k in state if k.endswith(".to_k.weight")]:
+        stem = key.removesuffix("to_k.weight")
+        state[stem + "to_kv.weight"] = torch.cat([state.pop(key), state.pop(stem + "to_v.weight")])
+    torch.save(checkpoint, path)
+    module = TrajTokModule(tiny_tokenizer(), SegmentHead(), tokenizer_checkpoint=str(path))
+    saved = pretrained.tokenizer.state_dict()
+    assert all(module.tokenizer.state_dict()[k].equal(v) for k, v in saved.items())
