@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test test-fast lint bench clean
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest -q tests
+
+# The inner loop: the suite without the tests marked slow, distributed (DDP) or subprocess (pyproject.toml).
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow and not distributed and not subprocess" tests
 
 lint: install
 	$(BIN)/python -m pip install -q ruff
