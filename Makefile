@@ -46,11 +46,11 @@ lint: install
 # comparisons are run on their own (see their docstrings: tens of minutes each).
 bench: install
 	$(BIN)/python -m pip install -q -e '.[bench]'
-	$(BIN)/python benchmarks/flops.py
-	$(BIN)/python benchmarks/quality.py
-	$(BIN)/python benchmarks/tokens.py
-	$(BIN)/python benchmarks/speed.py
-	$(BIN)/python benchmarks/tokenizer_speed.py
+	$(BIN)/python -m benchmarks.flops
+	$(BIN)/python -m benchmarks.quality
+	$(BIN)/python -m benchmarks.tokens
+	$(BIN)/python -m benchmarks.speed
+	$(BIN)/python -m benchmarks.tokenizer_speed
 
 clean:
 	rm -rf $(VENV) runs results .pytest_cache
