@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test test-fast lint bench clean
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ demo: install
 test: install
 	$(BIN)/python -m pytest -q tests
 
+# The inner loop: the suite without the tests marked slow, distributed (DDP) or subprocess (pyproject.toml).
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow and not distributed and not subprocess" tests
+
 lint: install
 	$(BIN)/python -m pip install -q ruff
 	$(BIN)/ruff check trajtok heads datamodules tests benchmarks
@@ -42,11 +46,11 @@ lint: install
 # comparisons are run on their own (see their docstrings: tens of minutes each).
 bench: install
 	$(BIN)/python -m pip install -q -e '.[bench]'
-	$(BIN)/python benchmarks/flops.py
-	$(BIN)/python benchmarks/quality.py
-	$(BIN)/python benchmarks/tokens.py
-	$(BIN)/python benchmarks/speed.py
-	$(BIN)/python benchmarks/tokenizer_speed.py
+	$(BIN)/python -m benchmarks.flops
+	$(BIN)/python -m benchmarks.quality
+	$(BIN)/python -m benchmarks.tokens
+	$(BIN)/python -m benchmarks.speed
+	$(BIN)/python -m benchmarks.tokenizer_speed
 
 clean:
 	rm -rf $(VENV) runs results .pytest_cache

@@ -1,7 +1,7 @@
 """TrajAdapter vs linear and attentive probing on the same frozen features: top-1 at equal steps. A benchmark.
 
-    python benchmarks/adapter_probes.py [--seeds 0 1 2] [--jobs 1] [--epochs 5] [--task moving|count] [--attentive-width W]
-                                        [--segmenter-checkpoint PATH] [--out results/adapter_probes.json]
+    python -m benchmarks.adapter_probes [--seeds 0 1 2] [--jobs 1] [--epochs 5] [--task moving|count] [--attentive-width W]
+                                       [--segmenter-checkpoint PATH] [--out results/adapter_probes.json]
 
 Each run is the real CLI: ``trajtok fit`` on ``configs/adapter.yaml``, ``configs/probe_linear.yaml`` and
 ``configs/probe_attentive.yaml`` (same data, frozen feature model, optimiser, epochs, batch size and seed), then
@@ -9,39 +9,32 @@ Each run is the real CLI: ``trajtok fit`` on ``configs/adapter.yaml``, ``configs
 adapter uses that pre-trained segmenter frozen, as in the paper, and its trainable parameters are then within
 20% of the attentive probe's; without it the segmenter is co-trained, as ``configs/adapter.yaml`` says (then
 ``--attentive-width 384`` matches the parameter count).
-Trainable parameter counts come from Lightning's model summary of each fit. Prints a table, writes JSON.
+Top-1 and trainable parameter counts (at the start of training) are read from each run's metrics.csv. Prints a
+table, writes JSON.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import re
 import shutil
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
 from benchmarks.common import (
+    LOG_TRAINABLE_PARAMS,
     RESULTS,
+    ROOT,
+    csv_logger,
     fmt_mean_se,
+    logged_metrics,
+    metrics_csv,
     run_parallel,
     run_trajtok,
-    trainable_params,
+    stage_metrics,
 )
 
 PROBES = {"TrajAdapter": "adapter", "linear probe": "probe_linear", "attentive probe": "probe_attentive"}
-
-
-def test_top1(test_output: str) -> float:
-    """From the module's own summary line, ``Classification (test): top-1 65.62  top-5 100.00``."""
-    match = re.search(r"Classification \(test\): top-1 ([\d.]+)", test_output)
-    if not match:
-        raise ValueError("no 'Classification (test)' line in the test output")
-    return float(match.group(1))
 
 
 def main() -> None:
@@ -69,12 +62,15 @@ def main() -> None:
         shutil.rmtree(folder, ignore_errors=True)  # test must read this fit's last.ckpt
         folder.mkdir(parents=True)
         start = time.perf_counter()
-        fit_output = run_trajtok(["fit", *common, f"--trainer.max_epochs={args.epochs}"], cwd=folder)
+        run_trajtok(["fit", *common, f"--trainer.max_epochs={args.epochs}", LOG_TRAINABLE_PARAMS,
+                     csv_logger(config, "fit")], cwd=folder)
         minutes = (time.perf_counter() - start) / 60
-        test_output = run_trajtok(["test", *common, f"--ckpt_path=runs/{config}/checkpoints/last.ckpt"], cwd=folder)
+        run_trajtok(["test", *common, f"--ckpt_path=runs/{config}/checkpoints/last.ckpt", csv_logger(config, "test")],
+                    cwd=folder)
+        fit, test = (logged_metrics(metrics_csv(folder, config, version)) for version in ("fit", "test"))
         row = {"probe": probe, "config": f"configs/{config}.yaml", "task": args.task, "seed": seed,
-               "epochs": args.epochs, "trainable_params": trainable_params(fit_output),
-               "top1": test_top1(test_output), "fit_minutes": round(minutes, 1)}
+               "epochs": args.epochs, "trainable_params": int(fit["trainable_params"]),
+               **stage_metrics(test, ("top1",)), "fit_minutes": round(minutes, 1)}
         print(row, flush=True)
         return row
 

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import platform
-import re
 import resource
 import statistics
 import subprocess
 import sys
 from pathlib import Path
 
+import lightning as L
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,9 +104,6 @@ def print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
     print("  ".join(h.rjust(w) for h, w in zip(header, widths)))
     for row in rows:
         print("  ".join(c.rjust(w) for c, w in zip(row, widths)))
-
-
-# ------------------------------------------------------------------------------------ A. attention forms
 
 
 # ------------------------------------------------------------------------------------- the compared models
@@ -239,42 +237,54 @@ def fmt_mean_se(values: list[float], digits: int = 2) -> str:
     return f"{mean:.{digits}f} ± {se:.{digits}f}" if len(values) > 1 else f"{mean:.{digits}f}"
 
 
-def segmentation_metrics(output: str) -> dict[str, float]:
-    """The module's printed ``Segmentation (test)`` lines as ``{"seg_miou": ..., "seg_found": ...}``."""
-    head = re.search(r"object mIoU ([\d.]+)\s+objects found \(IoU >= 0.5\) ([\d.]+)%"
-                     r"(?:\s+background IoU ([\d.]+))?", output)
-    counts = re.search(r"trajectories per clip: predicted ([\d.]+), target ([\d.]+)", output)
-    if not head or not counts:
-        raise ValueError("no 'Segmentation (test)' lines in the output")
-    metrics = {"seg_miou": float(head.group(1)), "seg_found": float(head.group(2)) / 100,
-               "seg_pred_trajectories": float(counts.group(1)), "seg_target_trajectories": float(counts.group(2))}
-    if head.group(3):
-        metrics["seg_background_iou"] = float(head.group(3))
-    return metrics
+#: What the module logs at the end of ``trajtok test`` (``test/<name>`` in metrics.csv), by head.
+RETRIEVAL = ("t2v_r1", "t2v_r5", "t2v_r10", "t2v_medr", "t2v_meanr", "v2t_r1", "v2t_r5", "v2t_r10", "v2t_medr",
+             "v2t_meanr")
+SEGMENTATION = ("seg_miou", "seg_found", "seg_pred_trajectories", "seg_target_trajectories")
 
 
-def retrieval_metrics(output: str) -> dict[str, float]:
-    """The module's printed ``Retrieval (test)`` table as ``{"t2v_r1": ..., "v2t_medr": ...}``."""
-    names = ("r1", "r5", "r10", "medr", "meanr")
-    metrics = {}
-    for direction, *values in re.findall(r"^(t2v|v2t)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s*$",
-                                         output, flags=re.MULTILINE):
-        metrics.update({f"{direction}_{name}": float(v) for name, v in zip(names, values)})
-    if not metrics:
-        raise ValueError("no 'Retrieval (test)' table in the output")
-    return metrics
+def csv_logger(config: str, version: str) -> str:
+    """A command-line option making the run log to ``runs/<config>/logs/<version>/metrics.csv`` alone (what
+    ``metrics_csv`` finds). It replaces the config's loggers: ``--trainer.logger.init_args.version`` would reach only
+    the last logger of a list, e.g. the TensorBoard one of configs/clip.yaml, not its CSVLogger."""
+    logger = {"class_path": "lightning.pytorch.loggers.CSVLogger",
+              "init_args": {"save_dir": f"runs/{config}", "name": "logs", "version": version}}
+    return "--trainer.logger=" + json.dumps(logger)
 
 
-def logged_value(output: str, key: str) -> float | None:
-    """A value from Lightning's printed metric table (``│ test/tokens │ 11.6 │``)."""
-    match = re.search(rf"{re.escape(key)}\s*│\s*([-\d.e]+)", output)
-    return float(match.group(1)) if match else None
+def metrics_csv(folder: Path, config: str, version: str) -> Path:
+    """Where a run in ``folder`` with ``csv_logger(config, version)`` wrote its metrics."""
+    return folder / "runs" / config / "logs" / version / "metrics.csv"
 
 
-def trainable_params(fit_output: str) -> int:
-    """Lightning's model summary line, e.g. ``Trainable params: 787 K``."""
-    match = re.search(r"Trainable params:?\s*([\d.]+)\s*([KMB]?)", fit_output)
-    if not match:
-        raise ValueError("no 'Trainable params' line in the fit output")
-    scale = {"": 1, "K": 1e3, "M": 1e6, "B": 1e9}[match.group(2)]
-    return int(float(match.group(1)) * scale)
+def logged_metrics(path: Path) -> dict[str, float]:
+    """The last value logged in each column of a CSVLogger's metrics.csv (rows leave the other columns empty)."""
+    values: dict[str, float] = {}
+    with open(path, newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            values.update({k: float(v) for k, v in row.items() if v not in ("", None)})
+    return values
+
+
+def stage_metrics(logged: dict[str, float], names: tuple[str, ...], stage: str = "test",
+                  optional: tuple[str, ...] = ()) -> dict[str, float]:
+    """``names`` (and those of ``optional`` that were logged) of ``stage`` from ``logged_metrics``, without the
+    ``<stage>/`` prefix; an error naming what is missing."""
+    missing = [name for name in names if f"{stage}/{name}" not in logged]
+    if missing:
+        raise ValueError(f"not logged: {', '.join(f'{stage}/{name}' for name in missing)}")
+    return {name: logged[f"{stage}/{name}"] for name in (*names, *optional) if f"{stage}/{name}" in logged}
+
+
+class LogTrainableParams(L.Callback):
+    """Logs the number of trainable parameters (``trainable_params``) when training starts: after every freeze
+    (``configure_model``, frozen feature models), so it counts what the optimiser updates."""
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        count = sum(p.numel() for p in pl_module.parameters() if p.requires_grad)
+        for logger in trainer.loggers:
+            logger.log_metrics({"trainable_params": count}, step=trainer.global_step)
+
+
+#: A command-line option adding ``LogTrainableParams`` to a fit (run_trajtok puts this checkout on its path).
+LOG_TRAINABLE_PARAMS = "--trainer.callbacks+=" + json.dumps({"class_path": "benchmarks.common.LogTrainableParams"})

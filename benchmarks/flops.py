@@ -1,6 +1,6 @@
 """Forward GFLOPs per clip of TrajViT2 and its peers, counted exactly. A benchmark, not a test.
 
-    python benchmarks/flops.py [--frames 8 16 32 64] [--scales cpu vit-b vit-l] [--out results/flops.json]
+    python -m benchmarks.flops [--frames 8 16 32 64] [--scales cpu vit-b vit-l] [--out results/flops.json]
 
 The video side of the CLIP model (tokenizer + the head's video transformer + projection; the text tower is the
 same for all) at each scale of ``benchmarks.common.SCALES``: the CPU configs' (64 px, width 192, depth 4) and the
@@ -22,8 +22,6 @@ import sys
 from pathlib import Path
 
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import (
     KINDS,

@@ -1,6 +1,6 @@
 """TrajViT2 with and without image co-training: test video-text retrieval at equal optimisation steps. A benchmark.
 
-    python benchmarks/image_cotraining.py [--steps 60] [--seeds 0] [--out results/image_cotraining.json]
+    python -m benchmarks.image_cotraining [--steps 60] [--seeds 0] [--out results/image_cotraining.json]
 
 Each run is the real CLI: ``trajtok fit`` for ``--steps`` optimiser steps on ``configs/clip.yaml`` (videos only)
 and on ``configs/clip_images.yaml`` (the same model, optimiser, schedule, video batches and seed, plus 64 images
@@ -12,34 +12,24 @@ costs time). Runs write under ``runs/benchmarks/image_cotraining/``. Prints a ta
 from __future__ import annotations
 
 import argparse
-import csv
 import shutil
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from benchmarks.common import (
+    RETRIEVAL,
     ROOT,
+    csv_logger,
     environment,
-    retrieval_metrics,
+    logged_metrics,
+    metrics_csv,
     run_trajtok,
+    stage_metrics,
     write_results,
 )
 
 WORK = ROOT / "runs" / "benchmarks" / "image_cotraining"
 RUNS = {"videos": "clip", "videos + images": "clip_images"}  # the config of each; its runs/<name> folder
-
-
-def last_losses(name: str) -> dict[str, float]:
-    """The last logged value of each training loss of a run (``metrics.csv`` of its CSVLogger)."""
-    path = WORK / "runs" / name / "logs" / "version_0" / "metrics.csv"
-    last: dict[str, float] = {}
-    with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            last.update({k: float(v) for k, v in row.items() if k.startswith("train/loss") and v})
-    return last
 
 
 def main() -> None:
@@ -52,16 +42,19 @@ def main() -> None:
     rows = []
     for seed in args.seeds:
         for data, name in RUNS.items():
-            shutil.rmtree(WORK / "runs" / name, ignore_errors=True)  # test reads this fit's last.ckpt, logs version_0
+            shutil.rmtree(WORK / "runs" / name, ignore_errors=True)  # test must read this fit's last.ckpt
             WORK.mkdir(parents=True, exist_ok=True)
             common = ["--config", str(ROOT / "configs" / f"{name}.yaml"), f"--seed_everything={seed}"]
             start = time.perf_counter()
             run_trajtok(["fit", *common, f"--trainer.max_steps={args.steps}", "--trainer.max_epochs=-1",
-                 "--trainer.limit_val_batches=0"], cwd=WORK)
+                         "--trainer.limit_val_batches=0", csv_logger(name, "fit")], cwd=WORK)
             minutes = (time.perf_counter() - start) / 60
-            test_output = run_trajtok(["test", *common, f"--ckpt_path=runs/{name}/checkpoints/last.ckpt"], cwd=WORK)
+            run_trajtok(["test", *common, f"--ckpt_path=runs/{name}/checkpoints/last.ckpt", csv_logger(name, "test")],
+                        cwd=WORK)
+            fit, test = (logged_metrics(metrics_csv(WORK, name, version)) for version in ("fit", "test"))
+            final_losses = {k: v for k, v in fit.items() if k.startswith("train/loss")}
             row = {"data": data, "config": f"configs/{name}.yaml", "seed": seed, "steps": args.steps,
-                   **retrieval_metrics(test_output), "final_losses": last_losses(name), "fit_minutes": round(minutes, 1)}
+                   **stage_metrics(test, RETRIEVAL), "final_losses": final_losses, "fit_minutes": round(minutes, 1)}
             print(row, flush=True)
             rows.append(row)
 

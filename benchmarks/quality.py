@@ -1,17 +1,18 @@
 """Retrieval quality of TrajViT2 and its peers trained the same way on the default data. A benchmark.
 
-    python benchmarks/quality.py [--epochs 5] [--seeds 0 1 2] [--kinds trajtok vit3d ...] [--jobs 1]
-                                 [--text-encoder minilm|byte] [--trajtok-recipe cotrain|scratch] [--layout lite]
-                                 [--out PATH]
+    python -m benchmarks.quality [--epochs 5] [--seeds 0 1 2] [--kinds trajtok vit3d ...] [--jobs 1]
+                                [--text-encoder minilm|byte] [--trajtok-recipe cotrain|scratch] [--layout lite]
+                                [--out PATH]
 
 Each run is the real CLI, in its own folder under ``results/quality/`` (so runs can go ``--jobs`` at a time):
 ``trajtok fit`` then ``trajtok test`` on the last checkpoint, text-to-video and video-to-text R@1/5/10 on the 128
-test clips. The peers fit ``configs/clip.yaml`` composed with ``configs/peers/<kind>.yaml``: same data, head, text
-encoder, optimiser, epochs, batch size and seed; only the tokenizer differs (and ToMe's merging blocks replace
-half the head's). TrajViT2 follows the paper's recipe (``--trajtok-recipe cotrain``, the default): segmenter
-pre-training (``configs/segmenter.yaml``, its own seed), then ``configs/clip_cotrain.yaml`` warm-started from it,
-contrastive + 0.5 focal + 1.0 Dice, for the same epochs as the peers; ``scratch`` fits ``configs/clip.yaml``
-alone. The segmenter's test quality (object mIoU, trajectories found) is recorded for each seed.
+test clips, read back from the runs' metrics.csv (``runs/<config>/logs/{fit,test}/``). The peers fit
+``configs/clip.yaml`` composed with ``configs/peers/<kind>.yaml``: same data, head, text encoder, optimiser,
+epochs, batch size and seed; only the tokenizer differs (and ToMe's merging blocks replace half the head's).
+TrajViT2 follows the paper's recipe (``--trajtok-recipe cotrain``, the default): segmenter pre-training
+(``configs/segmenter.yaml``, its own seed), then ``configs/clip_cotrain.yaml`` warm-started from it, contrastive +
+0.5 focal + 1.0 Dice, for the same epochs as the peers; ``scratch`` fits ``configs/clip.yaml`` alone. The
+segmenter's test quality (object mIoU, trajectories found) is recorded for each seed.
 ``--text-encoder byte`` swaps the configs' pretrained MiniLM for the byte-level encoder trained from scratch.
 ``--layout NAME`` composes ``configs/layouts/NAME.yaml`` into every TrajViT2 run (both stages of the recipe).
 Reports the mean and standard error over seeds.
@@ -25,22 +26,23 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from benchmarks.common import (
     KINDS,
     LABELS,
+    LOG_TRAINABLE_PARAMS,
     RESULTS,
+    RETRIEVAL,
     ROOT,
+    SEGMENTATION,
+    csv_logger,
     environment,
     fmt_mean_se,
-    logged_value,
+    logged_metrics,
+    metrics_csv,
     print_table,
-    retrieval_metrics,
     run_parallel,
     run_trajtok,
-    segmentation_metrics,
-    trainable_params,
+    stage_metrics,
     write_results,
 )
 
@@ -64,8 +66,10 @@ def run_one(kind: str, seed: int, epochs: int, text_encoder: str, recipe: str, l
     if kind == "trajtok" and recipe == "cotrain":
         segmenter = [*config_args("segmenter"), *overlay, *seeded]
         run_trajtok(["fit", *segmenter], cwd=folder)
-        stage1 = run_trajtok(["test", *segmenter, "--ckpt_path=runs/segmenter/checkpoints/last.ckpt"], cwd=folder)
-        run["segmenter"] = segmentation_metrics(stage1)
+        run_trajtok(["test", *segmenter, "--ckpt_path=runs/segmenter/checkpoints/last.ckpt",
+                     csv_logger("segmenter", "test")], cwd=folder)
+        stage1 = logged_metrics(metrics_csv(folder, "segmenter", "test"))
+        run["segmenter"] = stage_metrics(stage1, SEGMENTATION, optional=("seg_background_iou",))
         run["segmenter_minutes"] = round((time.perf_counter() - start) / 60, 1)
         model, name = config_args("clip_cotrain") + overlay, "clip_cotrain"
     else:
@@ -73,12 +77,15 @@ def run_one(kind: str, seed: int, epochs: int, text_encoder: str, recipe: str, l
         name = "clip"
     common = [*model, *seeded, f"--model.head.init_args.text_encoder={TEXT_ENCODERS[text_encoder]}"]
     fit_start = time.perf_counter()
-    fit = run_trajtok(["fit", *common, f"--trainer.max_epochs={epochs}"], cwd=folder)
+    run_trajtok(["fit", *common, f"--trainer.max_epochs={epochs}", LOG_TRAINABLE_PARAMS, csv_logger(name, "fit")],
+                cwd=folder)
     run["fit_minutes"] = round((time.perf_counter() - fit_start) / 60, 1)
-    test = run_trajtok(["test", *common, f"--ckpt_path=runs/{name}/checkpoints/last.ckpt"], cwd=folder)
-    run.update(trainable_params=trainable_params(fit), tokens=logged_value(test, "test/tokens"), **retrieval_metrics(test))
+    run_trajtok(["test", *common, f"--ckpt_path=runs/{name}/checkpoints/last.ckpt", csv_logger(name, "test")],
+                cwd=folder)
+    fit, test = (logged_metrics(metrics_csv(folder, name, version)) for version in ("fit", "test"))
+    run.update(trainable_params=int(fit["trainable_params"]), **stage_metrics(test, ("tokens", *RETRIEVAL)))
     if kind == "trajtok" and recipe == "cotrain":
-        run["cotrained"] = segmentation_metrics(test)
+        run["cotrained"] = stage_metrics(test, SEGMENTATION, optional=("seg_background_iou",))
     print(run, file=sys.stderr, flush=True)
     return run
 

@@ -1,6 +1,6 @@
 """Inference and training-step throughput and peak memory of TrajViT2 and its peers. A benchmark, not a test.
 
-    python benchmarks/speed.py [--frames 8 16 32 64] [--scales cpu] [--batch 4] [--budget 300] [--threads N]
+    python -m benchmarks.speed [--frames 8 16 32 64] [--scales cpu] [--batch 4] [--budget 300] [--threads N]
 
 The video models of ``benchmarks/flops.py`` (tokenizer + the head's video transformer; TrajViT2 on the paper's
 layout and on the efficient one, ``TrajViT2 (lite)``), fed test clips of the default data, timed with CUDA events on a GPU and the wall clock on CPU. Inference: a forward pass without
@@ -25,8 +25,6 @@ import time
 from pathlib import Path
 
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import (
     KINDS,
@@ -109,7 +107,8 @@ def peak_memory(kind: str, scale: str, frames: int, batch: int, device: torch.de
             peaks[name] = torch.cuda.max_memory_allocated(device) - before
         return {**peaks, "method": "torch.cuda.max_memory_allocated - allocated before"}
     spec = json.dumps({"kind": kind, "scale": scale, "frames": frames, "batch": batch})
-    command = [sys.executable, __file__, "--threads", str(torch.get_num_threads()), "--memory-worker", spec]
+    command = [sys.executable, "-m", __spec__.name, "--threads", str(torch.get_num_threads()),
+               "--memory-worker", spec]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode:
         return {"error": done.stderr.strip()[-300:]}

@@ -1,6 +1,6 @@
 """Speed, FLOPs and memory of the TrajTok tokenizer on this machine. A benchmark, not a test.
 
-    python benchmarks/tokenizer_speed.py [--quick] [--out results/tokenizer_speed.json]
+    python -m benchmarks.tokenizer_speed [--quick] [--out results/tokenizer_speed.json]
 
 Three parts, each printed as a table and written to the JSON (and to a PNG next to it if matplotlib is
 importable, ``pip install -e '.[bench]'``):
@@ -36,10 +36,8 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
 from benchmarks.common import (
+    ROOT,
     current_rss_bytes,
     environment,
     machine_load,
@@ -295,7 +293,8 @@ def bench_tokenizer(args, device, budget_s: float) -> list[dict]:
             if reason is None:
                 spec = {"preset": preset, "pixels": pixels, "frames": T, "repeats": repeats, "device": str(device)}
                 start = time.monotonic()
-                command = [sys.executable, __file__, "--threads", str(torch.get_num_threads()), "--worker", json.dumps(spec)]
+                command = [sys.executable, "-m", __spec__.name, "--threads", str(torch.get_num_threads()),
+                           "--worker", json.dumps(spec)]
                 proc = subprocess.run(command, capture_output=True, text=True, check=False)
                 wall = time.monotonic() - start
                 if proc.returncode != 0:

@@ -1,6 +1,6 @@
 """Valid tokens per clip against the number of objects and against T, on the default data. A benchmark.
 
-    python benchmarks/tokens.py [--checkpoint PATH] [--frames 8 16 32 64] [--clips 64] [--out results/tokens.json]
+    python -m benchmarks.tokens [--checkpoint PATH] [--frames 8 16 32 64] [--clips 64] [--out results/tokens.json]
 
 TrajTok's claim is that its token count follows the content, not the duration. This reads the test clips of the
 embedded default data (its 64-frame variant: 8 to 64 frames sample the same scenes) through a trained TrajTok
@@ -18,8 +18,6 @@ import sys
 from pathlib import Path
 
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import (
     KINDS,
@@ -81,7 +79,7 @@ def main() -> None:
     checkpoint = args.checkpoint or next((p for p in CHECKPOINTS if p.exists()), None)
     if checkpoint is None or not checkpoint.exists():
         parser.error(f"no trained TrajViT2 checkpoint at {args.checkpoint or CHECKPOINTS}: run "
-                     "benchmarks/quality.py or `make demo` first, or pass --checkpoint")
+                     "`python -m benchmarks.quality` or `make demo` first, or pass --checkpoint")
 
     models = tokenizers(checkpoint)
     counts: dict[str, dict[int, list[int]]] = {kind: {} for kind in KINDS}

@@ -1,7 +1,7 @@
 """TrajVLM vs the patch-pooling connector on the synthetic QA set, short (8 frames) and long (64 frames) clips.
 
-    python benchmarks/vlm_connectors.py --segmenter-checkpoint runs/segmenter/checkpoints/last.ckpt
-                                        [--seeds 0 1 2] [--jobs 1] [--epochs 1] [--out results/vlm_connectors.json]
+    python -m benchmarks.vlm_connectors --segmenter-checkpoint runs/segmenter/checkpoints/last.ckpt
+                                       [--seeds 0 1 2] [--jobs 1] [--epochs 1] [--out results/vlm_connectors.json]
 
 Each run is the real CLI (``trajtok fit`` then ``trajtok test`` on the last checkpoint, in its own folder under
 ``results/vlm_connectors/``) of ``configs/vlm.yaml``
@@ -16,17 +16,22 @@ tokens per clip (valid tokens + one separator per chunk), read from the runs' CS
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import shutil
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from benchmarks.common import RESULTS, fmt_mean_se, run_parallel, run_trajtok
+from benchmarks.common import (
+    RESULTS,
+    ROOT,
+    csv_logger,
+    fmt_mean_se,
+    logged_metrics,
+    metrics_csv,
+    run_parallel,
+    run_trajtok,
+    stage_metrics,
+)
 
 CONNECTORS = {"TrajVLM": "vlm", "patch pooling": "vlm_patch"}
 LENGTHS = {
@@ -36,15 +41,6 @@ LENGTHS = {
                          "--data.init_args.synthetic_test=64", "--data.init_args.batch_size=8"],
 }
 METRICS = ("mc_accuracy", "exact_match", "llm_video_tokens")
-
-
-def logged(csv_path: Path) -> dict[str, float]:
-    """The last logged value of each column of a run's CSVLogger file."""
-    values: dict[str, float] = {}
-    with open(csv_path, encoding="utf-8") as f:
-        for row in csv.DictReader(f):
-            values.update({k: float(v) for k, v in row.items() if v not in ("", None)})
-    return values
 
 
 def main() -> None:
@@ -59,8 +55,7 @@ def main() -> None:
     def run_one(length: str, connector: str, seed: int) -> dict:
         config = CONNECTORS[connector]
         common = ["--config", str(ROOT / "configs" / f"{config}.yaml"), f"--seed_everything={seed}", *LENGTHS[length]]
-        fit = [*common, f"--trainer.max_epochs={args.epochs}", "--trainer.limit_val_batches=4",
-               "--trainer.logger.init_args.version=fit"]
+        fit = [*common, f"--trainer.max_epochs={args.epochs}", "--trainer.limit_val_batches=4", csv_logger(config, "fit")]
         if connector == "TrajVLM":
             fit += [f"--model.tokenizer.init_args.segmenter_checkpoint={Path(args.segmenter_checkpoint).resolve()}",
                     "--model.tokenizer.init_args.freeze_segmenter=true"]
@@ -70,13 +65,12 @@ def main() -> None:
         start = time.perf_counter()
         run_trajtok(["fit", *fit], cwd=folder)
         minutes = (time.perf_counter() - start) / 60
-        run_trajtok(["test", *common, f"--ckpt_path=runs/{config}/checkpoints/last.ckpt",
-                     "--trainer.logger.init_args.version=test"], cwd=folder)
-        train = logged(folder / "runs" / config / "logs" / "fit" / "metrics.csv")
-        test = logged(folder / "runs" / config / "logs" / "test" / "metrics.csv")
+        run_trajtok(["test", *common, f"--ckpt_path=runs/{config}/checkpoints/last.ckpt", csv_logger(config, "test")],
+                    cwd=folder)
+        train, test = (logged_metrics(metrics_csv(folder, config, version)) for version in ("fit", "test"))
         row = {"clips": length, "connector": connector, "seed": seed, "epochs": args.epochs,
                "steps": int(train["step"]) + 1, "fit_minutes": round(minutes, 1),
-               **{m: round(test[f"test/{m}"], 2) for m in METRICS}}
+               **{m: round(v, 2) for m, v in stage_metrics(test, METRICS).items()}}
         print(row, flush=True)
         return row
 

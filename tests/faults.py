@@ -1,5 +1,5 @@
-"""Faults injected into training by the resume, non-finite and distributed tests (test-only; not collected),
-and ``trajtok`` run as a subprocess that can import them (``PYTHONPATH=tests``), e.g.
+"""Faults injected into training by the resume, non-finite and distributed tests (test-only; not collected).
+The ``trajtok`` subprocesses of ``helpers.run_trajtok`` can import them, e.g.
 ``run_trajtok(["fit", ..., callback("faults.KillAt", epoch=1)], cwd, cache)``.
 """
 
@@ -8,9 +8,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -19,26 +16,6 @@ from torch import nn
 
 from trajtok.head import Head, register_head
 from trajtok.tokens import TrajectoryTokens
-
-ROOT = Path(__file__).resolve().parents[1]
-TRAJTOK = str(Path(sys.executable).with_name("trajtok"))
-
-
-def run_trajtok(args: list[str], cwd: Path, cache: Path, timeout: int = 300,
-                env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """``trajtok ARGS`` in ``cwd``, offline, with the synthetic data cached in ``cache`` and these faults importable.
-
-    One OpenMP thread per process: on a busy 2-core machine two threads per process spin against other jobs and
-    a step takes 20x longer (3.6 s instead of 0.17 s measured), and DDP runs two processes anyway."""
-    env = {**os.environ, "TRAJTOK_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT / "tests"),
-           "OMP_NUM_THREADS": "1", **(env or {})}
-    return subprocess.run([TRAJTOK, *args], check=False, cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=timeout)
-
-
-def callback(class_path: str, **init_args: Any) -> str:
-    """A command-line option appending a callback to the config's: ``--trainer.callbacks+={...}``."""
-    return "--trainer.callbacks+=" + json.dumps({"class_path": class_path, "init_args": init_args})
 
 
 class KillAt(L.Callback):

@@ -243,7 +243,7 @@ def test_probe_class_names_are_checked_and_kept_in_the_state_dict():
     assert lazy.class_names == ["a", "b", "c"] and torch.equal(lazy.classifier.weight, head.classifier.weight)
 
 
-def test_a_fit_leaves_frozen_weights_bit_identical_and_the_checkpoint_small(tmp_path):
+def test_a_fit_leaves_frozen_weights_bit_identical_and_the_checkpoint_small(tmp_path, cache):
     """A real Lightning fit on the synthetic "moving" task, then test from the checkpoint it wrote."""
     import lightning as L
 
@@ -255,7 +255,7 @@ def test_a_fit_leaves_frozen_weights_bit_identical_and_the_checkpoint_small(tmp_
                       pixel_encoder=ConvPyramid(out_dim=32, widths=(16, 32), depths=(1, 1)))
     tokenizer = FeatureTrajTok(trajtok, FrozenVideoFeatures(str(tmp_path / "vm")), freeze_segmenter=True)
     module = TrajTokModule(tokenizer, ProbeHead(pool="attention"), lr=1e-2)
-    data = ClassificationDataModule(cache_dir=str(tmp_path / "cache"), synthetic_train=16, synthetic_val=8,
+    data = ClassificationDataModule(cache_dir=str(cache), synthetic_train=16, synthetic_val=8,
                                     synthetic_test=8, num_frames=4, image_size=32, batch_size=4)
     before = {k: v.clone() for k, v in module.named_parameters()}
     features_before = {k: v.clone() for k, v in tokenizer.features.model.state_dict().items()}

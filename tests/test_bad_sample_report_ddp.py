@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch.distributed as dist
 from processes import run_ranks
 
@@ -30,6 +31,8 @@ def _gather_worker(rank: int, port: int, out: str) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.distributed
+@pytest.mark.slow
 def test_reports_are_gathered_from_all_ranks(tmp_path):
     assert gather_skipped(rank_reports(0)) == rank_reports(0)  # no process group: this process's own
     run_ranks(_gather_worker, str(tmp_path))

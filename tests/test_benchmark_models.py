@@ -1,25 +1,36 @@
-"""The models and parsers the benchmarks rely on: counted FLOPs against a hand count, the CLI output parsers."""
+"""What the benchmarks rely on: counted FLOPs against a hand count, the compared models, and reading a run's
+numbers back from its metrics.csv."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import yaml
+from faults import SquareHead, TinyTokenizer
+from helpers import CONFIGS, SMALL_DATA
+from lightning.pytorch.loggers import CSVLogger
+from torch.utils.data import DataLoader
 
 from benchmarks.common import (
     KINDS,
+    RETRIEVAL,
     SCALES,
+    SEGMENTATION,
+    LogTrainableParams,
     build_video_model,
-    retrieval_metrics,
+    csv_logger,
+    logged_metrics,
+    metrics_csv,
+    stage_metrics,
     tome_r,
     tubelet_count,
 )
+from trajtok.cli import TrajTokCLI
 from trajtok.flops import count_flops
-from heads.retrieval import retrieval_table
+from trajtok.module import TrajTokModule
 
 
 def vit_flops(tokens: int, width: int, depth: int) -> int:
@@ -58,10 +69,75 @@ def test_tome_r_brings_the_tubelets_to_a_quarter():
     assert len(model.head.transformer.blocks) == 6  # ToMe's merging blocks are half of ViT-B's 12
 
 
-def test_retrieval_metrics_read_the_table_the_module_prints():
-    metrics = {f"{d}_{k}": v for d in ("t2v", "v2t") for k, v in
-               (("r1", 3.12), ("r5", 11.72), ("r10", 19.53), ("medr", 26.0), ("meanr", 30.5))}
-    parsed = retrieval_metrics("noise\n" + retrieval_table(metrics, "test") + "\nmore noise")
-    assert parsed == metrics
-    with pytest.raises(ValueError, match="Retrieval"):
-        retrieval_metrics("no table here")
+def test_logged_metrics_read_a_test_run_back_from_its_csv_logger(tmp_path):
+    """What ``trajtok test`` leaves in metrics.csv, written by Lightning's own CSVLogger: the epoch-end metrics in
+    one row, and a second row that leaves those columns empty."""
+    retrieval = dict(zip(RETRIEVAL, (3.12, 11.72, 19.53, 26.0, 30.5, 2.5, 10.0, 20.0, 24.0, 29.25)))
+    segmentation = {"seg_miou": 0.4375, "seg_found": 0.5, "seg_pred_trajectories": 6.25, "seg_target_trajectories": 5.0}
+    logger = CSVLogger(tmp_path / "runs/clip", name="logs", version="test")
+    logger.log_metrics({"test/loss": 2.0, "test/tokens": 11.6}, step=0)
+    logger.log_metrics({f"test/{k}": v for k, v in {**retrieval, **segmentation}.items()}, step=0)
+    logger.log_metrics({"test/loss": 1.5}, step=1)  # a later value of the same column wins
+    logger.save()
+
+    logged = logged_metrics(metrics_csv(tmp_path, "clip", "test"))
+    assert logged["test/loss"] == 1.5 and logged["test/tokens"] == 11.6
+    assert stage_metrics(logged, RETRIEVAL) == retrieval
+    # seg_background_iou is logged only for clips with background trajectories: optional, absent here.
+    assert stage_metrics(logged, SEGMENTATION, optional=("seg_background_iou",)) == segmentation
+    with pytest.raises(ValueError, match="not logged: test/top1, test/top5"):
+        stage_metrics(logged, ("tokens", "top1", "top5"))
+
+
+def test_csv_logger_option_replaces_the_list_of_loggers_of_a_config(cli_in_tmp, capsys):
+    """configs/clip.yaml logs to a list (CSV and TensorBoard), where ``--trainer.logger.init_args.version`` would
+    set only the last one's version."""
+    assert isinstance(yaml.safe_load((CONFIGS / "clip.yaml").read_text())["trainer"]["logger"], list)
+    with pytest.raises(SystemExit) as stop:
+        TrajTokCLI(args=["test", "--config", str(CONFIGS / "clip.yaml"), csv_logger("clip", "test"), "--print_config"])
+    assert stop.value.code in (0, None)
+    logger = yaml.safe_load(capsys.readouterr().out)["trainer"]["logger"]
+    assert logger["class_path"] == "lightning.pytorch.loggers.CSVLogger"
+    assert {k: logger["init_args"][k] for k in ("save_dir", "name", "version")} == {
+        "save_dir": "runs/clip", "name": "logs", "version": "test"}
+
+
+def test_log_trainable_params_counts_only_what_trains(tmp_path):
+    torch.manual_seed(0)
+    module = TrajTokModule(TinyTokenizer(), SquareHead(), warmup_steps=0)
+    module.tokenizer.requires_grad_(False)  # as a frozen feature model: 48 x 32 + 32 weights left out
+    clips = DataLoader([{"video": torch.randn(2, 3, 4, 4), "index": i} for i in range(4)], batch_size=2)
+    trainer = L.Trainer(max_steps=1, logger=CSVLogger(tmp_path / "runs/tiny", name="logs", version="fit"),
+                        callbacks=[LogTrainableParams()], enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False)
+    trainer.fit(module, clips)
+    assert logged_metrics(metrics_csv(tmp_path, "tiny", "fit"))["trainable_params"] == 8 + 1  # the head's Linear(8, 1)
+
+
+def untrained_test_run(config: str, folder: Path) -> dict[str, float]:
+    """``trajtok test`` of ``configs/<config>.yaml``'s untrained weights on 8 synthetic test clips, in this process,
+    logging as the benchmarks make it log; what its metrics.csv holds."""
+    small = [*SMALL_DATA, "--data.init_args.num_frames=4", "--data.init_args.image_size=32",
+             "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
+    TrajTokCLI(args=["test", "--config", str(CONFIGS / f"{config}.yaml"), *small, csv_logger(config, "test"),
+                     "--allow_untrained=true"])
+    return logged_metrics(metrics_csv(folder, config, "test"))
+
+
+def test_a_test_run_of_the_clip_config_logs_the_retrieval_metrics(cli_in_tmp, cache, monkeypatch):
+    monkeypatch.setenv("TRAJTOK_CACHE", str(cache))
+    metrics = stage_metrics(untrained_test_run("clip", cli_in_tmp), ("tokens", *RETRIEVAL))
+    # 8 clips of two captions each: recalls are whole numbers of 16 text queries and of 8 video queries.
+    for direction, queries in (("t2v", 16), ("v2t", 8)):
+        for k in (1, 5, 10):
+            hits = metrics[f"{direction}_r{k}"] * queries / 100
+            assert 0 <= hits <= queries and hits == pytest.approx(round(hits), abs=1e-4), (direction, k, hits)
+        assert 1 <= metrics[f"{direction}_medr"] <= 16 and 1 <= metrics[f"{direction}_meanr"] <= 16  # ranks
+    assert 1 <= metrics["tokens"] <= 64
+
+
+def test_a_test_run_of_the_segmenter_config_logs_the_segmentation_quality(cli_in_tmp, cache, monkeypatch):
+    monkeypatch.setenv("TRAJTOK_CACHE", str(cache))
+    metrics = stage_metrics(untrained_test_run("segmenter", cli_in_tmp), SEGMENTATION)
+    assert 0 < metrics["seg_miou"] <= 1 and 0 <= metrics["seg_found"] <= 1  # fractions, not percent
+    assert metrics["seg_pred_trajectories"] >= 1 and metrics["seg_target_trajectories"] >= 1

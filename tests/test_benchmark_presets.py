@@ -4,29 +4,22 @@ through the real CLI (in-process, as ``trajtok`` runs it)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import benchmark_fixtures as fx
 import pytest
 import yaml
+from helpers import CONFIGS
 
 from trajtok.cli import TrajTokCLI
 
-ROOT = Path(__file__).resolve().parents[1]
-PRESETS = sorted((ROOT / "configs/benchmarks").glob("*.yaml"))
-CLIP = str(ROOT / "configs/clip.yaml")
-ADAPTER = str(ROOT / "configs/adapter.yaml")
+PRESETS = sorted((CONFIGS / "benchmarks").glob("*.yaml"))
+CLIP = str(CONFIGS / "clip.yaml")
+ADAPTER = str(CONFIGS / "adapter.yaml")
 SMALL = ["--data.init_args.image_size=64", "--data.init_args.batch_size=2", "--data.init_args.num_workers=0",
          "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
 # The benchmark each preset names, as registered.
 BENCHMARK = {p.stem: p.stem for p in PRESETS}
 
-
-@pytest.fixture(autouse=True)
-def cli_in(tmp_path, monkeypatch):
-    """Runs write under the test's folder; pytest's own arguments are not the CLI's."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("sys.argv", ["trajtok"])
+pytestmark = pytest.mark.usefixtures("cli_in_tmp")
 
 
 def trajtok(*args: str) -> TrajTokCLI:
@@ -53,7 +46,7 @@ def test_preset_composes_after_the_clip_config_and_prints(preset, tmp_path, caps
 
 def test_root_is_the_one_required_option(capsys):
     with pytest.raises(SystemExit):
-        trajtok("test", "--config", CLIP, "--config", str(ROOT / "configs/benchmarks/msrvtt_1ka.yaml"))
+        trajtok("test", "--config", CLIP, "--config", str(CONFIGS / "benchmarks/msrvtt_1ka.yaml"))
     error = capsys.readouterr().err
     assert "the following arguments are required: root" in error
 
@@ -61,7 +54,7 @@ def test_root_is_the_one_required_option(capsys):
 @pytest.mark.parametrize("name", ["msrvtt_1ka", "didemo", "activitynet", "vatex"])
 def test_retrieval_preset_tests_on_the_folder_alone(name, tmp_path):
     root = fx.layout(name, tmp_path / "data")
-    cli = trajtok("test", "--config", CLIP, "--config", str(ROOT / f"configs/benchmarks/{name}.yaml"),
+    cli = trajtok("test", "--config", CLIP, "--config", str(CONFIGS / f"benchmarks/{name}.yaml"),
                   f"--data.init_args.root={root}", "--model.head.init_args.depth=1", "--allow_untrained=true", *SMALL)
     metrics = cli.trainer.callback_metrics
     assert {"test/t2v_r1", "test/v2t_r1", "test/t2v_medr"} <= set(metrics)
@@ -70,7 +63,7 @@ def test_retrieval_preset_tests_on_the_folder_alone(name, tmp_path):
 
 def test_msrvtt_9k_preset_fits(tmp_path):
     root = fx.layout("msrvtt_9k", tmp_path / "data")
-    cli = trajtok("fit", "--config", CLIP, "--config", str(ROOT / "configs/benchmarks/msrvtt_9k.yaml"),
+    cli = trajtok("fit", "--config", CLIP, "--config", str(CONFIGS / "benchmarks/msrvtt_9k.yaml"),
                   f"--data.init_args.root={root}", "--model.head.init_args.depth=1", "--trainer.fast_dev_run=true",
                   *SMALL)
     assert cli.trainer.state.finished and "train/loss" in cli.trainer.callback_metrics
@@ -79,7 +72,7 @@ def test_msrvtt_9k_preset_fits(tmp_path):
 @pytest.mark.parametrize("name", ["k400", "ssv2"])
 def test_classification_preset_fits_a_probe(name, tmp_path):
     root = fx.layout(name, tmp_path / "data")
-    cli = trajtok("fit", "--config", ADAPTER, "--config", str(ROOT / f"configs/benchmarks/{name}.yaml"),
+    cli = trajtok("fit", "--config", ADAPTER, "--config", str(CONFIGS / f"benchmarks/{name}.yaml"),
                   f"--data.init_args.root={root}", "--trainer.fast_dev_run=true", *SMALL)
     assert cli.trainer.state.finished
     assert cli.model.head.num_classes == 3  # the benchmark's classes, handed to the head
@@ -88,7 +81,7 @@ def test_classification_preset_fits_a_probe(name, tmp_path):
 @pytest.mark.parametrize("name", ["k400", "ssv2"])
 def test_classification_preset_tests_zero_shot_with_the_clip_head(name, tmp_path):
     root = fx.layout(name, tmp_path / "data")
-    cli = trajtok("test", "--config", CLIP, "--config", str(ROOT / f"configs/benchmarks/{name}.yaml"),
+    cli = trajtok("test", "--config", CLIP, "--config", str(CONFIGS / f"benchmarks/{name}.yaml"),
                   f"--data.init_args.root={root}", "--model.head.init_args.depth=1", "--allow_untrained=true", *SMALL)
     assert 0 <= float(cli.trainer.callback_metrics["test/zeroshot_top1"]) <= 100
 
@@ -103,7 +96,7 @@ def test_a_preset_that_stops_on_a_missing_clip_names_them_all_before_the_first_b
     for clip in clips:
         clip.unlink()
     with pytest.raises(SystemExit) as exit_:
-        main(["test", "--config", CLIP, "--config", str(ROOT / "configs/benchmarks/msrvtt_1ka.yaml"),
+        main(["test", "--config", CLIP, "--config", str(CONFIGS / "benchmarks/msrvtt_1ka.yaml"),
               f"--data.init_args.root={root}", "--model.head.init_args.depth=1", "--allow_untrained=true", *SMALL])
     assert exit_.value.code == 2
     error = capsys.readouterr().err

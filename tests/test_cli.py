@@ -3,36 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
+from helpers import CONFIGS, ROOT, SMALL_DATA, python_path, run_trajtok
 
-ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
-TRAJTOK = str(Path(sys.executable).with_name("trajtok"))
-SMALL_DATA = [
-    "--data.init_args.synthetic_train=16",
-    "--data.init_args.synthetic_val=8",
-    "--data.init_args.synthetic_test=8",
-    "--data.init_args.batch_size=4",
-    "--data.init_args.num_workers=0",
-]
-
-
-def run(args: list[str], cwd: Path, cache: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "TRAJTOK_CACHE": str(cache), "HF_HUB_OFFLINE": "1", **(env or {})}
-    return subprocess.run([TRAJTOK, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("cache")
+pytestmark = [pytest.mark.subprocess, pytest.mark.slow]
 
 
 def small_data(config: Path) -> list[str]:
@@ -47,11 +26,11 @@ def small_data(config: Path) -> list[str]:
 STAGE_TWO = {"clip_cotrain": ["--model.tokenizer_checkpoint=null"]}
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("config", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.stem)
 def test_fast_dev_run_of_each_config(config, tmp_path, cache):
     args = ["fit", "--config", str(config), "--trainer.fast_dev_run=true", *small_data(config),
             *STAGE_TWO.get(config.stem, [])]
-    result = run(args, tmp_path, cache)
+    result = run_trajtok(args, tmp_path, cache)
     assert result.returncode == 0, result.stderr[-3000:]
 
 
@@ -59,18 +38,18 @@ def test_the_two_stage_recipe_chains_by_default(tmp_path, cache):
     """make demo's path: stage 2 (clip_cotrain.yaml) reads stage 1's (segmenter.yaml) last.ckpt with no option,
     and says which file is missing when stage 1 has not run."""
     steps = ["--trainer.max_steps=2", "--trainer.limit_val_batches=1", *SMALL_DATA]
-    missing = run(["fit", "--config", str(ROOT / "configs/clip_cotrain.yaml"), *steps], tmp_path, cache)
+    missing = run_trajtok(["fit", "--config", str(ROOT / "configs/clip_cotrain.yaml"), *steps], tmp_path, cache)
     assert missing.returncode != 0 and "runs/segmenter/checkpoints/last.ckpt" in missing.stderr
-    stage1 = run(["fit", "--config", str(ROOT / "configs/segmenter.yaml"), *steps], tmp_path, cache)
+    stage1 = run_trajtok(["fit", "--config", str(ROOT / "configs/segmenter.yaml"), *steps], tmp_path, cache)
     assert stage1.returncode == 0, stage1.stderr[-3000:]
     assert (tmp_path / "runs/segmenter/checkpoints/last.ckpt").is_file()
-    stage2 = run(["fit", "--config", str(ROOT / "configs/clip_cotrain.yaml"), *steps], tmp_path, cache)
+    stage2 = run_trajtok(["fit", "--config", str(ROOT / "configs/clip_cotrain.yaml"), *steps], tmp_path, cache)
     assert stage2.returncode == 0, stage2.stderr[-3000:]
     assert (tmp_path / "runs/clip_cotrain/checkpoints/last.ckpt").is_file()
 
 
 def test_print_config_resolves_the_yaml(tmp_path, cache):
-    result = run(["fit", "--config", str(ROOT / "configs/clip.yaml"), "--print_config"], tmp_path, cache)
+    result = run_trajtok(["fit", "--config", str(ROOT / "configs/clip.yaml"), "--print_config"], tmp_path, cache)
     assert result.returncode == 0, result.stderr[-3000:]
     config = yaml.safe_load(result.stdout)
     written = yaml.safe_load((ROOT / "configs/clip.yaml").read_text())
@@ -92,7 +71,7 @@ def test_print_config_resolves_the_yaml(tmp_path, cache):
     ],
 )
 def test_bad_config_fails_before_training_naming_the_key(override, named, tmp_path, cache):
-    result = run(["fit", "--config", str(ROOT / "configs/clip.yaml"), *SMALL_DATA, *override], tmp_path, cache)
+    result = run_trajtok(["fit", "--config", str(ROOT / "configs/clip.yaml"), *SMALL_DATA, *override], tmp_path, cache)
     assert result.returncode != 0
     assert named in result.stderr
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*.ckpt"))
@@ -102,7 +81,7 @@ def test_fit_twice_then_test_prints_the_retrieval_table(tmp_path, cache):
     short = ["--trainer.max_steps=2", "--trainer.limit_val_batches=1", "--trainer.max_epochs=1", *SMALL_DATA]
     config = str(ROOT / "configs/clip.yaml")
     for _ in range(2):  # re-running into the same folder must not trip over the saved config
-        result = run(["fit", "--config", config, *short], tmp_path, cache)
+        result = run_trajtok(["fit", "--config", config, *short], tmp_path, cache)
         assert result.returncode == 0, result.stderr[-3000:]
     # The model summary counts an example clip through the tokenizer and the head (not "Total FLOPs: 0").
     rows = [line.split("│") for line in result.stdout.splitlines() if line.count("│") > 6]
@@ -115,7 +94,7 @@ def test_fit_twice_then_test_prints_the_retrieval_table(tmp_path, cache):
     # never read a stale run, nor the best epoch instead of the last.
     assert not list(checkpoint.parent.glob("last-v*.ckpt"))
     assert torch.load(checkpoint, map_location="cpu", weights_only=True)["global_step"] == 2
-    result = run(["test", "--config", config, *SMALL_DATA, f"--ckpt_path={checkpoint}"], tmp_path, cache)
+    result = run_trajtok(["test", "--config", config, *SMALL_DATA, f"--ckpt_path={checkpoint}"], tmp_path, cache)
     assert result.returncode == 0, result.stderr[-3000:]
     output = result.stdout + result.stderr
     assert "Retrieval (test)" in output
@@ -124,39 +103,39 @@ def test_fit_twice_then_test_prints_the_retrieval_table(tmp_path, cache):
 
 def test_bf16_mixed_precision_and_predict(tmp_path, cache):
     config = str(ROOT / "configs/clip.yaml")
-    fit = run(["fit", "--config", config, "--trainer.fast_dev_run=true", "--trainer.precision=bf16-mixed",
-               *SMALL_DATA], tmp_path, cache)
+    fit = run_trajtok(["fit", "--config", config, "--trainer.fast_dev_run=true", "--trainer.precision=bf16-mixed",
+                      *SMALL_DATA], tmp_path, cache)
     assert fit.returncode == 0, fit.stderr[-3000:]
-    predict = run(["predict", "--config", config, "--trainer.limit_predict_batches=1", "--allow_untrained=true",
-                   *SMALL_DATA], tmp_path, cache)
+    predict = run_trajtok(["predict", "--config", config, "--trainer.limit_predict_batches=1", "--allow_untrained=true",
+                          *SMALL_DATA], tmp_path, cache)
     assert predict.returncode == 0, predict.stderr[-3000:]
 
 
 def test_probe_fit_test_and_predict_from_its_checkpoint(tmp_path, cache):
     config = str(ROOT / "configs/probe_linear.yaml")
-    fit = run(["fit", "--config", config, "--trainer.max_steps=2", "--trainer.limit_val_batches=1",
-               "--trainer.max_epochs=1", *SMALL_DATA], tmp_path, cache)
+    fit = run_trajtok(["fit", "--config", config, "--trainer.max_steps=2", "--trainer.limit_val_batches=1",
+                      "--trainer.max_epochs=1", *SMALL_DATA], tmp_path, cache)
     assert fit.returncode == 0, fit.stderr[-3000:]
     checkpoint = tmp_path / "runs/probe_linear/checkpoints/last.ckpt"
-    test = run(["test", "--config", config, *SMALL_DATA, f"--ckpt_path={checkpoint}"], tmp_path, cache)
+    test = run_trajtok(["test", "--config", config, *SMALL_DATA, f"--ckpt_path={checkpoint}"], tmp_path, cache)
     assert test.returncode == 0, test.stderr[-3000:]
     assert "Classification (test): top-1" in test.stdout + test.stderr
-    predict = run(["predict", "--config", config, *SMALL_DATA, f"--ckpt_path={checkpoint}",
-                   "--trainer.limit_predict_batches=1"], tmp_path, cache)
+    predict = run_trajtok(["predict", "--config", config, *SMALL_DATA, f"--ckpt_path={checkpoint}",
+                          "--trainer.limit_predict_batches=1"], tmp_path, cache)
     assert predict.returncode == 0, predict.stderr[-3000:]
     # A head whose class count disagrees with the data fails before training, naming both.
-    bad = run(["fit", "--config", config, "--model.head.init_args.num_classes=3", "--trainer.fast_dev_run=true",
-               *SMALL_DATA], tmp_path, cache)
+    bad = run_trajtok(["fit", "--config", config, "--model.head.init_args.num_classes=3", "--trainer.fast_dev_run=true",
+                      *SMALL_DATA], tmp_path, cache)
     assert bad.returncode != 0 and "num_classes=3, the data 4 classes" in bad.stderr
 
 
 def test_vlm_predict_writes_an_answer_per_question(tmp_path, cache):
     config = str(ROOT / "configs/vlm.yaml")
-    fit = run(["fit", "--config", config, "--trainer.max_steps=1", "--trainer.limit_val_batches=1",
-               "--trainer.max_epochs=1", *SMALL_DATA], tmp_path, cache)
+    fit = run_trajtok(["fit", "--config", config, "--trainer.max_steps=1", "--trainer.limit_val_batches=1",
+                      "--trainer.max_epochs=1", *SMALL_DATA], tmp_path, cache)
     assert fit.returncode == 0, fit.stderr[-3000:]
-    predict = run(["predict", "--config", config, *SMALL_DATA, "--trainer.limit_predict_batches=2",
-                   f"--ckpt_path={tmp_path / 'runs/vlm/checkpoints/last.ckpt'}"], tmp_path, cache)
+    predict = run_trajtok(["predict", "--config", config, *SMALL_DATA, "--trainer.limit_predict_batches=2",
+                          f"--ckpt_path={tmp_path / 'runs/vlm/checkpoints/last.ckpt'}"], tmp_path, cache)
     assert predict.returncode == 0, predict.stderr[-3000:]
     rows = [json.loads(line) for line in (tmp_path / "runs/vlm/predictions.jsonl").read_text().splitlines()]
     assert len(rows) == 2 * 4 and len({r["index"] for r in rows}) == 8  # two batches of 4 questions
@@ -169,8 +148,8 @@ def test_the_documented_worked_example_head_trains_through_the_cli(tmp_path, cac
     usage = (ROOT / "docs/usage.md").read_text()
     section = usage[usage.index("## Adding a head"):]
     assert "```python\n" + example + "```" in section  # the docs show exactly the file that runs here
-    env_path = {"PYTHONPATH": str(ROOT)}
-    fit = run(["fit", "--config", str(ROOT / "examples/custom_head.yaml"), "--trainer.limit_train_batches=2",
-               "--trainer.limit_val_batches=1", *SMALL_DATA], tmp_path, cache, env_path)
+    importable = {"PYTHONPATH": python_path(ROOT)}  # the docs' PYTHONPATH=.
+    fit = run_trajtok(["fit", "--config", str(ROOT / "examples/custom_head.yaml"), "--trainer.limit_train_batches=2",
+                      "--trainer.limit_val_batches=1", *SMALL_DATA], tmp_path, cache, env=importable)
     assert fit.returncode == 0, fit.stderr[-3000:]
     assert "val/top1" in (tmp_path / "runs/custom_head/logs/version_0/metrics.csv").read_text()

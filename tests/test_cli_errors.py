@@ -11,9 +11,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from faults import ROOT, callback, run_trajtok
+from helpers import CONFIGS, callback, run_trajtok
 
-CONFIG = ["--config", str(ROOT / "configs/clip.yaml")]
+# Imported here, not in a test: Lightning's log handler must bind the real stderr, not a test's captured one.
+from trajtok.cli import main
+
+CONFIG = ["--config", str(CONFIGS / "clip.yaml")]
 SMALL = [
     "--data.init_args.synthetic_train=8",
     "--data.init_args.synthetic_val=4",
@@ -25,11 +28,6 @@ SMALL = [
     "--model.head.init_args.depth=1",
     "--trainer.enable_progress_bar=false",
 ]
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("cache")
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +54,8 @@ def one_message(result, *phrases: str) -> str:
     return lines[0]
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_evaluating_without_a_checkpoint_needs_an_explicit_option(trained, cache):
     for command in ("test", "validate", "predict"):
         refused = run_trajtok([command, *CONFIG, *SMALL], trained, cache)
@@ -66,6 +66,8 @@ def test_evaluating_without_a_checkpoint_needs_an_explicit_option(trained, cache
     assert "Retrieval (test)" in allowed.stdout + allowed.stderr
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_weights_only_false_reads_a_trusted_checkpoint(trained, cache):
     dated = str(trained / "dated.ckpt")
     refused = run_trajtok(["test", *CONFIG, *SMALL, f"--ckpt_path={dated}"], trained, cache)
@@ -75,6 +77,8 @@ def test_weights_only_false_reads_a_trusted_checkpoint(trained, cache):
     assert "Retrieval (test)" in trusted.stdout + trusted.stderr
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_user_errors_are_one_message_and_the_traceback_is_on_request(trained, cache, tmp_path):
     missing = tmp_path / "nowhere.jsonl"
     args = ["fit", *CONFIG, *SMALL, f"--data.init_args.train_annotations={missing}", "--trainer.max_steps=1"]
@@ -87,6 +91,8 @@ def test_user_errors_are_one_message_and_the_traceback_is_on_request(trained, ca
                 "broken.ckpt: not a readable checkpoint")
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_programming_errors_keep_their_traceback(trained, cache):
     result = run_trajtok(["fit", *CONFIG, *SMALL, "--trainer.max_steps=1", callback("faults.Bug")], trained, cache)
     assert result.returncode == 1 and "Traceback" in result.stderr and "a bug in our code" in result.stderr
@@ -103,19 +109,17 @@ def test_programming_errors_keep_their_traceback(trained, cache):
     ("--model.lr=-1e-3", 'key "model.lr"'),
     ("--data.init_args.num_workers=-1", 'key "num_workers"'),
 ])
-def test_invalid_numbers_fail_before_anything_runs_naming_the_option(option, named, monkeypatch, capsys, tmp_path):
-    from trajtok.cli import main
-
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("sys.argv", ["trajtok"])
+def test_invalid_numbers_fail_before_anything_runs_naming_the_option(option, named, capsys, cli_in_tmp):
     with pytest.raises(SystemExit) as exit_:
         main(["fit", *CONFIG, option, "--trainer.fast_dev_run=true"])
     assert exit_.value.code == 2
     error = capsys.readouterr().err
     assert re.search(named, error) and "Traceback" not in error, error[-2000:]
-    assert not (tmp_path / "runs").exists()  # nothing was built or written
+    assert not (cli_in_tmp / "runs").exists()  # nothing was built or written
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_a_skipped_clip_leaves_its_batch_smaller_not_duplicated(tmp_path, cache):
     """Through ``trajtok validate``: a missing clip is left out of its batch and reported; no other clip takes its
     place (a duplicate in a contrastive batch is a false negative)."""

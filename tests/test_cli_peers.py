@@ -3,24 +3,25 @@
 from __future__ import annotations
 
 import pytest
-from test_cli import ROOT, SMALL_DATA, run
+from helpers import CONFIGS, SMALL_DATA, run_trajtok
 
-PEERS = sorted((ROOT / "configs" / "peers").glob("*.yaml"))
+PEERS = sorted((CONFIGS / "peers").glob("*.yaml"))
 
 
 def test_there_is_a_config_per_peer():
     assert {p.stem for p in PEERS} == {"vit3d", "tome", "rlt", "token_learner"}
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 @pytest.mark.parametrize("peer", PEERS, ids=lambda p: p.stem)
-def test_peer_fits_and_tests_in_place_of_trajtok(peer, tmp_path, tmp_path_factory):
-    cache = tmp_path_factory.getbasetemp() / "peer-cache"  # the synthetic set, written once for all peers
-    configs = ["--config", str(ROOT / "configs/clip.yaml"), "--config", str(peer)]
+def test_peer_fits_and_tests_in_place_of_trajtok(peer, tmp_path, cache):
+    configs = ["--config", str(CONFIGS / "clip.yaml"), "--config", str(peer)]
     short = ["--trainer.max_steps=2", "--trainer.max_epochs=1", "--trainer.limit_val_batches=1", *SMALL_DATA]
-    fit = run(["fit", *configs, *short], tmp_path, cache)
+    fit = run_trajtok(["fit", *configs, *short], tmp_path, cache)
     assert fit.returncode == 0, fit.stderr[-3000:]
     checkpoint = tmp_path / "runs/clip/checkpoints/last.ckpt"
-    test = run(["test", *configs, *SMALL_DATA, f"--ckpt_path={checkpoint}"], tmp_path, cache)
+    test = run_trajtok(["test", *configs, *SMALL_DATA, f"--ckpt_path={checkpoint}"], tmp_path, cache)
     assert test.returncode == 0, test.stderr[-3000:]
     output = test.stdout + test.stderr
     assert "Retrieval (test)" in output and "t2v" in output and "v2t" in output

@@ -113,12 +113,16 @@ def test_not_distributed_gather_is_identity() -> None:
     assert gather_with_grad(x) is x
 
 
+@pytest.mark.distributed
+@pytest.mark.slow
 def test_ddp_gather_concatenates_in_rank_order(ddp_results) -> None:
     expected = torch.tensor([0.0, 0.0, 1.0, 1.0])
     for r in ddp_results:
         assert torch.equal(r["gathered"], expected)
 
 
+@pytest.mark.distributed
+@pytest.mark.slow
 def test_ddp_loss_equals_single_process(ddp_results) -> None:
     v_all, t_all = (x.clone().requires_grad_() for x in global_batch())
     scale = torch.tensor(1 / 0.07, requires_grad=True)
@@ -138,6 +142,8 @@ def test_ddp_loss_equals_single_process(ddp_results) -> None:
     assert v_all.grad.abs().max() > 1e-3  # the comparison is not between zeros
 
 
+@pytest.mark.distributed
+@pytest.mark.slow
 def test_ddp_without_gather_uses_local_negatives(ddp_results) -> None:
     v_all, t_all = (F.normalize(x, dim=-1) for x in global_batch())
     scale = torch.tensor(1 / 0.07)
@@ -148,6 +154,8 @@ def test_ddp_without_gather_uses_local_negatives(ddp_results) -> None:
     assert abs(ddp_results[0]["local_loss"].item() - ddp_results[0]["loss"].item()) > 1e-3
 
 
+@pytest.mark.distributed
+@pytest.mark.slow
 def test_ddp_parameter_grads_equal_single_process(ddp_results) -> None:
     model = TinyClip()
     model(*global_batch()).backward()

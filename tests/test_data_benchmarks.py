@@ -11,6 +11,7 @@ from pathlib import Path
 import benchmark_fixtures as fx
 import pytest
 import torch
+from helpers import CONFIGS, MSRVTT24, needs_msrvtt24
 from lightning.pytorch import Callback
 
 from datamodules.annotations import LabelledVideoRecord, VideoTextRecord
@@ -31,9 +32,6 @@ from datamodules.benchmarks import (
 from datamodules.video_text import MissingFilesError
 from heads.clip import ClipHead
 from trajtok.cli import TrajTokCLI
-
-ROOT = Path(__file__).resolve().parents[1]
-MSRVTT24 = ROOT.parent / "shared" / "data" / "msrvtt24"
 
 
 @pytest.fixture(scope="module")
@@ -331,18 +329,17 @@ class ScoredClips(Callback):
         self.skipped.extend(batch["skipped"])
 
 
-@pytest.mark.skipif(not MSRVTT24.is_dir(), reason=f"the 24 real MSR-VTT clips are not at {MSRVTT24}")
-def test_msrvtt24_through_the_1ka_preset_scores_24_clips(tmp_path, monkeypatch):
+@needs_msrvtt24
+@pytest.mark.slow
+def test_msrvtt24_through_the_1ka_preset_scores_24_clips(cli_in_tmp):
     rows = [json.loads(line) for line in (MSRVTT24 / "captions.jsonl").read_text().splitlines() if line.strip()]
     captions = {Path(r["video"]).stem: r["caption"] for r in rows}
     assert len(captions) == 24
-    csv_path = fx.write_jsfusion(tmp_path / "MSRVTT_JSFUSION_test.csv", captions)
-    monkeypatch.chdir(tmp_path)  # runs/ of the config
-    monkeypatch.setattr("sys.argv", ["trajtok"])  # pytest's own arguments are not the CLI's
+    csv_path = fx.write_jsfusion(cli_in_tmp / "MSRVTT_JSFUSION_test.csv", captions)
     scored = ScoredClips()
     cli = TrajTokCLI(
-        args=["test", "--config", str(ROOT / "configs/clip.yaml"),
-              "--config", str(ROOT / "configs/benchmarks/msrvtt_1ka.yaml"),
+        args=["test", "--config", str(CONFIGS / "clip.yaml"),
+              "--config", str(CONFIGS / "benchmarks/msrvtt_1ka.yaml"),
               f"--data.init_args.root={MSRVTT24}", f"--data.init_args.test_annotations={csv_path}",
               "--data.init_args.video_dir=videos", "--data.init_args.image_size=64",
               "--data.init_args.batch_size=8", "--data.init_args.num_workers=0",

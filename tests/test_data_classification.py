@@ -55,11 +55,6 @@ def videos(tmp_path_factory):
     return root
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return str(tmp_path_factory.mktemp("cache"))
-
-
 # ------------------------------------------------------------------------------------------------ reading
 
 
@@ -267,7 +262,7 @@ def test_synthetic_tasks_count_the_objects_of_each_row(cache):
     folder = ensure_synthetic(cache, SyntheticConfig(train=16, val=8, test=8))
     for task, count in (("moving", lambda objs: sum(o["motion"] != "still" for o in objs)),
                         ("count", lambda objs: len(objs) - 1)):
-        dm = ClassificationDataModule(cache_dir=cache, synthetic_task=task, **SMALL_SYNTHETIC, **SMALL_CLIPS)
+        dm = ClassificationDataModule(cache_dir=str(cache), synthetic_task=task, **SMALL_SYNTHETIC, **SMALL_CLIPS)
         dm.prepare_data()
         assert dm.class_names == list(SYNTHETIC_CLASS_NAMES[task])
         dm.setup()
@@ -282,7 +277,7 @@ def test_synthetic_tasks_count_the_objects_of_each_row(cache):
 
 
 def test_synthetic_batches_with_pseudo_labels(cache):
-    dm = ClassificationDataModule(cache_dir=cache, load_pseudo_labels=True, batch_size=4, **SMALL_SYNTHETIC, **SMALL_CLIPS)
+    dm = ClassificationDataModule(cache_dir=str(cache), load_pseudo_labels=True, batch_size=4, **SMALL_SYNTHETIC, **SMALL_CLIPS)
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
     check_batch(batch, 4, 4, 16, [dm.datasets["train"].labels[i] for i in batch["index"].tolist()])
@@ -291,7 +286,7 @@ def test_synthetic_batches_with_pseudo_labels(cache):
     assert g.dtype == torch.long and g.shape[0] == 4 and g.shape[2] == 4 and 2 <= g.shape[1] <= 4  # + background
     assert batch["stuff"].shape == g.shape[:2] and batch["stuff"].sum(1).tolist() == [1] * 4
     assert len(dm.train_dataloader()) == 4  # 16 clips, full batches
-    assert "mask" not in next(iter(ClassificationDataModule(cache_dir=cache, **SMALL_SYNTHETIC).val_dataloader()))
+    assert "mask" not in next(iter(ClassificationDataModule(cache_dir=str(cache), **SMALL_SYNTHETIC).val_dataloader()))
 
 
 # --------------------------------------------------------------------------------- checkpoint and yaml

@@ -6,6 +6,7 @@ import os
 
 import pytest
 import torch
+from helpers import MSRVTT24, needs_msrvtt24
 from jsonargparse import ArgumentError, ArgumentParser
 
 from datamodules.synthetic import SyntheticConfig
@@ -16,13 +17,7 @@ from datamodules.video_text import (
     drop_missing_trajectories,
 )
 
-MSRVTT = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "msrvtt24")
 SMALL = {"synthetic_train": 8, "synthetic_val": 4, "synthetic_test": 4, "num_frames": 8, "image_size": 32, "batch_size": 4}
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return str(tmp_path_factory.mktemp("cache"))
 
 
 def check_contract(batch, b, t, s):
@@ -37,7 +32,7 @@ def check_contract(batch, b, t, s):
 
 
 def test_default_synthetic_batches_follow_the_contract(cache):
-    dm = VideoTextDataModule(cache_dir=cache, **SMALL)
+    dm = VideoTextDataModule(cache_dir=str(cache), **SMALL)
     dm.prepare_data()
     name = SyntheticConfig(seed=0, train=8, val=4, test=4).name()
     assert os.path.isfile(os.path.join(cache, name, "train.jsonl"))
@@ -88,10 +83,10 @@ def test_trajectories_cropped_away_become_absent():
     assert drop_missing_trajectories(masks, graph).tolist() == [[1, 0], [0, 2]]
 
 
-@pytest.mark.skipif(not os.path.isdir(MSRVTT), reason="msrvtt24 real clips not present")
+@needs_msrvtt24
 def test_msrvtt24_through_the_datamodule():
     dm = VideoTextDataModule(
-        test_annotations=os.path.join(MSRVTT, "captions.jsonl"), num_frames=8, image_size=64, eval_batch_size=6
+        test_annotations=str(MSRVTT24 / "captions.jsonl"), num_frames=8, image_size=64, eval_batch_size=6
     )
     dm.setup("test")
     batch = next(iter(dm.test_dataloader()))

@@ -13,13 +13,13 @@ import av
 import numpy as np
 import pytest
 import torch
+from helpers import MSRVTT24, needs_msrvtt24
 
 from datamodules.annotations import VideoTextRecord
 from datamodules.video import VideoDecodeError, decode_clip, read_clip, sample_indices
 from datamodules.video_text import HOLE, MissingFilesError, VideoTextDataset
 
 BASE, STEP = 8, 6
-MSRVTT = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "msrvtt24")
 
 
 def write_video(
@@ -224,17 +224,17 @@ def test_dataset_with_only_bad_files_raises(tmp_path):
         ds[0]
 
 
-@pytest.mark.skipif(not os.path.isdir(MSRVTT), reason="msrvtt24 real clips not present")
+@needs_msrvtt24
 def test_real_msrvtt_clips_decode():
-    videos = sorted(os.listdir(os.path.join(MSRVTT, "videos")))
+    videos = sorted(os.listdir(MSRVTT24 / "videos"))
     assert len(videos) == 24
     for name in videos[:6]:
-        path = os.path.join(MSRVTT, "videos", name)
+        path = str(MSRVTT24 / "videos" / name)
         clip = decode_clip(path, 8, "middle")
         t, h, w, c = clip.frames.shape
         assert (t, c) == (8, 3) and h in (352, 360) and 400 <= w <= 640
         assert clip.num_range_frames >= 20  # 2 fps, about 10-17 s
         assert clip.frames.float().std() > 10  # real content, not a blank frame
     # A 2..6 s segment of a 2 fps clip has 8 frames.
-    seg = decode_clip(os.path.join(MSRVTT, "videos", "video176.mp4"), 4, "middle", start_sec=2.0, end_sec=6.0)
+    seg = decode_clip(str(MSRVTT24 / "videos/video176.mp4"), 4, "middle", start_sec=2.0, end_sec=6.0)
     assert seg.num_range_frames == 8 and seg.indices == [1, 3, 5, 7]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from faults import ROOT, callback, run_trajtok
+from helpers import ROOT, callback, run_trajtok
 
 CONFIG = str(ROOT / "configs/clip.yaml")
 DATA = [
@@ -29,10 +29,7 @@ DATA = [
 ]
 DDP = ["--trainer.strategy=ddp", "--trainer.devices=2", "--trainer.accelerator=cpu"]
 
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("cache")
+pytestmark = [pytest.mark.subprocess, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +46,7 @@ def ddp_fit(tmp_path_factory, cache) -> Path:
     return folder
 
 
+@pytest.mark.distributed
 def test_ddp_fit_saves_a_checkpoint_and_every_process_skips_the_nonfinite_steps(ddp_fit):
     checkpoint = torch.load(ddp_fit / "runs/clip/checkpoints/last.ckpt", weights_only=True)
     assert checkpoint["global_step"] >= 2 and checkpoint["nonfinite_steps"] >= 1
@@ -69,6 +67,7 @@ def retrieval_table(output: str) -> list[str]:
     return lines[start:start + 4]
 
 
+@pytest.mark.distributed
 def test_test_prints_the_same_retrieval_metrics_on_one_and_two_processes(ddp_fit, cache):
     checkpoint = f"--ckpt_path={ddp_fit / 'runs/clip/checkpoints/last.ckpt'}"
     one = run_trajtok(["test", *DATA, checkpoint], ddp_fit, cache)

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import csv
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import CONFIGS, run_trajtok
 
 from datamodules import ImageTextDataModule, JointDataModule, VideoTextDataModule
 from heads import ClipHead
@@ -20,14 +18,7 @@ from trajtok.callbacks import BadSampleReport
 from trajtok.module import TrajTokModule
 from trajtok.tokenizer import ConvPyramid, TrajTok
 
-ROOT = Path(__file__).resolve().parents[1]
-TRAJTOK = str(Path(sys.executable).with_name("trajtok"))
 SMALL = {"synthetic_train": 16, "synthetic_val": 8, "synthetic_test": 8, "num_workers": 0}
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("cache")
 
 
 def tiny_module() -> TrajTokModule:
@@ -105,17 +96,14 @@ def test_skipped_samples_of_the_two_sources_are_counted_apart():
     assert len(report._epoch["train"]) == 2
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_fit_of_clip_images_logs_both_loss_curves_and_tests_on_videos(tmp_path, cache):
     small = [f"--data.init_args.{part}.init_args.{k}={v}" for part in ("videos", "images") for k, v in SMALL.items()]
     small += ["--data.init_args.videos.init_args.batch_size=4", "--data.init_args.images.init_args.batch_size=8"]
-    config = ["--config", str(ROOT / "configs/clip_images.yaml"), *small]
-    env = {**os.environ, "TRAJTOK_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
-
-    def trajtok(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([TRAJTOK, *args], check=False, cwd=tmp_path, env=env, capture_output=True, text=True,
-                              timeout=300)
-
-    fit = trajtok("fit", *config, "--trainer.max_steps=4", "--trainer.max_epochs=1", "--trainer.log_every_n_steps=1")
+    config = ["--config", str(CONFIGS / "clip_images.yaml"), *small]
+    fit = run_trajtok(["fit", *config, "--trainer.max_steps=4", "--trainer.max_epochs=1", "--trainer.log_every_n_steps=1"],
+                      tmp_path, cache)
     assert fit.returncode == 0, fit.stderr[-3000:]
     with open(tmp_path / "runs/clip_images/logs/version_0/metrics.csv", newline="") as f:
         rows = [r for r in csv.DictReader(f) if r.get("train/loss")]
@@ -125,6 +113,6 @@ def test_fit_of_clip_images_logs_both_loss_curves_and_tests_on_videos(tmp_path, 
         assert math.isfinite(video) and math.isfinite(image)
         assert float(row["train/loss"]) == pytest.approx(video + image, rel=1e-4)
         assert float(row["train/tokens_image"]) >= 1
-    test = trajtok("test", *config, "--ckpt_path=runs/clip_images/checkpoints/last.ckpt")
+    test = run_trajtok(["test", *config, "--ckpt_path=runs/clip_images/checkpoints/last.ckpt"], tmp_path, cache)
     assert test.returncode == 0, test.stderr[-3000:]
     assert "Retrieval (test)" in test.stdout + test.stderr

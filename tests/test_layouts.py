@@ -2,35 +2,31 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import yaml
+from helpers import CONFIGS
 
 from trajtok.cli import TrajTokCLI
 from trajtok.tokenizer import tokenizer_sizes
 
-ROOT = Path(__file__).resolve().parents[1]
-SEGMENTER = str(ROOT / "configs/segmenter.yaml")
+SEGMENTER = str(CONFIGS / "segmenter.yaml")
 
 
 def composed_tokenizer(layout: str, capsys) -> dict:
     with pytest.raises(SystemExit) as stop:
-        TrajTokCLI(args=["fit", "--config", SEGMENTER, "--config", str(ROOT / "configs/layouts" / layout), "--print_config"])
+        TrajTokCLI(args=["fit", "--config", SEGMENTER, "--config", str(CONFIGS / "layouts" / layout), "--print_config"])
     assert stop.value.code in (0, None)
     return yaml.safe_load(capsys.readouterr().out)["model"]["tokenizer"]
 
 
-def test_lite_layout_on_the_cpu_configs_is_the_tiny_lite_preset(capsys, monkeypatch):
-    monkeypatch.setattr("sys.argv", ["trajtok"])
+def test_lite_layout_on_the_cpu_configs_is_the_tiny_lite_preset(capsys, cli_in_tmp):
     tokenizer = composed_tokenizer("lite.yaml", capsys)
     assert tokenizer["class_path"] == "trajtok.tokenizer.TrajTok"
     preset = {k: v for k, v in tokenizer_sizes("trajtok", "tiny_lite").items() if k != "encoder"}
     assert {k: tokenizer["init_args"][k] for k in preset} == preset
 
 
-def test_pretrained_encoder_layout_swaps_only_the_pixel_encoder(capsys, monkeypatch):
-    monkeypatch.setattr("sys.argv", ["trajtok"])
+def test_pretrained_encoder_layout_swaps_only_the_pixel_encoder(capsys, cli_in_tmp):
     tokenizer = composed_tokenizer("pretrained_encoder.yaml", capsys)
     assert tokenizer["init_args"]["pixel_encoder"]["class_path"] == "trajtok.tokenizer.EfficientNetLite"
     assert tokenizer["init_args"]["context_pool"] == 1 and tokenizer["init_args"]["recompute"] is False

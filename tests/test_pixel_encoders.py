@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
+from helpers import MSRVTT24, needs_msrvtt24
 
 from datamodules.transforms import eval_clip_transform
 from datamodules.video import read_clip
 from trajtok.tokenizer import EfficientNetLite, create_tokenizer
 from trajtok.tokenizer.pixel_encoder import efficientnet_lite0
 
-MSRVTT24 = Path(__file__).resolve().parents[2] / "shared" / "data" / "msrvtt24"
 SUIT, WINDSOR_TIE = 834, 906  # ImageNet classes
 
 
@@ -23,7 +22,7 @@ def frames_of(caption: str, count: int = 3) -> torch.Tensor:
     return eval_clip_transform(read_clip(str(MSRVTT24 / video), count), 224)[0]
 
 
-@pytest.mark.skipif(not MSRVTT24.is_dir(), reason="msrvtt24 real clips not present")
+@needs_msrvtt24
 def test_lite0_weights_are_imagenet_trained():
     """A man in a suit giving a talk is classified as 'suit' / 'Windsor tie' by the packaged weights, and not
     by the same architecture with random weights."""

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from faults import ROOT, callback, run_trajtok
+from helpers import ROOT, callback, run_trajtok
 
 FIT = [
     "fit", "--config", str(ROOT / "configs/clip.yaml"),
@@ -35,10 +35,7 @@ FIT = [
 ]
 SAVE_AT_END = callback("faults.SaveAtEnd", path="final.pt")
 
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("cache")
+pytestmark = [pytest.mark.subprocess, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

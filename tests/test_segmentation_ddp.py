@@ -30,6 +30,8 @@ def _quality_worker(rank: int, port: int, out: str) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.distributed
+@pytest.mark.slow
 def test_quality_is_summed_across_processes(tmp_path):
     run_ranks(_quality_worker, str(tmp_path))
     single = SegmentationQuality()

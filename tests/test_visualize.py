@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
 import torch
+from helpers import CONFIGS, MSRVTT24, SMALL_DATA, needs_msrvtt24, run_trajtok
 from PIL import Image
 
 from datamodules.synthetic import write_mp4
@@ -22,18 +21,6 @@ from trajtok.visualize import (
     trajectory_colours,
     visualize_clip,
 )
-
-ROOT = Path(__file__).resolve().parents[1]
-TRAJTOK = str(Path(sys.executable).with_name("trajtok"))
-MSRVTT = ROOT.parent / "shared" / "data" / "msrvtt24"
-# The synthetic set of the --split run, kept small (as in tests/test_cli.py).
-SMALL_DATA = [
-    "--data.init_args.synthetic_train=16",
-    "--data.init_args.synthetic_val=8",
-    "--data.init_args.synthetic_test=8",
-    "--data.init_args.batch_size=4",
-    "--data.init_args.num_workers=0",
-]
 
 
 def mp4_frames(path: Path) -> list[np.ndarray]:
@@ -134,9 +121,9 @@ def test_visualize_clip_with_chunks_and_its_errors(clip_path, tmp_path):
         visualize_clip(tokenizer, tmp_path / "missing.mp4", tmp_path)
 
 
-@pytest.mark.skipif(not MSRVTT.is_dir(), reason="msrvtt24 real clips not present")
+@needs_msrvtt24
 def test_visualize_a_real_msrvtt24_clip(tmp_path):
-    video = min((MSRVTT / "videos").glob("*.mp4"))
+    video = min((MSRVTT24 / "videos").glob("*.mp4"))
     result = visualize_clip(tiny_trajtok(), video, tmp_path, num_frames=8, image_size=32, display_size=64)
     assert result["frames"] == 8 and result["trajectories"] >= 1
     assert len(mp4_frames(Path(result["overlay"]))) == 8
@@ -144,15 +131,15 @@ def test_visualize_a_real_msrvtt24_clip(tmp_path):
 
 
 def run_visualize(args: list[str], cwd: Path, cache: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "TRAJTOK_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
-    command = [TRAJTOK, "visualize", "--config", str(ROOT / "configs/segmenter.yaml"), *SMALL_DATA, *args]
-    return subprocess.run(command, check=False, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    return run_trajtok(["visualize", "--config", str(CONFIGS / "segmenter.yaml"), *SMALL_DATA, *args], cwd, cache)
 
 
-def test_cli_on_a_video_file_without_checkpoint_warns(clip_path, tmp_path):
+@pytest.mark.subprocess
+@pytest.mark.slow
+def test_cli_on_a_video_file_without_checkpoint_warns(clip_path, tmp_path, cache):
     out = tmp_path / "out"
     result = run_visualize(["--video", str(clip_path), "--out", str(out), "--num_frames", "6",
-                            "--display_size", "64"], tmp_path, tmp_path / "cache")
+                            "--display_size", "64"], tmp_path, cache)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "no --ckpt_path" in result.stderr
     line = result.stdout.strip().splitlines()[-1]
@@ -163,10 +150,12 @@ def test_cli_on_a_video_file_without_checkpoint_warns(clip_path, tmp_path):
     assert not (tmp_path / "runs").exists()  # building the model from the config writes no run folder
 
 
-def test_cli_on_the_test_split(tmp_path):
+@pytest.mark.subprocess
+@pytest.mark.slow
+def test_cli_on_the_test_split(tmp_path, cache):
     out = tmp_path / "out"
     result = run_visualize(["--split", "test", "--limit", "1", "--out", str(out), "--display_size", "32"],
-                           tmp_path, tmp_path / "cache")
+                           tmp_path, cache)
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 1 and "frames=8" in lines[0]  # configs/segmenter.yaml: num_frames 8
@@ -176,9 +165,11 @@ def test_cli_on_the_test_split(tmp_path):
     assert png_size(sheets[0]) == (2 * 32 + 2, 8 * 32 + 7 * 2)
 
 
-def test_cli_errors_name_the_option(clip_path, tmp_path):
+@pytest.mark.subprocess
+@pytest.mark.slow
+def test_cli_errors_name_the_option(clip_path, tmp_path, cache):
     result = run_visualize(["--video", str(clip_path), "--out", str(tmp_path), "--num_frames", "6",
-                            "--model.tokenizer.init_args.chunk_frames=4"], tmp_path, tmp_path / "cache")
+                            "--model.tokenizer.init_args.chunk_frames=4"], tmp_path, cache)
     assert result.returncode != 0
     assert "num_frames=6" in result.stderr and "chunk_frames=4" in result.stderr
     assert "Traceback" not in result.stderr

@@ -1,0 +1,55 @@
+"""What test modules share besides fixtures (those are in ``conftest.py``): the checkout's paths, the optional real
+clips, and the ``trajtok`` command run as a user runs it, in a subprocess. ``from helpers import ...`` works because
+``tests`` is on pytest's ``pythonpath`` (pyproject.toml)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TESTS = ROOT / "tests"
+CONFIGS = ROOT / "configs"
+TRAJTOK = str(Path(sys.executable).with_name("trajtok"))
+
+#: 24 real MSR-VTT clips where this checkout sits beside the shared data (never part of the repository).
+MSRVTT24 = ROOT.parent / "shared" / "data" / "msrvtt24"
+needs_msrvtt24 = pytest.mark.skipif(not MSRVTT24.is_dir(), reason=f"the 24 real MSR-VTT clips are not at {MSRVTT24}")
+
+#: The configs' synthetic video-text data at its smallest useful size: 16 / 8 / 8 clips, batches of 4, no workers.
+SMALL_DATA = [
+    "--data.init_args.synthetic_train=16",
+    "--data.init_args.synthetic_val=8",
+    "--data.init_args.synthetic_test=8",
+    "--data.init_args.batch_size=4",
+    "--data.init_args.num_workers=0",
+]
+
+
+def python_path(*folders: Path) -> str:
+    """A ``PYTHONPATH`` of ``folders`` followed by the inherited one (which may point at a worktree's code)."""
+    return os.pathsep.join(filter(None, [*map(str, folders), os.environ.get("PYTHONPATH")]))
+
+
+def run_trajtok(args: list[str], cwd: Path, cache: Path, timeout: int = 300,
+                env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """``trajtok ARGS`` in ``cwd``, offline, with the synthetic data cached in ``cache`` and ``tests/faults.py``
+    importable (``callback("faults.KillAt", epoch=1)``); ``env`` adds to or overrides the environment.
+
+    One OpenMP thread per process: on a busy 2-core machine two threads per process spin against other jobs and
+    a step takes 20x longer (3.6 s instead of 0.17 s measured), and DDP runs two processes anyway."""
+    env = {**os.environ, "TRAJTOK_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "PYTHONPATH": python_path(TESTS),
+           "OMP_NUM_THREADS": "1", **(env or {})}
+    return subprocess.run([TRAJTOK, *args], check=False, cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def callback(class_path: str, **init_args: Any) -> str:
+    """A command-line option appending a callback to the config's: ``--trainer.callbacks+={...}``."""
+    return "--trainer.callbacks+=" + json.dumps({"class_path": class_path, "init_args": init_args})
