@@ -9,6 +9,8 @@ subclass says where a split's annotations are (``annotation_path``) and how they
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
@@ -26,7 +28,19 @@ SPLIT_STAGES = {"train": "fit", "val": "validate", "test": "test"}
 STAGE_SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
 
 
-class ClipDataModule(L.LightningDataModule, ABC):
+class DataModule(L.LightningDataModule):
+    """A LightningDataModule whose hyperparameters hold its option groups as plain dicts: checkpoints store
+    the hyperparameters, and ``torch.load(weights_only=True)`` (how checkpoints are read) refuses classes."""
+
+    def save_hyperparameters(self, *args: Any, frame: Any = None, **kwargs: Any) -> None:
+        # Lightning reads the constructor's arguments from the caller's frame, which is one further out here.
+        super().save_hyperparameters(*args, frame=frame or inspect.currentframe().f_back, **kwargs)
+        for key, value in self.hparams.items():
+            if dataclasses.is_dataclass(value):
+                self.hparams[key] = dataclasses.asdict(value)
+
+
+class ClipDataModule(DataModule, ABC):
     """Loaders over per-split datasets of annotation files, or of the synthetic set when no split has
     annotations (``synthetic`` is then True).
 

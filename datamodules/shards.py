@@ -85,7 +85,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import lightning as L
 import torch
 import torch.distributed as dist
 import webdataset as wds
@@ -96,7 +95,7 @@ from webdataset.tariterators import group_by_keys, tar_file_expander
 
 from datamodules.annotations import VideoTextRecord, read_video_text_annotations
 from datamodules.bad_samples import OnBadSample, check_policy
-from datamodules.base import SPLIT_STAGES, STAGE_SPLITS
+from datamodules.base import SPLIT_STAGES, STAGE_SPLITS, DataModule
 from datamodules.collate import collate_video_text
 from datamodules.options import ClipOptions, LoaderOptions
 from datamodules.transforms import (
@@ -552,7 +551,7 @@ class ShardLoader(DataLoader):
 # ------------------------------------------------------------------------------------------ datamodule
 
 
-class ShardDataModule(L.LightningDataModule):
+class ShardDataModule(DataModule):
     """Video-text data from tar shards (see the module doc), batches as ``VideoTextDataModule``'s minus
     ``mask`` / ``graph``.
 

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PRESETS = sorted((ROOT / "configs/benchmarks").glob("*.yaml"))
 CLIP = str(ROOT / "configs/clip.yaml")
 ADAPTER = str(ROOT / "configs/adapter.yaml")
-SMALL = ["--data.init_args.image_size=64", "--data.init_args.batch_size=2", "--data.init_args.num_workers=0",
+SMALL = ["--data.init_args.clip.image_size=64", "--data.init_args.loader.batch_size=2", "--data.init_args.loader.num_workers=0",
          "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
 # The benchmark each preset names, as registered.
 BENCHMARK = {p.stem: p.stem for p in PRESETS}

@@ -15,8 +15,9 @@ import pytest
 import torch
 
 from datamodules.annotations import VideoTextRecord
+from datamodules.bad_samples import HOLE, MissingFilesError
 from datamodules.video import VideoDecodeError, decode_clip, read_clip, sample_indices
-from datamodules.video_text import HOLE, MissingFilesError, VideoTextDataset
+from datamodules.video_text import VideoTextDataset
 
 BASE, STEP = 8, 6
 MSRVTT = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "msrvtt24")

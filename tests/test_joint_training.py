@@ -4,6 +4,7 @@ losses of the module, and a CPU fit of configs/clip_images.yaml logging both los
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 import os
 import subprocess
@@ -13,7 +14,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from datamodules import ImageTextDataModule, JointDataModule, VideoTextDataModule
+from datamodules import (
+    ImageTextDataModule,
+    JointDataModule,
+    LoaderOptions,
+    SyntheticOptions,
+    VideoTextDataModule,
+)
 from heads import ClipHead
 from heads.contrastive import clip_loss
 from trajtok.callbacks import BadSampleReport
@@ -22,7 +29,7 @@ from trajtok.tokenizer import ConvPyramid, TrajTok
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAJTOK = str(Path(sys.executable).with_name("trajtok"))
-SMALL = {"synthetic_train": 16, "synthetic_val": 8, "synthetic_test": 8, "num_workers": 0}
+SMALL = {"synthetic.train": 16, "synthetic.val": 8, "synthetic.test": 8, "loader.num_workers": 0}
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +44,9 @@ def tiny_module() -> TrajTokModule:
 
 
 def joint(cache: Path, mode: str = "max_size_cycle") -> JointDataModule:
-    videos = VideoTextDataModule(batch_size=4, load_pseudo_labels=False, cache_dir=str(cache), **SMALL)
-    images = ImageTextDataModule(batch_size=8, synthetic_seed=1, cache_dir=str(cache), **SMALL)
+    synthetic = SyntheticOptions(cache_dir=str(cache), train=16, val=8, test=8)
+    videos = VideoTextDataModule(loader=LoaderOptions(batch_size=4), load_pseudo_labels=False, synthetic=synthetic)
+    images = ImageTextDataModule(loader=LoaderOptions(batch_size=8), synthetic=dataclasses.replace(synthetic, seed=1))
     return JointDataModule(videos, images, mode=mode)
 
 
@@ -73,7 +81,7 @@ def test_joint_loader_gives_both_sources_every_step_and_evaluates_on_videos(cach
     assert len(list(joint(cache, mode="min_size").train_dataloader())) == 2
     val = data.val_dataloader()
     assert next(iter(val))["video"].shape[1] == 8 and data.test_dataloader().dataset is data.videos.datasets["test"]
-    assert data.num_frames == 8  # what visualize reads off the datamodule is the videos'
+    assert data.clip.num_frames == 8  # what visualize reads off the datamodule is the videos'
 
 
 def test_bad_joint_options_are_named():
@@ -107,7 +115,7 @@ def test_skipped_samples_of_the_two_sources_are_counted_apart():
 
 def test_fit_of_clip_images_logs_both_loss_curves_and_tests_on_videos(tmp_path, cache):
     small = [f"--data.init_args.{part}.init_args.{k}={v}" for part in ("videos", "images") for k, v in SMALL.items()]
-    small += ["--data.init_args.videos.init_args.batch_size=4", "--data.init_args.images.init_args.batch_size=8"]
+    small += ["--data.init_args.videos.init_args.loader.batch_size=4", "--data.init_args.images.init_args.loader.batch_size=8"]
     config = ["--config", str(ROOT / "configs/clip_images.yaml"), *small]
     env = {**os.environ, "TRAJTOK_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
 

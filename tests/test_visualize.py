@@ -28,11 +28,11 @@ TRAJTOK = str(Path(sys.executable).with_name("trajtok"))
 MSRVTT = ROOT.parent / "shared" / "data" / "msrvtt24"
 # The synthetic set of the --split run, kept small (as in tests/test_cli.py).
 SMALL_DATA = [
-    "--data.init_args.synthetic_train=16",
-    "--data.init_args.synthetic_val=8",
-    "--data.init_args.synthetic_test=8",
-    "--data.init_args.batch_size=4",
-    "--data.init_args.num_workers=0",
+    "--data.init_args.synthetic.train=16",
+    "--data.init_args.synthetic.val=8",
+    "--data.init_args.synthetic.test=8",
+    "--data.init_args.loader.batch_size=4",
+    "--data.init_args.loader.num_workers=0",
 ]
 
 
