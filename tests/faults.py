@@ -29,8 +29,10 @@ def run_trajtok(args: list[str], cwd: Path, cache: Path, timeout: int = 300,
     """``trajtok ARGS`` in ``cwd``, offline, with the synthetic data cached in ``cache`` and these faults importable.
 
     One OpenMP thread per process: on a busy 2-core machine two threads per process spin against other jobs and
-    a step takes 20x longer (3.6 s instead of 0.17 s measured), and DDP runs two processes anyway."""
-    env = {**os.environ, "TRAJTOK_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT / "tests"),
+    a step takes 20x longer (3.6 s instead of 0.17 s measured), and DDP runs two processes anyway. The checkout
+    these tests are in comes first on the path, so a second worktree runs its own code, not the installed one's."""
+    path = os.pathsep.join([str(ROOT / "tests"), str(ROOT)])
+    env = {**os.environ, "TRAJTOK_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "PYTHONPATH": path,
            "OMP_NUM_THREADS": "1", **(env or {})}
     return subprocess.run([TRAJTOK, *args], check=False, cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=timeout)
