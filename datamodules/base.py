@@ -1,5 +1,6 @@
 """``ClipDataModule``, the base of the file-based datamodules (video-text, classification, QA, image-text),
-and the mapping between data splits and Lightning stages that every datamodule uses.
+and the mapping between data splits and Lightning stages that every datamodule uses. ``DataModule`` (under
+every datamodule with option groups) stores the groups in checkpoints as plain data.
 
 The base holds what does not depend on what a sample is: the split's annotation files, the option groups
 (``datamodules.options``), building each split's dataset once when a stage needs it, and the loaders. A
@@ -46,7 +47,8 @@ class ClipDataModule(DataModule, ABC):
 
     Keyword arguments: ``root`` and ``annotations`` (each split's file, None for a split without data, as the
     subclasses' ``root`` and ``*_annotations`` arguments say), and the option groups ``clip``, ``loader`` and
-    ``synthetic_options`` (``datamodules.options``). Subclasses set ``collate_fn``.
+    ``synthetic`` (``datamodules.options``; kept as ``synthetic_options``, since ``synthetic`` says whether the
+    synthetic set is used). Subclasses set ``collate_fn``.
     """
 
     collate_fn: Callable[[list[dict[str, Any]]], dict[str, Any]]
