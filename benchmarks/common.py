@@ -183,12 +183,19 @@ def default_clips(frames: int, count: int = 64, pixels: int = 64, annotations: P
     """``count`` test clips of the embedded default data (its 64-frame variant, so that 8 to 64 frames sample
     the same scenes), or of an ``annotations`` file, ``frames`` frames each at ``pixels`` px, and their
     annotation rows (captions, objects), read through the training data path (decoding, resizing, normalising)."""
-    from datamodules import VideoTextDataModule
+    from datamodules import (
+        ClipOptions,
+        LoaderOptions,
+        SyntheticOptions,
+        VideoTextDataModule,
+    )
 
     real = {} if annotations is None else {"test_annotations": str(annotations)}
-    data = VideoTextDataModule(num_frames=frames, image_size=pixels, eval_batch_size=count, load_pseudo_labels=False,
-                               cache_dir=cache_dir, synthetic_train=256, synthetic_val=32, synthetic_test=count,
-                               synthetic_frames=64, **real)
+    data = VideoTextDataModule(
+        clip=ClipOptions(num_frames=frames, image_size=pixels), loader=LoaderOptions(eval_batch_size=count),
+        load_pseudo_labels=False, **real,
+        synthetic=SyntheticOptions(cache_dir=cache_dir, train=256, val=32, test=count, num_frames=64),
+    )
     data.prepare_data()
     data.setup("test")
     batch = next(iter(data.test_dataloader()))

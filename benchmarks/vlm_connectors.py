@@ -35,10 +35,10 @@ from benchmarks.common import (
 
 CONNECTORS = {"TrajVLM": "vlm", "patch pooling": "vlm_patch"}
 LENGTHS = {
-    "short (8 frames)": ["--data.init_args.num_frames=8"],
-    "long (64 frames)": ["--data.init_args.num_frames=64", "--data.init_args.synthetic_frames=64",
-                         "--data.init_args.synthetic_train=256", "--data.init_args.synthetic_val=32",
-                         "--data.init_args.synthetic_test=64", "--data.init_args.batch_size=8"],
+    "short (8 frames)": ["--data.init_args.clip.num_frames=8"],
+    "long (64 frames)": ["--data.init_args.clip.num_frames=64", "--data.init_args.synthetic.num_frames=64",
+                         "--data.init_args.synthetic.train=256", "--data.init_args.synthetic.val=32",
+                         "--data.init_args.synthetic.test=64", "--data.init_args.loader.batch_size=8"],
 }
 METRICS = ("mc_accuracy", "exact_match", "llm_video_tokens")
 

@@ -32,10 +32,13 @@ Nothing here knows a model. Models and data meet in the batch, a dict with these
 
 Modules: ``video`` (PyAV decoding and frame sampling), ``transforms`` (crop / resize / normalise in torch),
 ``annotations`` (JSONL / JSON / CSV readers, class folders), ``pseudo_labels`` (mask + trajectory-graph
-files), ``synthetic`` (the embedded default data set), ``video_text`` (the shared clip dataset and loaders;
-video-text dataset, collate, ``VideoTextDataModule``), ``classification`` (class lists, labelled dataset,
-collate, ``ClassificationDataModule``, whose batches carry ``label`` instead of ``text`` / ``captions``),
-``qa`` (question-answering dataset, collate, ``QADataModule``, whose batches carry ``question``,
+files), ``synthetic`` (the embedded default data set), ``options`` (the option groups every datamodule takes:
+``ClipOptions`` / ``FrameOptions``, ``LoaderOptions``, ``SyntheticOptions``), ``bad_samples`` (the skip-or-raise
+policy for unusable samples, ``RecordDataset``), ``clips`` (``ClipDataset``: a clip with its pseudo-labels),
+``collate`` (the collate functions), ``base`` (``ClipDataModule``, the split loaders; the split / stage
+mapping), ``video_text`` (video-text dataset, ``VideoTextDataModule``), ``classification`` (class lists,
+labelled dataset, collate, ``ClassificationDataModule``, whose batches carry ``label`` instead of ``text`` /
+``captions``), ``qa`` (question-answering dataset, collate, ``QADataModule``, whose batches carry ``question``,
 ``answer``, ``options`` and ``answer_index``; synthetic questions), ``shards`` (video-text pairs from
 WebDataset-style tar shards, as video2dataset writes them, split over ranks and workers:
 ``ShardedVideoTextDataset``, ``ShardDataModule``, ``write_shards``), ``images`` (image-text data as one-frame
@@ -44,11 +47,13 @@ clips from annotation files, caption folders, tar shards or the synthetic set's 
 batches ``{"video": batch, "image": batch}``, evaluation on the videos).
 """
 
+from datamodules.bad_samples import OnBadSample
 from datamodules.classification import (
     ClassificationDataModule,
     ClassificationDataset,
     collate_classification,
 )
+from datamodules.collate import collate_video_text
 from datamodules.images import (
     ImageShardDataModule,
     ImageTextDataModule,
@@ -56,26 +61,33 @@ from datamodules.images import (
     ShardedImageTextDataset,
 )
 from datamodules.joint import JointDataModule
+from datamodules.options import (
+    ClipOptions,
+    FrameOptions,
+    LoaderOptions,
+    SyntheticOptions,
+)
 from datamodules.qa import QADataModule, QADataset, collate_qa
 from datamodules.shards import ShardDataModule, ShardedVideoTextDataset, write_shards
-from datamodules.video_text import (
-    VideoTextDataModule,
-    VideoTextDataset,
-    collate_video_text,
-)
+from datamodules.video_text import VideoTextDataModule, VideoTextDataset
 
 __all__ = [
     "ClassificationDataModule",
     "ClassificationDataset",
+    "ClipOptions",
+    "FrameOptions",
     "ImageShardDataModule",
     "ImageTextDataModule",
     "ImageTextDataset",
     "JointDataModule",
+    "LoaderOptions",
+    "OnBadSample",
     "QADataModule",
     "QADataset",
     "ShardDataModule",
     "ShardedImageTextDataset",
     "ShardedVideoTextDataset",
+    "SyntheticOptions",
     "VideoTextDataModule",
     "VideoTextDataset",
     "collate_classification",

@@ -13,12 +13,13 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from jsonargparse.typing import NonNegativeInt, PositiveInt
-
-from datamodules.annotations import LabelledVideoRecord
+from datamodules.annotations import LabelledVideoRecord, VideoTextRecord
+from datamodules.bad_samples import OnBadSample
+from datamodules.base import SPLIT_STAGES
 from datamodules.benchmarks import Benchmark, Task, get_benchmark
 from datamodules.classification import ClassificationDataModule
-from datamodules.video_text import OnBadVideo, VideoTextDataModule, VideoTextDataset
+from datamodules.options import ClipOptions, LoaderOptions
+from datamodules.video_text import VideoTextDataModule
 
 
 class _BenchmarkFiles:
@@ -38,7 +39,7 @@ class _BenchmarkFiles:
 
     def split_paths(self) -> tuple[str | None, str | None, str | None]:
         """Each split's resolved annotation file, None where the split has none."""
-        return tuple(self.files.get(split) for split in ("train", "val", "test"))  # type: ignore[return-value]
+        return tuple(self.files.get(split) for split in SPLIT_STAGES)  # type: ignore[return-value]
 
     def read(self, split: str) -> list:
         return self.benchmark.read(split, self.files, self.video_dir)
@@ -54,8 +55,7 @@ class RetrievalBenchmark(VideoTextDataModule):
         train_annotations, val_annotations, test_annotations: the official annotation files, relative to
             ``root``; splits left None have no data.
         video_dir: the clip folder, relative to ``root``; default the benchmark's usual one.
-        num_frames, image_size, batch_size, eval_batch_size, num_workers, on_bad_video, crop_scale,
-            horizontal_flip: as for ``VideoTextDataModule``.
+        clip, loader, on_bad_video: as for ``VideoTextDataModule``.
     """
 
     def __init__(
@@ -66,37 +66,22 @@ class RetrievalBenchmark(VideoTextDataModule):
         val_annotations: str | None = None,
         test_annotations: str | None = None,
         video_dir: str | None = None,
-        num_frames: PositiveInt = 8,
-        image_size: PositiveInt = 64,
-        batch_size: PositiveInt = 32,
-        eval_batch_size: PositiveInt | None = None,
-        num_workers: NonNegativeInt = 0,
-        on_bad_video: OnBadVideo = "skip",
-        crop_scale: tuple[float, float] = (0.8, 1.0),
-        horizontal_flip: bool = False,
+        clip: ClipOptions = ClipOptions(),
+        loader: LoaderOptions = LoaderOptions(),
+        on_bad_video: OnBadSample = "skip",
     ) -> None:
         files = _BenchmarkFiles(benchmark, "retrieval", root, {
             "train": train_annotations, "val": val_annotations, "test": test_annotations}, video_dir)
         train, val, test = files.split_paths()
         super().__init__(
-            root=files.root, train_annotations=train, val_annotations=val, test_annotations=test,
-            num_frames=num_frames, image_size=image_size, batch_size=batch_size, eval_batch_size=eval_batch_size,
-            num_workers=num_workers, on_bad_video=on_bad_video, load_pseudo_labels=False, crop_scale=crop_scale,
-            horizontal_flip=horizontal_flip,
+            root=files.root, train_annotations=train, val_annotations=val, test_annotations=test, clip=clip,
+            loader=loader, on_bad_video=on_bad_video, load_pseudo_labels=False,
         )
         self.source = files
 
-    def build_dataset(self, split: str, path: str) -> VideoTextDataset:
-        return VideoTextDataset(
-            self.source.read(split),
-            num_frames=self.num_frames,
-            image_size=self.image_size,
-            train=split == "train",
-            on_bad_video=self.on_bad_video,
-            load_pseudo_labels=False,
-            crop_scale=self.crop_scale,
-            horizontal_flip=self.horizontal_flip,
-        )
+    def read_records(self, split: str, path: str) -> list[VideoTextRecord]:
+        """The records of a split, read with the benchmark's reader."""
+        return self.source.read(split)
 
 
 class ClassificationBenchmark(ClassificationDataModule):
@@ -112,8 +97,7 @@ class ClassificationBenchmark(ClassificationDataModule):
             (``datamodules.benchmarks.list_benchmarks("classification")``).
         root, train_annotations, val_annotations, test_annotations, video_dir: as for ``RetrievalBenchmark``.
         class_names: the class list (names, or a .txt / .json file), overriding the benchmark's.
-        num_frames, image_size, batch_size, eval_batch_size, num_workers, on_bad_video, crop_scale,
-            horizontal_flip: as for ``ClassificationDataModule``.
+        clip, loader, on_bad_video: as for ``ClassificationDataModule``.
     """
 
     def __init__(
@@ -125,23 +109,16 @@ class ClassificationBenchmark(ClassificationDataModule):
         test_annotations: str | None = None,
         video_dir: str | None = None,
         class_names: list[str] | str | None = None,
-        num_frames: PositiveInt = 8,
-        image_size: PositiveInt = 64,
-        batch_size: PositiveInt = 32,
-        eval_batch_size: PositiveInt | None = None,
-        num_workers: NonNegativeInt = 0,
-        on_bad_video: OnBadVideo = "skip",
-        crop_scale: tuple[float, float] = (0.8, 1.0),
-        horizontal_flip: bool = False,
+        clip: ClipOptions = ClipOptions(),
+        loader: LoaderOptions = LoaderOptions(),
+        on_bad_video: OnBadSample = "skip",
     ) -> None:
         files = _BenchmarkFiles(benchmark, "classification", root, {
             "train": train_annotations, "val": val_annotations, "test": test_annotations}, video_dir)
         train, val, test = files.split_paths()
         super().__init__(
             root=files.root, train_annotations=train, val_annotations=val, test_annotations=test,
-            class_names=class_names, num_frames=num_frames, image_size=image_size, batch_size=batch_size,
-            eval_batch_size=eval_batch_size, num_workers=num_workers, on_bad_video=on_bad_video,
-            load_pseudo_labels=False, crop_scale=crop_scale, horizontal_flip=horizontal_flip,
+            class_names=class_names, clip=clip, loader=loader, on_bad_video=on_bad_video, load_pseudo_labels=False,
         )
         self.source = files
 

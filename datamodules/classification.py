@@ -14,6 +14,7 @@ data.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -30,15 +31,12 @@ from datamodules.annotations import (
     read_labelled_annotations,
     write_jsonl_atomic,
 )
-from datamodules.synthetic import SPLITS, SyntheticConfig, ensure_synthetic
-from datamodules.video_text import (
-    ClipDataModule,
-    ClipDataset,
-    OnBadVideo,
-    collate_pseudo_labels,
-    collate_skipped,
-    drops_skipped,
-)
+from datamodules.bad_samples import OnBadSample
+from datamodules.base import ClipDataModule
+from datamodules.clips import ClipDataset
+from datamodules.collate import collate_pseudo_labels, collate_skipped, drops_skipped
+from datamodules.options import ClipOptions, LoaderOptions, SyntheticOptions
+from datamodules.synthetic import SPLITS
 
 SyntheticTask = Literal["moving", "count"]
 # Fixed lists rather than the names found in the train split: a class index then means the same thing
@@ -175,7 +173,7 @@ class ClassificationDataset(ClipDataset):
         num_frames: PositiveInt = 8,
         image_size: PositiveInt = 64,
         train: bool = False,
-        on_bad_video: OnBadVideo = "skip",
+        on_bad_video: OnBadSample = "skip",
         load_pseudo_labels: bool = False,
         crop_scale: tuple[float, float] = (0.8, 1.0),
         horizontal_flip: bool = False,
@@ -218,29 +216,30 @@ class ClassificationDataModule(ClipDataModule):
     Args:
         root: folder that video (and pseudo-label) paths in annotation files are relative to; default:
             each annotation file's own folder. Class folders use their own paths.
-        train_annotations, val_annotations, test_annotations: JSONL / JSON / CSV files, or class folders
-            (``<dir>/<class name>/<video>``, any of .mp4 .avi .mkv .webm .mov). When all three are None
-            the embedded synthetic set is used (generated on first use into ``cache_dir``). predict uses
-            the test set.
+        train_annotations: JSONL / JSON / CSV file, or class folder (``<dir>/<class name>/<video>``, any of
+            .mp4 .avi .mkv .webm .mov), of the train split. When no split has one, the embedded synthetic set
+            is used (see ``synthetic`` and ``synthetic_task``).
+        val_annotations: the val split's file or folder; None: no validation.
+        test_annotations: the test split's file or folder (predict uses it too).
         class_names: the class list, as names or a .txt (one per line) / .json (a list) file; labels may
             then be names or indices into it, and val / test rows must map into it.
-        num_frames, image_size: frames per clip and square side of the model input.
-        batch_size, eval_batch_size: per-process batch sizes (eval defaults to ``batch_size``).
-        num_workers: DataLoader worker processes.
+        clip: frames per clip, input size and training augmentation (a class may depend on direction,
+            "moving left": keep ``horizontal_flip`` off then).
+        loader: batch sizes and DataLoader workers.
         on_bad_video: "skip" leaves unusable samples out of their batch (which shrinks) and reports them
             in its ``skipped`` (``trajtok.callbacks.BadSampleReport`` logs them per epoch); "raise" fails with
             the file's path and annotation row.
         load_pseudo_labels: add ``mask`` / ``graph`` to batches when the annotations name those files (the
             synthetic set does); off by default, since a classifier alone does not use them.
-        crop_scale: area range of the random resized crop in training (1.0, 1.0 disables cropping).
-        horizontal_flip: random horizontal flips in training; off by default, since a class may depend on
-            direction ("moving left").
-        video_key, label_key, start_key, end_key, mask_key, graph_key: annotation key names (files only).
-        cache_dir: synthetic cache; default ``$TRAJTOK_CACHE/synthetic`` or ``~/.cache/trajtok/synthetic``.
+        video_key: annotation key of the video path (files only, as the other keys).
+        label_key: annotation key of the label (a class name or index).
+        start_key: annotation key of the clip's start, in seconds.
+        end_key: annotation key of the clip's end, in seconds.
+        mask_key: annotation key of the pseudo-label masks file.
+        graph_key: annotation key of the trajectory graph file.
+        synthetic: the synthetic set used when no annotations are given.
         synthetic_task: the synthetic labels: "moving" (how many objects move, 4 classes) or "count" (how
             many objects there are, 3 classes).
-        synthetic_seed, synthetic_train, synthetic_val, synthetic_test: the synthetic set's seed and sizes.
-        synthetic_frames: frames per synthetic video (16; e.g. 64 for a long-video set, generated separately).
     """
 
     collate_fn = staticmethod(collate_classification)
@@ -252,37 +251,23 @@ class ClassificationDataModule(ClipDataModule):
         val_annotations: str | None = None,
         test_annotations: str | None = None,
         class_names: list[str] | str | None = None,
-        num_frames: PositiveInt = 8,
-        image_size: PositiveInt = 64,
-        batch_size: PositiveInt = 32,
-        eval_batch_size: PositiveInt | None = None,
-        num_workers: NonNegativeInt = 0,
-        on_bad_video: OnBadVideo = "skip",
+        clip: ClipOptions = ClipOptions(),
+        loader: LoaderOptions = LoaderOptions(),
+        on_bad_video: OnBadSample = "skip",
         load_pseudo_labels: bool = False,
-        crop_scale: tuple[float, float] = (0.8, 1.0),
-        horizontal_flip: bool = False,
         video_key: str = "video",
         label_key: str = "label",
         start_key: str = "start",
         end_key: str = "end",
         mask_key: str = "mask",
         graph_key: str = "graph",
-        cache_dir: str | None = None,
+        synthetic: SyntheticOptions = SyntheticOptions(),
         synthetic_task: SyntheticTask = "moving",
-        synthetic_seed: int = 0,
-        synthetic_train: PositiveInt = 768,
-        synthetic_val: PositiveInt = 96,
-        synthetic_test: PositiveInt = 128,
-        synthetic_frames: PositiveInt = 16,
     ) -> None:
-        super().__init__()
+        super().__init__(root=root, annotations=(train_annotations, val_annotations, test_annotations), clip=clip,
+                         loader=loader, synthetic=synthetic)
         self.save_hyperparameters()
-        self._set_common(
-            root, (train_annotations, val_annotations, test_annotations), num_frames, image_size, batch_size,
-            eval_batch_size, num_workers, on_bad_video, crop_scale, horizontal_flip, cache_dir,
-            SyntheticConfig(seed=synthetic_seed, train=synthetic_train, val=synthetic_val, test=synthetic_test,
-                            num_frames=synthetic_frames),
-        )
+        self.on_bad_video = on_bad_video
         self.keys = AnnotationKeys(
             video=video_key, label=label_key, start=start_key, end=end_key, mask=mask_key, graph=graph_key
         )
@@ -301,14 +286,14 @@ class ClassificationDataModule(ClipDataModule):
         """Generate the synthetic set if it is used and missing and (re)write its task labels; settle the
         class list, so a bad annotation file fails before training starts."""
         if self.synthetic:
-            write_synthetic_labels(ensure_synthetic(self.cache_dir, self.synthetic_config), self.synthetic_task)
+            write_synthetic_labels(self.synthetic_folder(), self.synthetic_task)
         self.resolve_class_names()
 
     def annotation_path(self, split: str) -> str | None:
         """The annotations of a split: a file or class folder, or for the synthetic set its task labels."""
         if not self.synthetic:
             return self.annotations[split]
-        folder = ensure_synthetic(self.cache_dir, self.synthetic_config)
+        folder = self.synthetic_folder()
         path = synthetic_label_path(folder, split, self.synthetic_task)
         if not os.path.isfile(path):  # setup without prepare_data, as in a plain script
             write_synthetic_labels(folder, self.synthetic_task)
@@ -348,13 +333,10 @@ class ClassificationDataModule(ClipDataModule):
         return ClassificationDataset(
             self.records(split),
             self.resolve_class_names(),
-            num_frames=self.num_frames,
-            image_size=self.image_size,
+            **dataclasses.asdict(self.clip),
             train=split == "train",
             on_bad_video=self.on_bad_video,
             load_pseudo_labels=self.load_pseudo_labels,
-            crop_scale=self.crop_scale,
-            horizontal_flip=self.horizontal_flip,
         )
 
     def state_dict(self) -> dict[str, Any]:

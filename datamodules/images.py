@@ -22,6 +22,7 @@ are (``on_bad_image: skip``), or raises naming the file and annotation row (``ra
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -38,6 +39,10 @@ from datamodules.annotations import (
     read_image_text_annotations,
     read_video_text_annotations,
 )
+from datamodules.bad_samples import OnBadSample, RecordDataset
+from datamodules.base import ClipDataModule
+from datamodules.collate import collate_video_text
+from datamodules.options import FrameOptions, LoaderOptions, SyntheticOptions
 from datamodules.shards import ShardDataModule, ShardedVideoTextDataset, Shards
 from datamodules.synthetic import (
     SPLITS,
@@ -52,12 +57,6 @@ from datamodules.transforms import (
     train_clip_transform,
 )
 from datamodules.video import BadSampleError, decode_clip
-from datamodules.video_text import (
-    ClipDataModule,
-    OnBadVideo,
-    RecordDataset,
-    collate_video_text,
-)
 
 # Image files of caption folders and image members of shards, lower case, without the dot.
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp")
@@ -135,7 +134,7 @@ class ImageTextDataset(RecordDataset):
         records: Sequence[ImageTextRecord],
         image_size: PositiveInt = 64,
         train: bool = False,
-        on_bad_image: OnBadVideo = "skip",
+        on_bad_image: OnBadSample = "skip",
         crop_scale: tuple[float, float] = (0.8, 1.0),
         horizontal_flip: bool = False,
         max_reported: NonNegativeInt = 10,
@@ -204,21 +203,18 @@ class ImageTextDataModule(ClipDataModule):
 
     Args:
         root: folder that image paths in annotation files are relative to; default: each file's folder.
-        train_annotations, val_annotations, test_annotations: JSONL / JSON / CSV files, or folders of images
-            with ``.txt`` captions. When all three are None the synthetic set's frames are used (generated on
-            first use into ``cache_dir``); predict uses the test set.
-        image_size: square side of the model input.
-        batch_size, eval_batch_size: per-process batch sizes (eval defaults to ``batch_size``).
-        num_workers: DataLoader worker processes.
+        train_annotations: JSONL / JSON / CSV file, or folder of images with ``.txt`` captions, of the train
+            split. When no split has one, the synthetic set's frames are used (see ``synthetic``).
+        val_annotations: the val split's file or folder; None: no validation.
+        test_annotations: the test split's file or folder (predict uses it too).
+        clip: input size and training augmentation of the images (one-frame clips).
+        loader: batch sizes and DataLoader workers.
         on_bad_image: "skip" leaves an unusable image out of its batch and reports it in the batch's
             ``skipped``; "raise" fails with the file's path and annotation row.
-        crop_scale: area range of the random resized crop in training (1.0, 1.0 disables cropping).
-        horizontal_flip: off by default, as for videos (captions may say "left" / "right").
-        image_key, caption_key: annotation key names.
-        cache_dir: synthetic cache; default ``$TRAJTOK_CACHE/synthetic`` or ``~/.cache/trajtok/synthetic``.
-        synthetic_seed, synthetic_train, synthetic_val, synthetic_test, synthetic_frames: the synthetic set
-            whose frames are used (as ``VideoTextDataModule``'s options; a seed other than the videos' gives
-            scenes the videos do not show).
+        image_key: annotation key of the image path.
+        caption_key: annotation key of the caption (a string or a list).
+        synthetic: the synthetic set whose middle frames are used when no annotations are given (a seed
+            other than the videos' gives scenes the videos do not show).
     """
 
     collate_fn = staticmethod(collate_video_text)
@@ -229,53 +225,40 @@ class ImageTextDataModule(ClipDataModule):
         train_annotations: str | None = None,
         val_annotations: str | None = None,
         test_annotations: str | None = None,
-        image_size: PositiveInt = 64,
-        batch_size: PositiveInt = 32,
-        eval_batch_size: PositiveInt | None = None,
-        num_workers: NonNegativeInt = 0,
-        on_bad_image: OnBadVideo = "skip",
-        crop_scale: tuple[float, float] = (0.8, 1.0),
-        horizontal_flip: bool = False,
+        clip: FrameOptions = FrameOptions(),
+        loader: LoaderOptions = LoaderOptions(),
+        on_bad_image: OnBadSample = "skip",
         image_key: str = "image",
         caption_key: str = "caption",
-        cache_dir: str | None = None,
-        synthetic_seed: int = 0,
-        synthetic_train: PositiveInt = 768,
-        synthetic_val: PositiveInt = 96,
-        synthetic_test: PositiveInt = 128,
-        synthetic_frames: PositiveInt = 16,
+        synthetic: SyntheticOptions = SyntheticOptions(),
     ) -> None:
-        super().__init__()
-        if on_bad_image not in ("skip", "raise"):
-            raise ValueError(f"on_bad_image must be 'skip' or 'raise', got {on_bad_image!r}")
+        super().__init__(root=root, annotations=(train_annotations, val_annotations, test_annotations), clip=clip,
+                         loader=loader, synthetic=synthetic)
         self.save_hyperparameters()
-        self._set_common(
-            root, (train_annotations, val_annotations, test_annotations), 1, image_size, batch_size,
-            eval_batch_size, num_workers, on_bad_image, crop_scale, horizontal_flip, cache_dir,
-            SyntheticConfig(seed=synthetic_seed, train=synthetic_train, val=synthetic_val, test=synthetic_test,
-                            num_frames=synthetic_frames),
-        )
+        self.on_bad_image = on_bad_image
         self.image_key, self.caption_key = image_key, caption_key
 
     def prepare_data(self) -> None:
         """Write the synthetic frames if they are used and missing (atomic, as the videos)."""
         if self.synthetic:
-            ensure_synthetic_frames(self.cache_dir, self.synthetic_config)
+            self.synthetic_folder()
 
     def annotation_path(self, split: str) -> str | None:
         """The annotations of a split (for the synthetic frames: in their cache folder)."""
         if self.synthetic:
-            return os.path.join(ensure_synthetic_frames(self.cache_dir, self.synthetic_config), f"{split}.jsonl")
+            return os.path.join(self.synthetic_folder(), f"{split}.jsonl")
         return self.annotations[split]
+
+    def synthetic_folder(self) -> str:
+        """The folder of the synthetic set's frames, written when missing."""
+        return ensure_synthetic_frames(self.synthetic_options.cache_dir, self.synthetic_options.config())
 
     def build_dataset(self, split: str, path: str) -> ImageTextDataset:
         return ImageTextDataset(
             read_image_text(path, None if self.synthetic else self.root, self.image_key, self.caption_key),
-            image_size=self.image_size,
+            **dataclasses.asdict(self.clip),
             train=split == "train",
-            on_bad_image=self.on_bad_video,
-            crop_scale=self.crop_scale,
-            horizontal_flip=self.horizontal_flip,
+            on_bad_image=self.on_bad_image,
         )
 
 
@@ -297,30 +280,23 @@ class ShardedImageTextDataset(ShardedVideoTextDataset):
 
 class ImageShardDataModule(ShardDataModule):
     """Image-text data from tar shards as one-frame clips: ``ShardDataModule`` (whose options these are,
-    ``num_frames`` aside) over ``ShardedImageTextDataset``. ``on_bad_image``: "skip" drops unusable images
-    and unreadable shards, "raise" fails naming ``<shard>:<key>``."""
+    with ``clip`` an image's ``FrameOptions``) over ``ShardedImageTextDataset``. ``on_bad_image``: "skip"
+    drops unusable images and unreadable shards, "raise" fails naming ``<shard>:<key>``."""
 
     def __init__(
         self,
         train_shards: str | list[str] | None = None,
         val_shards: str | list[str] | None = None,
         test_shards: str | list[str] | None = None,
-        image_size: PositiveInt = 64,
-        batch_size: PositiveInt = 32,
-        eval_batch_size: PositiveInt | None = None,
-        num_workers: NonNegativeInt = 0,
-        on_bad_image: OnBadVideo = "skip",
+        clip: FrameOptions = FrameOptions(),
+        loader: LoaderOptions = LoaderOptions(),
+        on_bad_image: OnBadSample = "skip",
         shuffle_buffer: NonNegativeInt = 256,
         seed: int = 0,
         samples_per_epoch: PositiveInt | None = None,
-        crop_scale: tuple[float, float] = (0.8, 1.0),
-        horizontal_flip: bool = False,
     ) -> None:
-        if on_bad_image not in ("skip", "raise"):
-            raise ValueError(f"on_bad_image must be 'skip' or 'raise', got {on_bad_image!r}")
-        super().__init__(train_shards, val_shards, test_shards, 1, image_size, batch_size, eval_batch_size,
-                         num_workers, on_bad_image, shuffle_buffer, seed, samples_per_epoch, crop_scale,
-                         horizontal_flip)
+        super().__init__(train_shards, val_shards, test_shards, clip=clip, loader=loader, on_bad_video=on_bad_image,
+                         shuffle_buffer=shuffle_buffer, seed=seed, samples_per_epoch=samples_per_epoch)
 
     def build_dataset(self, shards: Shards, **kwargs: Any) -> ShardedImageTextDataset:
-        return ShardedImageTextDataset(shards, self.image_size, **kwargs)
+        return ShardedImageTextDataset(shards, **kwargs)

@@ -4,7 +4,7 @@ TrajViT2 is trained on videos and images together (the paper: per step and devic
 images being one-frame clips). ``JointDataModule`` wraps a video datamodule and an image datamodule (each
 configured as usual, by ``class_path`` / ``init_args``); every training step gets
 ``{"video": <video batch>, "image": <image batch>}``, two batches of the data contract (see ``datamodules``),
-so the mix per step is the two ``batch_size`` s. ``trajtok.module.TrajTokModule`` runs each through the same
+so the mix per step is the two ``loader.batch_size`` s. ``trajtok.module.TrajTokModule`` runs each through the same
 tokenizer and head, as separate contrastive problems (negatives only within a source, as in the paper), sums
 the losses and logs each source's (``train/loss_video``, ``train/loss_image``) beside the total.
 
@@ -29,9 +29,9 @@ class JointDataModule(L.LightningDataModule):
     """Training batches of videos and images together; evaluation on the videos (see the module doc).
 
     Args:
-        videos: the video datamodule (``VideoTextDataModule``, ``ShardDataModule``, ...); its ``batch_size``
+        videos: the video datamodule (``VideoTextDataModule``, ``ShardDataModule``, ...); its ``loader.batch_size``
             is the videos per step and process, and its validation / test data are the run's.
-        images: the image datamodule (``ImageTextDataModule``, ``ImageShardDataModule``); its ``batch_size``
+        images: the image datamodule (``ImageTextDataModule``, ``ImageShardDataModule``); its ``loader.batch_size``
             is the images per step and process (the paper: 64 images to 8 videos).
         mode: how the epoch's length follows the two training loaders: ``max_size_cycle`` (the longer one,
             the shorter one cycling) or ``min_size`` (the shorter one).

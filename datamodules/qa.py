@@ -13,6 +13,7 @@ written as ``<split>_qa.jsonl`` beside the set, so they are read by exactly the 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 from collections import Counter
@@ -29,21 +30,12 @@ from datamodules.annotations import (
     read_qa_annotations,
     write_jsonl_atomic,
 )
-from datamodules.synthetic import (
-    COLOURS,
-    DIRECTIONS,
-    MOTIONS,
-    SPLITS,
-    SyntheticConfig,
-    ensure_synthetic,
-)
-from datamodules.video_text import (
-    ClipDataModule,
-    ClipDataset,
-    OnBadVideo,
-    collate_skipped,
-    drops_skipped,
-)
+from datamodules.bad_samples import OnBadSample
+from datamodules.base import ClipDataModule
+from datamodules.clips import ClipDataset
+from datamodules.collate import collate_skipped, drops_skipped
+from datamodules.options import ClipOptions, LoaderOptions, SyntheticOptions
+from datamodules.synthetic import COLOURS, DIRECTIONS, MOTIONS, SPLITS
 
 COUNT_QUESTION = "how many objects are there?"
 COUNT_OPTIONS = ("one", "two", "three")
@@ -149,7 +141,7 @@ class QADataset(ClipDataset):
         num_frames: PositiveInt = 8,
         image_size: PositiveInt = 64,
         train: bool = False,
-        on_bad_video: OnBadVideo = "skip",
+        on_bad_video: OnBadSample = "skip",
         crop_scale: tuple[float, float] = (0.8, 1.0),
         horizontal_flip: bool = False,
         max_reported: NonNegativeInt = 10,
@@ -194,24 +186,23 @@ class QADataModule(ClipDataModule):
     Args:
         root: folder that video paths in the annotations are relative to; default: each annotation
             file's own folder.
-        train_annotations, val_annotations, test_annotations: JSONL / JSON / CSV files of questions. When
-            all three are None the embedded synthetic set is used (generated on first use into
-            ``cache_dir``) with the questions of ``synthetic_questions``. predict uses the test set.
-        num_frames, image_size: frames per clip and square side of the model input.
-        batch_size, eval_batch_size: per-process batch sizes (eval defaults to ``batch_size``).
-        num_workers: DataLoader worker processes.
+        train_annotations: JSONL / JSON / CSV file of questions of the train split. When no split has one,
+            the embedded synthetic set is used (see ``synthetic``; each clip has 2-3 questions, see
+            ``synthetic_questions``).
+        val_annotations: the val split's file; None: no validation.
+        test_annotations: the test split's file (predict uses it too).
+        clip: frames per clip, input size and training augmentation.
+        loader: batch sizes and DataLoader workers.
         on_bad_video: "skip" leaves unusable samples out of their batch (which shrinks) and reports them
             in its ``skipped`` (``trajtok.callbacks.BadSampleReport`` logs them per epoch); "raise" fails with
             the file's path and annotation row.
-        crop_scale: area range of the random resized crop in training (1.0, 1.0 disables cropping).
-        horizontal_flip: random horizontal flips in training; off by default, since it reverses
-            "left"/"right" in the pixels but not in the questions and answers.
-        video_key, question_key, answer_key, options_key, start_key, end_key: annotation key names (files
-            only).
-        cache_dir: synthetic cache; default ``$TRAJTOK_CACHE/synthetic`` or ``~/.cache/trajtok/synthetic``.
-        synthetic_seed, synthetic_train, synthetic_val, synthetic_test: the synthetic set's seed and sizes
-        synthetic_frames: frames per synthetic video (16; e.g. 64 for a long-video set, generated separately).
-            (in clips; each clip has 2-3 questions).
+        video_key: annotation key of the video path (files only, as the other keys).
+        question_key: annotation key of the question.
+        answer_key: annotation key of the answer.
+        options_key: annotation key of the multiple-choice options (absent: open-ended).
+        start_key: annotation key of the clip's start, in seconds.
+        end_key: annotation key of the clip's end, in seconds.
+        synthetic: the synthetic set used when no annotations are given.
     """
 
     collate_fn = staticmethod(collate_qa)
@@ -222,35 +213,21 @@ class QADataModule(ClipDataModule):
         train_annotations: str | None = None,
         val_annotations: str | None = None,
         test_annotations: str | None = None,
-        num_frames: PositiveInt = 8,
-        image_size: PositiveInt = 64,
-        batch_size: PositiveInt = 16,
-        eval_batch_size: PositiveInt | None = None,
-        num_workers: NonNegativeInt = 0,
-        on_bad_video: OnBadVideo = "skip",
-        crop_scale: tuple[float, float] = (0.8, 1.0),
-        horizontal_flip: bool = False,
+        clip: ClipOptions = ClipOptions(),
+        loader: LoaderOptions = LoaderOptions(batch_size=16),
+        on_bad_video: OnBadSample = "skip",
         video_key: str = "video",
         question_key: str = "question",
         answer_key: str = "answer",
         options_key: str = "options",
         start_key: str = "start",
         end_key: str = "end",
-        cache_dir: str | None = None,
-        synthetic_seed: int = 0,
-        synthetic_train: PositiveInt = 768,
-        synthetic_val: PositiveInt = 96,
-        synthetic_test: PositiveInt = 128,
-        synthetic_frames: PositiveInt = 16,
+        synthetic: SyntheticOptions = SyntheticOptions(),
     ) -> None:
-        super().__init__()
+        super().__init__(root=root, annotations=(train_annotations, val_annotations, test_annotations), clip=clip,
+                         loader=loader, synthetic=synthetic)
         self.save_hyperparameters()
-        self._set_common(
-            root, (train_annotations, val_annotations, test_annotations), num_frames, image_size, batch_size,
-            eval_batch_size, num_workers, on_bad_video, crop_scale, horizontal_flip, cache_dir,
-            SyntheticConfig(seed=synthetic_seed, train=synthetic_train, val=synthetic_val, test=synthetic_test,
-                            num_frames=synthetic_frames),
-        )
+        self.on_bad_video = on_bad_video
         self.keys = AnnotationKeys(
             video=video_key, question=question_key, answer=answer_key, options=options_key, start=start_key,
             end=end_key,
@@ -259,13 +236,13 @@ class QADataModule(ClipDataModule):
     def prepare_data(self) -> None:
         """Generate the synthetic set if it is used and missing, and (re)write its questions."""
         if self.synthetic:
-            write_synthetic_qa(ensure_synthetic(self.cache_dir, self.synthetic_config))
+            write_synthetic_qa(self.synthetic_folder())
 
     def annotation_path(self, split: str) -> str | None:
         """The annotation file of a split (for the synthetic set: its questions, in its cache folder)."""
         if not self.synthetic:
             return self.annotations[split]
-        folder = ensure_synthetic(self.cache_dir, self.synthetic_config)
+        folder = self.synthetic_folder()
         path = synthetic_qa_path(folder, split)
         if not os.path.isfile(path):  # setup without prepare_data, as in a plain script
             write_synthetic_qa(folder)
@@ -276,10 +253,7 @@ class QADataModule(ClipDataModule):
         root, keys = (None, AnnotationKeys()) if self.synthetic else (self.root, self.keys)
         return QADataset(
             read_qa_annotations(path, root, keys),
-            num_frames=self.num_frames,
-            image_size=self.image_size,
+            **dataclasses.asdict(self.clip),
             train=split == "train",
             on_bad_video=self.on_bad_video,
-            crop_scale=self.crop_scale,
-            horizontal_flip=self.horizontal_flip,
         )

@@ -70,6 +70,7 @@ instead, naming the shard and the key (``<shard>:<key>``).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -84,7 +85,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import lightning as L
 import torch
 import torch.distributed as dist
 import webdataset as wds
@@ -94,13 +94,16 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from webdataset.tariterators import group_by_keys, tar_file_expander
 
 from datamodules.annotations import VideoTextRecord, read_video_text_annotations
+from datamodules.bad_samples import OnBadSample, check_policy
+from datamodules.base import SPLIT_STAGES, STAGE_SPLITS, DataModule
+from datamodules.collate import collate_video_text
+from datamodules.options import ClipOptions, LoaderOptions
 from datamodules.transforms import (
     crop_area_range,
     eval_clip_transform,
     train_clip_transform,
 )
 from datamodules.video import BadSampleError, decode_clip
-from datamodules.video_text import STAGE_SPLITS, OnBadVideo, collate_video_text
 from trajtok.seeding import loader_generator
 
 log = logging.getLogger(__name__)
@@ -286,7 +289,7 @@ class ShardedVideoTextDataset(IterableDataset):
         shuffle_buffer: NonNegativeInt = 0,
         seed: int = 0,
         samples_per_epoch: PositiveInt | None = None,
-        on_bad_video: OnBadVideo = "skip",
+        on_bad_video: OnBadSample = "skip",
         crop_scale: tuple[float, float] = (0.8, 1.0),
         horizontal_flip: bool = False,
         rank: int | None = None,
@@ -295,8 +298,7 @@ class ShardedVideoTextDataset(IterableDataset):
         max_reported: NonNegativeInt = 10,
     ) -> None:
         super().__init__()
-        if on_bad_video not in ("skip", "raise"):
-            raise ValueError(f"on_bad_video must be 'skip' or 'raise', got {on_bad_video!r}")
+        check_policy(on_bad_video)
         if (rank is None) != (world_size is None):
             raise ValueError("give rank and world_size together, or neither")
         if world_size is not None and not 0 <= rank < world_size:
@@ -549,26 +551,25 @@ class ShardLoader(DataLoader):
 # ------------------------------------------------------------------------------------------ datamodule
 
 
-class ShardDataModule(L.LightningDataModule):
+class ShardDataModule(DataModule):
     """Video-text data from tar shards (see the module doc), batches as ``VideoTextDataModule``'s minus
     ``mask`` / ``graph``.
 
     Args:
-        train_shards, val_shards, test_shards: a shard path or brace pattern
-            (``data/train-{000000..000099}.tar``), or a list of them; None for a split without data
-            (predict uses the test shards).
-        num_frames, image_size: frames per clip and square side of the model input.
-        batch_size, eval_batch_size: per-process batch sizes (eval defaults to ``batch_size``). Each
-            worker batches its own samples and training drops each worker's last partial batch.
-        num_workers: DataLoader workers per process; lowered (with a warning) for a split whose shards
-            cannot give every rank x worker one.
+        train_shards: a shard path or brace pattern (``data/train-{000000..000099}.tar``), or a list of
+            them, of the train split; None: no training data.
+        val_shards: the val split's shards; None: no validation.
+        test_shards: the test split's shards (predict uses them too).
+        clip: frames per clip, input size and training augmentation.
+        loader: batch sizes and DataLoader workers. Each worker batches its own samples and training drops
+            each worker's last partial batch; ``num_workers`` is lowered (with a warning) for a split whose
+            shards cannot give every rank x worker one.
         on_bad_video: "skip" drops unusable samples and unreadable shards (counted on the datasets),
             "raise" fails naming ``<shard>:<key>``.
         shuffle_buffer: training samples each reader holds to mix shards (encoded bytes; 0 = none).
         seed: seeds the per-epoch shard order and the shuffle buffer.
         samples_per_epoch: training samples per epoch over all ranks, for equal step counts per rank
             under DDP (see the module doc); None reads every training sample once per epoch.
-        crop_scale, horizontal_flip: training augmentation, as in ``VideoTextDataModule``.
 
     Epochs reach the training dataset through ``ShardLoader`` (the trainer's ``current_epoch`` at each
     epoch's ``iter``), so the training loader's workers are not persistent. With a global seed, the
@@ -581,34 +582,22 @@ class ShardDataModule(L.LightningDataModule):
         train_shards: str | list[str] | None = None,
         val_shards: str | list[str] | None = None,
         test_shards: str | list[str] | None = None,
-        num_frames: PositiveInt = 8,
-        image_size: PositiveInt = 64,
-        batch_size: PositiveInt = 32,
-        eval_batch_size: PositiveInt | None = None,
-        num_workers: NonNegativeInt = 0,
-        on_bad_video: OnBadVideo = "skip",
+        clip: ClipOptions = ClipOptions(),
+        loader: LoaderOptions = LoaderOptions(),
+        on_bad_video: OnBadSample = "skip",
         shuffle_buffer: NonNegativeInt = 256,
         seed: int = 0,
         samples_per_epoch: PositiveInt | None = None,
-        crop_scale: tuple[float, float] = (0.8, 1.0),
-        horizontal_flip: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        if on_bad_video not in ("skip", "raise"):
-            raise ValueError(f"on_bad_video must be 'skip' or 'raise', got {on_bad_video!r}")
         self.shards = {"train": train_shards, "val": val_shards, "test": test_shards}
-        self.num_frames = num_frames
-        self.image_size = image_size
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size or batch_size
-        self.num_workers = num_workers
+        self.clip = clip
+        self.loader = loader
         self.on_bad_video = on_bad_video
         self.shuffle_buffer = shuffle_buffer
         self.seed = seed
         self.samples_per_epoch = samples_per_epoch
-        self.crop_scale = crop_area_range(crop_scale)
-        self.horizontal_flip = horizontal_flip
         self.datasets: dict[str, ShardedVideoTextDataset] = {}
 
     def setup(self, stage: str | None = None) -> None:
@@ -619,7 +608,7 @@ class ShardDataModule(L.LightningDataModule):
             self.datasets[split] = self.build_dataset(
                 self.shards[split], train=train, shuffle_buffer=self.shuffle_buffer if train else 0, seed=self.seed,
                 samples_per_epoch=self.samples_per_epoch if train else None, on_bad_video=self.on_bad_video,
-                crop_scale=self.crop_scale, horizontal_flip=self.horizontal_flip,
+                **dataclasses.asdict(self.clip),
             )
         world_size = self.datasets["train"].distributed()[1] if "train" in self.datasets else 1
         if "train" in self.datasets and world_size > 1 and self.samples_per_epoch is None:
@@ -627,8 +616,8 @@ class ShardDataModule(L.LightningDataModule):
                         "epoch first and DDP waits for them forever unless the shards split exactly evenly", world_size)
 
     def build_dataset(self, shards: Shards, **kwargs: Any) -> ShardedVideoTextDataset:
-        """The dataset of a split's shards (``kwargs``: the split's reading options)."""
-        return ShardedVideoTextDataset(shards, self.num_frames, self.image_size, **kwargs)
+        """The dataset of a split's shards (``kwargs``: the split's reading and clip options)."""
+        return ShardedVideoTextDataset(shards, **kwargs)
 
     def _current_epoch(self) -> int | None:
         return None if self.trainer is None else self.trainer.current_epoch
@@ -639,15 +628,15 @@ class ShardDataModule(L.LightningDataModule):
         world_size = dataset.distributed()[1]
         dataset.check_readers(world_size, 1)  # too few shards even for one reader per rank
         fit = len(dataset.available) // world_size
-        if self.num_workers > fit:
+        if self.loader.num_workers > fit:
             log.warning("%s: %d shards for %d rank(s): using %d DataLoader workers, not %d",
-                        split, len(dataset.available), world_size, fit, self.num_workers)
+                        split, len(dataset.available), world_size, fit, self.loader.num_workers)
             return fit
-        return self.num_workers
+        return self.loader.num_workers
 
     def _dataset(self, split: str) -> ShardedVideoTextDataset:
         if split not in self.datasets:
-            self.setup({"train": "fit", "val": "validate", "test": "test"}[split])
+            self.setup(SPLIT_STAGES[split])
         if split not in self.datasets:
             raise ValueError(f"no {split} data: set {split}_shards")
         return self.datasets[split]
@@ -655,14 +644,14 @@ class ShardDataModule(L.LightningDataModule):
     def train_dataloader(self) -> ShardLoader:
         dataset = self._dataset("train")
         return ShardLoader(
-            dataset, batch_size=self.batch_size, num_workers=self._workers("train"), collate_fn=collate_video_text,
+            dataset, batch_size=self.loader.batch_size, num_workers=self._workers("train"), collate_fn=collate_video_text,
             drop_last=True, current_epoch=self._current_epoch, generator=loader_generator(self.trainer),
         )
 
     def _eval_loader(self, split: str) -> DataLoader:
         dataset = self._dataset(split)
         workers = self._workers(split)
-        return DataLoader(dataset, batch_size=self.eval_batch_size, num_workers=workers,
+        return DataLoader(dataset, batch_size=self.loader.batch_size_for(train=False), num_workers=workers,
                           collate_fn=collate_video_text, persistent_workers=workers > 0)
 
     def val_dataloader(self) -> DataLoader | list:

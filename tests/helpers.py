@@ -24,11 +24,11 @@ needs_msrvtt24 = pytest.mark.skipif(not MSRVTT24.is_dir(), reason=f"the 24 real 
 
 #: The configs' synthetic video-text data at its smallest useful size: 16 / 8 / 8 clips, batches of 4, no workers.
 SMALL_DATA = [
-    "--data.init_args.synthetic_train=16",
-    "--data.init_args.synthetic_val=8",
-    "--data.init_args.synthetic_test=8",
-    "--data.init_args.batch_size=4",
-    "--data.init_args.num_workers=0",
+    "--data.init_args.synthetic.train=16",
+    "--data.init_args.synthetic.val=8",
+    "--data.init_args.synthetic.test=8",
+    "--data.init_args.loader.batch_size=4",
+    "--data.init_args.loader.num_workers=0",
 ]
 
 

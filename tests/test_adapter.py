@@ -247,7 +247,12 @@ def test_a_fit_leaves_frozen_weights_bit_identical_and_the_checkpoint_small(tmp_
     """A real Lightning fit on the synthetic "moving" task, then test from the checkpoint it wrote."""
     import lightning as L
 
-    from datamodules import ClassificationDataModule
+    from datamodules import (
+        ClassificationDataModule,
+        ClipOptions,
+        LoaderOptions,
+        SyntheticOptions,
+    )
 
     torch.manual_seed(0)
     VideoMAEModel(VideoMAEConfig(**SMALL, image_size=32, patch_size=8, num_frames=4)).save_pretrained(tmp_path / "vm")
@@ -255,8 +260,8 @@ def test_a_fit_leaves_frozen_weights_bit_identical_and_the_checkpoint_small(tmp_
                       pixel_encoder=ConvPyramid(out_dim=32, widths=(16, 32), depths=(1, 1)))
     tokenizer = FeatureTrajTok(trajtok, FrozenVideoFeatures(str(tmp_path / "vm")), freeze_segmenter=True)
     module = TrajTokModule(tokenizer, ProbeHead(pool="attention"), lr=1e-2)
-    data = ClassificationDataModule(cache_dir=str(cache), synthetic_train=16, synthetic_val=8,
-                                    synthetic_test=8, num_frames=4, image_size=32, batch_size=4)
+    data = ClassificationDataModule(synthetic=SyntheticOptions(cache_dir=str(cache), train=16, val=8, test=8),
+                                    clip=ClipOptions(num_frames=4, image_size=32), loader=LoaderOptions(batch_size=4))
     before = {k: v.clone() for k, v in module.named_parameters()}
     features_before = {k: v.clone() for k, v in tokenizer.features.model.state_dict().items()}
     trainer = L.Trainer(max_steps=3, limit_val_batches=1, logger=False, enable_progress_bar=False,

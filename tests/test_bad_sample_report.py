@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 import torch
 
+from datamodules.bad_samples import MissingFilesError
+from datamodules.options import ClipOptions, LoaderOptions
 from datamodules.video import VideoDecodeError
-from datamodules.video_text import MissingFilesError, VideoTextDataModule
+from datamodules.video_text import VideoTextDataModule
 from heads import ClipHead
 from trajtok.callbacks import BadSampleReport, describe_skipped
 from trajtok.module import TrajTokModule
@@ -50,10 +52,10 @@ def data(tmp_path_factory) -> Path:
     return folder
 
 
-def datamodule(folder: Path, **kwargs) -> VideoTextDataModule:
-    options = {"num_frames": 2, "image_size": 16, "batch_size": 2, "num_workers": 2, **kwargs}
+def datamodule(folder: Path, image_size: int = 16, num_workers: int = 2, **kwargs) -> VideoTextDataModule:
     return VideoTextDataModule(train_annotations=str(folder / "train.jsonl"), val_annotations=str(folder / "val.jsonl"),
-                               **options)
+                               clip=ClipOptions(num_frames=2, image_size=image_size),
+                               loader=LoaderOptions(batch_size=2, num_workers=num_workers), **kwargs)
 
 
 class MeanPixel(L.LightningModule):
@@ -112,7 +114,7 @@ def test_a_clean_epoch_logs_zero_and_does_not_warn(data, tmp_path):
     module.test_step = module.validation_step
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        run.test(module, VideoTextDataModule(test_annotations=str(clean), num_frames=2, image_size=16))
+        run.test(module, VideoTextDataModule(test_annotations=str(clean), clip=ClipOptions(num_frames=2, image_size=16)))
     assert report.history["test"] == [(0, 0, [])]
     assert run.logged_metrics["test/skipped_samples"].item() == 0
     assert not [w for w in caught if "unusable sample" in str(w.message)]
@@ -132,14 +134,14 @@ def test_raise_policy_fails_the_run_naming_file_and_row(data, tmp_path):
     corrupt = tmp_path / "corrupt.jsonl"
     corrupt.write_text(f'{{"video": "{data}/v0.mp4", "caption": "a"}}\n{{"video": "{data}/garbage.mp4", "caption": "b"}}\n',
                        encoding="utf-8")
-    module = VideoTextDataModule(val_annotations=str(corrupt), num_frames=2, image_size=16, batch_size=2,
-                                 num_workers=0, on_bad_video="raise")
+    module = VideoTextDataModule(val_annotations=str(corrupt), clip=ClipOptions(num_frames=2, image_size=16),
+                                 loader=LoaderOptions(batch_size=2, num_workers=0), on_bad_video="raise")
     with pytest.raises(VideoDecodeError, match=r"garbage.mp4: .*\(sample of .*corrupt.jsonl, row 2\)"):
         trainer(tmp_path).validate(MeanPixel(), module)
     # From a worker process PyTorch re-raises as RuntimeError (the error's type needs two arguments); the
     # message still names the file and row.
-    module = VideoTextDataModule(val_annotations=str(corrupt), num_frames=2, image_size=16, batch_size=2,
-                                 num_workers=1, on_bad_video="raise")
+    module = VideoTextDataModule(val_annotations=str(corrupt), clip=ClipOptions(num_frames=2, image_size=16),
+                                 loader=LoaderOptions(batch_size=2, num_workers=1), on_bad_video="raise")
     with pytest.raises(RuntimeError, match=r"(?s)VideoDecodeError.*garbage.mp4: .*\(sample of .*row 2\)"):
         trainer(tmp_path).validate(MeanPixel(), module)
 

@@ -117,7 +117,7 @@ def test_log_trainable_params_counts_only_what_trains(tmp_path):
 def untrained_test_run(config: str, folder: Path) -> dict[str, float]:
     """``trajtok test`` of ``configs/<config>.yaml``'s untrained weights on 8 synthetic test clips, in this process,
     logging as the benchmarks make it log; what its metrics.csv holds."""
-    small = [*SMALL_DATA, "--data.init_args.num_frames=4", "--data.init_args.image_size=32",
+    small = [*SMALL_DATA, "--data.init_args.clip.num_frames=4", "--data.init_args.clip.image_size=32",
              "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
     TrajTokCLI(args=["test", "--config", str(CONFIGS / f"{config}.yaml"), *small, csv_logger(config, "test"),
                      "--allow_untrained=true"])

@@ -14,7 +14,7 @@ from trajtok.cli import TrajTokCLI
 PRESETS = sorted((CONFIGS / "benchmarks").glob("*.yaml"))
 CLIP = str(CONFIGS / "clip.yaml")
 ADAPTER = str(CONFIGS / "adapter.yaml")
-SMALL = ["--data.init_args.image_size=64", "--data.init_args.batch_size=2", "--data.init_args.num_workers=0",
+SMALL = ["--data.init_args.clip.image_size=64", "--data.init_args.loader.batch_size=2", "--data.init_args.loader.num_workers=0",
          "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
 # The benchmark each preset names, as registered.
 BENCHMARK = {p.stem: p.stem for p in PRESETS}

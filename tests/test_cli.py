@@ -58,6 +58,11 @@ def test_print_config_resolves_the_yaml(tmp_path, cache):
     assert config["model"]["lr"] == pytest.approx(written["model"]["lr"])
     # Defaults the yaml leaves out are filled in.
     assert config["model"]["tokenizer"]["init_args"]["subtokens"] == [1]
+    # The datamodule's option groups print nested, with the yaml's values and the defaults it leaves out.
+    data = config["data"]["init_args"]
+    assert data["loader"] == {**written["data"]["init_args"]["loader"], "eval_batch_size": None}
+    assert data["clip"] == {**written["data"]["init_args"]["clip"], "crop_scale": [0.8, 1.0], "horizontal_flip": False}
+    assert data["synthetic"]["train"] == 768 and "batch_size" not in data
 
 
 @pytest.mark.parametrize(

@@ -18,13 +18,13 @@ from trajtok.cli import main
 
 CONFIG = ["--config", str(CONFIGS / "clip.yaml")]
 SMALL = [
-    "--data.init_args.synthetic_train=8",
-    "--data.init_args.synthetic_val=4",
-    "--data.init_args.synthetic_test=4",
-    "--data.init_args.batch_size=4",
-    "--data.init_args.num_workers=0",
-    "--data.init_args.num_frames=4",
-    "--data.init_args.image_size=32",
+    "--data.init_args.synthetic.train=8",
+    "--data.init_args.synthetic.val=4",
+    "--data.init_args.synthetic.test=4",
+    "--data.init_args.loader.batch_size=4",
+    "--data.init_args.loader.num_workers=0",
+    "--data.init_args.clip.num_frames=4",
+    "--data.init_args.clip.image_size=32",
     "--model.head.init_args.depth=1",
     "--trainer.enable_progress_bar=false",
 ]
@@ -99,15 +99,17 @@ def test_programming_errors_keep_their_traceback(trained, cache):
 
 
 @pytest.mark.parametrize("option, named", [
-    # jsonargparse names a subclass's key under its group: Parser key "data" ... Parser key "image_size".
-    ("--data.init_args.image_size=0", r'key "image_size":\s+Not of type PositiveInt'),
-    ("--data.init_args.image_size=-64", r'key "image_size":\s+Not of type PositiveInt'),
+    # jsonargparse names a subclass's key under its group: Parser key "data" ... Parser key "clip.image_size".
+    ("--data.init_args.clip.image_size=0", r'key "clip.image_size":\s+Not of type PositiveInt'),
+    ("--data.init_args.clip.image_size=-64", r'key "clip.image_size":\s+Not of type PositiveInt'),
+    ("--data.init_args.loader.batch_size=0", r'key "loader.batch_size":\s+Not of type PositiveInt'),
     ("--model.tokenizer.init_args.num_slots=0", r'key "num_slots":\s+Not of type PositiveInt'),
-    ("--data.init_args.eval_batch_size=0", 'key "eval_batch_size"'),
-    ("--data.init_args.crop_scale=[1.5, 0.2]", r"crop_scale=\[1.5, 0.2\]: the crop's area range must satisfy"),
-    ("--data.init_args.crop_scale=[0.0, 1.0]", r"crop_scale=\[0.0, 1.0\]"),
+    ("--data.init_args.loader.eval_batch_size=0", 'key "loader.eval_batch_size"'),
+    ("--data.init_args.clip.crop_scale=[1.5, 0.2]", r"crop_scale=\[1.5, 0.2\]: the crop's area range must satisfy"),
+    ("--data.init_args.clip.crop_scale=[0.0, 1.0]", r"crop_scale=\[0.0, 1.0\]"),
     ("--model.lr=-1e-3", 'key "model.lr"'),
-    ("--data.init_args.num_workers=-1", 'key "num_workers"'),
+    ("--data.init_args.loader.num_workers=-1", 'key "loader.num_workers"'),
+    ("--data.init_args.on_bad_video=ignore", r'key "on_bad_video":\s+Expected a typing.Literal'),
 ])
 def test_invalid_numbers_fail_before_anything_runs_naming_the_option(option, named, capsys, cli_in_tmp):
     with pytest.raises(SystemExit) as exit_:
@@ -143,7 +145,7 @@ def test_a_skipped_clip_leaves_its_batch_smaller_not_duplicated(tmp_path, cache)
                            encoding="utf-8")
     indices = tmp_path / "indices.jsonl"
     result = run_trajtok(["validate", *CONFIG, *SMALL, f"--data.init_args.val_annotations={annotations}",
-                          "--data.init_args.batch_size=2", "--allow_untrained=true",
+                          "--data.init_args.loader.batch_size=2", "--allow_untrained=true",
                           callback("faults.RecordIndices", path=str(indices))], tmp_path, cache)
     assert result.returncode == 0, result.stderr[-3000:]
     batches = [json.loads(line) for line in indices.read_text().splitlines()]

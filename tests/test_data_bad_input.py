@@ -24,15 +24,12 @@ from datamodules.annotations import (
     read_qa_annotations,
     read_video_text_annotations,
 )
+from datamodules.bad_samples import HOLE, MissingFilesError
 from datamodules.classification import ClassificationDataset
+from datamodules.collate import collate_video_text
 from datamodules.qa import QADataset
 from datamodules.video import VideoDecodeError, decode_clip, sample_indices
-from datamodules.video_text import (
-    HOLE,
-    MissingFilesError,
-    VideoTextDataset,
-    collate_video_text,
-)
+from datamodules.video_text import VideoTextDataset
 
 LOSSLESS = {"libx264": {"crf": "0", "preset": "ultrafast"}}
 

@@ -15,6 +15,7 @@ from helpers import CONFIGS, MSRVTT24, needs_msrvtt24
 from lightning.pytorch import Callback
 
 from datamodules.annotations import LabelledVideoRecord, VideoTextRecord
+from datamodules.bad_samples import MissingFilesError
 from datamodules.benchmark_data import ClassificationBenchmark, RetrievalBenchmark
 from datamodules.benchmarks import (
     get_benchmark,
@@ -29,7 +30,7 @@ from datamodules.benchmarks import (
     read_vatex,
     register_benchmark,
 )
-from datamodules.video_text import MissingFilesError
+from datamodules.options import LoaderOptions
 from heads.clip import ClipHead
 from trajtok.cli import TrajTokCLI
 
@@ -194,7 +195,8 @@ def test_registry_lists_benchmarks_by_task_and_refuses_unknown_names(copies):
 
 def test_msrvtt_9k_datamodule_trains_outside_the_test_clips(copies):
     dm = RetrievalBenchmark("msrvtt_9k", str(copies["msrvtt_1ka"]), train_annotations="msrvtt_data/MSRVTT_data.json",
-                            test_annotations="msrvtt_data/MSRVTT_JSFUSION_test.csv", batch_size=2)
+                            test_annotations="msrvtt_data/MSRVTT_JSFUSION_test.csv",
+                            loader=LoaderOptions(batch_size=2))
     dm.setup("fit")
     assert stems(dm.datasets["train"].records) == ["video0", "video1", "video2"]
     batch = next(iter(dm.train_dataloader()))
@@ -208,7 +210,7 @@ def test_msrvtt_9k_datamodule_trains_outside_the_test_clips(copies):
 def test_a_missing_clip_is_skipped_and_reported_or_raised_with_its_row(copies, tmp_path):
     csv_path = fx.write_jsfusion(tmp_path / "t.csv", {"video3": "a", "video404": "b", "video4": "c",
                                                       "video405": "d"})
-    kwargs = {"test_annotations": str(csv_path), "video_dir": "videos/all", "batch_size": 4}
+    kwargs = {"test_annotations": str(csv_path), "video_dir": "videos/all", "loader": LoaderOptions(batch_size=4)}
     dm = RetrievalBenchmark("msrvtt_1ka", str(copies["msrvtt_1ka"]), **kwargs)
     (batch,) = list(dm.test_dataloader())
     assert batch["index"].tolist() == [0, 2]  # video404 and video405 left out
@@ -254,7 +256,8 @@ ONE_HOT = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
 
 
 def test_vatex_ranks_every_caption_text_to_video_and_the_best_caption_video_to_text(copies):
-    dm = RetrievalBenchmark("vatex", str(copies["vatex"]), test_annotations="vatex_validation_v1.0.json", batch_size=2)
+    dm = RetrievalBenchmark("vatex", str(copies["vatex"]), test_annotations="vatex_validation_v1.0.json",
+                            loader=LoaderOptions(batch_size=2))
     a, b, c = fx.VATEX  # clips; with one-hot clip vectors a caption's vector is its row of scores over (a, b, c)
     texts = {
         "a dog runs": [0.9, 0.1, 0.0],     # a first: rank 1
@@ -275,7 +278,8 @@ def test_vatex_ranks_every_caption_text_to_video_and_the_best_caption_video_to_t
 
 
 def test_didemo_ranks_one_paragraph_per_video(copies):
-    dm = RetrievalBenchmark("didemo", str(copies["didemo"]), test_annotations="test_data.json", batch_size=2)
+    dm = RetrievalBenchmark("didemo", str(copies["didemo"]), test_annotations="test_data.json",
+                            loader=LoaderOptions(batch_size=2))
     x, y, z = fx.DIDEMO_PARAGRAPHS
     paragraphs = dict(zip(fx.DIDEMO_PARAGRAPHS.values(), [
         [0.9, 0.2, 0.1],  # x first: rank 1
@@ -341,8 +345,8 @@ def test_msrvtt24_through_the_1ka_preset_scores_24_clips(cli_in_tmp):
         args=["test", "--config", str(CONFIGS / "clip.yaml"),
               "--config", str(CONFIGS / "benchmarks/msrvtt_1ka.yaml"),
               f"--data.init_args.root={MSRVTT24}", f"--data.init_args.test_annotations={csv_path}",
-              "--data.init_args.video_dir=videos", "--data.init_args.image_size=64",
-              "--data.init_args.batch_size=8", "--data.init_args.num_workers=0",
+              "--data.init_args.video_dir=videos", "--data.init_args.clip.image_size=64",
+              "--data.init_args.loader.batch_size=8", "--data.init_args.loader.num_workers=0",
               "--model.head.init_args.depth=1", "--trainer.logger=false", "--trainer.enable_progress_bar=false",
               "--allow_untrained=true"],
         trainer_defaults={"callbacks": [scored]},

@@ -26,12 +26,17 @@ from datamodules.classification import (
     encode_labels,
     load_class_names,
 )
+from datamodules.options import ClipOptions, LoaderOptions, SyntheticOptions
 from datamodules.synthetic import SyntheticConfig, ensure_synthetic, write_mp4
 from datamodules.transforms import IMAGENET_MEAN, IMAGENET_STD
 from datamodules.video import VideoDecodeError
 
-SMALL_SYNTHETIC = {"synthetic_train": 16, "synthetic_val": 8, "synthetic_test": 8}
 SMALL_CLIPS = {"num_frames": 4, "image_size": 16}
+CLIP = ClipOptions(**SMALL_CLIPS)
+
+
+def small_synthetic(cache: str) -> SyntheticOptions:
+    return SyntheticOptions(cache_dir=cache, train=16, val=8, test=8)
 
 
 def write_video(path, brightness: int) -> str:
@@ -197,7 +202,8 @@ def test_datamodule_on_csv_files_with_names_from_train(videos, tmp_path):
     train.write_text(f"video,label\n{videos}/a.mp4,run\n{videos}/b.mp4,jump\n{videos}/c.mp4,run\n{videos}/d.mp4,walk\n")
     val = tmp_path / "val.csv"
     val.write_text(f"video,label\n{videos}/e.mp4,walk\n{videos}/a.mp4,jump\n")
-    dm = ClassificationDataModule(train_annotations=str(train), val_annotations=str(val), batch_size=4, **SMALL_CLIPS)
+    dm = ClassificationDataModule(train_annotations=str(train), val_annotations=str(val), loader=LoaderOptions(batch_size=4),
+                                  clip=CLIP)
     assert dm.resolve_class_names() == ["jump", "run", "walk"] and dm.num_classes == 3  # before any setup
     dm.setup("fit")
     (batch,) = list(dm.train_dataloader())
@@ -213,14 +219,15 @@ def test_datamodule_on_csv_files_with_names_from_train(videos, tmp_path):
         dm.test_dataloader()
 
     val.write_text(f"video,label\n{videos}/e.mp4,walk\n{videos}/a.mp4,swim\n")
-    dm = ClassificationDataModule(train_annotations=str(train), val_annotations=str(val), **SMALL_CLIPS)
+    dm = ClassificationDataModule(train_annotations=str(train), val_annotations=str(val), clip=CLIP)
     with pytest.raises(ValueError, match=r"val.csv, row 3: unknown class 'swim'; the classes are 'jump', 'run', 'walk'"):
         dm.setup("fit")
 
 
 def test_datamodule_with_indices_class_folders_and_a_names_file(videos, tmp_path):
     test = write_jsonl(tmp_path / "test.jsonl", [{"video": "a.mp4", "label": 3}, {"video": "b.mp4", "label": 1}])
-    dm = ClassificationDataModule(root=str(videos), test_annotations=test, eval_batch_size=2, **SMALL_CLIPS)
+    dm = ClassificationDataModule(root=str(videos), test_annotations=test, loader=LoaderOptions(eval_batch_size=2),
+                                  clip=CLIP)
     assert dm.class_names == ["0", "1", "2", "3"]  # no train split: indices name themselves
     check_batch(next(iter(dm.predict_dataloader())), 2, 4, 16, [3, 1])
 
@@ -230,7 +237,8 @@ def test_datamodule_with_indices_class_folders_and_a_names_file(videos, tmp_path
     for cls, video in (("walk", "a"), ("run", "b"), ("run", "c")):
         os.makedirs(folders / cls, exist_ok=True)
         shutil.copy(videos / f"{video}.mp4", folders / cls / f"{video}.mp4")
-    dm = ClassificationDataModule(train_annotations=str(folders), class_names=str(names), batch_size=3, **SMALL_CLIPS)
+    dm = ClassificationDataModule(train_annotations=str(folders), class_names=str(names), loader=LoaderOptions(batch_size=3),
+                                  clip=CLIP)
     assert dm.num_classes == 3 and dm.val_dataloader() == []
     batch = next(iter(dm.train_dataloader()))
     check_batch(batch, 3, 4, 16, [[0, 0, 2][i] for i in batch["index"].tolist()])  # run/b, run/c, walk/a
@@ -262,7 +270,7 @@ def test_synthetic_tasks_count_the_objects_of_each_row(cache):
     folder = ensure_synthetic(cache, SyntheticConfig(train=16, val=8, test=8))
     for task, count in (("moving", lambda objs: sum(o["motion"] != "still" for o in objs)),
                         ("count", lambda objs: len(objs) - 1)):
-        dm = ClassificationDataModule(cache_dir=str(cache), synthetic_task=task, **SMALL_SYNTHETIC, **SMALL_CLIPS)
+        dm = ClassificationDataModule(synthetic=small_synthetic(cache), synthetic_task=task, clip=CLIP)
         dm.prepare_data()
         assert dm.class_names == list(SYNTHETIC_CLASS_NAMES[task])
         dm.setup()
@@ -277,7 +285,8 @@ def test_synthetic_tasks_count_the_objects_of_each_row(cache):
 
 
 def test_synthetic_batches_with_pseudo_labels(cache):
-    dm = ClassificationDataModule(cache_dir=str(cache), load_pseudo_labels=True, batch_size=4, **SMALL_SYNTHETIC, **SMALL_CLIPS)
+    dm = ClassificationDataModule(synthetic=small_synthetic(cache), load_pseudo_labels=True, loader=LoaderOptions(batch_size=4),
+                                  clip=CLIP)
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
     check_batch(batch, 4, 4, 16, [dm.datasets["train"].labels[i] for i in batch["index"].tolist()])
@@ -286,7 +295,7 @@ def test_synthetic_batches_with_pseudo_labels(cache):
     assert g.dtype == torch.long and g.shape[0] == 4 and g.shape[2] == 4 and 2 <= g.shape[1] <= 4  # + background
     assert batch["stuff"].shape == g.shape[:2] and batch["stuff"].sum(1).tolist() == [1] * 4
     assert len(dm.train_dataloader()) == 4  # 16 clips, full batches
-    assert "mask" not in next(iter(ClassificationDataModule(cache_dir=str(cache), **SMALL_SYNTHETIC).val_dataloader()))
+    assert "mask" not in next(iter(ClassificationDataModule(synthetic=small_synthetic(cache)).val_dataloader()))
 
 
 # --------------------------------------------------------------------------------- checkpoint and yaml
@@ -313,12 +322,12 @@ def test_class_names_round_trip_through_state_dict(tmp_path):
 def test_built_from_yaml_by_jsonargparse(tmp_path):
     parser = ArgumentParser(exit_on_error=False)
     parser.add_class_arguments(ClassificationDataModule, "data")
-    cfg = parser.parse_string("data:\n  class_names: [b, a]\n  synthetic_task: count\n  crop_scale: [0.9, 1.0]\n")
-    dm = ClassificationDataModule(**cfg.data.as_dict())
-    assert dm.class_names == ["b", "a"] and dm.synthetic_task == "count" and dm.crop_scale == (0.9, 1.0)
+    cfg = parser.parse_string("data:\n  class_names: [b, a]\n  synthetic_task: count\n  clip:\n    crop_scale: [0.9, 1.0]\n")
+    dm = parser.instantiate_classes(cfg).data
+    assert dm.class_names == ["b", "a"] and dm.synthetic_task == "count" and dm.clip.crop_scale == (0.9, 1.0)
     names = tmp_path / "n.txt"
     names.write_text("p\nq\n")
     cfg = parser.parse_string(f"data:\n  class_names: {names}\n")
-    assert ClassificationDataModule(**cfg.data.as_dict()).class_names == ["p", "q"]
+    assert parser.instantiate_classes(cfg).data.class_names == ["p", "q"]
     with pytest.raises(ValueError, match="synthetic_task"):
         ClassificationDataModule(synthetic_task="colour")

@@ -9,15 +9,14 @@ import torch
 from helpers import MSRVTT24, needs_msrvtt24
 from jsonargparse import ArgumentError, ArgumentParser
 
+from datamodules.clips import drop_missing_trajectories
+from datamodules.collate import collate_video_text
+from datamodules.options import ClipOptions, LoaderOptions, SyntheticOptions
 from datamodules.synthetic import SyntheticConfig
 from datamodules.transforms import IMAGENET_MEAN, IMAGENET_STD
-from datamodules.video_text import (
-    VideoTextDataModule,
-    collate_video_text,
-    drop_missing_trajectories,
-)
+from datamodules.video_text import VideoTextDataModule
 
-SMALL = {"synthetic_train": 8, "synthetic_val": 4, "synthetic_test": 4, "num_frames": 8, "image_size": 32, "batch_size": 4}
+SMALL = {"clip": ClipOptions(num_frames=8, image_size=32), "loader": LoaderOptions(batch_size=4)}
 
 
 def check_contract(batch, b, t, s):
@@ -32,7 +31,7 @@ def check_contract(batch, b, t, s):
 
 
 def test_default_synthetic_batches_follow_the_contract(cache):
-    dm = VideoTextDataModule(cache_dir=str(cache), **SMALL)
+    dm = VideoTextDataModule(synthetic=SyntheticOptions(cache_dir=cache, train=8, val=4, test=4), **SMALL)
     dm.prepare_data()
     name = SyntheticConfig(seed=0, train=8, val=4, test=4).name()
     assert os.path.isfile(os.path.join(cache, name, "train.jsonl"))
@@ -86,7 +85,8 @@ def test_trajectories_cropped_away_become_absent():
 @needs_msrvtt24
 def test_msrvtt24_through_the_datamodule():
     dm = VideoTextDataModule(
-        test_annotations=str(MSRVTT24 / "captions.jsonl"), num_frames=8, image_size=64, eval_batch_size=6
+        test_annotations=str(MSRVTT24 / "captions.jsonl"), clip=ClipOptions(num_frames=8, image_size=64),
+        loader=LoaderOptions(eval_batch_size=6),
     )
     dm.setup("test")
     batch = next(iter(dm.test_dataloader()))
@@ -102,9 +102,22 @@ def test_built_from_yaml_by_jsonargparse(tmp_path):
     parser = ArgumentParser(exit_on_error=False)
     parser.add_class_arguments(VideoTextDataModule, "data")
     cfg = parser.parse_string(
-        f"data:\n  cache_dir: {tmp_path}\n  num_frames: 4\n  crop_scale: [0.9, 1.0]\n  on_bad_video: raise\n"
+        f"data:\n  synthetic:\n    cache_dir: {tmp_path}\n  clip:\n    num_frames: 4\n    crop_scale: [0.9, 1.0]\n"
+        "  loader:\n    batch_size: 8\n  on_bad_video: raise\n"
     )
-    dm = VideoTextDataModule(**cfg.data.as_dict())
-    assert dm.num_frames == 4 and dm.crop_scale == (0.9, 1.0) and dm.on_bad_video == "raise" and dm.synthetic
+    dm = parser.instantiate_classes(cfg).data
+    assert isinstance(dm, VideoTextDataModule)
+    assert dm.clip == ClipOptions(num_frames=4, crop_scale=(0.9, 1.0)) and dm.loader == LoaderOptions(batch_size=8)
+    assert dm.synthetic_options.cache_dir == str(tmp_path) and dm.on_bad_video == "raise" and dm.synthetic
     with pytest.raises(ArgumentError, match="on_bad_video"):
         parser.parse_string("data:\n  on_bad_video: ignore\n")
+
+
+def test_option_groups_reach_checkpoints_as_plain_data(tmp_path):
+    """Checkpoints store the datamodule's hyperparameters and are read with ``weights_only=True``, which
+    refuses classes: the option groups must be stored as dicts."""
+    dm = VideoTextDataModule(clip=ClipOptions(num_frames=4), loader=LoaderOptions(batch_size=2))
+    torch.save(dict(dm.hparams), tmp_path / "hparams.pt")
+    hparams = torch.load(tmp_path / "hparams.pt", weights_only=True)
+    assert hparams["clip"]["num_frames"] == 4 and hparams["loader"]["batch_size"] == 2
+    assert hparams["synthetic"]["train"] == SyntheticOptions().train

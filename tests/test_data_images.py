@@ -8,9 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from jsonargparse import ArgumentError, ArgumentParser
 from PIL import Image
 
 from datamodules.annotations import read_image_text_annotations
+from datamodules.collate import collate_video_text
 from datamodules.images import (
     ImageDecodeError,
     ImageShardDataModule,
@@ -21,10 +23,10 @@ from datamodules.images import (
     ensure_synthetic_frames,
     read_image_folder,
 )
+from datamodules.options import FrameOptions, LoaderOptions, SyntheticOptions
 from datamodules.shards import write_shards
 from datamodules.synthetic import SyntheticConfig
 from datamodules.video import decode_clip
-from datamodules.video_text import collate_video_text
 
 SIZE = 32
 
@@ -140,7 +142,7 @@ def test_training_samples_draw_a_caption_and_a_crop(images):
 
 def test_datamodule_reads_files_and_folders_and_names_a_bad_option(images):
     module = ImageTextDataModule(train_annotations=str(images / "ann.csv"), test_annotations=str(images / "ann.jsonl"),
-                                 image_size=SIZE, batch_size=2)
+                                 clip=FrameOptions(image_size=SIZE), loader=LoaderOptions(batch_size=2))
     batch = next(iter(module.train_dataloader()))
     assert batch["video"].shape == (2, 1, 3, SIZE, SIZE) and sorted(batch["index"].tolist()) == [0, 1]
     test = list(module.test_dataloader())
@@ -150,10 +152,13 @@ def test_datamodule_reads_files_and_folders_and_names_a_bad_option(images):
     assert module.val_dataloader() == []
     write_image(images / "folder" / "x.png")
     (images / "folder" / "x.txt").write_text("a red square")
-    folder = ImageTextDataModule(train_annotations=str(images / "folder"), image_size=SIZE, batch_size=1)
+    folder = ImageTextDataModule(train_annotations=str(images / "folder"), clip=FrameOptions(image_size=SIZE),
+                                 loader=LoaderOptions(batch_size=1))
     assert next(iter(folder.train_dataloader()))["text"] == ["a red square"]
-    with pytest.raises(ValueError, match="on_bad_image"):
-        ImageTextDataModule(on_bad_image="ignore")
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_class_arguments(ImageTextDataModule, "data")
+    with pytest.raises(ArgumentError, match="on_bad_image"):
+        parser.parse_string("data:\n  on_bad_image: ignore\n")
 
 
 def test_shards_of_images_and_captions_are_read_as_one_frame_clips(images, tmp_path):
@@ -169,8 +174,8 @@ def test_shards_of_images_and_captions_are_read_as_one_frame_clips(images, tmp_p
     assert samples[0]["captions"] == ["a red square", "red"] and samples[1]["text"] == "a green square"
     assert dataset.num_skipped == 1 and dataset.skipped_paths[0].endswith("img-000.tar:k1.png")
     assert samples[1]["skipped"][0]["index"] == 1
-    module = ImageShardDataModule(train_shards=str(tmp_path / "shards" / "img-{000..001}.tar"), image_size=SIZE,
-                                  batch_size=1, shuffle_buffer=0)
+    module = ImageShardDataModule(train_shards=str(tmp_path / "shards" / "img-{000..001}.tar"), clip=FrameOptions(image_size=SIZE),
+                                  loader=LoaderOptions(batch_size=1), shuffle_buffer=0)
     batches = list(module.train_dataloader())
     assert [b["video"].shape for b in batches] == [(1, 1, 3, SIZE, SIZE)] * 2
     with pytest.raises(ImageDecodeError, match=r"img-000.tar:k1.png"):
@@ -186,8 +191,10 @@ def test_synthetic_frames_are_the_middle_frames_of_the_clips_with_their_captions
     assert len(rows) == 6 and [r["caption"] for r in rows] == [v["caption"] for v in videos]
     middle = decode_clip(str(tmp_path / cfg.name() / videos[0]["video"]), 1, "middle").frames
     assert torch.equal(decode_image(f"{folder}/{rows[0]['image']}"), middle)
-    module = ImageTextDataModule(cache_dir=str(tmp_path), synthetic_train=6, synthetic_val=2, synthetic_test=2,
-                                 synthetic_frames=4, image_size=SIZE, batch_size=3)
+    module = ImageTextDataModule(
+        synthetic=SyntheticOptions(cache_dir=str(tmp_path), train=6, val=2, test=2, num_frames=4),
+        clip=FrameOptions(image_size=SIZE), loader=LoaderOptions(batch_size=3),
+    )
     module.prepare_data()
     batch = next(iter(module.train_dataloader()))
     assert batch["video"].shape == (3, 1, 3, SIZE, SIZE) and set(batch["text"]) <= {c for r in rows for c in r["caption"]}

@@ -9,10 +9,11 @@ import os
 import numpy as np
 import pytest
 import torch
-from jsonargparse import ArgumentParser
+from jsonargparse import ArgumentError, ArgumentParser
 
 from datamodules import QADataModule, QADataset, collate_qa
 from datamodules.annotations import AnnotationKeys, QARecord, read_qa_annotations
+from datamodules.options import ClipOptions, LoaderOptions, SyntheticOptions
 from datamodules.qa import (
     MOTION_QUESTION,
     colour_options,
@@ -28,8 +29,12 @@ from datamodules.synthetic import (
 from datamodules.transforms import IMAGENET_MEAN, IMAGENET_STD
 from datamodules.video import VideoDecodeError
 
-SMALL_SYNTHETIC = {"synthetic_train": 16, "synthetic_val": 8, "synthetic_test": 8}
 SMALL_CLIPS = {"num_frames": 4, "image_size": 16}
+CLIP = ClipOptions(**SMALL_CLIPS)
+
+
+def small_synthetic(cache: str) -> SyntheticOptions:
+    return SyntheticOptions(cache_dir=cache, train=16, val=8, test=8)
 
 
 def write_jsonl(path, rows) -> str:
@@ -195,7 +200,7 @@ def check_batch(batch, b, t, s):
 
 def test_synthetic_datamodule_writes_questions_and_batches_them(tmp_path):
     cache = str(tmp_path / "cache")
-    dm = QADataModule(cache_dir=cache, batch_size=4, **SMALL_SYNTHETIC, **SMALL_CLIPS)
+    dm = QADataModule(synthetic=small_synthetic(cache), loader=LoaderOptions(batch_size=4), clip=CLIP)
     dm.prepare_data()
     folder = ensure_synthetic(cache, SyntheticConfig(train=16, val=8, test=8))
     for split in ("train", "val", "test"):
@@ -214,7 +219,7 @@ def test_synthetic_datamodule_writes_questions_and_batches_them(tmp_path):
     records = dm.datasets["train"].records
     assert batch["question"] == [records[i].question for i in batch["index"].tolist()]
     assert all(batch["options"]) and (batch["answer_index"] >= 0).all()  # every synthetic question is multiple choice
-    predict = next(iter(QADataModule(cache_dir=cache, eval_batch_size=3, **SMALL_SYNTHETIC, **SMALL_CLIPS)
+    predict = next(iter(QADataModule(synthetic=small_synthetic(cache), loader=LoaderOptions(eval_batch_size=3), clip=CLIP)
                         .predict_dataloader()))
     check_batch(predict, 3, 4, 16)
     assert predict["index"].tolist() == [0, 1, 2]  # the test split, in order
@@ -226,7 +231,7 @@ def test_files_mixing_open_ended_and_multiple_choice(videos, tmp_path):
         f"video,question,answer,options\n{videos}/a.mp4,how bright?,dark,dark|light\n"
         f"{videos}/c.mp4,what is it?,a grey square,\n"
     )
-    dm = QADataModule(train_annotations=str(train), batch_size=2, **SMALL_CLIPS)
+    dm = QADataModule(train_annotations=str(train), loader=LoaderOptions(batch_size=2), clip=CLIP)
     assert dm.val_dataloader() == []
     batch = next(iter(dm.train_dataloader()))
     check_batch(batch, 2, 4, 16)
@@ -237,11 +242,11 @@ def test_files_mixing_open_ended_and_multiple_choice(videos, tmp_path):
 
     parser = ArgumentParser(exit_on_error=False)
     parser.add_class_arguments(QADataModule, "data")
-    cfg = parser.parse_string("data:\n  options_key: choices\n  crop_scale: [0.9, 1.0]\n")
-    dm = QADataModule(**cfg.data.as_dict())
-    assert dm.keys.options == "choices" and dm.crop_scale == (0.9, 1.0) and dm.batch_size == 16
-    with pytest.raises(ValueError, match="on_bad_video"):
-        QADataModule(on_bad_video="ignore")
+    cfg = parser.parse_string("data:\n  options_key: choices\n  clip:\n    crop_scale: [0.9, 1.0]\n")
+    dm = parser.instantiate_classes(cfg).data
+    assert dm.keys.options == "choices" and dm.clip.crop_scale == (0.9, 1.0) and dm.loader.batch_size == 16
+    with pytest.raises(ArgumentError, match="on_bad_video"):
+        parser.parse_string("data:\n  on_bad_video: ignore\n")
 
 
 def test_bad_videos_are_skipped_and_counted_or_raised(videos, tmp_path):

@@ -17,6 +17,8 @@ from processes import run_ranks
 
 from datamodules import ShardDataModule, ShardedVideoTextDataset
 from datamodules.annotations import read_video_text_annotations
+from datamodules.collate import collate_video_text
+from datamodules.options import ClipOptions, LoaderOptions
 from datamodules.shards import (
     INDEX_STRIDE,
     ShardError,
@@ -28,7 +30,6 @@ from datamodules.shards import (
 )
 from datamodules.synthetic import SyntheticConfig, ensure_synthetic, write_mp4
 from datamodules.video import BadSampleError, VideoDecodeError, decode_clip
-from datamodules.video_text import collate_video_text
 from trajtok.seeding import epoch_seeds
 
 SMALL = {"num_frames": 4, "image_size": 32}
@@ -360,7 +361,8 @@ def test_decode_clip_reads_bytes_and_file_objects_like_paths(tmp_path, mp4):
 
 def test_datamodule_batches_workers_and_epochs(data, caplog):
     dm = ShardDataModule(train_shards=str(data.tmp / "train-{000000..000005}.tar"), val_shards=data.shards["val"],
-                         test_shards=data.shards["test"], **SMALL, batch_size=2, num_workers=2, shuffle_buffer=4)
+                         test_shards=data.shards["test"], clip=ClipOptions(**SMALL),
+                         loader=LoaderOptions(batch_size=2, num_workers=2), shuffle_buffer=4)
     dm.setup("fit")
     train = dm.train_dataloader()
     assert isinstance(train, ShardLoader) and not train.persistent_workers
@@ -383,7 +385,8 @@ def test_training_loader_is_seeded_from_the_epoch_under_a_global_seed(data, monk
     monkeypatch.setenv("PL_GLOBAL_SEED", "7")
 
     def first_epoch_clips(epoch, global_stream):
-        dm = ShardDataModule(train_shards=data.shards["train"], **SMALL, batch_size=2, num_workers=2, shuffle_buffer=4)
+        dm = ShardDataModule(train_shards=data.shards["train"], clip=ClipOptions(**SMALL),
+                             loader=LoaderOptions(batch_size=2, num_workers=2), shuffle_buffer=4)
         dm.trainer = SimpleNamespace(current_epoch=epoch, global_rank=0)
         loader = dm.train_dataloader()
         assert loader.generator.initial_seed() == epoch_seeds(epoch, 0)[3]
@@ -412,7 +415,8 @@ class _IndexRecorder(L.LightningModule):
 
 
 def test_lightning_epochs_get_new_shard_orders(data, tmp_path):
-    dm = ShardDataModule(train_shards=data.shards["train"], **SMALL, batch_size=1, shuffle_buffer=0)
+    dm = ShardDataModule(train_shards=data.shards["train"], clip=ClipOptions(**SMALL),
+                         loader=LoaderOptions(batch_size=1), shuffle_buffer=0)
     model = _IndexRecorder()
     trainer = L.Trainer(max_epochs=2, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=str(tmp_path))

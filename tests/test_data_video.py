@@ -16,8 +16,9 @@ import torch
 from helpers import MSRVTT24, needs_msrvtt24
 
 from datamodules.annotations import VideoTextRecord
+from datamodules.bad_samples import HOLE, MissingFilesError
 from datamodules.video import VideoDecodeError, decode_clip, read_clip, sample_indices
-from datamodules.video_text import HOLE, MissingFilesError, VideoTextDataset
+from datamodules.video_text import VideoTextDataset
 
 BASE, STEP = 8, 6
 

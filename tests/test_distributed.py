@@ -17,13 +17,13 @@ from helpers import ROOT, callback, run_trajtok
 CONFIG = str(ROOT / "configs/clip.yaml")
 DATA = [
     "--config", CONFIG,
-    "--data.init_args.synthetic_train=16",  # 2 steps an epoch on each of 2 processes
-    "--data.init_args.synthetic_val=8",
-    "--data.init_args.synthetic_test=7",  # odd: the distributed sampler pads with a repeat
-    "--data.init_args.batch_size=4",
-    "--data.init_args.num_workers=0",
-    "--data.init_args.num_frames=4",
-    "--data.init_args.image_size=32",
+    "--data.init_args.synthetic.train=16",  # 2 steps an epoch on each of 2 processes
+    "--data.init_args.synthetic.val=8",
+    "--data.init_args.synthetic.test=7",  # odd: the distributed sampler pads with a repeat
+    "--data.init_args.loader.batch_size=4",
+    "--data.init_args.loader.num_workers=0",
+    "--data.init_args.clip.num_frames=4",
+    "--data.init_args.clip.image_size=32",
     "--model.head.init_args.depth=1",
     "--trainer.enable_progress_bar=false",
 ]

@@ -203,8 +203,8 @@ def lightning_run(tmp_path_factory, videomae_folder):
                     "default_root_dir": str(root)},
         "model": adapter_section(videomae_folder),
         "data": {"class_path": "datamodules.ClassificationDataModule",
-                 "init_args": {"cache_dir": str(root / "cache"), "synthetic_train": 4, "synthetic_val": 4,
-                               "synthetic_test": 4, "num_frames": 4, "image_size": 32, "batch_size": 4}},
+                 "init_args": {"synthetic": {"cache_dir": str(root / "cache"), "train": 4, "val": 4, "test": 4},
+                               "clip": {"num_frames": 4, "image_size": 32}, "loader": {"batch_size": 4}}},
     }
     config_path = root / "input.yaml"
     config_path.write_text(yaml.safe_dump(config))

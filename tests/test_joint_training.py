@@ -4,6 +4,7 @@ losses of the module, and a CPU fit of configs/clip_images.yaml logging both los
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 from pathlib import Path
 
@@ -11,14 +12,20 @@ import pytest
 import torch
 from helpers import CONFIGS, run_trajtok
 
-from datamodules import ImageTextDataModule, JointDataModule, VideoTextDataModule
+from datamodules import (
+    ImageTextDataModule,
+    JointDataModule,
+    LoaderOptions,
+    SyntheticOptions,
+    VideoTextDataModule,
+)
 from heads import ClipHead
 from heads.contrastive import clip_loss
 from trajtok.callbacks import BadSampleReport
 from trajtok.module import TrajTokModule
 from trajtok.tokenizer import ConvPyramid, TrajTok
 
-SMALL = {"synthetic_train": 16, "synthetic_val": 8, "synthetic_test": 8, "num_workers": 0}
+SMALL = {"synthetic.train": 16, "synthetic.val": 8, "synthetic.test": 8, "loader.num_workers": 0}
 
 
 def tiny_module() -> TrajTokModule:
@@ -28,8 +35,9 @@ def tiny_module() -> TrajTokModule:
 
 
 def joint(cache: Path, mode: str = "max_size_cycle") -> JointDataModule:
-    videos = VideoTextDataModule(batch_size=4, load_pseudo_labels=False, cache_dir=str(cache), **SMALL)
-    images = ImageTextDataModule(batch_size=8, synthetic_seed=1, cache_dir=str(cache), **SMALL)
+    synthetic = SyntheticOptions(cache_dir=str(cache), train=16, val=8, test=8)
+    videos = VideoTextDataModule(loader=LoaderOptions(batch_size=4), load_pseudo_labels=False, synthetic=synthetic)
+    images = ImageTextDataModule(loader=LoaderOptions(batch_size=8), synthetic=dataclasses.replace(synthetic, seed=1))
     return JointDataModule(videos, images, mode=mode)
 
 
@@ -64,7 +72,7 @@ def test_joint_loader_gives_both_sources_every_step_and_evaluates_on_videos(cach
     assert len(list(joint(cache, mode="min_size").train_dataloader())) == 2
     val = data.val_dataloader()
     assert next(iter(val))["video"].shape[1] == 8 and data.test_dataloader().dataset is data.videos.datasets["test"]
-    assert data.num_frames == 8  # what visualize reads off the datamodule is the videos'
+    assert data.clip.num_frames == 8  # what visualize reads off the datamodule is the videos'
 
 
 def test_bad_joint_options_are_named():
@@ -100,7 +108,7 @@ def test_skipped_samples_of_the_two_sources_are_counted_apart():
 @pytest.mark.slow
 def test_fit_of_clip_images_logs_both_loss_curves_and_tests_on_videos(tmp_path, cache):
     small = [f"--data.init_args.{part}.init_args.{k}={v}" for part in ("videos", "images") for k, v in SMALL.items()]
-    small += ["--data.init_args.videos.init_args.batch_size=4", "--data.init_args.images.init_args.batch_size=8"]
+    small += ["--data.init_args.videos.init_args.loader.batch_size=4", "--data.init_args.images.init_args.loader.batch_size=8"]
     config = ["--config", str(CONFIGS / "clip_images.yaml"), *small]
     fit = run_trajtok(["fit", *config, "--trainer.max_steps=4", "--trainer.max_epochs=1", "--trainer.log_every_n_steps=1"],
                       tmp_path, cache)

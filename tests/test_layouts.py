@@ -35,6 +35,6 @@ def test_pretrained_encoder_layout_swaps_only_the_pixel_encoder(capsys, cli_in_t
 @pytest.mark.parametrize("kind", ["vit3d", "tome", "rlt", "token_learner"])
 def test_peer_configs_take_the_registered_sizes(kind):
     """configs/peers/ repeats in yaml the sizes the registry holds for the CPU scale: they must agree."""
-    config = yaml.safe_load((ROOT / "configs/peers" / f"{kind}.yaml").read_text())["model"]["tokenizer"]["init_args"]
+    config = yaml.safe_load((CONFIGS / "peers" / f"{kind}.yaml").read_text())["model"]["tokenizer"]["init_args"]
     registered = tokenizer_sizes(kind, "tiny")
     assert {k: config[k] for k in registered} == registered

@@ -22,13 +22,13 @@ from helpers import ROOT, callback, run_trajtok
 
 FIT = [
     "fit", "--config", str(ROOT / "configs/clip.yaml"),
-    "--data.init_args.synthetic_train=16",  # 4 steps an epoch
-    "--data.init_args.synthetic_val=8",
-    "--data.init_args.synthetic_test=8",
-    "--data.init_args.batch_size=4",
-    "--data.init_args.num_workers=1",  # a worker process, as the configs use: its seeds must replay too
-    "--data.init_args.num_frames=4",
-    "--data.init_args.image_size=32",
+    "--data.init_args.synthetic.train=16",  # 4 steps an epoch
+    "--data.init_args.synthetic.val=8",
+    "--data.init_args.synthetic.test=8",
+    "--data.init_args.loader.batch_size=4",
+    "--data.init_args.loader.num_workers=1",  # a worker process, as the configs use: its seeds must replay too
+    "--data.init_args.clip.num_frames=4",
+    "--data.init_args.clip.image_size=32",
     "--model.head.init_args.depth=1",
     "--trainer.max_epochs=2",
     "--trainer.enable_progress_bar=false",

@@ -115,7 +115,7 @@ class BadSampleReport(L.Callback):
     (data set index, annotation file and row, file, reason).
 
     Where the numbers come from: a skipped sample's hole carries its report and collate gathers them into
-    the batch's ``skipped`` (``datamodules.video_text.RecordDataset``). Counting in the data set
+    the batch's ``skipped`` (``datamodules.bad_samples.RecordDataset``). Counting in the data set
     instead would be wrong with ``num_workers > 0``: every worker process has its own copy of the data set,
     and counters in a copy never reach the trainer. A shared channel (a ``multiprocessing`` manager, files
     per worker) would reach it, but adds a process or files to clean up, and would count samples that

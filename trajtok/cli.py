@@ -21,6 +21,7 @@ import torch
 from lightning.fabric.plugins import CheckpointIO
 from lightning.pytorch.cli import LightningCLI
 
+from datamodules.base import SPLIT_STAGES
 from datamodules.video import BadSampleError
 from trajtok.checkpoint import AtomicCheckpointIO, load_checkpoint, read_checkpoint
 from trajtok.errors import UserError, report_user_errors
@@ -93,10 +94,6 @@ class TrajTokCLI(LightningCLI):
 
 #: Subcommands that evaluate a model: they need a checkpoint (or --allow_untrained).
 EVALUATIONS = ("validate", "test", "predict")
-
-
-# The Lightning stage whose setup builds a split's dataset.
-SPLIT_STAGES = {"train": "fit", "val": "validate", "test": "test"}
 
 
 def visualize_parser() -> argparse.ArgumentParser:
@@ -179,8 +176,9 @@ def visualize_command(argv: list[str]) -> None:
             UserWarning,
             stacklevel=1,
         )
-    num_frames = opts.num_frames or getattr(datamodule, "num_frames", None) or 16
-    image_size = opts.image_size or getattr(datamodule, "image_size", None)
+    clip = getattr(datamodule, "clip", None)  # a JointDataModule answers with its videos'
+    num_frames = opts.num_frames or getattr(clip, "num_frames", None) or 16
+    image_size = opts.image_size or getattr(clip, "image_size", None)
     if image_size is None:
         parser.error(f"{type(datamodule).__name__} has no image_size: give --image_size")
     device = ("cuda" if torch.cuda.is_available() else "cpu") if opts.device == "auto" else opts.device

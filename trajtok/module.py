@@ -110,7 +110,8 @@ class TrajTokModule(L.LightningModule):
         class_names = getattr(datamodule, "class_names", None)
         if class_names:
             self.head.set_class_names(list(class_names))
-        frames, size = getattr(datamodule, "num_frames", None), getattr(datamodule, "image_size", None)
+        clip = getattr(datamodule, "clip", None)  # the datamodule's ClipOptions; image data has no num_frames
+        frames, size = getattr(clip, "num_frames", None), getattr(clip, "image_size", None)
         if self.example_input_array is None and isinstance(frames, int) and isinstance(size, int):
             # Lightning's model summary runs this through forward (with the head) and shows each part's FLOPs.
             self.example_input_array = {"video": torch.zeros(1, frames, 3, size, size), "with_head": True}

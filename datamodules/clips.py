@@ -1,0 +1,115 @@
+"""The clip data set: decoding an annotated video's clip with its pseudo-labels and the transforms, under the
+bad-sample policy (``datamodules.bad_samples``).
+
+It is what the video-text, classification and QA data sets have in common; each of them only says what a
+sample holds besides the clip (``load``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import torch
+from jsonargparse.typing import NonNegativeInt, PositiveInt
+
+from datamodules.annotations import LabelledVideoRecord, VideoTextRecord
+from datamodules.bad_samples import OnBadSample, RecordDataset
+from datamodules.pseudo_labels import PseudoLabelError, load_pseudo_labels
+from datamodules.transforms import (
+    crop_area_range,
+    eval_clip_transform,
+    train_clip_transform,
+)
+from datamodules.video import decode_clip
+
+# What a clip dataset needs of a record: video, start_sec, end_sec, mask, graph.
+ClipRecord = VideoTextRecord | LabelledVideoRecord
+
+
+def drop_missing_trajectories(masks: torch.Tensor, graph: torch.Tensor) -> torch.Tensor:
+    """Zero graph entries whose segment id no longer occurs in that frame's mask (cropped away or
+    lost in resizing), so no trajectory claims a segment with no pixels."""
+    num_frames = masks.shape[0]
+    present = torch.zeros(num_frames, 256, dtype=torch.bool)
+    present.scatter_(1, masks.reshape(num_frames, -1).long(), True)
+    present[:, 0] = False  # id 0 is "absent", never a segment
+    keep = present[torch.arange(num_frames)[None, :], graph]  # (M, T)
+    return torch.where(keep, graph, torch.zeros_like(graph))
+
+
+class ClipDataset(RecordDataset):
+    """Clips of annotated videos: decoding with pseudo-labels and transforms, under the bad-sample policy
+    of ``RecordDataset`` (unusable: a missing, corrupt, truncated, empty or audio-only video; broken
+    pseudo-labels).
+
+    The clip arguments (``num_frames``, ``image_size``, ``crop_scale``, ``horizontal_flip``) mean what the
+    fields of ``datamodules.options.ClipOptions`` do. Subclasses say what a sample holds besides the clip
+    (``load``).
+    """
+
+    def __init__(
+        self,
+        records: Sequence[ClipRecord],
+        num_frames: PositiveInt = 8,
+        image_size: PositiveInt = 64,
+        train: bool = False,
+        on_bad_video: OnBadSample = "skip",
+        load_pseudo_labels: bool = True,
+        crop_scale: tuple[float, float] = (0.8, 1.0),
+        horizontal_flip: bool = False,
+        max_reported: NonNegativeInt = 10,
+    ) -> None:
+        super().__init__(records, on_bad_video, max_reported)
+        self.num_frames = num_frames
+        self.image_size = image_size
+        self.train = train
+        self.crop_scale = crop_area_range(crop_scale)
+        self.horizontal_flip = horizontal_flip
+        half = [r.video for r in self.records if (r.mask is None) != (r.graph is None)]
+        if load_pseudo_labels and half:
+            raise ValueError(f"{len(half)} records name only one of mask / graph, e.g. {half[0]}")
+        with_labels = sum(r.mask is not None for r in self.records)
+        if load_pseudo_labels and 0 < with_labels < len(self.records):
+            # Mixed batches would silently lose the segmentation targets of some clips.
+            raise ValueError(
+                f"{with_labels} of {len(self.records)} records have mask and graph files; give them for all or "
+                "set load_pseudo_labels=False"
+            )
+        self.load_pseudo_labels = load_pseudo_labels and with_labels > 0
+        if on_bad_video == "raise":
+            self.check_files_exist()  # again: the pseudo-label files count once load_pseudo_labels is known
+
+    def record_files(self, index: int) -> list[str]:
+        rec = self.records[index]
+        video = [rec.video] if isinstance(rec.video, (str, os.PathLike)) and "://" not in str(rec.video) else []
+        labels = [rec.mask, rec.graph] if getattr(self, "load_pseudo_labels", False) else []
+        return [str(path) for path in [*video, *labels]]
+
+    def load_clip(self, rec: ClipRecord) -> dict[str, torch.Tensor]:
+        """``video`` of a record, transformed, plus ``mask`` and ``graph`` when pseudo-labels are loaded;
+        or a ``BadSampleError`` naming the file that prevents it."""
+        clip = decode_clip(
+            rec.video, self.num_frames, "random" if self.train else "middle", rec.start_sec, rec.end_sec
+        )
+        masks = graph = stuff = None
+        if self.load_pseudo_labels:
+            masks_np, graph_np, stuff = load_pseudo_labels(rec.mask, rec.graph)
+            if masks_np.shape[0] != clip.num_range_frames:
+                raise PseudoLabelError(
+                    rec.mask, f"has {masks_np.shape[0]} frames, the video ({rec.video}) has {clip.num_range_frames}"
+                )
+            masks = torch.from_numpy(masks_np[clip.indices])
+            graph = torch.from_numpy(graph_np[:, clip.indices])
+        if self.train:
+            video, masks = train_clip_transform(
+                clip.frames, self.image_size, self.crop_scale, self.horizontal_flip, masks
+            )
+        else:
+            video, masks = eval_clip_transform(clip.frames, self.image_size, masks)
+        out = {"video": video}
+        if masks is not None:
+            out["mask"] = masks
+            out["graph"] = drop_missing_trajectories(masks, graph)
+            out["stuff"] = torch.from_numpy(stuff)
+        return out

@@ -1,0 +1,96 @@
+"""The option groups every datamodule shares, each field documented once here.
+
+Datamodules take these as nested typed arguments (``clip``, ``loader``, ``synthetic``), which
+LightningCLI's parser (jsonargparse) reads as option groups: ``--data.init_args.loader.batch_size=8``, or in
+yaml ``loader: {batch_size: 8}``. The types do the checking: the parser refuses a value that does not fit
+and names the option, before anything is built. The groups are frozen so that a default instance can be
+shared safely by every datamodule that uses it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from jsonargparse.typing import NonNegativeInt, PositiveInt
+
+from datamodules.synthetic import SyntheticConfig
+from datamodules.transforms import crop_area_range
+
+
+@dataclass(frozen=True, kw_only=True)
+class FrameOptions:
+    """How each frame becomes the model's input (images are clips of one frame).
+
+    Attributes:
+        image_size: square side of the model input, in pixels.
+        crop_scale: area range of the random resized crop in training, as fractions of the frame
+            (1.0, 1.0 disables cropping).
+        horizontal_flip: random horizontal flips in training; off by default, since a flip reverses
+            "left" / "right" in the pixels but not in captions, questions or class names.
+    """
+
+    image_size: PositiveInt = 64
+    crop_scale: tuple[float, float] = (0.8, 1.0)
+    horizontal_flip: bool = False
+
+    def __post_init__(self) -> None:
+        # A range is more than its type says (0 < low <= high <= 1); the parser reports this error too.
+        object.__setattr__(self, "crop_scale", crop_area_range(self.crop_scale))
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClipOptions(FrameOptions):
+    """How a video clip becomes the model's input: its frames (``FrameOptions``) and how many.
+
+    Attributes:
+        num_frames: frames sampled per clip (spread over the clip; jittered in training).
+    """
+
+    num_frames: PositiveInt = 8
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoaderOptions:
+    """How samples are batched and loaded.
+
+    Attributes:
+        batch_size: training samples per step and process.
+        eval_batch_size: evaluation samples per batch and process; default ``batch_size``.
+        num_workers: DataLoader worker processes per process (0: load in the main process).
+    """
+
+    batch_size: PositiveInt = 32
+    eval_batch_size: PositiveInt | None = None
+    num_workers: NonNegativeInt = 0
+
+    def batch_size_for(self, train: bool) -> int:
+        """The batch size of a training or an evaluation loader."""
+        return self.batch_size if train else self.eval_batch_size or self.batch_size
+
+
+@dataclass(frozen=True, kw_only=True)
+class SyntheticOptions:
+    """The embedded synthetic shapes set, served when a datamodule is given no annotation files; generated
+    on first use into ``cache_dir``.
+
+    Attributes:
+        cache_dir: where the set is generated; default ``$TRAJTOK_CACHE/synthetic`` or
+            ``~/.cache/trajtok/synthetic``.
+        seed: the set's seed (another seed gives other scenes).
+        train: clips in the train split.
+        val: clips in the val split.
+        test: clips in the test split.
+        num_frames: frames per synthetic video (e.g. 64 for a long-video set, generated separately).
+    """
+
+    cache_dir: str | None = None
+    seed: int = 0
+    train: PositiveInt = 768
+    val: PositiveInt = 96
+    test: PositiveInt = 128
+    num_frames: PositiveInt = 16
+
+    def config(self) -> SyntheticConfig:
+        """The generator's configuration of this set."""
+        return SyntheticConfig(seed=self.seed, train=self.train, val=self.val, test=self.test,
+                               num_frames=self.num_frames)
