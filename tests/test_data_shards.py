@@ -36,11 +36,11 @@ SMALL = {"num_frames": 4, "image_size": 32}
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
+def data(tmp_path_factory, cache):
     """The synthetic set (16 / 8 / 8) as shards: train 3 per shard (6 shards, the last holding 1), val 1
     shard, test 2 shards."""
     tmp = tmp_path_factory.mktemp("shards")
-    root = ensure_synthetic(str(tmp / "cache"), SyntheticConfig(train=16, val=8, test=8))
+    root = ensure_synthetic(str(cache), SyntheticConfig(train=16, val=8, test=8))
     records = {s: read_video_text_annotations(os.path.join(root, f"{s}.jsonl")) for s in ("train", "val", "test")}
     per_shard = {"train": 3, "val": 8, "test": 4}
     shards = {s: write_shards(records[s], str(tmp / f"{s}-%06d.tar"), per_shard[s]) for s in records}
@@ -452,6 +452,7 @@ def _ddp_reader(rank: int, port: int, shards: list[str], out: str) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.distributed
 def test_ranks_come_from_torch_distributed(data, tmp_path):
     # fork: a spawned rank would spend most of this test importing Lightning again.
     run_ranks(_ddp_reader, data.shards["train"], str(tmp_path), start_method="fork")
