@@ -107,12 +107,16 @@ def print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
 
 
 # ------------------------------------------------------------------------------------- the compared models
-#: A tokenizer preset, frame size and the video transformer of TrajViT2's head at each scale: the CPU configs'
-#: (configs/clip.yaml), and the paper's 224 px with ViT-B and ViT-L encoders.
+#: At each scale: TrajTok's preset and its efficient layout, the peers' preset (their tubelets and ToMe's merging
+#: blocks, at the video transformer's width), the frame size, and the video transformer of TrajViT2's head: the
+#: CPU configs' (configs/clip.yaml), and the paper's 224 px with ViT-B and ViT-L encoders.
 SCALES = {
-    "cpu": {"preset": "tiny", "lite_preset": "tiny_lite", "pixels": 64, "width": 192, "depth": 4, "heads": 4},
-    "vit-b": {"preset": "base", "lite_preset": "lite", "pixels": 224, "width": 768, "depth": 12, "heads": 12},
-    "vit-l": {"preset": "base", "lite_preset": "lite", "pixels": 224, "width": 1024, "depth": 24, "heads": 16},
+    "cpu": {"preset": "tiny", "lite_preset": "tiny_lite", "peer_preset": "tiny", "pixels": 64, "width": 192,
+            "depth": 4, "heads": 4},
+    "vit-b": {"preset": "base", "lite_preset": "lite", "peer_preset": "base", "pixels": 224, "width": 768,
+              "depth": 12, "heads": 12},
+    "vit-l": {"preset": "base", "lite_preset": "lite", "peer_preset": "large", "pixels": 224, "width": 1024,
+              "depth": 24, "heads": 16},
 }
 KINDS = ("trajtok", "vit3d", "tome", "rlt", "token_learner")
 LABELS = {"trajtok": "TrajViT2", "vit3d": "ViT3D", "tome": "ToMe", "rlt": "RLT", "token_learner": "fixed-K",
@@ -125,14 +129,9 @@ LITE = "trajtok_lite"
 def tubelet_count(scale: str, frames: int) -> int:
     from trajtok.tokenizer import tokenizer_sizes
 
-    tubelets = tokenizer_sizes("vit3d", SCALES[scale]["preset"])
+    tubelets = tokenizer_sizes("vit3d", SCALES[scale]["peer_preset"])
     side = SCALES[scale]["pixels"] // tubelets["patch_size"]
     return -(-frames // tubelets["tubelet_frames"]) * side * side
-
-
-def tome_r(tokens: int, merge_depth: int) -> int:
-    """r that brings ``tokens`` to a quarter over ``merge_depth`` blocks (each block merges at most half)."""
-    return -(-3 * tokens // (4 * merge_depth))
 
 
 class VideoModel(torch.nn.Module):
@@ -148,32 +147,27 @@ class VideoModel(torch.nn.Module):
 
 def build_video_model(kind: str, scale: str, frames: int, device: torch.device | str = "cpu",
                       target: torch.device | None = None) -> VideoModel:
-    """``kind``'s tokenizer (``LITE``: TrajTok at the scale's efficient preset) and a ClipHead at ``scale``. ToMe takes the first half of the transformer's blocks
-    (merging to a quarter of the tubelets, r set for ``frames``); TrajTok's attention form is the one ``auto``
-    picks on ``target`` (default: this machine's accelerator) even when built on ``meta``."""
+    """``kind``'s tokenizer at the scale's preset (``LITE``: TrajTok at the scale's efficient layout) and a ClipHead
+    at ``scale``, whose transformer loses the blocks a tokenizer runs itself (``video_transformer_depth``: ToMe's
+    merging blocks). TrajTok's attention form is the one ``auto`` picks for ``frames`` on ``target`` (default:
+    this machine's accelerator), even when built on ``meta`` to count FLOPs."""
     from heads import ClipHead
     from trajtok.tokenizer import create_tokenizer, tokenizer_sizes
     from trajtok.tokenizer.trajectory_encoder import pick_attention_form
 
     s = SCALES[scale]
-    depth, overrides, preset_name = s["depth"], {}, s["preset"]
-    if kind == LITE:
-        kind, preset_name = "trajtok", s["lite_preset"]
-    if kind == "trajtok":
-        preset = tokenizer_sizes("trajtok", preset_name)
+    preset, overrides = s["peer_preset"], {}
+    if kind in ("trajtok", LITE):
+        kind, preset = "trajtok", s["lite_preset" if kind == LITE else "preset"]
+        sizes = tokenizer_sizes(kind, preset)
         patches = frames * (s["pixels"] // 4) ** 2
         target = target or torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        overrides["attention"] = pick_attention_form("auto", target, preset["num_slots"], patches,
-                                                     preset["heads"] * preset["head_dim"])
-    else:
-        overrides["dim"] = s["width"]
-    if kind == "tome":
-        merge_depth = depth // 2
-        overrides.update(depth=merge_depth, heads=s["heads"], r=tome_r(tubelet_count(scale, frames), merge_depth))
-        depth -= merge_depth
+        overrides["attention"] = pick_attention_form("auto", target, sizes["num_slots"], patches,
+                                                     sizes["heads"] * sizes["head_dim"])
     with torch.device(device):
-        tokenizer = create_tokenizer(preset_name, kind, **overrides)
-        head = ClipHead(width=s["width"], depth=depth, heads=s["heads"])
+        tokenizer = create_tokenizer(preset, kind, **overrides)
+        head = ClipHead(width=s["width"], depth=s["depth"] - getattr(tokenizer, "video_transformer_depth", 0),
+                        heads=s["heads"])
         head.build(tokenizer.out_dim)
     return VideoModel(tokenizer, head)
 

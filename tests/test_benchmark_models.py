@@ -25,7 +25,6 @@ from benchmarks.common import (
     logged_metrics,
     metrics_csv,
     stage_metrics,
-    tome_r,
     tubelet_count,
 )
 from trajtok.cli import TrajTokCLI
@@ -63,10 +62,13 @@ def test_every_kind_builds_at_every_scale_on_meta(kind):
     assert out.shape == (2, 128) and torch.isfinite(out).all()
 
 
-def test_tome_r_brings_the_tubelets_to_a_quarter():
-    model = build_video_model("tome", "vit-b", 8, device="meta")
-    assert model.tokenizer.r == tome_r(784, 6) == 98 and len(model.tokenizer.blocks) == 6
-    assert len(model.head.transformer.blocks) == 6  # ToMe's merging blocks are half of ViT-B's 12
+@pytest.mark.parametrize("scale, frames, blocks", [("vit-b", 8, 6), ("vit-b", 32, 6), ("vit-l", 16, 12)])
+def test_tome_merges_the_tubelets_to_a_quarter_in_half_the_video_transformer(scale, frames, blocks):
+    model = build_video_model("tome", scale, frames, device="meta")
+    tubelets = tubelet_count(scale, frames)
+    tokens = model.tokenizer(torch.empty(1, frames, 3, 224, 224, device="meta"))
+    assert tokens.tokens.shape[1:] == (tubelets // 4, SCALES[scale]["width"])
+    assert len(model.tokenizer.blocks) == blocks and len(model.head.transformer.blocks) == blocks
 
 
 def test_logged_metrics_read_a_test_run_back_from_its_csv_logger(tmp_path):

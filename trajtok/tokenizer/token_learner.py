@@ -11,7 +11,7 @@ from trajtok.tokenizer.tubelets import TUBELETS, TubeletTokenizer
 from trajtok.tokens import TrajectoryTokens
 
 #: As many tokens at each scale as TrajTok has slots (K) there: the fixed-K peer of a content-adaptive count.
-NUM_TOKENS = {"tiny": 32, "small": 64, "base": 128}
+NUM_TOKENS = {"tiny": 32, "small": 64, "base": 128, "large": 128}
 
 
 @register_tokenizer("token_learner", sizes={s: {**TUBELETS[s], "num_tokens": NUM_TOKENS[s]} for s in TUBELETS})

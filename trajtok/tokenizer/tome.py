@@ -6,6 +6,7 @@ tokens after its attention, and the tokenizer that runs the first blocks of the 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -109,13 +110,14 @@ class MergingBlock(nn.Module):
         return x + self.mlp(self.norm_mlp(x)), size, matching
 
 
-#: ToMe's merging blocks (the first half of the video transformer) and r at each scale: at 8 frames, r takes the
-#: tubelet count to a quarter (base; r is capped at half the tokens, so tiny ends at 80 of 256) by the end of the
-#: merging blocks.
+#: ToMe's merging blocks at each scale: the first half of the video transformer (``large``: ViT-L's), merging the
+#: tubelets to a quarter by their end, whatever the clip's length (r is capped at half the tokens per block, so
+#: tiny at 8 frames ends at 80 of 256).
 MERGING = {
-    "tiny": {"depth": 2, "heads": 4, "r": 96},
-    "small": {"depth": 2, "heads": 6, "r": 60},
-    "base": {"depth": 6, "heads": 12, "r": 98},
+    "tiny": {"depth": 2, "heads": 4, "keep": 0.25},
+    "small": {"depth": 2, "heads": 6, "keep": 0.25},
+    "base": {"depth": 6, "heads": 12, "keep": 0.25},
+    "large": {"depth": 12, "heads": 16, "keep": 0.25},
 }
 
 
@@ -134,16 +136,30 @@ class ToMe(TubeletTokenizer):
         dim, heads, mlp_ratio: width of the merging blocks (the video transformer's, so no projection is needed).
         depth: merging blocks.
         r: tokens merged per block.
+        keep: instead of a fixed ``r``, the fraction of the clip's tubelets left after the merging blocks: r is
+            set per clip to ``ceil((1 - keep) * tubelets / depth)``, so every clip length merges alike.
         patch_size, tubelet_frames, image_size, max_frames: the tubelets (see ``TubeletEmbedding``).
     """
 
-    def __init__(self, dim: PositiveInt = 768, depth: NonNegativeInt = 6, heads: PositiveInt = 12, r: NonNegativeInt = 96, mlp_ratio: PositiveFloat = 4.0,
-                 patch_size: PositiveInt = 16, tubelet_frames: PositiveInt = 2, image_size: PositiveInt = 224, max_frames: PositiveInt = 64):
+    def __init__(self, dim: PositiveInt = 768, depth: NonNegativeInt = 6, heads: PositiveInt = 12, r: NonNegativeInt = 96,
+                 keep: float | None = None, mlp_ratio: PositiveFloat = 4.0, patch_size: PositiveInt = 16,
+                 tubelet_frames: PositiveInt = 2, image_size: PositiveInt = 224, max_frames: PositiveInt = 64):
         super().__init__(dim, patch_size, tubelet_frames, image_size, max_frames)
         if depth < 1 or r < 0:
             raise ValueError(f"depth={depth} must be positive and r={r} non-negative")
-        self.r = r
+        if keep is not None and not 0 < keep <= 1:
+            raise ValueError(f"keep={keep} must lie in (0, 1]")
+        self.r, self.keep = r, keep
         self.blocks = nn.ModuleList(MergingBlock(dim, heads, mlp_ratio) for _ in range(depth))
+
+    @property
+    def video_transformer_depth(self) -> int:
+        """The video transformer's blocks this tokenizer runs itself: the head's transformer is the rest."""
+        return len(self.blocks)
+
+    def merges_per_block(self, tubelets: int) -> int:
+        """r that brings ``tubelets`` to ``keep`` of them over the merging blocks."""
+        return math.ceil((1 - self.keep) * tubelets / len(self.blocks))
 
     def forward(self, video: torch.Tensor) -> TrajectoryTokens:
         embedded = self.embed(video)
@@ -151,9 +167,10 @@ class ToMe(TubeletTokenizer):
         x = embedded.flatten(1, 3)
         size = x.new_ones(*x.shape[:2], 1)
         owner = torch.arange(x.shape[1], device=x.device).expand(batch, -1)
+        r = self.r if self.keep is None else self.merges_per_block(x.shape[1])
         for block in self.blocks:
             num_tokens = x.shape[1]
-            x, size, matching = block(x, size, min(self.r, num_tokens // 2))
+            x, size, matching = block(x, size, min(r, num_tokens // 2))
             owner = merged_positions(matching, num_tokens).gather(1, owner)
         valid = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
         return TrajectoryTokens(x, valid, None, owner.view(batch, *grid), grid, sizes=size.squeeze(-1))

@@ -19,6 +19,7 @@ TUBELETS = {
     "tiny": {"dim": 192, "patch_size": 8, "tubelet_frames": 2, "image_size": 64},
     "small": {"dim": 384, "patch_size": 16, "tubelet_frames": 2, "image_size": 112},
     "base": {"dim": 768, "patch_size": 16, "tubelet_frames": 2, "image_size": 224},
+    "large": {"dim": 1024, "patch_size": 16, "tubelet_frames": 2, "image_size": 224},
 }
 
 
