@@ -17,7 +17,7 @@ from datamodules.options import ClipOptions, LoaderOptions
 from datamodules.video import VideoDecodeError
 from datamodules.video_text import VideoTextDataModule
 from heads import ClipHead
-from trajtok.callbacks import BadSampleReport, describe_skipped
+from trajtok.callbacks import BadSampleReport, NonFiniteSteps, describe_skipped
 from trajtok.module import TrajTokModule
 from trajtok.seeding import EpochSeeding
 from trajtok.tokenizer import ConvPyramid, TrajTok
@@ -156,7 +156,7 @@ def tiny_module() -> TrajTokModule:
 def test_trajtok_module_reports_by_default(data, tmp_path):
     torch.manual_seed(0)
     module = tiny_module()
-    assert [type(c) for c in module.configure_callbacks()] == [EpochSeeding, BadSampleReport]
+    assert [type(c) for c in module.configure_callbacks()] == [EpochSeeding, BadSampleReport, NonFiniteSteps]
     run = trainer(tmp_path)
     run.validate(module, datamodule(data, image_size=32))
     assert run.callback_metrics["val/skipped_samples"].item() == 1

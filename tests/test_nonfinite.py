@@ -10,6 +10,7 @@ import torch
 from faults import Corrupt, SquareHead, TinyTokenizer, WeightTrace
 from torch.utils.data import DataLoader
 
+from trajtok.callbacks import NonFiniteSteps
 from trajtok.module import TrajTokModule
 
 
@@ -42,7 +43,7 @@ def test_a_nonfinite_step_changes_nothing_and_training_goes_on(fault):
     for before, after in [(0, 1), (1, 2), (3, 4), (4, 5)]:
         assert weights[after] != weights[before]  # every other batch stepped
     assert adam_steps(trainer) == {4}  # nor did AdamW's state (moments, step count) see the skipped batch
-    assert module.nonfinite_steps == 1
+    assert next(c for c in trainer.callbacks if isinstance(c, NonFiniteSteps)).skipped == 1
     assert trainer.logged_metrics["train/nonfinite_steps"] == 1
     assert all(torch.isfinite(p).all() for p in module.parameters())
 
@@ -58,17 +59,24 @@ def test_training_stops_past_the_limit_naming_it_and_the_losses():
 
 
 def test_limit_zero_stops_at_the_first_nonfinite_loss():
-    with pytest.raises(RuntimeError, match=r"non-finite loss \(mse=nan\).*max_nonfinite_steps=0"):
+    with pytest.raises(RuntimeError, match=r"non-finite loss \(loss=nan, tokens=.*\).*max_nonfinite_steps=0"):
         fit(Corrupt(nan_video=[0]), steps=3, limit=0)
 
 
-def test_the_count_is_saved_in_checkpoints():
-    module = TrajTokModule(TinyTokenizer(), SquareHead())
-    module.nonfinite_steps = 3
-    checkpoint: dict = {}
-    module.on_save_checkpoint(checkpoint)
-    restored = TrajTokModule(TinyTokenizer(), SquareHead())
-    restored.on_load_checkpoint(checkpoint)
-    assert restored.nonfinite_steps == 3
+def test_the_count_is_saved_in_checkpoints_and_the_limit_checked():
+    guard = NonFiniteSteps(max_steps=4)
+    guard.skipped = 3
+    restored = NonFiniteSteps()
+    restored.load_state_dict(guard.state_dict())
+    assert restored.skipped == 3
     with pytest.raises(ValueError, match="max_nonfinite_steps"):
         TrajTokModule(TinyTokenizer(), SquareHead(), max_nonfinite_steps=-1)
+
+
+def test_the_module_adds_the_guard_at_its_limit_unless_the_trainer_has_one():
+    module = TrajTokModule(TinyTokenizer(), SquareHead(), max_nonfinite_steps=3)
+    module.trainer = L.Trainer(logger=False, enable_checkpointing=False, callbacks=[])
+    [guard] = [c for c in module.configure_callbacks() if isinstance(c, NonFiniteSteps)]
+    assert guard.max_steps == 3
+    module.trainer = L.Trainer(logger=False, enable_checkpointing=False, callbacks=[NonFiniteSteps(1)])
+    assert not any(isinstance(c, NonFiniteSteps) for c in module.configure_callbacks())

@@ -1,9 +1,11 @@
-"""Training-time reporting: throughput in the progress bar, TensorBoard when it is installed, and the
-samples data sets skipped as unusable."""
+"""Training-time reporting and guards: throughput in the progress bar, TensorBoard when it is installed, the
+samples data sets skipped as unusable, and the skipping of steps whose loss or gradients are not finite."""
 
 from __future__ import annotations
 
+import math
 import time
+from collections import deque
 from typing import Any
 
 import lightning as L
@@ -200,3 +202,81 @@ class BadSampleReport(L.Callback):
 
     def on_predict_epoch_end(self, trainer, pl_module) -> None:
         self._report("predict", trainer, pl_module, log=False)  # Lightning logs nothing in predict
+
+
+def any_process(trainer: L.Trainer, flag: bool, device: torch.device) -> bool:
+    """``flag`` or-ed over all processes (a collective under DDP / FSDP: every process must call it)."""
+    if trainer.world_size == 1:
+        return flag
+    return bool(trainer.strategy.reduce(torch.tensor(float(flag), device=device), reduce_op="sum") > 0)
+
+
+class NonFiniteSteps(L.Callback):
+    _counters = ("train/nonfinite_steps", "train/empty_batches", "train/clips_per_s")
+
+    """Skips a training step whose loss or gradients are not finite (NaN / inf): its gradients are dropped before
+    the optimizer step, so AdamW changes no weight and no state (the LR schedule still advances). Each skip is
+    warned about (naming the step and the logged loss terms) and counted in ``train/nonfinite_steps``, carried
+    across resumes in the callback's checkpoint state. Training stops with a ``RuntimeError`` once more than
+    ``max_steps`` steps were skipped (0: at the first), listing the recent losses.
+
+    Under DDP / FSDP the processes agree (the loss flag and the gradient norm's finiteness are or-ed over them), so
+    they all skip the same steps; backward still runs everywhere, as DDP's gradient all-reduce needs. With
+    ``16-mixed`` precision the gradient scaler skips steps with inf / NaN gradients itself (and lowers its scale);
+    only non-finite losses are counted then. ``TrajTokModule`` adds one with its ``max_nonfinite_steps``.
+    """
+
+    def __init__(self, max_steps: NonNegativeInt = 10):
+        super().__init__()
+        if max_steps < 0:
+            raise ValueError(f"max_steps={max_steps} must be >= 0")
+        self.max_steps = max_steps
+        self.skipped = 0
+        self._loss_not_finite = False
+        self._recent_losses: deque[tuple[int, float]] = deque(maxlen=8)  # (step, loss) for the stop message
+
+    def on_before_backward(self, trainer, pl_module, loss: torch.Tensor) -> None:
+        value = float(loss.detach())  # one host sync per step: the decision is taken in Python
+        self._recent_losses.append((trainer.global_step, value))
+        finite = math.isfinite(value)
+        self._loss_not_finite = any_process(trainer, not finite, loss.device)
+        if self._loss_not_finite:
+            # What the step logged (its loss terms where it has several): which term blew up.
+            terms = ", ".join(f"{k.removeprefix('train/')}={float(v):.4g}" for k, v in trainer.callback_metrics.items()
+                              if k.startswith("train/") and k not in self._counters)
+            self._count(trainer, f"loss ({terms})" if not finite else "loss on another process")
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer: torch.optim.Optimizer) -> None:
+        if not self._loss_not_finite:
+            if getattr(trainer.precision_plugin, "scaler", None) is not None:
+                return
+            grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+            norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros((), device=pl_module.device)
+            finite = bool(torch.isfinite(norm))
+            if not any_process(trainer, not finite, norm.device):
+                return
+            self._count(trainer, f"gradients (norm {float(norm):.4g})" if not finite else "gradients on another process")
+        self._loss_not_finite = False
+        optimizer.zero_grad(set_to_none=True)  # no gradient: AdamW leaves the weight and its moments alone
+
+    def _count(self, trainer: L.Trainer, what: str) -> None:
+        self.skipped += 1
+        if self.skipped > self.max_steps:
+            recent = ", ".join(f"step {step}: {loss:.4g}" for step, loss in self._recent_losses)
+            raise RuntimeError(
+                f"training stopped at step {trainer.global_step}: non-finite {what}; {self.skipped} steps had a "
+                f"non-finite loss or gradients, more than model.max_nonfinite_steps={self.max_steps}. Last "
+                f"training losses (this process): {recent}. Lower model.lr, raise warmup_steps, set "
+                "trainer.gradient_clip_val, or check the data for broken clips."
+            )
+        rank_zero_warn(f"step {trainer.global_step}: non-finite {what}: optimizer step skipped "
+                       f"({self.skipped} of at most {self.max_steps})")
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        pl_module.log("train/nonfinite_steps", float(self.skipped), on_step=True, on_epoch=False, batch_size=1)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"skipped": self.skipped}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.skipped = int(state_dict.get("skipped", 0))

@@ -4,8 +4,6 @@ tokenizer-side segmentation loss and metrics when the batch carries pseudo-label
 from __future__ import annotations
 
 import inspect
-import math
-from collections import deque
 from typing import Any
 
 import lightning as L
@@ -16,11 +14,11 @@ from jsonargparse.typing import (
     NonNegativeInt,
     PositiveFloat,
 )
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
 from trajtok.batches import batch_sources
-from trajtok.callbacks import BadSampleReport
+from trajtok.callbacks import BadSampleReport, NonFiniteSteps, any_process
 from trajtok.checkpoint import load_tokenizer_weights
 from trajtok.head import Head
 from trajtok.optim import decay_groups, warmup_cosine
@@ -53,10 +51,8 @@ class TrajTokModule(L.LightningModule):
             weights initialise the tokenizer; shapes must match exactly.
         max_nonfinite_steps: a training step whose loss or gradients are not finite (NaN / inf) changes no weight
             and no optimizer state: it is skipped, warned about, and counted in ``train/nonfinite_steps``
-            (carried across resumes). Training stops with a ``RuntimeError`` when more steps than this have been
-            skipped (0: at the first). Under DDP / FSDP the processes agree, so they all skip the same steps.
-            With ``16-mixed`` precision the gradient scaler skips steps with inf gradients itself (and lowers its
-            scale); those are not counted here.
+            (``trajtok.callbacks.NonFiniteSteps``, added as a callback). Training stops with a ``RuntimeError``
+            when more steps than this have been skipped (0: at the first).
 
     Reproducible epochs: when a global seed is set (``seed_everything`` in the yaml), each training epoch starts
     by reseeding from ``(seed, epoch, global rank)`` (``trajtok.seeding.EpochSeeding``, added as a callback), so
@@ -98,10 +94,8 @@ class TrajTokModule(L.LightningModule):
         # A head that never reads token features lets a tokenizer that can skip its trajectory encoder do so.
         skip = not head.needs_tokens and "encode" in inspect.signature(tokenizer.forward).parameters
         self._tokenize_kwargs = {"encode": False} if skip else {}
-        self.nonfinite_steps = 0  # training steps skipped for a non-finite loss or gradients
         self.empty_batches = 0  # training batches whose samples were all skipped as unusable
-        self._skip_pending = False  # this step's loss was non-finite: its gradients are dropped before the step
-        self._recent_losses: deque[tuple[int, float]] = deque(maxlen=8)  # (step, loss) for the stop message
+        self._empty_step = False  # under DDP an empty batch still runs backward: its gradients are dropped
 
     def setup(self, stage: str) -> None:
         """Hand the datamodule's class list (classification data) to the head, which checks or adopts it, and
@@ -117,11 +111,13 @@ class TrajTokModule(L.LightningModule):
             self.example_input_array = {"video": torch.zeros(1, frames, 3, size, size), "with_head": True}
 
     def configure_callbacks(self) -> list[L.Callback]:
-        """``EpochSeeding`` (reproducible epochs, see the class docstring) and a ``BadSampleReport`` (the samples
-        data sets skipped, logged and warned about per epoch), each unless the trainer was given one."""
+        """``EpochSeeding`` (reproducible epochs, see the class docstring), a ``BadSampleReport`` (the samples
+        data sets skipped, logged and warned about per epoch) and ``NonFiniteSteps`` (at
+        ``max_nonfinite_steps``), each unless the trainer was given one."""
         given = self.trainer.callbacks if self._trainer is not None else []
-        return [callback() for callback in (EpochSeeding, BadSampleReport)
-                if not any(isinstance(c, callback) for c in given)]
+        defaults = {EpochSeeding: EpochSeeding, BadSampleReport: BadSampleReport,
+                    NonFiniteSteps: lambda: NonFiniteSteps(self.max_nonfinite_steps)}
+        return [build() for callback, build in defaults.items() if not any(isinstance(c, callback) for c in given)]
 
     def forward(self, video: torch.Tensor, with_head: bool = False) -> TrajectoryTokens:
         """The tokens of ``video``; ``with_head`` also runs the head's per-clip work (``Head.encode_example``),
@@ -178,27 +174,13 @@ class TrajTokModule(L.LightningModule):
         the sum of each source's loss, each source through the same tokenizer and head as its own problem (its own
         contrastive negatives), logged as ``train/loss_<source>`` beside ``train/loss``."""
         usable = {name: b for name, b in batch_sources(batch).items() if "video" in b}
-        if self._any_process(not usable):
+        if self._trainer is not None and any_process(self.trainer, not usable, self.device):
             return self._skip_empty_batch()
         sources = {name: self._training_losses(b) for name, b in usable.items()}
-        total = torch.stack([torch.stack(list(losses.values())).sum() for _, losses in sources.values()]).sum()
-        value = float(total.detach())  # one host sync per step: skipping needs the answer in Python
-        self._recent_losses.append((self.global_step, value))
-        finite = math.isfinite(value)
-        if self._any_process(not finite):
-            self._skip_pending = True
-            terms = ", ".join(f"{name + '/' if name else ''}{k}={float(v.detach()):.4g}"
-                              for name, (_, losses) in sources.items() for k, v in losses.items())
-            self._count_nonfinite(f"loss ({terms})" if not finite else "loss on another process")
-            if self._trainer is None or self.trainer.world_size == 1:
-                return None  # Lightning runs neither backward nor the optimizer step
-            # Lightning refuses None under DDP, and every process must run backward for DDP's gradient
-            # all-reduce: backward a finite stand-in; on_before_optimizer_step drops the gradients.
-            return torch.nan_to_num(total, nan=0.0, posinf=0.0, neginf=0.0) * 0.0
         if "" in sources:
             return self._log_losses("train", sources[""][1], sources[""][0])
-        for name, (tokens, losses) in sources.items():
-            self._log_losses("train", losses, tokens, suffix=f"_{name}")
+        total = torch.stack([self._log_losses("train", losses, tokens, suffix=f"_{name}")
+                             for name, (tokens, losses) in sources.items()]).sum()
         self.log("train/loss", total, prog_bar=True, batch_size=sum(t.tokens.shape[0] for t, _ in sources.values()))
         return total
 
@@ -211,63 +193,20 @@ class TrajTokModule(L.LightningModule):
             self.log("train/empty_batches", float(self.empty_batches), on_step=True, on_epoch=False, batch_size=1)
         if self._trainer is None or self.trainer.world_size == 1:
             return None
-        # Under DDP every process must run backward (see training_step): a zero that reaches every parameter.
-        self._skip_pending = True
+        # Under DDP every process must run backward, for the gradient all-reduce: a zero that reaches every
+        # parameter; on_before_optimizer_step drops its gradients.
+        self._empty_step = True
         return torch.stack([p.sum() for p in self.parameters() if p.requires_grad]).sum() * 0.0
 
-    def _any_process(self, flag: bool) -> bool:
-        """``flag`` or-ed over all processes (a collective under DDP / FSDP: every process calls it)."""
-        if self._trainer is None or self.trainer.world_size == 1:
-            return flag
-        reduced = self.trainer.strategy.reduce(torch.tensor(float(flag), device=self.device), reduce_op="sum")
-        return bool(reduced > 0)
-
-    def _count_nonfinite(self, what: str) -> None:
-        """Count a skipped step; warn, or stop training once more than ``max_nonfinite_steps`` were skipped."""
-        self.nonfinite_steps += 1
-        limit = self.max_nonfinite_steps
-        if self.nonfinite_steps > limit:
-            recent = ", ".join(f"step {step}: {loss:.4g}" for step, loss in self._recent_losses)
-            raise RuntimeError(
-                f"training stopped at step {self.global_step}: non-finite {what}; {self.nonfinite_steps} steps "
-                f"had a non-finite loss or gradients, more than model.max_nonfinite_steps={limit}. Last training "
-                f"losses (this process): {recent}. Lower model.lr, raise warmup_steps, set "
-                "trainer.gradient_clip_val, or check the data for broken clips."
-            )
-        rank_zero_warn(f"step {self.global_step}: non-finite {what}: optimizer step skipped "
-                       f"({self.nonfinite_steps} of at most {limit})")
-
-    def _scaler_skips_inf(self) -> bool:
-        """True under ``16-mixed``: the gradient scaler skips steps with inf / NaN gradients on its own."""
-        return getattr(self.trainer.precision_plugin, "scaler", None) is not None
-
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        """Drop the gradients of a step whose loss was not finite, or whose gradients are not (checked on the
-        total norm, one fused reduction); AdamW then leaves every weight and its state as they are."""
-        params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-        if self._skip_pending:
-            self._skip_pending = False
-        else:
-            if self._scaler_skips_inf():
-                return
-            norm = torch.nn.utils.get_total_norm([p.grad for p in params]) if params else torch.zeros(())
-            finite = bool(torch.isfinite(norm))
-            if not self._any_process(not finite):
-                return
-            self._count_nonfinite(f"gradients (norm {float(norm):.4g})" if not finite
-                                  else "gradients on another process")
-        for p in params:
-            p.grad = None
-
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        self.log("train/nonfinite_steps", float(self.nonfinite_steps), on_step=True, on_epoch=False, batch_size=1)
+        if self._empty_step:  # a zero loss still moves AdamW's moments and weight decay: no gradient at all
+            self._empty_step = False
+            optimizer.zero_grad(set_to_none=True)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["nonfinite_steps"] = self.nonfinite_steps
         checkpoint["empty_batches"] = self.empty_batches
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.nonfinite_steps = int(checkpoint.get("nonfinite_steps", 0))
         self.empty_batches = int(checkpoint.get("empty_batches", 0))
 
     def _evaluation_step(self, stage: str, batch: dict[str, Any]) -> None:
