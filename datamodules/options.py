@@ -9,7 +9,7 @@ shared safely by every datamodule that uses it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from jsonargparse.typing import NonNegativeInt, PositiveInt
 
@@ -69,28 +69,17 @@ class LoaderOptions:
 
 
 @dataclass(frozen=True, kw_only=True)
-class SyntheticOptions:
+class SyntheticOptions(SyntheticConfig):
     """The embedded synthetic shapes set, served when a datamodule is given no annotation files; generated
-    on first use into ``cache_dir``.
+    on first use into ``cache_dir``. The other attributes are the generator's (``SyntheticConfig``).
 
     Attributes:
         cache_dir: where the set is generated; default ``$TRAJTOK_CACHE/synthetic`` or
             ``~/.cache/trajtok/synthetic``.
-        seed: the set's seed (another seed gives other scenes).
-        train: clips in the train split.
-        val: clips in the val split.
-        test: clips in the test split.
-        num_frames: frames per synthetic video (e.g. 64 for a long-video set, generated separately).
     """
 
     cache_dir: str | None = None
-    seed: int = 0
-    train: PositiveInt = 768
-    val: PositiveInt = 96
-    test: PositiveInt = 128
-    num_frames: PositiveInt = 16
 
     def config(self) -> SyntheticConfig:
         """The generator's configuration of this set."""
-        return SyntheticConfig(seed=self.seed, train=self.train, val=self.val, test=self.test,
-                               num_frames=self.num_frames)
+        return SyntheticConfig(**{f.name: getattr(self, f.name) for f in fields(SyntheticConfig)})

@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass, replace
 
 import av
 import numpy as np
+from jsonargparse.typing import PositiveInt
 
 from datamodules.pseudo_labels import pseudo_label_paths, write_graph, write_masks
 
@@ -90,15 +91,25 @@ class ClipSpec:
 
 @dataclass(frozen=True)
 class SyntheticConfig:
-    """Sizes of the generated set."""
+    """What the generated set holds; any change makes another set (``name``).
+
+    Attributes:
+        seed: the set's seed (another seed gives other scenes).
+        train: clips in the train split.
+        val: clips in the val split.
+        test: clips in the test split.
+        frame_size: frame side in pixels.
+        num_frames: frames per synthetic video (e.g. 64 for a long-video set, generated separately).
+        fps: frame rate of the written mp4 files.
+    """
 
     seed: int = 0
-    train: int = 768
-    val: int = 96
-    test: int = 128
-    frame_size: int = 96
-    num_frames: int = 16
-    fps: int = 8
+    train: PositiveInt = 768
+    val: PositiveInt = 96
+    test: PositiveInt = 128
+    frame_size: PositiveInt = 96
+    num_frames: PositiveInt = 16
+    fps: PositiveInt = 8
 
     def name(self) -> str:
         """A folder name that changes whenever the content would."""
