@@ -495,10 +495,10 @@ def test_shared_standardised_context_equals_a_layer_norm_per_layer():
     torch.testing.assert_close(v, layer.to_v(normed).unflatten(-1, (2, 8)))
 
 
-def test_recompute_gives_the_same_gradients():
-    video = torch.randn(2, 4, 3, 32, 32)
+def test_recompute_gives_the_same_gradients_and_a_patch_budget_decides_per_batch():
+    video = torch.randn(2, 4, 3, 32, 32)  # 2 x 4 x 8 x 8 = 512 patches
     grads, kept = [], []
-    for recompute in (False, True):
+    for recompute in (False, True, 512, 513):
         model = small_tokenizer(recompute=recompute, context_pool=2).train()
         storages = {}
         def keep(t, storages=storages):
@@ -513,6 +513,7 @@ def test_recompute_gives_the_same_gradients():
     for name in grads[0]:
         torch.testing.assert_close(grads[1][name], grads[0][name], msg=name)
     assert kept[1] < 0.8 * kept[0]  # the activations the backward keeps (0.74 of them here)
+    assert kept[2] == kept[1] and kept[3] == kept[0]  # from 512 patches on: this batch is; from 513: it is not
 
 
 def test_recompute_refuses_a_pixel_encoder_with_batch_norm_statistics():

@@ -12,7 +12,11 @@ from torch import nn
 from trajtok.tokenizer.attention import PerceiverLayer, full_attention, standardize
 from trajtok.tokenizer.fourier import fourier_slot_latents
 from trajtok.tokenizer.position import RotaryForm, create_rotary
-from trajtok.tokenizer.recompute import recompute_in_backward
+from trajtok.tokenizer.recompute import (
+    RecomputePolicy,
+    recompute_in_backward,
+    recomputes,
+)
 
 
 def projection_mlp(dim: int, hidden: int, out: int) -> nn.Sequential:
@@ -62,7 +66,8 @@ class Segmenter(nn.Module):
             (``pool_patches``), while every patch is still assigned at full resolution. 1 (the paper's): the
             full grid. 2 cuts the Perceiver's per-patch work 4x, the largest per-patch cost after the
             pixel encoder.
-        recompute: the assignment head's per-patch activations are recomputed in the backward, not kept.
+        recompute: the assignment head's per-patch activations are recomputed in the backward, not kept
+            (``True``, or from a number of patches per batch: ``recomputes``).
     """
 
     def __init__(
@@ -79,7 +84,7 @@ class Segmenter(nn.Module):
         max_scale: PositiveFloat = 20.0,
         rotary: RotaryForm = "axial",
         context_pool: PositiveInt = 1,
-        recompute: bool = False,
+        recompute: RecomputePolicy = False,
     ):
         super().__init__()
         if not 1 < init_scale <= max_scale:
@@ -122,6 +127,6 @@ class Segmenter(nn.Module):
             queries = layer(queries, context, full_attention, rotate)
         queries = self.norm(queries)
         q = F.normalize(self.query_head(queries), dim=-1)
-        p = recompute_in_backward(self.patch_directions, patches, enabled=self.recompute)
+        p = recompute_in_backward(self.patch_directions, patches, enabled=recomputes(self.recompute, patches.shape[0] * patches.shape[1]))
         logits = self.scale * torch.einsum("bnc,bkc->bnk", p, q)
         return logits, queries

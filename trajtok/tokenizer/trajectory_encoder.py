@@ -18,7 +18,11 @@ from trajtok.tokenizer.attention import (
 )
 from trajtok.tokenizer.fourier import fourier_subtoken_latents
 from trajtok.tokenizer.position import FourierPosition, RotaryForm, create_rotary
-from trajtok.tokenizer.recompute import recompute_in_backward
+from trajtok.tokenizer.recompute import (
+    RecomputePolicy,
+    recompute_in_backward,
+    recomputes,
+)
 
 AttentionForm = Literal["auto", "segment", "dense"]
 
@@ -95,7 +99,8 @@ class TrajectoryEncoder(nn.Module):
         attention: ``segment`` (gather/scatter, O(N)), ``dense`` (masked SDPA, O(K N)) or ``auto``.
         rotary: the Perceiver's position, ``axial`` or ``sequence`` (see ``Segmenter``).
         out_dim: token width (default ``dim``), set by the output projection.
-        recompute: the positioned, standardised patches are recomputed in the backward, not kept.
+        recompute: the positioned, standardised patches are recomputed in the backward, not kept (``True``, or
+            from a number of patches per batch: ``recomputes``).
     """
 
     def __init__(
@@ -111,7 +116,7 @@ class TrajectoryEncoder(nn.Module):
         attention: AttentionForm = "auto",
         rotary: RotaryForm = "axial",
         out_dim: PositiveInt | None = None,
-        recompute: bool = False,
+        recompute: RecomputePolicy = False,
     ):
         super().__init__()
         self.recompute = recompute
@@ -151,7 +156,7 @@ class TrajectoryEncoder(nn.Module):
         else:
             attend = partial(dense_masked_attention, labels=labels, num_subtokens=num_subtokens)
         rotate = self.rotary.for_grid(grid, latents.shape[1], patches.device)
-        context = recompute_in_backward(positioned_context, patches, position, enabled=self.recompute)
+        context = recompute_in_backward(positioned_context, patches, position, enabled=recomputes(self.recompute, patches.shape[0] * patches.shape[1]))
         for layer in self.layers:
             latents = layer(latents, context, attend, rotate)
         return self.proj(self.norm(latents))

@@ -12,7 +12,11 @@ from torch import nn
 
 from trajtok.tokenizer.pixel_encoder import PIXEL_ENCODERS, ConvPyramid, PixelEncoder
 from trajtok.tokenizer.position import RotaryForm
-from trajtok.tokenizer.recompute import recompute_in_backward
+from trajtok.tokenizer.recompute import (
+    RecomputePolicy,
+    recompute_in_backward,
+    recomputes,
+)
 from trajtok.tokenizer.registry import register_tokenizer
 from trajtok.tokenizer.segmenter import Segmenter
 from trajtok.tokenizer.trajectory_encoder import (
@@ -24,6 +28,8 @@ from trajtok.tokens import TrajectoryTokens
 
 ALLOWED_SUBTOKENS = (1, 2, 4)
 
+#: tiny_lite recomputes from 4 clips of 32 frames at 64 px on (2^15 patches): long clips' memory, short clips' speed.
+TINY_RECOMPUTE_PATCHES = 32768
 _TINY = {"dim": 128, "num_slots": 32, "depth": 2, "heads": 4, "head_dim": 32, "assign_dim": 64,
          "encoder": {"widths": (32, 64, 96, 128), "depths": (1, 1, 1, 1)}}
 #: TrajTok's sizes (its own keyword arguments; ``encoder`` the pixel encoder's: ``kind`` and its arguments).
@@ -43,9 +49,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "lite": {"dim": 128, "token_dim": 512, "num_slots": 128, "depth": 2, "heads": 4, "head_dim": 32,
              "assign_dim": 64, "context_pool": 2, "recompute": True, "encoder": {"kind": "efficientnet_lite"}},
     # The efficient layout at the CPU scale (configs/layouts/lite.yaml): tiny's with the pooled segmenter context
-    # and recomputation. It keeps tiny's pyramid: at 64 px the pretrained EfficientNet-Lite0 is slower and segments
+    # and recomputation for batches of 2^15 patches and more. It keeps tiny's pyramid: at 64 px the pretrained EfficientNet-Lite0 is slower and segments
     # worse (configs/layouts/pretrained_encoder.yaml, docs/results.md).
-    "tiny_lite": {**_TINY, "context_pool": 2, "recompute": True},
+    "tiny_lite": {**_TINY, "context_pool": 2, "recompute": TINY_RECOMPUTE_PATCHES},
 }
 
 
@@ -78,8 +84,9 @@ class TrajTok(nn.Module):
         context_pool: the segmenter's queries read the patches average-pooled over ``context_pool`` squared
             windows, the assignment stays per patch (see ``Segmenter``); 1 is the paper's layout.
         recompute: training keeps fewer per-patch activations: the pixel encoder's, the assignment head's and the
-            trajectory encoder's positioned patches are recomputed in the backward (tiny, T = 64: a training step's
-            peak memory ~780 -> ~500 MiB, no measurable time cost on CPU; see ``recompute``).
+            trajectory encoder's positioned patches are recomputed in the backward. ``True`` always, or from a
+            number of patches per batch on (``recomputes``), so that short clips keep their speed (tiny, 4 clips:
+            at T = 64 a training step's peak memory ~780 -> ~500 MiB; at T = 16 the step ~6% slower on CPU).
         chunk_frames: split clips longer than this into chunks tokenised in parallel, tokens concatenated in
             time order (cross-chunk identity is not modelled, as in the paper).
     """
@@ -105,7 +112,7 @@ class TrajTok(nn.Module):
         chunk_frames: PositiveInt | None = None,
         rotary: RotaryForm = "axial",
         context_pool: PositiveInt = 1,
-        recompute: bool = False,
+        recompute: RecomputePolicy = False,
     ):
         super().__init__()
         subtokens = tuple(subtokens)
@@ -118,9 +125,9 @@ class TrajTok(nn.Module):
         pixel_encoder = pixel_encoder if pixel_encoder is not None else ConvPyramid(out_dim=dim)
         if pixel_encoder.out_dim != dim:
             raise ValueError(f"pixel_encoder.out_dim={pixel_encoder.out_dim} must equal dim={dim}")
-        if recompute and any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training and m.track_running_stats
+        if recompute is not False and any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training and m.track_running_stats
                              for m in pixel_encoder.modules()) and not getattr(pixel_encoder, "frozen", False):
-            raise ValueError("recompute=true would update the batch-norm statistics of the pixel encoder twice a step "
+            raise ValueError(f"recompute={recompute} would update the batch-norm statistics of the pixel encoder twice a step "
                              "(its forward runs again in the backward); freeze it or leave recompute off")
         self.dim = dim
         self.token_dim = token_dim or dim
@@ -167,7 +174,8 @@ class TrajTok(nn.Module):
         frames = video.shape[1]
         chunks = self.num_chunks(frames)
         clips = rearrange(video, "b (c t) ch h w -> (b c t) ch h w", c=chunks)
-        features = recompute_in_backward(self.pixel_encoder, clips, enabled=self.recompute)
+        patches = clips.shape[0] * clips.shape[-2] * clips.shape[-1] // 16  # of the 1/4-resolution grid
+        features = recompute_in_backward(self.pixel_encoder, clips, enabled=recomputes(self.recompute, patches))
         grid = (frames // chunks, *features.shape[-2:])
         patches = rearrange(features, "(bc t) d h w -> bc (t h w) d", t=grid[0])
         logits, _ = self.segmenter(patches, grid)
