@@ -94,6 +94,21 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux; never reset
 
 
+def peak_tensor_bytes(fn) -> int:
+    """The most bytes of CPU tensors alive at once while ``fn()`` runs, above those alive before it: the CPU
+    counterpart of ``torch.cuda.max_memory_allocated``, read from the profiler's allocation events. Unlike the
+    RSS it leaves out what the C allocator keeps or fragments, which varies by tens of MiB from run to run."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    live = peak = 0
+    for event in sorted((e for e in prof.events() if e.self_cpu_memory_usage), key=lambda e: e.time_range.start):
+        live += event.self_cpu_memory_usage  # allocations positive, frees negative
+        peak = max(peak, live)
+    return peak
+
+
 def summarize(samples: list[float]) -> dict:
     return {"median_ms": 1e3 * statistics.median(samples), "min_ms": 1e3 * min(samples), "n": len(samples)}
 

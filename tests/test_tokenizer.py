@@ -512,7 +512,7 @@ def test_recompute_gives_the_same_gradients_and_a_patch_budget_decides_per_batch
     assert grads[0].keys() == grads[1].keys() and len(grads[0]) == len(list(small_tokenizer().parameters()))
     for name in grads[0]:
         torch.testing.assert_close(grads[1][name], grads[0][name], msg=name)
-    assert kept[1] < 0.8 * kept[0]  # the activations the backward keeps (0.74 of them here)
+    assert kept[1] < 0.5 * kept[0], kept  # the activations the backward keeps (0.41 of them here)
     assert kept[2] == kept[1] and kept[3] == kept[0]  # from 512 patches on: this batch is; from 513: it is not
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from jsonargparse.typing import NonNegativeInt
@@ -22,7 +23,7 @@ def recomputes(policy: RecomputePolicy, patches: int) -> bool:
     return patches >= policy
 
 
-def recompute_in_backward(fn: Callable[..., torch.Tensor], *args: torch.Tensor, enabled: bool) -> torch.Tensor:
+def recompute_in_backward(fn: Callable[..., torch.Tensor], *args: Any, enabled: bool) -> torch.Tensor:
     """``fn(*args)``; when ``enabled`` and autograd records, its intermediate activations are not kept but
     recomputed in the backward (torch's non-reentrant activation checkpointing).
 

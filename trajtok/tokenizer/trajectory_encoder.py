@@ -99,8 +99,8 @@ class TrajectoryEncoder(nn.Module):
         attention: ``segment`` (gather/scatter, O(N)), ``dense`` (masked SDPA, O(K N)) or ``auto``.
         rotary: the Perceiver's position, ``axial`` or ``sequence`` (see ``Segmenter``).
         out_dim: token width (default ``dim``), set by the output projection.
-        recompute: the positioned, standardised patches are recomputed in the backward, not kept (``True``, or
-            from a number of patches per batch: ``recomputes``).
+        recompute: the positioned, standardised patches and each layer's per-patch keys and values are recomputed
+            in the backward, not kept (``True``, or from a number of patches per batch: ``recomputes``).
     """
 
     def __init__(
@@ -156,7 +156,8 @@ class TrajectoryEncoder(nn.Module):
         else:
             attend = partial(dense_masked_attention, labels=labels, num_subtokens=num_subtokens)
         rotate = self.rotary.for_grid(grid, latents.shape[1], patches.device)
-        context = recompute_in_backward(positioned_context, patches, position, enabled=recomputes(self.recompute, patches.shape[0] * patches.shape[1]))
+        recompute = recomputes(self.recompute, patches.shape[0] * patches.shape[1])
+        context = recompute_in_backward(positioned_context, patches, position, enabled=recompute)
         for layer in self.layers:
-            latents = layer(latents, context, attend, rotate)
+            latents = recompute_in_backward(layer, latents, context, attend, rotate, enabled=recompute)
         return self.proj(self.norm(latents))

@@ -84,9 +84,9 @@ class TrajTok(nn.Module):
         context_pool: the segmenter's queries read the patches average-pooled over ``context_pool`` squared
             windows, the assignment stays per patch (see ``Segmenter``); 1 is the paper's layout.
         recompute: training keeps fewer per-patch activations: the pixel encoder's, the assignment head's and the
-            trajectory encoder's positioned patches are recomputed in the backward. ``True`` always, or from a
+            trajectory encoder's (positioned patches, per-layer keys and values) are recomputed in the backward. ``True`` always, or from a
             number of patches per batch on (``recomputes``), so that short clips keep their speed (tiny, 4 clips:
-            at T = 64 a training step's peak memory ~780 -> ~500 MiB; at T = 16 the step ~6% slower on CPU).
+            at T = 64 a training step's live tensors peak at 669 -> 312 MiB; at T = 16 the step ~6% slower on CPU).
         chunk_frames: split clips longer than this into chunks tokenised in parallel, tokens concatenated in
             time order (cross-chunk identity is not modelled, as in the paper).
     """
