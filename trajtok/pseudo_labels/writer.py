@@ -124,7 +124,7 @@ class PseudoLabelWriter(BasePredictionWriter):
         masks_t, graph_t = torch.from_numpy(masks).long(), torch.from_numpy(graph)
         # Per frame, segment id -> trajectory id + 1 through the graph; minus one below, unlabelled is -1 (unpainted).
         lookup = torch.zeros(masks_t.shape[0], 256, dtype=torch.long)
-        frame, traj = (graph_t > 0).nonzero(as_tuple=True)
+        traj, frame = (graph_t > 0).nonzero(as_tuple=True)
         lookup[frame, graph_t[traj, frame]] = traj + 1
         trajectories = lookup.gather(1, masks_t.flatten(1)).view_as(masks_t)
         scale = self.display_size / max(frames.shape[1:3])
