@@ -146,7 +146,7 @@ class PseudoLabelDataModule(L.LightningDataModule):
 
     def __init__(self, out_dir: str, source: L.LightningDataModule | None = None,
                  split: Literal["train", "val", "test"] = "train", folder: str | None = None,
-                 on_bad_video: OnBadSample = "skip", max_frames: PositiveInt | None = 3000,
+                 on_bad_video: OnBadSample = "skip", max_frames: PositiveInt | None = 1000,
                  batch_size: PositiveInt = 1, num_workers: NonNegativeInt = 0) -> None:
         super().__init__()
         if (source is None) == (folder is None):

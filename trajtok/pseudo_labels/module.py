@@ -18,7 +18,7 @@ class PseudoLabeller(L.LightningModule):
     """Panoptic trajectory pseudo-labels (TrajViT's pipeline): chunks, key-frame segments, propagation, linking.
 
     Args:
-        segmenter: key-frame segmenter (``trajtok.pseudo_labels.DirectSAMSegmenter``, ``SamAutoSegmenter``).
+        segmenter: key-frame segmenter (``trajtok.pseudo_labels.DirectSAMSegmenter``).
         propagator: chunk propagator (``trajtok.pseudo_labels.VideoTracker``).
         chunker: where chunks start (``trajtok.pseudo_labels.ShotCuts``, ``FixedChunks``; default fixed quarters).
         link_iou: IoU from which a key segment continues a trajectory of the previous chunk.
