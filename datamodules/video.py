@@ -278,3 +278,20 @@ def read_clip(
 ) -> torch.Tensor:
     """The frames of ``decode_clip``: uint8 ``(T, H, W, 3)`` RGB."""
     return decode_clip(path, num_frames, sampling, start_sec, end_sec, generator, name=name).frames
+
+
+def read_all_frames(path: str, start_sec: float | None = None, end_sec: float | None = None,
+                    max_frames: int | None = None) -> torch.Tensor:
+    """Every frame of ``path`` (or of its ``start_sec``..``end_sec`` range), uint8 ``(T, H, W, 3)``: what
+    pseudo-labelling reads, since its masks must cover each frame that clip sampling may pick. A range of more
+    than ``max_frames`` frames is a ``VideoDecodeError`` (a long video would not fit in memory)."""
+    source, name = _source(path, None)
+    count = _count_range_frames(source, start_sec, end_sec, name)
+    if max_frames is not None and count > max_frames:
+        raise VideoDecodeError(str(path), f"{count} frames in range, more than max_frames={max_frames}")
+    if count == 0:
+        raise VideoDecodeError(str(path), "no frames in the requested range")
+    clip = decode_clip(path, count, "middle", start_sec, end_sec)
+    if clip.num_range_frames != count:  # the container's count was wrong: decode the frames that exist
+        clip = decode_clip(path, clip.num_range_frames, "middle", start_sec, end_sec)
+    return clip.frames

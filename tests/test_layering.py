@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("trajtok", "heads", "datamodules")
 #: The top layer: the LightningModule, its callbacks, and the commands built on them.
 TOP = {"trajtok.module", "trajtok.callbacks", "trajtok.batches", "trajtok.cli",
-       "trajtok.visualize", "trajtok.export", "trajtok.writers"}
+       "trajtok.visualize", "trajtok.export", "trajtok.writers", "trajtok.pseudo_labels"}
 
 
 def module_name(path: Path) -> str:

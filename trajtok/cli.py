@@ -6,6 +6,9 @@ config. Unknown keys and ill-typed values are rejected by jsonargparse before an
 ``trajtok visualize --config CONFIG [--ckpt_path CKPT] (--video FILE... | --split test [--limit N]) --out DIR``
 paints the trajectories of the model built from the same config over clips (``trajtok.visualize``); other
 ``--model.*`` / ``--data.*`` options are config overrides, as for ``fit``.
+
+``trajtok pseudo-label --config configs/pseudo_labels.yaml`` writes panoptic trajectory pseudo-labels of videos
+(``trajtok.pseudo_labels``) through Lightning's predict loop.
 """
 
 from __future__ import annotations
@@ -208,6 +211,30 @@ def visualize_command(argv: list[str]) -> None:
         raise ValueError("no clip could be visualised")
 
 
+class PseudoLabelCLI(LightningCLI):
+    """``trajtok pseudo-label``: Lightning's predict loop over ``PseudoLabeller`` and ``PseudoLabelDataModule``
+    (``configs/pseudo_labels.yaml``); the config's ``PseudoLabelWriter`` writes the files."""
+
+    def __init__(self, args: list[str]) -> None:
+        from datamodules.pseudo_label_data import PseudoLabelDataModule
+        from trajtok.pseudo_labels import PseudoLabeller
+
+        super().__init__(PseudoLabeller, PseudoLabelDataModule, args=["predict", *args], save_config_callback=None,
+                         auto_configure_optimizers=False)
+
+    def after_predict(self) -> None:
+        if not any(type(c).__name__ == "PseudoLabelWriter" for c in self.trainer.callbacks):
+            warnings.warn("no PseudoLabelWriter in trainer.callbacks: nothing was written", UserWarning, stacklevel=1)
+
+
+def pseudo_label_command(argv: list[str]) -> None:
+    """``trajtok pseudo-label --config configs/pseudo_labels.yaml [overrides]``: label videos (see
+    ``trajtok.pseudo_labels``). ``--trainer.devices 8 --trainer.strategy ddp`` splits the videos over processes."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+        PseudoLabelCLI(argv)
+
+
 def main(args: list[str] | None = None) -> None:
     """``trajtok``: mistakes in what the user gave (configuration, data, checkpoint) end in one message naming
     the file, row or option and exit status 2 (``TRAJTOK_TRACEBACK=1`` shows the traceback); programming errors
@@ -219,6 +246,9 @@ def main(args: list[str] | None = None) -> None:
     with report_user_errors(command.strip()):
         if argv and argv[0] == "visualize":
             visualize_command(argv[1:])
+            return
+        if argv and argv[0] == "pseudo-label":
+            pseudo_label_command(argv[1:])
             return
         # args=None when run as a command: LightningCLI then reads sys.argv itself (given args it warns that
         # sys.argv holds others, on every command).

@@ -1,0 +1,172 @@
+"""The videos to pseudo-label: every clip of a datamodule's split (annotation files of any kind the datamodules
+read, or the synthetic set) or every video under a folder, each decoded whole (``video.read_all_frames``) and
+named by where its labels go.
+
+A video's labels are ``<out_dir>/<path relative to the data root, without extension>_mask.npz`` and
+``..._graph.npz`` (``pseudo_labels.pseudo_label_paths``; a ``start``..``end`` clip adds ``_<start>-<end>s``).
+A video whose two files both exist is done: its sample says so without decoding (``done``), which makes a
+rerun resume. Every process lists the same videos, so Lightning's distributed sampler gives each a disjoint share.
+
+Batches are ``{"samples": [...], "skipped": [...]}``: each sample ``{"index", "path", "frames"}`` (uint8 ``(T, H, W, 3)``)
+or ``{"index", "done": True}``; ``skipped`` as in every clip batch (``bad_samples``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import lightning as L
+from jsonargparse.typing import NonNegativeInt, PositiveInt
+from torch.utils.data import DataLoader
+
+from datamodules.annotations import VIDEO_EXTENSIONS
+from datamodules.bad_samples import HOLE, OnBadSample, RecordDataset
+from datamodules.base import SPLIT_STAGES
+from datamodules.collate import collate_skipped
+from datamodules.pseudo_labels import pseudo_label_paths
+from datamodules.video import read_all_frames
+
+
+@dataclass(frozen=True)
+class LabelItem:
+    """One video (clip) to label: where it is, where its labels go, and its annotation row (captions, label)."""
+
+    video: str
+    start_sec: float | None
+    end_sec: float | None
+    mask: str
+    graph: str
+    row: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def done(self) -> bool:
+        """Both label files exist (each is written whole, by a rename)."""
+        return os.path.isfile(self.mask) and os.path.isfile(self.graph)
+
+
+def label_item(video: str, root: str, out_dir: str, start: float | None = None, end: float | None = None,
+               row: dict[str, Any] | None = None) -> LabelItem:
+    """The item of a video under ``root``; its labels mirror its place under ``out_dir``."""
+    relative = os.path.relpath(video, root)
+    if relative.startswith(os.pardir):
+        raise ValueError(f"{video}: outside the data root {root}; pseudo-labels are named by the path below it")
+    stem = os.path.splitext(relative)[0]
+    if start is not None or end is not None:
+        stem += f"_{start or 0:g}-{'end' if end is None else f'{end:g}'}s"
+    mask, graph = pseudo_label_paths(os.path.join(out_dir, stem + ".mp4"))
+    return LabelItem(video, start, end, mask, graph, row or {})
+
+
+def folder_items(folder: str, out_dir: str) -> list[LabelItem]:
+    """Every video (``VIDEO_EXTENSIONS``) under ``folder``, sorted; hidden entries are skipped."""
+    if not os.path.isdir(folder):
+        raise ValueError(f"folder: {folder} is not a directory")
+    videos = sorted(
+        os.path.join(d, f) for d, dirs, files in os.walk(folder) for f in files
+        if f.lower().endswith(VIDEO_EXTENSIONS) and not f.startswith(".")
+        and not any(part.startswith(".") for part in os.path.relpath(d, folder).split(os.sep) if part != ".")
+    )
+    if not videos:
+        raise ValueError(f"folder: no video files ({', '.join(VIDEO_EXTENSIONS)}) under {folder}")
+    return [label_item(v, folder, out_dir, row={"caption": [os.path.splitext(os.path.basename(v))[0]]}) for v in videos]
+
+
+def record_row(record: Any) -> dict[str, Any]:
+    """What an annotation record says besides its clip: captions, or a class label."""
+    if getattr(record, "captions", None):
+        return {"caption": list(record.captions)}
+    if getattr(record, "label", None) is not None:
+        return {"label": record.label}
+    return {}
+
+
+def source_items(source: L.LightningDataModule, split: str, out_dir: str) -> list[LabelItem]:
+    """The distinct clips of a clip datamodule's split (QA repeats a clip per question; it is labelled once)."""
+    if not hasattr(source, "annotation_path") or not hasattr(source, "datasets"):
+        raise ValueError(f"source: {type(source).__name__} does not list its videos (tar shards are not supported "
+                         "yet); give an annotation datamodule or a folder")
+    path = source.annotation_path(split)
+    if path is None:
+        raise ValueError(f"source: {type(source).__name__} has no {split} split (set {split}_annotations)")
+    source.setup(SPLIT_STAGES[split])
+    # Annotation paths are relative to the datamodule's root, else to the annotation file's folder (always for
+    # the synthetic set).
+    root = None if getattr(source, "synthetic", False) else getattr(source, "root", None)
+    root = root or os.path.dirname(os.path.abspath(path))
+    seen = {}
+    for rec in source.datasets[split].records:
+        seen.setdefault((rec.video, rec.start_sec, rec.end_sec), rec)
+    return [label_item(v, root, out_dir, s, e, record_row(r)) for (v, s, e), r in seen.items()]
+
+
+class VideoFramesDataset(RecordDataset):
+    """Whole videos of ``LabelItem``\\ s under the bad-sample policy; a done item is not decoded."""
+
+    def __init__(self, items: list[LabelItem], on_bad_video: OnBadSample = "skip", max_frames: int | None = None) -> None:
+        self.max_frames = max_frames
+        super().__init__(items, on_bad_video)
+
+    def record_files(self, index: int) -> list[str]:
+        return [self.records[index].video]
+
+    def origin(self, index: int) -> str | None:
+        return self.records[index].video
+
+    def load(self, index: int) -> dict[str, Any]:
+        item = self.records[index]
+        if item.done:
+            return {"index": index, "done": True}
+        frames = read_all_frames(item.video, item.start_sec, item.end_sec, self.max_frames)
+        return {"index": index, "path": item.video, "frames": frames}
+
+
+def collate_videos(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """A batch of whole videos: the samples as a list (videos differ in size), holes left out."""
+    return {"samples": [{k: v for k, v in s.items() if k != "skipped"} for s in samples if not s.get(HOLE)],
+            "skipped": collate_skipped(samples)}
+
+
+class PseudoLabelDataModule(L.LightningDataModule):
+    """The predict data of ``trajtok pseudo-label``: the videos of ``source``'s ``split``, or of ``folder``.
+
+    Args:
+        out_dir: where the labels go (mirroring the videos' paths below the data root), with the annotation
+            file and statistics the writer adds.
+        source: a clip datamodule (``VideoTextDataModule``, ``ClassificationDataModule``, ``QADataModule``) whose
+            split is labelled; its annotation keys and root apply; with no annotations, its synthetic set.
+        split: the split of ``source`` to label.
+        folder: label every video under this folder instead (captions: the file names).
+        on_bad_video: "skip" reports an unreadable video and goes on; "raise" stops there.
+        max_frames: a video (range) of more frames is unusable (it is decoded whole into memory).
+        batch_size: videos per predict step and process.
+        num_workers: DataLoader workers decoding videos ahead of the models.
+    """
+
+    def __init__(self, out_dir: str, source: L.LightningDataModule | None = None,
+                 split: Literal["train", "val", "test"] = "train", folder: str | None = None,
+                 on_bad_video: OnBadSample = "skip", max_frames: PositiveInt | None = 1000,
+                 batch_size: PositiveInt = 1, num_workers: NonNegativeInt = 0) -> None:
+        super().__init__()
+        if (source is None) == (folder is None):
+            raise ValueError("give exactly one of data.source (a datamodule) and data.folder (a video folder)")
+        self.out_dir, self.source, self.split, self.folder = out_dir, source, split, folder
+        self.on_bad_video, self.max_frames = on_bad_video, max_frames
+        self.batch_size, self.num_workers = batch_size, num_workers
+        self.items: list[LabelItem] = []
+
+    def prepare_data(self) -> None:
+        if self.source is not None:
+            self.source.prepare_data()
+
+    def setup(self, stage: str | None = None) -> None:
+        if not self.items:
+            self.items = (folder_items(self.folder, self.out_dir) if self.folder is not None
+                          else source_items(self.source, self.split, self.out_dir))
+
+    def predict_dataloader(self) -> DataLoader:
+        self.setup("predict")
+        dataset = VideoFramesDataset(self.items, self.on_bad_video, self.max_frames)
+        return DataLoader(dataset, batch_size=self.batch_size, num_workers=self.num_workers,
+                          collate_fn=collate_videos)

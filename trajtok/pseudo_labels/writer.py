@@ -1,0 +1,167 @@
+"""``PseudoLabelWriter``: the prediction writer of ``trajtok pseudo-label``.
+
+Per labelled video it writes the two npz files (each to a temporary name, then renamed: a file that exists is
+whole) and appends a row of statistics to ``<out_dir>/stats.rank<R>.jsonl``. When all processes are done,
+process 0 writes from what is on disk (so rows of earlier, resumed runs count too):
+
+- ``<out_dir>/pseudo_labels.jsonl``: an annotation row per labelled video (``video``, ``caption`` or ``label``,
+  ``start`` / ``end``, ``mask``, ``graph``; paths relative to ``out_dir``), which ``VideoTextDataModule``
+  reads as ``train_annotations`` with no conversion;
+- ``<out_dir>/summary.csv``: one row per video: status (labelled / failed), frames, trajectories, mean frames
+  per trajectory, fraction of pixels labelled, chunks, seconds, and the reason of a failure.
+
+``visualize``: the first N videos each process labels are also painted (``trajtok.visualize``) into
+``<out_dir>/visualize/<name>_sheet.png``.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import json
+import os
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from jsonargparse.typing import NonNegativeInt
+from lightning.pytorch.callbacks import BasePredictionWriter
+from lightning.pytorch.utilities import rank_zero_info
+
+from datamodules.pseudo_label_data import LabelItem
+from datamodules.pseudo_labels import write_graph, write_masks
+from trajtok.visualize import contact_sheet, overlay, write_png
+
+SUMMARY_FIELDS = ("name", "status", "frames", "trajectories", "mean_trajectory_frames", "labelled_fraction",
+                  "chunks", "seconds", "reason")
+
+
+def write_atomic(path: str, write: Callable[[str], None]) -> None:
+    """``write(tmp)`` to a temporary ``.npz`` name in ``path``'s folder, then rename it to ``path``: readers
+    (and resumed runs) never see half a file."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = os.path.join(os.path.dirname(os.path.abspath(path)), f".{os.path.basename(path)}.{os.getpid()}.tmp.npz")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def item_name(item: LabelItem, out_dir: str) -> str:
+    """The video's name in the outputs: its mask file's path below ``out_dir`` without ``_mask.npz``."""
+    return os.path.relpath(item.mask, out_dir)[: -len("_mask.npz")]
+
+
+def annotation_row(item: LabelItem, out_dir: str) -> dict[str, Any]:
+    """The training annotation of a labelled video, paths relative to ``out_dir`` (the annotation's folder)."""
+    row = {"video": os.path.relpath(item.video, out_dir), **item.row}
+    if item.start_sec is not None:
+        row["start"] = item.start_sec
+    if item.end_sec is not None:
+        row["end"] = item.end_sec
+    return {**row, "mask": os.path.relpath(item.mask, out_dir), "graph": os.path.relpath(item.graph, out_dir)}
+
+
+class PseudoLabelWriter(BasePredictionWriter):
+    """Writes each video's pseudo-labels as its batch finishes, and the annotation file and summary at the end
+    (see the module). The output folder is the datamodule's ``out_dir``.
+
+    Args:
+        visualize: paint the first N labelled videos of each process (0: none).
+        display_size: side of the painted frames.
+        max_columns: frames shown per contact sheet.
+    """
+
+    def __init__(self, visualize: NonNegativeInt = 0, display_size: int = 256, max_columns: int = 8) -> None:
+        super().__init__(write_interval="batch")
+        self.visualize, self.display_size, self.max_columns = visualize, display_size, max_columns
+        self.painted = 0
+        self.counts = {"labelled": 0, "done": 0, "failed": 0}
+
+    @staticmethod
+    def _data(trainer):
+        data = trainer.datamodule
+        if not hasattr(data, "items") or not hasattr(data, "out_dir"):
+            raise TypeError(f"PseudoLabelWriter needs a PseudoLabelDataModule, got {type(data).__name__}")
+        return data
+
+    def _append(self, trainer, rows: list[dict[str, Any]]) -> None:
+        out_dir = self._data(trainer).out_dir
+        os.makedirs(out_dir, exist_ok=True)
+        with open(os.path.join(out_dir, f"stats.rank{trainer.global_rank}.jsonl"), "a", encoding="utf-8") as f:
+            f.writelines(json.dumps(row) + "\n" for row in rows)
+
+    def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx):
+        data = self._data(trainer)
+        frames = {int(s["index"]): s["frames"] for s in batch["samples"] if "frames" in s}
+        rows = []
+        for result in prediction["results"]:
+            item = data.items[result["index"]]
+            if result.get("done"):
+                self.counts["done"] += 1
+                continue
+            masks, graph = result.pop("masks"), result.pop("graph")  # not kept in the predict loop's outputs
+            write_atomic(item.mask, lambda tmp, m=masks: write_masks(tmp, m))
+            write_atomic(item.graph, lambda tmp, g=graph: write_graph(tmp, g))
+            rows.append({"name": item_name(item, data.out_dir), "status": "labelled", **result["stats"]})
+            self.counts["labelled"] += 1
+            if self.painted < self.visualize:
+                self._paint(frames[result["index"]], masks, graph, os.path.join(data.out_dir, "visualize",
+                                                                               rows[-1]["name"]))
+                self.painted += 1
+        for report in prediction["skipped"]:
+            item = data.items[report["index"]]
+            rows.append({"name": item_name(item, data.out_dir), "status": "failed", "reason": report["reason"]})
+            self.counts["failed"] += 1
+        if rows:
+            self._append(trainer, rows)
+
+    def _paint(self, frames: torch.Tensor, masks: np.ndarray, graph: np.ndarray, stem: str) -> None:
+        """A contact sheet of the video's frames over its trajectories (one colour per trajectory)."""
+        masks_t, graph_t = torch.from_numpy(masks).long(), torch.from_numpy(graph)
+        # Per frame, segment id -> trajectory id + 1 through the graph; minus one below, unlabelled is -1 (unpainted).
+        lookup = torch.zeros(masks_t.shape[0], 256, dtype=torch.long)
+        traj, frame = (graph_t > 0).nonzero(as_tuple=True)
+        lookup[frame, graph_t[traj, frame]] = traj + 1
+        trajectories = lookup.gather(1, masks_t.flatten(1)).view_as(masks_t)
+        scale = self.display_size / max(frames.shape[1:3])
+        size = (max(1, round(frames.shape[1] * scale)), max(1, round(frames.shape[2] * scale)))
+        shown = torch.nn.functional.interpolate(frames.cpu().permute(0, 3, 1, 2).float(), size=size, mode="bilinear")
+        shown = shown.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+        labels = torch.nn.functional.interpolate(trajectories[:, None].float(), size=size, mode="nearest")[:, 0].long() - 1
+        os.makedirs(os.path.dirname(stem), exist_ok=True)
+        write_png(f"{stem}_sheet.png", contact_sheet(shown, overlay(shown, labels), self.max_columns))
+
+    def on_predict_end(self, trainer, pl_module) -> None:
+        trainer.strategy.barrier()
+        if trainer.is_global_zero:
+            self.write_summary(self._data(trainer))
+        trainer.strategy.barrier()
+
+    def write_summary(self, data) -> None:
+        """``pseudo_labels.jsonl`` (every item whose files exist) and ``summary.csv`` (the rows of every
+        process and run, the latest per video), both written atomically."""
+        rows: dict[str, dict[str, Any]] = {}
+        for path in sorted(glob.glob(os.path.join(glob.escape(data.out_dir), "stats.rank*.jsonl"))):
+            with open(path, encoding="utf-8") as f:
+                for line in f:
+                    if line.strip():
+                        row = json.loads(line)
+                        rows[row["name"]] = row
+        done = [item for item in data.items if item.done]
+        annotations = os.path.join(data.out_dir, "pseudo_labels.jsonl")
+        with open(annotations + ".tmp", "w", encoding="utf-8") as f:
+            f.writelines(json.dumps(annotation_row(item, data.out_dir)) + "\n" for item in done)
+        os.replace(annotations + ".tmp", annotations)
+        summary = os.path.join(data.out_dir, "summary.csv")
+        with open(summary + ".tmp", "w", encoding="utf-8", newline="") as f:
+            writer = csv.DictWriter(f, SUMMARY_FIELDS, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows[name] for name in sorted(rows))
+        os.replace(summary + ".tmp", summary)
+        failed = sum(row["status"] == "failed" for row in rows.values())
+        rank_zero_info(f"pseudo-labels: {len(done)} of {len(data.items)} videos labelled in {data.out_dir} "
+                       f"({failed} failed); annotations {annotations}, statistics {summary}")
