@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -34,12 +35,13 @@ from datamodules.collate import collate_skipped
 from datamodules.pseudo_labels import pseudo_label_paths, shard_label_paths, shard_name
 from datamodules.shards import (
     ShardedVideoTextDataset,
+    ShardError,
     Shards,
     ShardSample,
     check_shard_names,
     expand_shards,
 )
-from datamodules.video import read_all_frames
+from datamodules.video import BadSampleError, read_all_frames
 
 
 @dataclass(frozen=True)
@@ -149,6 +151,26 @@ class ShardFramesDataset(ShardedVideoTextDataset):
         super().__init__(shards, on_bad_video=on_bad_video)
         check_shard_names(self.shards)
         self.out_dir, self.max_frames = out_dir, max_frames
+
+    def _loader_stage(self) -> Callable[[Iterable[tuple[int, ShardSample | ShardError]]], Iterator[dict[str, Any]]]:
+        """Each bad sample (and a damaged shard's rest) becomes a hole carrying its report, as in the file data
+        sets, rather than a report riding on the reader's next good sample: a labelling run counts every failure,
+        also those after a reader's last good sample."""
+
+        def load_samples(items: Iterable[tuple[int, ShardSample | ShardError]]) -> Iterator[dict[str, Any]]:
+            for index, item in items:
+                try:
+                    if isinstance(item, ShardError):  # already counted and logged by the shard reader
+                        yield {"index": index, "skipped": [self._report(index, item)], HOLE: True}
+                        continue
+                    yield self.load(item, index)
+                except BadSampleError as e:
+                    if self.on_bad_video == "raise":
+                        raise
+                    self._note_bad(index, e)
+                    yield {"index": index, "skipped": [self._report(index, e)], HOLE: True}
+
+        return load_samples
 
     def load(self, sample: ShardSample, index: int) -> dict[str, Any]:
         mask, graph = shard_label_paths(self.out_dir, sample.shard, sample.key)
