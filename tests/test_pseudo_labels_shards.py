@@ -1,6 +1,6 @@
 """``trajtok pseudo-label`` of tar shards: every sample labelled once under ``<out_dir>/<shard name>/<key>``,
 resumed without decoding, failures named by shard and key, and the labels read back by ``ShardDataModule`` for
-training; two DDP processes share the shards (slow)."""
+training; two DDP processes share the shards and ``trajtok fit`` trains on the result (slow)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,7 @@ import tarfile
 from pathlib import Path
 
 import lightning as L
-import numpy as np
 import pytest
-import torch
 from helpers import ROOT, run_trajtok
 from pseudo_label_oracles import HalvesSegmenter, StillPropagator
 
@@ -102,7 +100,7 @@ def test_shard_datamodule_trains_on_the_labels_of_its_shards(shards, tmp_path):
 @pytest.mark.subprocess
 @pytest.mark.slow
 @pytest.mark.distributed
-def test_two_ddp_processes_label_each_shard_sample_exactly_once(shards, tmp_path, cache):
+def test_two_ddp_processes_label_each_shard_sample_once_and_the_segmenter_trains_on_them(shards, tmp_path, cache):
     result = run_trajtok([
         "pseudo-label", "--config", str(ROOT / "configs/pseudo_labels.yaml"),
         "--model.segmenter=pseudo_label_oracles.HalvesSegmenter",
@@ -119,3 +117,11 @@ def test_two_ddp_processes_label_each_shard_sample_exactly_once(shards, tmp_path
     assert {p.name for p in (tmp_path / "labels").glob("stats.rank*.jsonl")} == {"stats.rank0.jsonl", "stats.rank1.jsonl"}
     assert len(list((tmp_path / "labels").rglob("*_mask.npz"))) == 8
     assert "8 shard samples labelled" in result.stderr + result.stdout
+    shard_list = json.dumps(shards)
+    fit = run_trajtok(["fit", "--config", str(ROOT / "configs/segmenter.yaml"), "--data", "datamodules.ShardDataModule",
+                       f"--data.init_args.train_shards={shard_list}", f"--data.init_args.val_shards={shard_list}",
+                       "--data.init_args.pseudo_labels=labels", "--data.init_args.loader.batch_size=4",
+                       "--data.init_args.loader.num_workers=0", "--trainer.max_steps=2", "--trainer.limit_val_batches=1",
+                       "--trainer.enable_progress_bar=false"], tmp_path, cache)
+    assert fit.returncode == 0, fit.stderr[-3000:]  # the labelled shards train the segmenter, unconverted
+    assert "val/seg_miou" in (tmp_path / "runs/segmenter/logs/version_0/metrics.csv").read_text()
