@@ -21,7 +21,7 @@ from datamodules.transforms import (
     eval_clip_transform,
     train_clip_transform,
 )
-from datamodules.video import decode_clip
+from datamodules.video import DecodedClip, decode_clip
 
 # What a clip dataset needs of a record: video, start_sec, end_sec, mask, graph.
 ClipRecord = VideoTextRecord | LabelledVideoRecord
@@ -36,6 +36,31 @@ def drop_missing_trajectories(masks: torch.Tensor, graph: torch.Tensor) -> torch
     present[:, 0] = False  # id 0 is "absent", never a segment
     keep = present[torch.arange(num_frames)[None, :], graph]  # (M, T)
     return torch.where(keep, graph, torch.zeros_like(graph))
+
+
+def clip_sample(clip: DecodedClip, labels: tuple[str, str] | None, video: str, train: bool, image_size: int,
+                crop_scale: tuple[float, float], horizontal_flip: bool) -> dict[str, torch.Tensor]:
+    """``video`` float ``(T, 3, S, S)`` of a decoded clip, transformed (random resized crop and flip in training,
+    centre crop otherwise), plus ``mask``, ``graph`` and ``stuff`` of the pseudo-label files ``labels`` (mask,
+    graph) sampled at the clip's frames and transformed with them; ``video`` names the video in errors (file
+    sets and tar shards share this)."""
+    masks = graph = stuff = None
+    if labels is not None:
+        masks_np, graph_np, stuff = load_pseudo_labels(*labels)
+        if masks_np.shape[0] != clip.num_range_frames:
+            raise PseudoLabelError(labels[0], f"has {masks_np.shape[0]} frames, the video ({video}) has {clip.num_range_frames}")
+        masks = torch.from_numpy(masks_np[clip.indices])
+        graph = torch.from_numpy(graph_np[:, clip.indices])
+    if train:
+        frames, masks = train_clip_transform(clip.frames, image_size, crop_scale, horizontal_flip, masks)
+    else:
+        frames, masks = eval_clip_transform(clip.frames, image_size, masks)
+    out = {"video": frames}
+    if masks is not None:
+        out["mask"] = masks
+        out["graph"] = drop_missing_trajectories(masks, graph)
+        out["stuff"] = torch.from_numpy(stuff)
+    return out
 
 
 class ClipDataset(RecordDataset):
@@ -92,24 +117,6 @@ class ClipDataset(RecordDataset):
         clip = decode_clip(
             rec.video, self.num_frames, "random" if self.train else "middle", rec.start_sec, rec.end_sec
         )
-        masks = graph = stuff = None
-        if self.load_pseudo_labels:
-            masks_np, graph_np, stuff = load_pseudo_labels(rec.mask, rec.graph)
-            if masks_np.shape[0] != clip.num_range_frames:
-                raise PseudoLabelError(
-                    rec.mask, f"has {masks_np.shape[0]} frames, the video ({rec.video}) has {clip.num_range_frames}"
-                )
-            masks = torch.from_numpy(masks_np[clip.indices])
-            graph = torch.from_numpy(graph_np[:, clip.indices])
-        if self.train:
-            video, masks = train_clip_transform(
-                clip.frames, self.image_size, self.crop_scale, self.horizontal_flip, masks
-            )
-        else:
-            video, masks = eval_clip_transform(clip.frames, self.image_size, masks)
-        out = {"video": video}
-        if masks is not None:
-            out["mask"] = masks
-            out["graph"] = drop_missing_trajectories(masks, graph)
-            out["stuff"] = torch.from_numpy(stuff)
-        return out
+        labels = (rec.mask, rec.graph) if self.load_pseudo_labels else None
+        return clip_sample(clip, labels, str(rec.video), self.train, self.image_size, self.crop_scale,
+                           self.horizontal_flip)

@@ -56,7 +56,7 @@ from datamodules.transforms import (
     eval_clip_transform,
     train_clip_transform,
 )
-from datamodules.video import BadSampleError, decode_clip
+from datamodules.video import BadSampleError, DecodedClip, decode_clip
 
 # Image files of caption folders and image members of shards, lower case, without the dot.
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp")
@@ -274,8 +274,8 @@ class ShardedImageTextDataset(ShardedVideoTextDataset):
                  image_extensions: Sequence[str] = IMAGE_EXTENSIONS, **kwargs: Any) -> None:
         super().__init__(shards, 1, image_size, train, video_extensions=image_extensions, **kwargs)
 
-    def decode(self, data: bytes, name: str) -> torch.Tensor:
-        return decode_image(data, name)
+    def decode(self, data: bytes, name: str) -> DecodedClip:
+        return DecodedClip(decode_image(data, name), [0], 1, 1, 1)
 
 
 class ImageShardDataModule(ShardDataModule):

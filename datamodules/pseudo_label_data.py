@@ -1,19 +1,26 @@
 """The videos to pseudo-label: every clip of a datamodule's split (annotation files of any kind the datamodules
-read, or the synthetic set) or every video under a folder, each decoded whole (``video.read_all_frames``) and
-named by where its labels go.
+read, or the synthetic set), every video under a folder, or every sample of tar shards, each decoded whole
+(``video.read_all_frames``) and named by where its labels go.
 
 A video's labels are ``<out_dir>/<path relative to the data root, without extension>_mask.npz`` and
-``..._graph.npz`` (``pseudo_labels.pseudo_label_paths``; a ``start``..``end`` clip adds ``_<start>-<end>s``).
+``..._graph.npz`` (``pseudo_labels.pseudo_label_paths``; a ``start``..``end`` clip adds ``_<start>-<end>s``); a
+shard sample's are ``<out_dir>/<shard name>/<key>_mask.npz`` and ``_graph.npz`` (``pseudo_labels.shard_label_paths``),
+where ``ShardDataModule(pseudo_labels=out_dir)`` reads them beside the shards' videos.
 A video whose two files both exist is done: its sample says so without decoding (``done``), which makes a
-rerun resume. Every process lists the same videos, so Lightning's distributed sampler gives each a disjoint share.
+rerun resume. Every process lists the same videos, so Lightning's distributed sampler gives each a disjoint share;
+shards are streamed instead, each process (and DataLoader worker) reading whole shards of its own, as
+``ShardedVideoTextDataset`` deals them.
 
-Batches are ``{"samples": [...], "skipped": [...]}``: each sample ``{"index", "path", "frames"}`` (uint8 ``(T, H, W, 3)``)
-or ``{"index", "done": True}``; ``skipped`` as in every clip batch (``bad_samples``).
+Batches are ``{"samples": [...], "skipped": [...]}``: each sample ``{"index", "item", "frames"}`` (``item``: the
+``LabelItem`` as a dict; frames uint8 ``(T, H, W, 3)``) or ``{"index", "item", "done": True}``; ``skipped`` as in
+every clip batch (``bad_samples``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -25,8 +32,16 @@ from datamodules.annotations import VIDEO_EXTENSIONS
 from datamodules.bad_samples import HOLE, OnBadSample, RecordDataset
 from datamodules.base import SPLIT_STAGES
 from datamodules.collate import collate_skipped
-from datamodules.pseudo_labels import pseudo_label_paths
-from datamodules.video import read_all_frames
+from datamodules.pseudo_labels import pseudo_label_paths, shard_label_paths, shard_name
+from datamodules.shards import (
+    ShardedVideoTextDataset,
+    ShardError,
+    Shards,
+    ShardSample,
+    check_shard_names,
+    expand_shards,
+)
+from datamodules.video import BadSampleError, read_all_frames
 
 
 @dataclass(frozen=True)
@@ -39,6 +54,10 @@ class LabelItem:
     mask: str
     graph: str
     row: dict[str, Any] = field(default_factory=dict)
+
+    def name(self, out_dir: str) -> str:
+        """The video's name in the outputs: its mask file's path below ``out_dir`` without ``_mask.npz``."""
+        return os.path.relpath(self.mask, out_dir)[: -len("_mask.npz")]
 
     @property
     def done(self) -> bool:
@@ -85,8 +104,8 @@ def record_row(record: Any) -> dict[str, Any]:
 def source_items(source: L.LightningDataModule, split: str, out_dir: str) -> list[LabelItem]:
     """The distinct clips of a clip datamodule's split (QA repeats a clip per question; it is labelled once)."""
     if not hasattr(source, "annotation_path") or not hasattr(source, "datasets"):
-        raise ValueError(f"source: {type(source).__name__} does not list its videos (tar shards are not supported "
-                         "yet); give an annotation datamodule or a folder")
+        raise ValueError(f"source: {type(source).__name__} does not list its videos; give an annotation datamodule, "
+                         "a folder, or (for tar shards) data.shards")
     path = source.annotation_path(split)
     if path is None:
         raise ValueError(f"source: {type(source).__name__} has no {split} split (set {split}_annotations)")
@@ -117,9 +136,50 @@ class VideoFramesDataset(RecordDataset):
     def load(self, index: int) -> dict[str, Any]:
         item = self.records[index]
         if item.done:
-            return {"index": index, "done": True}
+            return {"index": index, "item": dataclasses.asdict(item), "done": True}
         frames = read_all_frames(item.video, item.start_sec, item.end_sec, self.max_frames)
-        return {"index": index, "path": item.video, "frames": frames}
+        return {"index": index, "item": dataclasses.asdict(item), "frames": frames}
+
+
+class ShardFramesDataset(ShardedVideoTextDataset):
+    """Whole videos of tar shard samples to label, streamed as ``ShardedVideoTextDataset`` streams them (each
+    rank and worker its own shards, in order; the same bad-sample policy and reports); captions are optional. A
+    sample whose labels exist under ``out_dir`` is done: its video is not decoded."""
+
+    def __init__(self, shards: Shards, out_dir: str, on_bad_video: OnBadSample = "skip",
+                 max_frames: int | None = None) -> None:
+        super().__init__(shards, on_bad_video=on_bad_video)
+        check_shard_names(self.shards)
+        self.out_dir, self.max_frames = out_dir, max_frames
+
+    def _loader_stage(self) -> Callable[[Iterable[tuple[int, ShardSample | ShardError]]], Iterator[dict[str, Any]]]:
+        """Each bad sample (and a damaged shard's rest) becomes a hole carrying its report, as in the file data
+        sets, rather than a report riding on the reader's next good sample: a labelling run counts every failure,
+        also those after a reader's last good sample."""
+
+        def load_samples(items: Iterable[tuple[int, ShardSample | ShardError]]) -> Iterator[dict[str, Any]]:
+            for index, item in items:
+                try:
+                    if isinstance(item, ShardError):  # already counted and logged by the shard reader
+                        yield {"index": index, "skipped": [self._report(index, item)], HOLE: True}
+                        continue
+                    yield self.load(item, index)
+                except BadSampleError as e:
+                    if self.on_bad_video == "raise":
+                        raise
+                    self._note_bad(index, e)
+                    yield {"index": index, "skipped": [self._report(index, e)], HOLE: True}
+
+        return load_samples
+
+    def load(self, sample: ShardSample, index: int) -> dict[str, Any]:
+        mask, graph = shard_label_paths(self.out_dir, sample.shard, sample.key)
+        item = LabelItem(sample.name, None, None, mask, graph, {"shard": sample.shard, "key": sample.key})
+        if item.done:
+            return {"index": index, "item": dataclasses.asdict(item), "done": True}
+        ext = self.video_member(sample)
+        frames = read_all_frames(sample.files[ext], max_frames=self.max_frames, name=f"{sample.name}.{ext}")
+        return {"index": index, "item": dataclasses.asdict(item), "frames": frames}
 
 
 def collate_videos(samples: list[dict[str, Any]]) -> dict[str, Any]:
@@ -129,7 +189,8 @@ def collate_videos(samples: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 class PseudoLabelDataModule(L.LightningDataModule):
-    """The predict data of ``trajtok pseudo-label``: the videos of ``source``'s ``split``, or of ``folder``.
+    """The predict data of ``trajtok pseudo-label``: the videos of ``source``'s ``split``, of ``folder``, or of
+    ``shards``.
 
     Args:
         out_dir: where the labels go (mirroring the videos' paths below the data root), with the annotation
@@ -138,6 +199,9 @@ class PseudoLabelDataModule(L.LightningDataModule):
             split is labelled; its annotation keys and root apply; with no annotations, its synthetic set.
         split: the split of ``source`` to label.
         folder: label every video under this folder instead (captions: the file names).
+        shards: label every sample of these tar shards instead (a path or brace pattern, or a list: as
+            ``ShardDataModule``'s ``*_shards``); train on them with ``ShardDataModule(pseudo_labels=out_dir)``.
+            Each process (x DataLoader worker) reads whole shards: give at least as many shards as that.
         on_bad_video: "skip" reports an unreadable video and goes on; "raise" stops there.
         max_frames: a video (range) of more frames is unusable (it is decoded whole into memory).
         batch_size: videos per predict step and process.
@@ -146,12 +210,14 @@ class PseudoLabelDataModule(L.LightningDataModule):
 
     def __init__(self, out_dir: str, source: L.LightningDataModule | None = None,
                  split: Literal["train", "val", "test"] = "train", folder: str | None = None,
-                 on_bad_video: OnBadSample = "skip", max_frames: PositiveInt | None = 1000,
-                 batch_size: PositiveInt = 1, num_workers: NonNegativeInt = 0) -> None:
+                 shards: str | list[str] | None = None, on_bad_video: OnBadSample = "skip",
+                 max_frames: PositiveInt | None = 1000, batch_size: PositiveInt = 1,
+                 num_workers: NonNegativeInt = 0) -> None:
         super().__init__()
-        if (source is None) == (folder is None):
-            raise ValueError("give exactly one of data.source (a datamodule) and data.folder (a video folder)")
-        self.out_dir, self.source, self.split, self.folder = out_dir, source, split, folder
+        if sum(x is not None for x in (source, folder, shards)) != 1:
+            raise ValueError("give exactly one of data.source (a datamodule), data.folder (a video folder) and "
+                             "data.shards (tar shards)")
+        self.out_dir, self.source, self.split, self.folder, self.shards = out_dir, source, split, folder, shards
         self.on_bad_video, self.max_frames = on_bad_video, max_frames
         self.batch_size, self.num_workers = batch_size, num_workers
         self.items: list[LabelItem] = []
@@ -161,12 +227,34 @@ class PseudoLabelDataModule(L.LightningDataModule):
             self.source.prepare_data()
 
     def setup(self, stage: str | None = None) -> None:
+        if self.shards is not None:
+            return  # streamed: the samples are known as they are read
         if not self.items:
             self.items = (folder_items(self.folder, self.out_dir) if self.folder is not None
                           else source_items(self.source, self.split, self.out_dir))
 
+    def annotation_items(self) -> list[LabelItem] | None:
+        """The labelled items, for the annotation file; None for shards, which train from the label folder."""
+        return None if self.shards is not None else [item for item in self.items if item.done]
+
+    def failed_name(self, report: dict[str, Any]) -> str:
+        """The summary name of a skipped sample: as its labels would be named; for shards ``<shard name>/<key>``
+        from the report's ``<shard>:<key>[.ext]`` path (``<shard name>`` alone for a damaged shard's rest)."""
+        if self.shards is None:
+            return self.items[report["index"]].name(self.out_dir)
+        path = str(report["path"])
+        shard = next(s for s in expand_shards(self.shards) if path == s or path.startswith(s + ":"))
+        key = os.path.splitext(path[len(shard) + 1:])[0]  # a key holds no dot in its last part
+        return shard_name(shard) + (f"/{key}" if key else "")
+
     def predict_dataloader(self) -> DataLoader:
         self.setup("predict")
-        dataset = VideoFramesDataset(self.items, self.on_bad_video, self.max_frames)
-        return DataLoader(dataset, batch_size=self.batch_size, num_workers=self.num_workers,
-                          collate_fn=collate_videos)
+        if self.shards is None:
+            dataset = VideoFramesDataset(self.items, self.on_bad_video, self.max_frames)
+            workers = self.num_workers
+        else:
+            dataset = ShardFramesDataset(self.shards, self.out_dir, self.on_bad_video, self.max_frames)
+            world_size = dataset.distributed()[1]
+            dataset.check_readers(world_size, 1)
+            workers = min(self.num_workers, len(dataset.available) // world_size)  # each worker a shard at least
+        return DataLoader(dataset, batch_size=self.batch_size, num_workers=workers, collate_fn=collate_videos)

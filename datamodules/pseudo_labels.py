@@ -34,6 +34,23 @@ def pseudo_label_paths(video_path: str) -> tuple[str, str]:
     return f"{stem}_mask.npz", f"{stem}_graph.npz"
 
 
+def shard_label_paths(folder: str, shard: str, key: str) -> tuple[str, str]:
+    """The pseudo-labels of tar shard sample ``key`` under ``folder`` (``trajtok pseudo-label`` of shards writes
+    them there, ``ShardDataModule(pseudo_labels=folder)`` reads them): ``<folder>/<shard name>/<key>_mask.npz``
+    and ``_graph.npz``, the shard's file name without ``.tar`` / ``.tar.gz`` / ``.tgz`` keeping keys of different
+    shards apart."""
+    return pseudo_label_paths(os.path.join(folder, shard_name(shard), key + ".mp4"))
+
+
+def shard_name(shard: str) -> str:
+    """A shard's file name without ``.tar`` / ``.tar.gz`` / ``.tgz``: the folder of its samples' pseudo-labels."""
+    name = os.path.basename(shard)
+    for suffix in (".tar.gz", ".tgz", ".tar"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
 def write_masks(path: str, masks: np.ndarray) -> None:
     """Write uint8 ``(T, H, W)`` segment ids (compressed; masks are mostly runs of equal ids)."""
     if masks.dtype != np.uint8 or masks.ndim != 3:

@@ -9,8 +9,10 @@ in the tar. A key is a member's path up to the first dot of its file name (WebDa
 two members of one key with the same extension make the shard unreadable from there on. A sample's captions
 are the ``.txt`` caption followed by the ``.json`` ones it does not already hold (video2dataset writes the
 same caption in both); the first one is the evaluation text. Shards are streamed (``.tar.gz`` works as well)
-and must be local (or mounted) files. Pseudo-labels are not read from shards: batches carry ``video``,
-``text``, ``captions`` and ``index`` only.
+and must be local (or mounted) files. Batches carry ``video``, ``text``, ``captions`` and ``index``; with
+``pseudo_labels`` (a folder) also ``mask``, ``graph`` and ``stuff``, read from the files ``trajtok pseudo-label``
+writes for shard samples, ``<folder>/<shard name>/<key>_mask.npz`` and ``_graph.npz``
+(``pseudo_labels.shard_label_paths``; a sample without them is a bad sample).
 
 What webdataset does here: brace expansion of shard patterns (``braceexpand``, its dependency), the tar
 stream and the grouping of members into samples, the per-epoch shard list, the split over ranks and
@@ -96,14 +98,12 @@ from webdataset.tariterators import group_by_keys, tar_file_expander
 from datamodules.annotations import VideoTextRecord, read_video_text_annotations
 from datamodules.bad_samples import OnBadSample, check_policy
 from datamodules.base import SPLIT_STAGES, STAGE_SPLITS, DataModule
+from datamodules.clips import clip_sample
 from datamodules.collate import collate_video_text
 from datamodules.options import ClipOptions, LoaderOptions
-from datamodules.transforms import (
-    crop_area_range,
-    eval_clip_transform,
-    train_clip_transform,
-)
-from datamodules.video import BadSampleError, decode_clip
+from datamodules.pseudo_labels import shard_label_paths, shard_name
+from datamodules.transforms import crop_area_range
+from datamodules.video import BadSampleError, DecodedClip, decode_clip
 from trajtok.seeding import loader_generator
 
 log = logging.getLogger(__name__)
@@ -148,6 +148,16 @@ def expand_braces(pattern: str) -> list[str]:
         if span is not None and int(span[2]) < int(span[1]):
             raise ValueError(f"{pattern!r}: empty range {{{body}}}")
     return list(braceexpand(pattern))
+
+
+def check_shard_names(paths: list[str]) -> None:
+    """Shards are told apart by file name (their samples' pseudo-labels lie in a folder of that name): two
+    shards of one name in different folders are refused."""
+    names = Counter(shard_name(p) for p in paths)
+    clash = [p for p in paths if names[shard_name(p)] > 1]
+    if clash:
+        raise ValueError(f"shards of the same file name in different folders: {clash[:4]}; rename them, their "
+                         "samples' pseudo-labels are named <shard name>/<key>")
 
 
 def expand_shards(shards: Shards) -> list[str]:
@@ -275,6 +285,7 @@ class ShardedVideoTextDataset(IterableDataset):
         rank, world_size: this process's place, default from ``torch.distributed`` when initialised,
             else 0 of 1 (given explicitly, e.g. to simulate ranks).
         video_extensions: member extensions taken as the video, in order of preference.
+        pseudo_labels: folder of the samples' pseudo-label files (see the module doc); None: none read.
     """
 
     member_kind = "video"  # what the member read from each sample is, for error messages
@@ -296,6 +307,7 @@ class ShardedVideoTextDataset(IterableDataset):
         world_size: int | None = None,
         video_extensions: Sequence[str] = VIDEO_EXTENSIONS,
         max_reported: NonNegativeInt = 10,
+        pseudo_labels: str | None = None,
     ) -> None:
         super().__init__()
         check_policy(on_bad_video)
@@ -313,6 +325,11 @@ class ShardedVideoTextDataset(IterableDataset):
             log.warning("%d of %d shards do not exist and are left out, e.g. %s", len(missing), len(self.shards), missing[0])
         # Shard numbers (positions in self.shards) of the shards that exist; readers share these.
         self.available = [n for n, s in enumerate(self.shards) if os.path.isfile(s)]
+        if pseudo_labels is not None:
+            if not os.path.isdir(pseudo_labels):
+                raise ValueError(f"pseudo_labels: {pseudo_labels} is not a directory (the out_dir of trajtok pseudo-label)")
+            check_shard_names(self.shards)
+        self.pseudo_labels = pseudo_labels
         self._numbers = {path: n for n, path in enumerate(self.shards)}  # the pipeline carries paths
         self.num_frames = num_frames
         self.image_size = image_size
@@ -480,23 +497,27 @@ class ShardedVideoTextDataset(IterableDataset):
 
     def load(self, sample: ShardSample, index: int) -> dict[str, Any]:
         """One sample of the batch contract, or a ``BadSampleError`` naming ``<shard>:<key>``."""
+        ext = self.video_member(sample)
+        captions = sample_captions(sample)
+        name = f"{sample.name}.{ext}"
+        labels = None if self.pseudo_labels is None else shard_label_paths(self.pseudo_labels, sample.shard, sample.key)
+        clip = clip_sample(self.decode(sample.files[ext], name), labels, name, self.train, self.image_size,
+                           self.crop_scale, self.horizontal_flip)
+        # Drawn after the clip, as VideoTextDataset does.
+        text = captions[int(torch.randint(len(captions), (1,)))] if self.train else captions[0]
+        return {**clip, "text": text, "captions": captions, "index": index}
+
+    def video_member(self, sample: ShardSample) -> str:
+        """The extension of the sample's video member, or a ``BadSampleError`` naming the sample."""
         ext = next((e for e in self.video_extensions if e in sample.files), None)
         if ext is None:
             raise BadSampleError(sample.name, f"no {self.member_kind} member (.{', .'.join(self.video_extensions)}); "
                                               f"members: {sorted(sample.files)}")
-        captions = sample_captions(sample)
-        frames = self.decode(sample.files[ext], f"{sample.name}.{ext}")
-        if self.train:
-            video, _ = train_clip_transform(frames, self.image_size, self.crop_scale, self.horizontal_flip)
-        else:
-            video, _ = eval_clip_transform(frames, self.image_size)
-        # Drawn after the clip, as VideoTextDataset does.
-        text = captions[int(torch.randint(len(captions), (1,)))] if self.train else captions[0]
-        return {"video": video, "text": text, "captions": captions, "index": index}
+        return ext
 
-    def decode(self, data: bytes, name: str) -> torch.Tensor:
-        """uint8 ``(T, H, W, 3)`` frames of a member's bytes (``name``: ``<shard>:<key>.<ext>``, for errors)."""
-        return decode_clip(data, self.num_frames, "random" if self.train else "middle", name=name).frames
+    def decode(self, data: bytes, name: str) -> DecodedClip:
+        """The sampled frames of a member's bytes (``name``: ``<shard>:<key>.<ext>``, for errors)."""
+        return decode_clip(data, self.num_frames, "random" if self.train else "middle", name=name)
 
     @property
     def num_bad_shards(self) -> int:
@@ -552,8 +573,8 @@ class ShardLoader(DataLoader):
 
 
 class ShardDataModule(DataModule):
-    """Video-text data from tar shards (see the module doc), batches as ``VideoTextDataModule``'s minus
-    ``mask`` / ``graph``.
+    """Video-text data from tar shards (see the module doc), batches as ``VideoTextDataModule``'s (``mask`` /
+    ``graph`` with ``pseudo_labels``).
 
     Args:
         train_shards: a shard path or brace pattern (``data/train-{000000..000099}.tar``), or a list of
@@ -570,6 +591,8 @@ class ShardDataModule(DataModule):
         seed: seeds the per-epoch shard order and the shuffle buffer.
         samples_per_epoch: training samples per epoch over all ranks, for equal step counts per rank
             under DDP (see the module doc); None reads every training sample once per epoch.
+        pseudo_labels: the ``out_dir`` of ``trajtok pseudo-label`` run on these shards (``data.shards``): every
+            split's batches then carry ``mask`` / ``graph`` / ``stuff``, as ``VideoTextDataModule``'s do.
 
     Epochs reach the training dataset through ``ShardLoader`` (the trainer's ``current_epoch`` at each
     epoch's ``iter``), so the training loader's workers are not persistent. With a global seed, the
@@ -588,6 +611,7 @@ class ShardDataModule(DataModule):
         shuffle_buffer: NonNegativeInt = 256,
         seed: int = 0,
         samples_per_epoch: PositiveInt | None = None,
+        pseudo_labels: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -598,6 +622,7 @@ class ShardDataModule(DataModule):
         self.shuffle_buffer = shuffle_buffer
         self.seed = seed
         self.samples_per_epoch = samples_per_epoch
+        self.pseudo_labels = pseudo_labels
         self.datasets: dict[str, ShardedVideoTextDataset] = {}
 
     def setup(self, stage: str | None = None) -> None:
@@ -608,7 +633,7 @@ class ShardDataModule(DataModule):
             self.datasets[split] = self.build_dataset(
                 self.shards[split], train=train, shuffle_buffer=self.shuffle_buffer if train else 0, seed=self.seed,
                 samples_per_epoch=self.samples_per_epoch if train else None, on_bad_video=self.on_bad_video,
-                **dataclasses.asdict(self.clip),
+                pseudo_labels=self.pseudo_labels, **dataclasses.asdict(self.clip),
             )
         world_size = self.datasets["train"].distributed()[1] if "train" in self.datasets else 1
         if "train" in self.datasets and world_size > 1 and self.samples_per_epoch is None:

@@ -280,18 +280,20 @@ def read_clip(
     return decode_clip(path, num_frames, sampling, start_sec, end_sec, generator, name=name).frames
 
 
-def read_all_frames(path: str, start_sec: float | None = None, end_sec: float | None = None,
-                    max_frames: int | None = None) -> torch.Tensor:
+def read_all_frames(path: VideoSource, start_sec: float | None = None, end_sec: float | None = None,
+                    max_frames: int | None = None, *, name: str | None = None) -> torch.Tensor:
     """Every frame of ``path`` (or of its ``start_sec``..``end_sec`` range), uint8 ``(T, H, W, 3)``: what
-    pseudo-labelling reads, since its masks must cover each frame that clip sampling may pick. A range of more
-    than ``max_frames`` frames is a ``VideoDecodeError`` (a long video would not fit in memory)."""
-    source, name = _source(path, None)
+    pseudo-labelling reads, since its masks must cover each frame that clip sampling may pick. ``path`` is a file
+    or the encoded video's bytes (a tar shard's member), errors naming ``name`` (default: the path), as in
+    ``decode_clip``. A range of more than ``max_frames`` frames is a ``VideoDecodeError`` (a long video would not
+    fit in memory)."""
+    source, name = _source(path, name)
     count = _count_range_frames(source, start_sec, end_sec, name)
     if max_frames is not None and count > max_frames:
-        raise VideoDecodeError(str(path), f"{count} frames in range, more than max_frames={max_frames}")
+        raise VideoDecodeError(name, f"{count} frames in range, more than max_frames={max_frames}")
     if count == 0:
-        raise VideoDecodeError(str(path), "no frames in the requested range")
-    clip = decode_clip(path, count, "middle", start_sec, end_sec)
+        raise VideoDecodeError(name, "no frames in the requested range")
+    clip = decode_clip(source, count, "middle", start_sec, end_sec, name=name)
     if clip.num_range_frames != count:  # the container's count was wrong: decode the frames that exist
-        clip = decode_clip(path, clip.num_range_frames, "middle", start_sec, end_sec)
+        clip = decode_clip(source, clip.num_range_frames, "middle", start_sec, end_sec, name=name)
     return clip.frames

@@ -44,3 +44,20 @@ class OraclePropagator(nn.Module):
         to_key = torch.zeros(votes.shape[1], dtype=torch.long)
         to_key[owner[1:]] = torch.arange(1, len(owner))
         return to_key[trajectories].to(clip.frames.device)
+
+
+class HalvesSegmenter(nn.Module):
+    """Key frames split into a left (id 1, the larger when the width is odd) and a right half (id 2): a segmenter
+    for videos with no truth beside them (tar shard samples)."""
+
+    def forward(self, clip, frames: list[int]) -> torch.Tensor:
+        height, width = clip.frames.shape[1:3]
+        halves = (torch.arange(width, device=clip.frames.device) >= (width + 1) // 2).long() + 1
+        return halves.expand(len(frames), height, width).clone()
+
+
+class StillPropagator(nn.Module):
+    """The key segments held still through the chunk."""
+
+    def forward(self, clip, start: int, stop: int, key: torch.Tensor) -> torch.Tensor:
+        return key.expand(stop - start, *key.shape).clone()

@@ -2,8 +2,8 @@
 trains on (``datamodules.pseudo_labels``): ``trajtok pseudo-label --config configs/pseudo_labels.yaml``.
 
 Modules: ``cuts`` (chunks: fixed, or at shot cuts), ``components`` (segments enclosed by a boundary map),
-``segmenters`` (DirectSAM), ``propagators`` (SAM 2 / EdgeTAM video tracking), ``linking``
-(trajectories across chunks; the output arrays), ``pipeline`` (one video end to end), ``module`` (the
+``segmenters`` (DirectSAM, SAM automatic masks), ``mask_generation`` (SAM's steps after the model),
+``propagators`` (SAM 2 / EdgeTAM video tracking), ``linking`` (trajectories across chunks; the output arrays), ``pipeline`` (one video end to end), ``module`` (the
 LightningModule whose predict step labels a batch), ``writer`` (files, annotations, statistics). The videos come
 from ``datamodules.pseudo_label_data``. This package sits at the top layer: it knows the core, the data and the
 visualiser.
@@ -14,7 +14,7 @@ from trajtok.pseudo_labels.linking import ChunkLabels, link_chunks, match_segmen
 from trajtok.pseudo_labels.module import PseudoLabeller
 from trajtok.pseudo_labels.pipeline import Clip, label_stats, label_video
 from trajtok.pseudo_labels.propagators import VideoTracker
-from trajtok.pseudo_labels.segmenters import DirectSAMSegmenter
+from trajtok.pseudo_labels.segmenters import DirectSAMSegmenter, SAMEverythingSegmenter
 from trajtok.pseudo_labels.writer import PseudoLabelWriter
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "FixedChunks",
     "PseudoLabelWriter",
     "PseudoLabeller",
+    "SAMEverythingSegmenter",
     "ShotCuts",
     "VideoTracker",
     "label_stats",

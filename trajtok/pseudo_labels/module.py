@@ -34,17 +34,17 @@ class PseudoLabeller(L.LightningModule):
         self.link_iou = link_iou
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int = 0) -> dict[str, Any]:
-        """Per sample: ``{"index", "masks", "graph", "stats"}`` (numpy arrays), or ``{"index", "done": True}`` for a
-        video labelled before; and the batch's ``skipped`` reports."""
+        """Per sample: ``{"index", "item", "masks", "graph", "stats"}`` (numpy arrays), or ``{"index", "item",
+        "done": True}`` for a video labelled before; and the batch's ``skipped`` reports."""
         results = []
         for sample in batch["samples"]:
             if sample.get("done"):
-                results.append({"index": int(sample["index"]), "done": True})
+                results.append({"index": int(sample["index"]), "item": sample["item"], "done": True})
                 continue
             began = time.perf_counter()
-            masks, graph, chunks = label_video(Clip(sample["frames"], str(sample.get("path", ""))), self.segmenter,
+            masks, graph, chunks = label_video(Clip(sample["frames"], str(sample["item"]["video"])), self.segmenter,
                                                self.propagator, self.chunker, self.link_iou)
             stats = {**label_stats(masks, graph), "chunks": chunks, "seconds": round(time.perf_counter() - began, 3)}
-            results.append({"index": int(sample["index"]), "masks": masks.cpu().numpy(),
+            results.append({"index": int(sample["index"]), "item": sample["item"], "masks": masks.cpu().numpy(),
                             "graph": graph.cpu().numpy(), "stats": stats})
         return {"results": results, "skipped": batch["skipped"]}

@@ -6,7 +6,8 @@ process 0 writes from what is on disk (so rows of earlier, resumed runs count to
 
 - ``<out_dir>/pseudo_labels.jsonl``: an annotation row per labelled video (``video``, ``caption`` or ``label``,
   ``start`` / ``end``, ``mask``, ``graph``; paths relative to ``out_dir``), which ``VideoTextDataModule``
-  reads as ``train_annotations`` with no conversion;
+  reads as ``train_annotations`` with no conversion; not for tar shards, whose labels
+  ``ShardDataModule(pseudo_labels=out_dir)`` finds by shard and key beside the shards' videos;
 - ``<out_dir>/summary.csv``: one row per video: status (labelled / failed), frames, trajectories, mean frames
   per trajectory, fraction of pixels labelled, chunks, seconds, and the reason of a failure.
 
@@ -50,11 +51,6 @@ def write_atomic(path: str, write: Callable[[str], None]) -> None:
             os.remove(tmp)
 
 
-def item_name(item: LabelItem, out_dir: str) -> str:
-    """The video's name in the outputs: its mask file's path below ``out_dir`` without ``_mask.npz``."""
-    return os.path.relpath(item.mask, out_dir)[: -len("_mask.npz")]
-
-
 def annotation_row(item: LabelItem, out_dir: str) -> dict[str, Any]:
     """The training annotation of a labelled video, paths relative to ``out_dir`` (the annotation's folder)."""
     row = {"video": os.path.relpath(item.video, out_dir), **item.row}
@@ -84,7 +80,7 @@ class PseudoLabelWriter(BasePredictionWriter):
     @staticmethod
     def _data(trainer):
         data = trainer.datamodule
-        if not hasattr(data, "items") or not hasattr(data, "out_dir"):
+        if not hasattr(data, "annotation_items") or not hasattr(data, "out_dir"):
             raise TypeError(f"PseudoLabelWriter needs a PseudoLabelDataModule, got {type(data).__name__}")
         return data
 
@@ -99,22 +95,21 @@ class PseudoLabelWriter(BasePredictionWriter):
         frames = {int(s["index"]): s["frames"] for s in batch["samples"] if "frames" in s}
         rows = []
         for result in prediction["results"]:
-            item = data.items[result["index"]]
+            item = LabelItem(**result["item"])
             if result.get("done"):
                 self.counts["done"] += 1
                 continue
             masks, graph = result.pop("masks"), result.pop("graph")  # not kept in the predict loop's outputs
             write_atomic(item.mask, lambda tmp, m=masks: write_masks(tmp, m))
             write_atomic(item.graph, lambda tmp, g=graph: write_graph(tmp, g))
-            rows.append({"name": item_name(item, data.out_dir), "status": "labelled", **result["stats"]})
+            rows.append({"name": item.name(data.out_dir), "status": "labelled", **result["stats"]})
             self.counts["labelled"] += 1
             if self.painted < self.visualize:
                 self._paint(frames[result["index"]], masks, graph, os.path.join(data.out_dir, "visualize",
                                                                                rows[-1]["name"]))
                 self.painted += 1
         for report in prediction["skipped"]:
-            item = data.items[report["index"]]
-            rows.append({"name": item_name(item, data.out_dir), "status": "failed", "reason": report["reason"]})
+            rows.append({"name": data.failed_name(report), "status": "failed", "reason": report["reason"]})
             self.counts["failed"] += 1
         if rows:
             self._append(trainer, rows)
@@ -142,8 +137,8 @@ class PseudoLabelWriter(BasePredictionWriter):
         trainer.strategy.barrier()
 
     def write_summary(self, data) -> None:
-        """``pseudo_labels.jsonl`` (every item whose files exist) and ``summary.csv`` (the rows of every
-        process and run, the latest per video), both written atomically."""
+        """``pseudo_labels.jsonl`` (every item whose files exist; none for shards) and ``summary.csv`` (the rows
+        of every process and run, the latest per video), both written atomically."""
         rows: dict[str, dict[str, Any]] = {}
         for path in sorted(glob.glob(os.path.join(glob.escape(data.out_dir), "stats.rank*.jsonl"))):
             with open(path, encoding="utf-8") as f:
@@ -151,11 +146,12 @@ class PseudoLabelWriter(BasePredictionWriter):
                     if line.strip():
                         row = json.loads(line)
                         rows[row["name"]] = row
-        done = [item for item in data.items if item.done]
+        done = data.annotation_items()
         annotations = os.path.join(data.out_dir, "pseudo_labels.jsonl")
-        with open(annotations + ".tmp", "w", encoding="utf-8") as f:
-            f.writelines(json.dumps(annotation_row(item, data.out_dir)) + "\n" for item in done)
-        os.replace(annotations + ".tmp", annotations)
+        if done is not None:
+            with open(annotations + ".tmp", "w", encoding="utf-8") as f:
+                f.writelines(json.dumps(annotation_row(item, data.out_dir)) + "\n" for item in done)
+            os.replace(annotations + ".tmp", annotations)
         summary = os.path.join(data.out_dir, "summary.csv")
         with open(summary + ".tmp", "w", encoding="utf-8", newline="") as f:
             writer = csv.DictWriter(f, SUMMARY_FIELDS, extrasaction="ignore")
@@ -163,5 +159,10 @@ class PseudoLabelWriter(BasePredictionWriter):
             writer.writerows(rows[name] for name in sorted(rows))
         os.replace(summary + ".tmp", summary)
         failed = sum(row["status"] == "failed" for row in rows.values())
-        rank_zero_info(f"pseudo-labels: {len(done)} of {len(data.items)} videos labelled in {data.out_dir} "
-                       f"({failed} failed); annotations {annotations}, statistics {summary}")
+        if done is not None:
+            rank_zero_info(f"pseudo-labels: {len(done)} of {len(data.items)} videos labelled in {data.out_dir} "
+                           f"({failed} failed); annotations {annotations}, statistics {summary}")
+            return
+        labelled = sum(row["status"] == "labelled" for row in rows.values())
+        rank_zero_info(f"pseudo-labels: {labelled} shard samples labelled in {data.out_dir} ({failed} failed); "
+                       f"statistics {summary}; train with ShardDataModule's pseudo_labels={data.out_dir}")
