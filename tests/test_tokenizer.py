@@ -398,7 +398,7 @@ def test_queries_stay_distinct_through_every_layer_at_init(preset, rotary):
     seg = model.segmenter
     video = torch.randn(2, 4, 3, 64, 64)
     a = model.assign(video)
-    context, grid = pool_patches(a.patches, a.grid, seg.context_pool)
+    context, grid = pool_patches(a.patches, a.grid, seg.context_pool, seg.context_pool_frames)
     rotate = seg.rotary.for_grid(grid, seg.num_slots, a.patches.device)
     queries, context = seg.queries.expand(2, -1, -1), standardize(context)
     for layer in seg.layers:
@@ -455,9 +455,22 @@ def test_pool_patches_averages_spatial_windows_per_frame():
     assert same is patches and same_grid == grid
 
 
+def test_pool_patches_averages_frames_too():
+    grid = (3, 4, 4)  # an odd frame count: the last window holds one frame
+    patches = torch.randn(2, 3 * 4 * 4, 5)
+    pooled, pooled_grid = pool_patches(patches, grid, 1, frames=2)
+    frames = patches.view(2, 3, 16, 5)
+    expected = torch.stack([frames[:, :2].mean(1), frames[:, 2]], dim=1).reshape(2, -1, 5)
+    assert pooled_grid == (2, 4, 4)
+    torch.testing.assert_close(pooled, expected)
+    both, both_grid = pool_patches(patches, grid, 2, frames=2)
+    assert both_grid == (2, 2, 2)
+    torch.testing.assert_close(both[:, 0], patches.view(2, 3, 4, 4, 5)[:, :2, :2, :2].mean(dim=(1, 2, 3)))
+
+
 def test_pooled_segmenter_context_still_assigns_every_patch():
     video = torch.randn(2, 4, 3, 32, 32)
-    full, pooled = small_tokenizer(), small_tokenizer(context_pool=2)
+    full, pooled = small_tokenizer(), small_tokenizer(context_pool=2, context_pool_frames=2)
     pooled.load_state_dict(full.state_dict())  # the pool has no parameters of its own
     a_full, a_pooled = full.assign(video), pooled.assign(video)
     assert a_pooled.logits.shape == a_full.logits.shape  # one assignment per patch, full resolution

@@ -23,21 +23,20 @@ def projection_mlp(dim: int, hidden: int, out: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, out))
 
 
-def pool_patches(patches: torch.Tensor, grid: tuple[int, int, int], factor: int):
-    """Average ``patches (B, T*h*w, D)`` (t-major over ``grid``) over ``factor x factor`` spatial windows.
+def pool_patches(patches: torch.Tensor, grid: tuple[int, int, int], factor: int, frames: int = 1):
+    """Average ``patches (B, T*h*w, D)`` (t-major over ``grid``) over ``frames x factor x factor`` windows.
 
-    Returns the pooled patches ``(B, T*ceil(h/f)*ceil(w/f), D)`` and their grid; border windows average the
-    patches they hold. What the segmenter's queries read: a query finds its object as well on a coarser map, and
-    every per-patch projection of their Perceiver costs ``factor**2`` times less.
+    Returns the pooled patches ``(B, ceil(T/frames)*ceil(h/f)*ceil(w/f), D)`` and their grid; border windows
+    average the patches they hold. What the segmenter's queries read: a query finds its object as well on a
+    coarser map, and every per-patch projection of their Perceiver costs ``frames * factor**2`` times less.
     """
-    if factor == 1:
+    if factor == 1 and frames == 1:
         return patches, grid
     batch, _, dim = patches.shape
     t, h, w = grid
-    frames = patches.view(batch * t, h, w, dim).permute(0, 3, 1, 2)  # channels-last memory: no copy
-    pooled = F.avg_pool2d(frames, factor, ceil_mode=True, count_include_pad=False)
-    pooled_grid = (t, *pooled.shape[-2:])
-    return pooled.permute(0, 2, 3, 1).reshape(batch, -1, dim), pooled_grid
+    clips = patches.view(batch, t, h, w, dim).permute(0, 4, 1, 2, 3)  # channels-last memory: no copy
+    pooled = F.avg_pool3d(clips, (frames, factor, factor), ceil_mode=True, count_include_pad=False)
+    return pooled.permute(0, 2, 3, 4, 1).reshape(batch, -1, dim), tuple(pooled.shape[-3:])
 
 
 class Segmenter(nn.Module):
@@ -66,6 +65,8 @@ class Segmenter(nn.Module):
             (``pool_patches``), while every patch is still assigned at full resolution. 1 (the paper's): the
             full grid. 2 cuts the Perceiver's per-patch work 4x, the largest per-patch cost after the
             pixel encoder.
+        context_pool_frames: the pooling windows also span this many consecutive frames (1: none). Objects move
+            little from one frame to the next, so pooling in time keeps the spatial detail small objects need.
         recompute: the assignment head's per-patch activations are recomputed in the backward, not kept
             (``True``, or from a number of patches per batch: ``recomputes``).
     """
@@ -84,6 +85,7 @@ class Segmenter(nn.Module):
         max_scale: PositiveFloat = 20.0,
         rotary: RotaryForm = "axial",
         context_pool: PositiveInt = 1,
+        context_pool_frames: PositiveInt = 1,
         recompute: RecomputePolicy = False,
     ):
         super().__init__()
@@ -95,7 +97,7 @@ class Segmenter(nn.Module):
         self.detach_features = detach_features
         self.scale_gain = scale_gain
         self.max_scale = max_scale
-        self.context_pool = context_pool
+        self.context_pool, self.context_pool_frames = context_pool, context_pool_frames
         self.recompute = recompute
         self.queries = nn.Parameter(fourier_slot_latents(num_slots, dim))
         self.rotary = create_rotary(rotary, head_dim)
@@ -117,7 +119,7 @@ class Segmenter(nn.Module):
     def forward(self, patches: torch.Tensor, grid: tuple[int, int, int]):
         """``patches (B, N, D)`` on ``grid`` -> ``(logits (B, N, K), queries (B, K, D))``."""
         context = patches.detach() if self.detach_features else patches
-        context, context_grid = pool_patches(context, grid, self.context_pool)
+        context, context_grid = pool_patches(context, grid, self.context_pool, self.context_pool_frames)
         context = standardize(context)
         rotate = self.rotary.for_grid(context_grid, self.num_slots, patches.device)
         # A copy, not an expand: a view of a parameter made under no_grad breaks torch's module tracker (and with

@@ -48,10 +48,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     # recomputed in the backward. About 1/14 of base's tokenizer FLOPs (benchmarks/flops.py).
     "lite": {"dim": 128, "token_dim": 512, "num_slots": 128, "depth": 2, "heads": 4, "head_dim": 32,
              "assign_dim": 64, "context_pool": 2, "recompute": True, "encoder": {"kind": "efficientnet_lite"}},
-    # The efficient layout at the CPU scale (configs/layouts/lite.yaml): tiny's with the pooled segmenter context
-    # and recomputation for batches of 2^15 patches and more. It keeps tiny's pyramid: at 64 px the pretrained EfficientNet-Lite0 is slower and segments
+    # The efficient layout at the CPU scale (configs/layouts/lite.yaml): tiny's with the segmenter's queries on a
+    # context pooled over pairs of frames (at 64 px a 2 x 2 spatial pooling leaves an 8 x 8 map and loses small
+    # objects: object mIoU 0.85 against 0.92, docs/results.md) and recomputation for batches of 2^15 patches and more. It keeps tiny's pyramid: at 64 px the pretrained EfficientNet-Lite0 is slower and segments
     # worse (configs/layouts/pretrained_encoder.yaml, docs/results.md).
-    "tiny_lite": {**_TINY, "context_pool": 2, "recompute": TINY_RECOMPUTE_PATCHES},
+    "tiny_lite": {**_TINY, "context_pool_frames": 2, "recompute": TINY_RECOMPUTE_PATCHES},
 }
 
 
@@ -81,8 +82,9 @@ class TrajTok(nn.Module):
         attention: masked-attention form of the trajectory encoder: ``segment``, ``dense`` or ``auto``.
         rotary: both Perceivers' rotary position: ``axial`` (3-axis, on patch keys) or ``sequence`` (the released
             code's 1D rotary on queries and keys over the flattened latent-then-patch sequence).
-        context_pool: the segmenter's queries read the patches average-pooled over ``context_pool`` squared
-            windows, the assignment stays per patch (see ``Segmenter``); 1 is the paper's layout.
+        context_pool, context_pool_frames: the segmenter's queries read the patches average-pooled over windows
+            of ``context_pool`` squared patches and ``context_pool_frames`` frames, the assignment stays per patch
+            (see ``Segmenter``); 1 and 1 are the paper's layout.
         recompute: training keeps fewer per-patch activations: the pixel encoder's, the assignment head's and the
             trajectory encoder's (positioned patches, per-layer keys and values) are recomputed in the backward. ``True`` always, or from a
             number of patches per batch on (``recomputes``), so that short clips keep their speed (tiny, 4 clips:
@@ -112,6 +114,7 @@ class TrajTok(nn.Module):
         chunk_frames: PositiveInt | None = None,
         rotary: RotaryForm = "axial",
         context_pool: PositiveInt = 1,
+        context_pool_frames: PositiveInt = 1,
         recompute: RecomputePolicy = False,
     ):
         super().__init__()
@@ -139,7 +142,7 @@ class TrajTok(nn.Module):
         self.pixel_encoder = pixel_encoder
         self.segmenter = Segmenter(
             dim, num_slots, depth, heads, head_dim, assign_dim, detach_features, init_scale, scale_gain, rotary=rotary,
-            context_pool=context_pool, recompute=recompute,
+            context_pool=context_pool, context_pool_frames=context_pool_frames, recompute=recompute,
         )
         self.encoder = TrajectoryEncoder(
             dim, num_slots, max(subtokens), depth, heads, head_dim, soft_mean_init, position_features, attention, rotary,
