@@ -168,17 +168,14 @@ def build_video_model(kind: str, scale: str, frames: int, device: torch.device |
     this machine's accelerator), even when built on ``meta`` to count FLOPs."""
     from heads import ClipHead
     from trajtok.tokenizer import create_tokenizer, tokenizer_sizes
-    from trajtok.tokenizer.trajectory_encoder import pick_attention_form
+    from trajtok.tokenizer.trajtok import auto_attention_form
 
     s = SCALES[scale]
     preset, overrides = s["peer_preset"], {}
     if kind in ("trajtok", LITE):
         kind, preset = "trajtok", s["lite_preset" if kind == LITE else "preset"]
-        sizes = tokenizer_sizes(kind, preset)
-        patches = frames * (s["pixels"] // 4) ** 2
         target = target or torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        overrides["attention"] = pick_attention_form("auto", target, sizes["num_slots"], patches,
-                                                     sizes["heads"] * sizes["head_dim"])
+        overrides["attention"] = auto_attention_form(tokenizer_sizes(kind, preset), frames, s["pixels"], target)
     with torch.device(device):
         tokenizer = create_tokenizer(preset, kind, **overrides)
         head = ClipHead(width=s["width"], depth=s["depth"] - getattr(tokenizer, "video_transformer_depth", 0),

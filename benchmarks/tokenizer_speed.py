@@ -55,7 +55,8 @@ from trajtok.tokenizer.attention import (
     dense_masked_attention,
     segment_attention,
 )
-from trajtok.tokenizer.trajectory_encoder import TrajectoryEncoder, pick_attention_form
+from trajtok.tokenizer.trajectory_encoder import TrajectoryEncoder
+from trajtok.tokenizer.trajtok import auto_attention_form
 
 
 # --------------------------------------------------------------------------------------------- FLOP counting
@@ -210,9 +211,7 @@ TOKENIZER_CONFIGS = (("tiny", 64), ("base", 224))
 
 def auto_form(preset: str, pixels: int, frames: int, device: torch.device) -> str:
     """The trajectory encoder's attention form that ``auto`` picks for this preset on ``device`` (n = 1)."""
-    config = tokenizer_sizes("trajtok", preset)
-    num_patches = frames * (pixels // 4) ** 2
-    return pick_attention_form("auto", device, config["num_slots"], num_patches, config["heads"] * config["head_dim"])
+    return auto_attention_form(tokenizer_sizes("trajtok", preset), frames, pixels, device)
 
 
 def tokenizer_flops(preset: str, pixels: int, frames: int, device: torch.device) -> dict:

@@ -468,6 +468,20 @@ def test_pool_patches_averages_frames_too():
     torch.testing.assert_close(both[:, 0], patches.view(2, 3, 4, 4, 5)[:, :2, :2, :2].mean(dim=(1, 2, 3)))
 
 
+@pytest.mark.parametrize("factor", [1, 2])
+def test_pool_patches_whole_frame_windows_equal_avg_pool3d(factor):
+    """Even frame counts take the strided-mean path; it must be the same average as the general one."""
+    grid = (4, 6, 5)
+    patches = torch.randn(2, 4 * 6 * 5, 3, requires_grad=True)
+    pooled, pooled_grid = pool_patches(patches, grid, factor, frames=2)
+    clips = patches.view(2, *grid, 3).permute(0, 4, 1, 2, 3)
+    expected = torch.nn.functional.avg_pool3d(clips, (2, factor, factor), ceil_mode=True, count_include_pad=False)
+    assert pooled_grid == tuple(expected.shape[-3:])
+    torch.testing.assert_close(pooled, expected.permute(0, 2, 3, 4, 1).reshape(2, -1, 3))
+    pooled.sum().backward()  # every patch is in exactly one window of its frame pair
+    assert (patches.grad > 0).all()
+
+
 def test_pooled_segmenter_context_still_assigns_every_patch():
     video = torch.randn(2, 4, 3, 32, 32)
     full, pooled = small_tokenizer(), small_tokenizer(context_pool=2, context_pool_frames=2)

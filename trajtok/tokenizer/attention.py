@@ -110,9 +110,14 @@ class SegmentLayout:
 
     def _csr(self, values: torch.Tensor) -> torch.Tensor:
         size = (self.num_segments * self.num_subtokens * self.heads, self.num_patches * self.heads)
+        return self.csr(self.crow, self.col, values, size)
+
+    @staticmethod
+    def csr(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """A CSR matrix of a layout's pattern (its indices were built valid, so they are not checked again)."""
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-            return torch.sparse_csr_tensor(self.crow, self.col, values, size=size, check_invariants=False)
+            return torch.sparse_csr_tensor(crow, col, values, size=size, check_invariants=False)
 
     def sample(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """``(nnz,)`` dot products of each row's ``x`` with the ``y`` of each patch it sees."""
@@ -151,7 +156,7 @@ class SegmentLayout:
         return out
 
 
-def _autocast_off(device: torch.device):
+def autocast_off(device: torch.device):
     if torch.amp.is_autocast_available(device.type):  # not for meta tensors
         return torch.autocast(device.type, enabled=False)
     return contextlib.nullcontext()
@@ -172,7 +177,7 @@ class _SegmentAttention(torch.autograd.Function):
     def forward(ctx, q, k_lat, v_lat, k_ctx, v_ctx, layout: SegmentLayout, scale: float):
         # Low-precision inputs (autocast) are attended in float32, autocast off: the segment sums add up N/K
         # terms each, and autocast would run the einsums (not the sparse kernels) in bfloat16.
-        with _autocast_off(q.device):
+        with autocast_off(q.device):
             return _SegmentAttention._forward(ctx, q, k_lat, v_lat, k_ctx, v_ctx, layout, scale)
 
     @staticmethod
@@ -202,7 +207,7 @@ class _SegmentAttention(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out):
-        with _autocast_off(grad_out.device):
+        with autocast_off(grad_out.device):
             return _SegmentAttention._backward(ctx, grad_out)
 
     @staticmethod
@@ -248,6 +253,16 @@ def segment_attention(
         k_ctx.reshape(ctx_shape), v_ctx.reshape(ctx_shape), layout, head_dim**-0.5,
     )
     return out.reshape(batch, num_latents, heads, head_dim).to(q.dtype)
+
+
+class ContextAttention:
+    """An attention that reads the standardised context itself with the layer's projections
+    (``PerceiverLayer.context_projections``), instead of per-patch keys and values the layer computes first.
+
+    ``__call__(q, k_lat, v_lat, context, projections) -> (B, L, H, d)``; see ``absorbed_attention``."""
+
+    def __call__(self, q, k_lat, v_lat, context, projections) -> torch.Tensor:
+        raise NotImplementedError
 
 
 class FeedForward(nn.Module):
@@ -307,22 +322,31 @@ class PerceiverLayer(nn.Module):
         context, and that copy is what the backward keeps for the weight gradients (one patch-sized tensor per
         Perceiver instead of one per layer).
         """
-        gain, shift = self.norm_context.weight, self.norm_context.bias
-        k = F.linear(context, self.to_k.weight * gain, self.to_k.weight @ shift)
-        v = F.linear(context, self.to_v.weight * gain, self.to_v.weight @ shift)
-        return self._split(k), self._split(v)
+        key_weight, key_bias, value_weight, value_bias = self.context_projections()
+        return self._split(F.linear(context, key_weight, key_bias)), self._split(F.linear(context, value_weight, value_bias))
 
-    def forward(self, latents, context, attend: Attend, rotate: Callable | None = None):
+    def context_projections(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The key weight ``(H*d, D)`` and bias, and the value weight and bias, ``norm_context``'s affine folded in."""
+        gain, shift = self.norm_context.weight, self.norm_context.bias
+        return self.to_k.weight * gain, self.to_k.weight @ shift, self.to_v.weight * gain, self.to_v.weight @ shift
+
+    def forward(self, latents, context, attend: Attend | ContextAttention, rotate: Callable | None = None):
         """``latents (B, L, D)``, standardised ``context (B, N, D)`` (``standardize``) -> latents ``(B, L, D)``.
 
-        ``rotate``: position as ``(q, k_latents, k_patches) -> the same, rotated`` (``position.Rotate``)."""
+        ``rotate``: position as ``(q, k_latents, k_patches) -> the same, rotated`` (``position.Rotate``); a
+        ``ContextAttention`` takes none (it reads the context without per-patch keys to rotate)."""
         latents = self.norm_latents(latents)
         q = self._split(self.to_q(latents))
         k_lat, v_lat = self._split(self.to_k(latents)), self._split(self.to_v(latents))
-        k_ctx, v_ctx = self.context_keys_values(context)
-        if rotate is not None:
-            q, k_lat, k_ctx = rotate(q, k_lat, k_ctx)
-        out = attend(q, k_lat, v_lat, k_ctx, v_ctx).flatten(-2)
+        if isinstance(attend, ContextAttention):
+            if rotate is not None:
+                raise ValueError("a ContextAttention has no per-patch keys to rotate: build the layer's caller without rotary")
+            out = attend(q, k_lat, v_lat, context, self.context_projections()).flatten(-2)
+        else:
+            k_ctx, v_ctx = self.context_keys_values(context)
+            if rotate is not None:
+                q, k_lat, k_ctx = rotate(q, k_lat, k_ctx)
+            out = attend(q, k_lat, v_lat, k_ctx, v_ctx).flatten(-2)
         latents = latents + self.to_out(out)
         return latents + self.ff(latents)
 

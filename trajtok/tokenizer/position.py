@@ -17,7 +17,7 @@ def grid_coordinates(grid: tuple[int, int, int], device: torch.device | None = N
     return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, 3)
 
 
-RotaryForm = Literal["axial", "sequence"]
+RotaryForm = Literal["axial", "sequence", "none"]
 Rotate = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 
 
@@ -94,13 +94,16 @@ class SequenceRotary(nn.Module):
         )
 
 
-def create_rotary(form: RotaryForm, head_dim: int) -> AxialRotary | SequenceRotary:
-    """The Perceivers' rotary position: ``axial`` (3-axis, patch keys) or ``sequence`` (1D, queries and keys)."""
+def create_rotary(form: RotaryForm, head_dim: int) -> AxialRotary | SequenceRotary | None:
+    """The Perceivers' rotary position: ``axial`` (3-axis, patch keys), ``sequence`` (1D, queries and keys) or
+    ``none`` (no rotation: position only from what the patch features carry)."""
     if form == "axial":
         return AxialRotary(head_dim)
     if form == "sequence":
         return SequenceRotary(head_dim)
-    raise ValueError(f"rotary={form!r} must be 'axial' or 'sequence'")
+    if form == "none":
+        return None
+    raise ValueError(f"rotary={form!r} must be 'axial', 'sequence' or 'none'")
 
 
 class FourierPosition(nn.Module):

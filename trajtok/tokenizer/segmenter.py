@@ -30,10 +30,14 @@ def pool_patches(patches: torch.Tensor, grid: tuple[int, int, int], factor: int,
     average the patches they hold. What the segmenter's queries read: a query finds its object as well on a
     coarser map, and every per-patch projection of their Perceiver costs ``frames * factor**2`` times less.
     """
-    if factor == 1 and frames == 1:
-        return patches, grid
     batch, _, dim = patches.shape
     t, h, w = grid
+    if frames > 1 and t % frames == 0:
+        # Whole windows in time: a strided mean over a view, 15x faster on CPU than avg_pool3d's channels-first copy.
+        patches = patches.reshape(batch, t // frames, frames, h * w, dim).mean(dim=2).flatten(1, 2)
+        t, frames = t // frames, 1
+    if factor == 1 and frames == 1:
+        return patches, (t, h, w)
     clips = patches.view(batch, t, h, w, dim).permute(0, 4, 1, 2, 3)  # channels-last memory: no copy
     pooled = F.avg_pool3d(clips, (frames, factor, factor), ceil_mode=True, count_include_pad=False)
     return pooled.permute(0, 2, 3, 4, 1).reshape(batch, -1, dim), tuple(pooled.shape[-3:])
@@ -59,8 +63,8 @@ class Segmenter(nn.Module):
             about the learning rate, so the gain is the scale's learning-rate multiplier (1: the released
             code's parametrisation, which moves the scale ~0.1 over a CPU-length run).
         max_scale: upper clamp of the learnable logit scale (softmax sharpness).
-        rotary: the Perceiver's position, ``axial`` (3-axis rotary on patch keys) or ``sequence`` (the
-            released code's 1D rotary on queries and keys over the flattened sequence); see ``position``.
+        rotary: the Perceiver's position, ``axial`` (3-axis rotary on patch keys), ``sequence`` (the
+            released code's 1D rotary on queries and keys over the flattened sequence) or ``none``; see ``position``.
         context_pool: the queries read the patches average-pooled over ``context_pool x context_pool`` windows
             (``pool_patches``), while every patch is still assigned at full resolution. 1 (the paper's): the
             full grid. 2 cuts the Perceiver's per-patch work 4x, the largest per-patch cost after the
@@ -121,7 +125,7 @@ class Segmenter(nn.Module):
         context = patches.detach() if self.detach_features else patches
         context, context_grid = pool_patches(context, grid, self.context_pool, self.context_pool_frames)
         context = standardize(context)
-        rotate = self.rotary.for_grid(context_grid, self.num_slots, patches.device)
+        rotate = self.rotary.for_grid(context_grid, self.num_slots, patches.device) if self.rotary is not None else None
         # A copy, not an expand: a view of a parameter made under no_grad breaks torch's module tracker (and with
         # it FlopCounterMode and Lightning's model summary); K x D per clip is nothing.
         queries = self.queries.repeat(patches.shape[0], 1, 1)
