@@ -15,7 +15,8 @@ B. tokenizer: the whole tokenizer, presets ``tiny`` (64 px) and ``base`` (224 px
    and peak memory, each timed configuration in a fresh subprocess. Configurations that would not fit the
    time budget (or memory) are listed as "not timed", with the estimate that ruled them out.
 C. crossover: the trajectory encoder (depth 2, forward+backward, layout build included) with the segment vs
-   the dense form over a grid of (K, N, width): the data behind ``pick_attention_form``.
+   the dense form over a grid of (K, N, width), and the segment form of a rotary-free encoder (its projections
+   absorbed, ``segment_attention``): the data behind ``pick_attention_form``.
 
 Timing: after warm-up, the forms/configurations are run interleaved (A, C) and the median (and min) over the
 repeats is reported. The machine may be shared: the load average and CPU pressure before and after each
@@ -50,11 +51,8 @@ from benchmarks.common import (
 )
 from trajtok.flops import count_flops, count_flops_by_module
 from trajtok.tokenizer import create_tokenizer, tokenizer_sizes
-from trajtok.tokenizer.attention import (
-    SegmentLayout,
-    dense_masked_attention,
-    segment_attention,
-)
+from trajtok.tokenizer.attention import SegmentLayout, dense_masked_attention
+from trajtok.tokenizer.segment_attention import segment_attention
 from trajtok.tokenizer.trajectory_encoder import TrajectoryEncoder
 from trajtok.tokenizer.trajtok import auto_attention_form
 
@@ -360,17 +358,18 @@ def bench_crossover(args, device, budget_s: float) -> list[dict]:
                 continue
             torch.manual_seed(0)
             encoder = TrajectoryEncoder(dim, K, 1, 2, heads, head_dim).to(device)
+            rotary_free = TrajectoryEncoder(dim, K, 1, 2, heads, head_dim, attention="segment", rotary="none").to(device)
             grid = (max(N // 64, 1), 8, 8) if N >= 64 else (1, 1, N)
             patch_feats = torch.randn(1, N, dim, device=device, requires_grad=True)
             logits = torch.randn(1, N, K, device=device, requires_grad=True)
             labels = logits.argmax(-1)
-            samples = {"segment": [], "dense": []}
+            samples = {"segment": [], "dense": [], "absorbed": []}
             for r in range(repeats + 2):
                 for form, times in samples.items():
                     encoder.attention = form
                     sync(device)
                     start = time.perf_counter()
-                    out = encoder(patch_feats, logits, labels, grid, 1)
+                    out = (rotary_free if form == "absorbed" else encoder)(patch_feats, logits, labels, grid, 1)
                     torch.autograd.grad(out.sum(), (patch_feats, logits))
                     sync(device)
                     if r >= 2:
@@ -385,14 +384,15 @@ def report_crossover(rows: list[dict]) -> None:
     table = []
     skipped = [row for row in rows if not row["timed"]]
     for row in sorted((row for row in rows if row["timed"]), key=lambda r: (r["dim"], r["work"])):
-        s, d = row["time_fwd_bwd"]["segment"], row["time_fwd_bwd"]["dense"]
+        s, d, a = (row["time_fwd_bwd"][form] for form in ("segment", "dense", "absorbed"))
         table.append([str(row["dim"]), f"{row['heads']}x{row['head_dim']}", str(row["K"]), str(row["N"]),
                       f"2^{row['work'].bit_length() - 1}", f"{s['median_ms']:.1f} ({s['min_ms']:.1f})",
                       f"{d['median_ms']:.1f} ({d['min_ms']:.1f})", f"{d['median_ms'] / s['median_ms']:.2f}",
-                      f"{d['min_ms'] / s['min_ms']:.2f}"])
-    print_table("C. trajectory encoder (depth 2, n=1) forward+backward, segment vs dense; work = K*n*N*heads*head_dim",
+                      f"{d['min_ms'] / s['min_ms']:.2f}", f"{a['median_ms']:.1f}", f"{d['median_ms'] / a['median_ms']:.2f}"])
+    print_table("C. trajectory encoder (depth 2, n=1) forward+backward, segment vs dense, and the segment form of a "
+                "rotary-free encoder (absorbed projections); work = K*n*N*heads*head_dim",
                 ["D", "heads", "K", "N", "work", "segment ms (min)", "dense ms (min)", "dense/segment",
-                 "(min)"], table)
+                 "(min)", "absorbed ms", "dense/absorbed"], table)
     for row in skipped:
         print(f"   not timed (part C budget spent): D={row['dim']} K={row['K']} N={row['N']}")
 

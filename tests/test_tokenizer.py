@@ -20,11 +20,11 @@ from trajtok.tokenizer.attention import (
     SegmentLayout,
     dense_masked_attention,
     full_attention,
-    segment_attention,
     standardize,
     trajectory_mask,
 )
 from trajtok.tokenizer.position import AxialRotary, SequenceRotary
+from trajtok.tokenizer.segment_attention import segment_attention
 from trajtok.tokenizer.segmenter import pool_patches
 from trajtok.tokenizer.trajectory_encoder import (
     TrajectoryEncoder,
@@ -152,6 +152,7 @@ def test_segment_layout_must_match():
 def test_auto_attention_form_follows_the_dense_work():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert pick_attention_form("auto", cpu, 16, 128, 64) == "dense"  # the test tokenizers
+    assert pick_attention_form("auto", cpu, 32, 8 * 16 * 16, 128) == "segment"  # tiny preset, 8 frames
     assert pick_attention_form("auto", cpu, 128, 8 * 56 * 56, 512) == "segment"  # base preset, 8 frames
     assert pick_attention_form("auto", cuda, 32, 8 * 16 * 16, 128) == "dense"  # tiny preset, 8 frames
     assert pick_attention_form("auto", cuda, 128, 8 * 56 * 56, 512) == "segment"

@@ -1,14 +1,14 @@
-"""Perceiver cross-attention for the tokenizer, and the two forms of trajectory-masked attention.
+"""Perceiver cross-attention for the tokenizer, and the dense form of trajectory-masked attention.
 
 Every attention here reads keys/values from ``[latents; patches]`` (Flamingo-style: latents also see each
 other). Tensors use the layout ``(B, length, heads, head_dim)``.
 
 The trajectory encoder's latents of trajectory k may only see the patches whose hard label is k, plus the
 sub-tokens of k. Because each patch has exactly one label, that attention is a softmax over *segments* of the
-patches: ``segment_attention`` computes it as block-sparse attention (sampled dot products and segment sums,
-``SegmentLayout``) in O(N * n * D) instead of the O(K * n * N * D) of a dense masked attention
-(``dense_masked_attention``, kept as the test oracle and as the faster path for small problems, where one
-fused SDPA call beats the segment form's fixed overheads; see ``pick_attention_form``).
+patches: ``segment_attention`` (its own module) computes it as block-sparse attention over the ``SegmentLayout``
+defined here (sampled dot products and segment sums) in O(N * n * D) instead of the O(K * n * N * D) of a dense
+masked attention (``dense_masked_attention``, kept as the test oracle and as the faster path for small problems,
+where one fused SDPA call beats the segment form's fixed overheads; see ``pick_attention_form``).
 """
 
 from __future__ import annotations
@@ -162,106 +162,13 @@ def autocast_off(device: torch.device):
     return contextlib.nullcontext()
 
 
-class _SegmentAttention(torch.autograd.Function):
-    """Trajectory-masked attention per segment, with a hand-written backward.
-
-    Shapes: ``q, k_lat, v_lat (S, n, H, d)`` for S = B*K segments, ``k_ctx, v_ctx (P, H, d)`` for P = B*N
-    patches. The sub-token part (each row sees the n sub-tokens of its own segment) is a few small einsums;
-    the patch part goes through the ``SegmentLayout`` primitives. The only patch-sized quantities kept for the
-    backward are the ``(nnz,)`` probabilities (1/d of the patch features). Backward, with P the
-    probabilities and dO the output gradient: dS = P * (dO . V - rowsum(dO * O)), dQ = dS K, dK = dS^T Q,
-    dV = P^T dO: the same three primitives again.
-    """
-
-    @staticmethod
-    def forward(ctx, q, k_lat, v_lat, k_ctx, v_ctx, layout: SegmentLayout, scale: float):
-        # Low-precision inputs (autocast) are attended in float32, autocast off: the segment sums add up N/K
-        # terms each, and autocast would run the einsums (not the sparse kernels) in bfloat16.
-        with autocast_off(q.device):
-            return _SegmentAttention._forward(ctx, q, k_lat, v_lat, k_ctx, v_ctx, layout, scale)
-
-    @staticmethod
-    def _forward(ctx, q, k_lat, v_lat, k_ctx, v_ctx, layout: SegmentLayout, scale: float):
-        ctx.dtypes = tuple(t.dtype for t in (q, k_lat, v_lat, k_ctx, v_ctx))
-        dtype = torch.promote_types(q.dtype, torch.float32)
-        q, k_lat, v_lat, k_ctx, v_ctx = (t.to(dtype).contiguous() for t in (q, k_lat, v_lat, k_ctx, v_ctx))
-        rows = layout.row_of_nnz
-        qs = q * scale
-
-        s_lat = torch.einsum("sihd,sjhd->sihj", qs, k_lat)  # (S, n, H, n): sub-token scores
-        s_patch = layout.sample(qs, k_ctx)  # (nnz,)
-        # The running max is for stability only: it cancels in the softmax, the backward never sees it.
-        peak = s_lat.amax(-1).reshape(-1).scatter_reduce_(0, rows, s_patch, reduce="amax")
-        w_patch = s_patch.sub_(peak[rows]).exp_()
-        w_lat = s_lat.sub_(peak.view(s_lat.shape[:-1] + (1,))).exp_()
-        denominator = w_lat.sum(-1).reshape(-1).index_add_(0, rows, w_patch)
-        numerator = layout.reduce(w_patch, v_ctx) + torch.einsum("sihj,sjhd->sihd", w_lat, v_lat)
-        denominator = denominator.view(s_lat.shape[:-1] + (1,))
-        out = numerator.div_(denominator)
-        p_lat = w_lat.div_(denominator)
-        p_patch = w_patch.div_(denominator.view(-1)[rows])
-        ctx.save_for_backward(qs, k_lat, v_lat, k_ctx, v_ctx, out, p_lat, p_patch)
-        ctx.layout, ctx.scale = layout, scale
-        return out.clone()
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_out):
-        with autocast_off(grad_out.device):
-            return _SegmentAttention._backward(ctx, grad_out)
-
-    @staticmethod
-    def _backward(ctx, grad_out):
-        qs, k_lat, v_lat, k_ctx, v_ctx, out, p_lat, p_patch = ctx.saved_tensors
-        layout = ctx.layout
-        grad = grad_out.to(out.dtype).contiguous()  # (S, n, H, d)
-        row_term = (grad * out).sum(-1)  # (S, n, H)
-
-        d_lat = p_lat * (torch.einsum("sihd,sjhd->sihj", grad, v_lat) - row_term[..., None])
-        d_patch = layout.sample(grad, v_ctx).sub_(row_term.view(-1)[layout.row_of_nnz]).mul_(p_patch)
-        grad_q = (layout.reduce(d_patch, k_ctx) + torch.einsum("sihj,sjhd->sihd", d_lat, k_lat)).mul_(ctx.scale)
-        grad_k_lat = torch.einsum("sihj,sihd->sjhd", d_lat, qs)
-        grad_v_lat = torch.einsum("sihj,sihd->sjhd", p_lat, grad)
-        grad_k_ctx = layout.spread(d_patch, qs)
-        grad_v_ctx = layout.spread(p_patch, grad)
-        grads = (grad_q, grad_k_lat, grad_v_lat, grad_k_ctx, grad_v_ctx)
-        return (*(g.to(dt) for g, dt in zip(grads, ctx.dtypes)), None, None)
-
-
-def segment_attention(
-    q, k_lat, v_lat, k_ctx, v_ctx, labels: torch.Tensor, num_subtokens: int, layout: SegmentLayout | None = None
-):
-    """The same result as ``dense_masked_attention``, computed per segment of patches.
-
-    Each patch scores only against the n queries of its own trajectory, and the softmax normaliser and
-    weighted value sums are segment sums: O(N * n * D) work and memory instead of O(K * n * N * D). The
-    backward is written by hand (``_SegmentAttention``) from the saved probabilities, and is exact.
-
-    ``layout``: a ``SegmentLayout`` of these labels, if the caller already has one (it is shared by all the
-    layers of a forward); built here otherwise.
-    """
-    batch, num_latents, heads, head_dim = q.shape
-    num_slots = num_latents // num_subtokens
-    if layout is None:
-        layout = SegmentLayout(labels, num_slots, num_subtokens, heads)
-    elif not layout.matches(labels, num_subtokens, heads):
-        raise ValueError("layout was built for another number of patches, sub-tokens or heads")
-    lat_shape = (batch * num_slots, num_subtokens, heads, head_dim)
-    ctx_shape = (layout.num_patches, heads, head_dim)
-    out = _SegmentAttention.apply(
-        q.reshape(lat_shape), k_lat.reshape(lat_shape), v_lat.reshape(lat_shape),
-        k_ctx.reshape(ctx_shape), v_ctx.reshape(ctx_shape), layout, head_dim**-0.5,
-    )
-    return out.reshape(batch, num_latents, heads, head_dim).to(q.dtype)
-
-
 class ContextAttention:
     """An attention that reads the standardised context itself with the layer's projections
     (``PerceiverLayer.context_projections``), instead of per-patch keys and values the layer computes first.
 
-    ``__call__(q, k_lat, v_lat, context, projections) -> (B, L, H, d)``; see ``absorbed_attention``."""
+    ``__call__(q, k_lat, v_lat, context, projections, rotate) -> (B, L, H, d)``; see ``segment_attention``."""
 
-    def __call__(self, q, k_lat, v_lat, context, projections) -> torch.Tensor:
+    def __call__(self, q, k_lat, v_lat, context, projections, rotate=None) -> torch.Tensor:
         raise NotImplementedError
 
 
@@ -333,15 +240,12 @@ class PerceiverLayer(nn.Module):
     def forward(self, latents, context, attend: Attend | ContextAttention, rotate: Callable | None = None):
         """``latents (B, L, D)``, standardised ``context (B, N, D)`` (``standardize``) -> latents ``(B, L, D)``.
 
-        ``rotate``: position as ``(q, k_latents, k_patches) -> the same, rotated`` (``position.Rotate``); a
-        ``ContextAttention`` takes none (it reads the context without per-patch keys to rotate)."""
+        ``rotate``: position as ``(q, k_latents, k_patches) -> the same, rotated`` (``position.Rotate``)."""
         latents = self.norm_latents(latents)
         q = self._split(self.to_q(latents))
         k_lat, v_lat = self._split(self.to_k(latents)), self._split(self.to_v(latents))
         if isinstance(attend, ContextAttention):
-            if rotate is not None:
-                raise ValueError("a ContextAttention has no per-patch keys to rotate: build the layer's caller without rotary")
-            out = attend(q, k_lat, v_lat, context, self.context_projections()).flatten(-2)
+            out = attend(q, k_lat, v_lat, context, self.context_projections(), rotate).flatten(-2)
         else:
             k_ctx, v_ctx = self.context_keys_values(context)
             if rotate is not None:

@@ -9,12 +9,10 @@ import torch
 from jsonargparse.typing import NonNegativeInt, PositiveInt
 from torch import nn
 
-from trajtok.tokenizer.absorbed_attention import AbsorbedSegmentAttention
 from trajtok.tokenizer.attention import (
     PerceiverLayer,
     SegmentLayout,
     dense_masked_attention,
-    segment_attention,
     standardize,
 )
 from trajtok.tokenizer.fourier import fourier_subtoken_latents
@@ -24,6 +22,7 @@ from trajtok.tokenizer.recompute import (
     recompute_in_backward,
     recomputes,
 )
+from trajtok.tokenizer.segment_attention import AbsorbedSegmentAttention
 
 AttentionForm = Literal["auto", "segment", "dense"]
 
@@ -44,8 +43,8 @@ def soft_mean(logits: torch.Tensor, patches: torch.Tensor, position: torch.Tenso
 
 #: ``auto`` picks the dense form while ``num_latents * num_patches * inner_dim`` is at most this (see
 #: ``pick_attention_form``). CPU: measured; CUDA: an unmeasured estimate.
-DENSE_MAX_WORK = {"cpu": 2**23, "cuda": 2**29}
-#: The same for an encoder without rotary, whose segment form is the absorbed one (``absorbed_attention``).
+DENSE_MAX_WORK = {"cpu": 2**22, "cuda": 2**29}
+#: The same for an encoder without rotary, whose segment form absorbs the key projection too.
 ABSORBED_DENSE_MAX_WORK = {"cpu": 2**21, "cuda": 2**29}
 
 
@@ -57,17 +56,18 @@ def pick_attention_form(
 
     The dense form does K times the attention FLOPs of the segment form (exactly: L * (L + N) vs
     n * (N + L) dot products per head for L = K * n latents and N patches) but is one fused SDPA call; the
-    segment form has a fixed cost (building the ``SegmentLayout``, ~20 small ops per layer). Both grow
-    linearly in N at fixed L, so the choice is by the dense work ``W = L * N * inner_dim`` (inner_dim =
-    heads * head_dim): dense while ``W <= DENSE_MAX_WORK[device]``, segment above.
+    segment form (``segment_attention.AbsorbedSegmentAttention``: the value projection, and without rotary the key projection, absorbed)
+    has a fixed cost (building the ``SegmentLayout``, ~20 small ops per layer). Both grow linearly in N at fixed
+    L, so the choice is by the dense work ``W = L * N * inner_dim`` (inner_dim = heads * head_dim): dense while
+    ``W <= DENSE_MAX_WORK[device]`` (``ABSORBED_DENSE_MAX_WORK`` without rotary), segment above.
 
-    CPU (measured with ``benchmarks/tokenizer_speed.py`` part C: trajectory encoder of depth 2, n = 1,
-    forward + backward including the layout build, widths 4x32 and 8x64, K = 8..128, N = 64..16384; torch
-    2.13 on a shared 2-core Xeon, runs with 1 and 2 threads, so +-10%): dense/segment time is 0.55-0.98 for
-    W <= 2^20 (dense wins, both take a few ms to ~20 ms), 0.86-1.04 at W = 2^22 (even), 0.95-1.4 at 2^24,
-    1.05-1.55 at 2^26 and 1.15-1.7 at 2^28-2^30. Threshold 2^23. For scale: the tiny preset at 64 px and
-    8 frames is W = 2^23 (dense), at 16 frames and more segment; the base preset at 224 px and 8 frames is
-    W ~ 2^30.6 (segment).
+    CPU (``python -m benchmarks.tokenizer_speed --parts C``: trajectory encoder of depth 2, n = 1, one clip,
+    forward + backward including the layout build, widths 4x32 and 8x64, K = 8..128, N = 64..16384; torch 2.13
+    on an idle 2-core Xeon, 2 threads): dense/segment time is 0.64-1.00 for W <= 2^20, 0.92-1.31 at W = 2^22,
+    1.01-1.56 at 2^24 and 1.3-1.95 above; without rotary dense/segment is 0.63-1.18 at W <= 2^20, 0.91-2.06 at
+    2^22 and 1.04-3.3 above. Thresholds 2^22 and 2^21. For scale: the tiny preset at 64 px and 8 frames, 4 clips,
+    is W = 2^23 (segment; 10% faster than dense in inference and training there); the base preset at 224 px and
+    8 frames is W ~ 2^30.6 (segment).
 
     CUDA: not measured (no GPU here) - a conservative estimate, to be replaced by a measurement with the same
     benchmark. Roofline: the dense form's fused kernel runs its 7 L*(L+N)*inner_dim multiply-adds (forward +
@@ -76,11 +76,6 @@ def pick_attention_form(
     GPU and makes dense faster for small problems. Threshold 2^29, which keeps the previous rule
     (``L * N <= 2**20``) for the base width (512); above it we use the segment form, whose time and memory
     stay linear in N, rather than the dense form, whose (B, L, L + N) mask and K-times work are not.
-
-    Without rotary (``absorbed``) the segment form needs no per-patch keys and values, and wins from W = 2^21 on
-    CPU (an encoder of depth 2, forward + backward, 4 clips, width 4x32, K = 32 and 128, N = 64..8192 per clip,
-    2 threads: dense/segment 0.76-0.95 for W <= 2^20, 1.09-1.33 at 2^22, 1.6-2.8 above). Threshold 2^21; CUDA
-    again unmeasured, the same estimate.
     """
     if form != "auto":
         return form
@@ -107,13 +102,13 @@ class TrajectoryEncoder(nn.Module):
             token knows where its trajectory is and how it moves (the released code relies on rotary
             weighting alone; motion-dependent captions need more).
         attention: ``segment`` (gather/scatter, O(N)), ``dense`` (masked SDPA, O(K N)) or ``auto``.
-        rotary: the Perceiver's position, ``axial``, ``sequence`` or ``none`` (see ``Segmenter``). Without rotary
-            the segment form absorbs each layer's key and value projections into its queries and outputs
-            (``absorbed_attention``): the same function without per-patch keys and values, 3x faster at 16 frames
-            on CPU; position then enters through ``position_features``.
+        rotary: the Perceiver's position, ``axial``, ``sequence`` or ``none`` (see ``Segmenter``). The segment
+            form always absorbs each layer's value projection (``segment_attention``); without rotary it absorbs
+            the key projection too (no per-patch keys either): the encoder is then ~2x faster at 16 frames on CPU,
+            and position enters through ``position_features`` alone.
         out_dim: token width (default ``dim``), set by the output projection.
-        recompute: the positioned, standardised patches and each layer's per-patch keys and values are recomputed
-            in the backward, not kept (``True``, or from a number of patches per batch: ``recomputes``).
+        recompute: the positioned, standardised patches and each layer's per-patch keys (and the dense form's
+            values) are recomputed in the backward, not kept (``True``, or from a number of patches per batch: ``recomputes``).
     """
 
     def __init__(
@@ -168,11 +163,9 @@ class TrajectoryEncoder(nn.Module):
         if form == "segment":
             # The segment layout (grouping of patches by trajectory) is built once and shared by all layers.
             layout = SegmentLayout(labels, self.num_slots, num_subtokens, self.layers[0].heads)
-            if self.rotary is None:
-                attend = AbsorbedSegmentAttention(layout)
-                layers_recompute = False  # they keep (nnz,) probabilities, no per-patch keys or values
-            else:
-                attend = partial(segment_attention, labels=labels, num_subtokens=num_subtokens, layout=layout)
+            attend = AbsorbedSegmentAttention(layout)
+            # Without rotary the layers keep (nnz,) probabilities, no per-patch keys or values: nothing to recompute.
+            layers_recompute = recompute and self.rotary is not None
         else:
             attend = partial(dense_masked_attention, labels=labels, num_subtokens=num_subtokens)
         rotate = self.rotary.for_grid(grid, latents.shape[1], patches.device) if self.rotary is not None else None

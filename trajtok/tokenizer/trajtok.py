@@ -50,19 +50,15 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The efficient layout at 224 px: a pretrained EfficientNet-Lite0 pyramid (fine-tuned) instead of a ConvNeXt-T
     # trained from scratch; the per-patch work (pyramid fusion, both Perceivers, the assignment head) at width 128
     # on the 56 x 56 grid, the tokens projected to 512 at the end (per-patch costs fall with the width squared, the
-    # K tokens cost next to nothing); the segmenter's queries on a 2 x 2-pooled context; a trajectory encoder without
-    # rotary, whose attention then needs no per-patch keys or values (absorbed_attention.py; position from its Fourier
-    # features); per-patch activations recomputed in the backward. About 1/14 of base's tokenizer FLOPs
-    # (benchmarks/flops.py).
+    # K tokens cost next to nothing); the segmenter's queries on a 2 x 2-pooled context; per-patch activations
+    # recomputed in the backward. About 1/14 of base's tokenizer FLOPs (benchmarks/flops.py).
     "lite": {"dim": 128, "token_dim": 512, "num_slots": 128, "depth": 2, "heads": 4, "head_dim": 32,
-             "assign_dim": 64, "context_pool": 2, "encoder_rotary": "none", "recompute": True,
-             "encoder": {"kind": "efficientnet_lite"}},
+             "assign_dim": 64, "context_pool": 2, "recompute": True, "encoder": {"kind": "efficientnet_lite"}},
     # The efficient layout at the CPU scale (configs/layouts/lite.yaml): tiny's with the segmenter's queries on a
     # context pooled over pairs of frames (at 64 px a 2 x 2 spatial pooling leaves an 8 x 8 map and loses small
-    # objects: object mIoU 0.85 against 0.92, docs/results.md), lite's rotary-free trajectory encoder, and
-    # recomputation for batches of 2^15 patches and more. It keeps tiny's pyramid: at 64 px the pretrained EfficientNet-Lite0 is slower and segments
+    # objects: object mIoU 0.85 against 0.92, docs/results.md) and recomputation for batches of 2^15 patches and more. It keeps tiny's pyramid: at 64 px the pretrained EfficientNet-Lite0 is slower and segments
     # worse (configs/layouts/pretrained_encoder.yaml, docs/results.md).
-    "tiny_lite": {**_TINY, "context_pool_frames": 2, "encoder_rotary": "none", "recompute": TINY_RECOMPUTE_PATCHES},
+    "tiny_lite": {**_TINY, "context_pool_frames": 2, "recompute": TINY_RECOMPUTE_PATCHES},
 }
 
 
@@ -92,9 +88,10 @@ class TrajTok(nn.Module):
         attention: masked-attention form of the trajectory encoder: ``segment``, ``dense`` or ``auto``.
         rotary: both Perceivers' rotary position: ``axial`` (3-axis, on patch keys) or ``sequence`` (the released
             code's 1D rotary on queries and keys over the flattened latent-then-patch sequence), or ``none``.
-        encoder_rotary: the trajectory encoder's, if not ``rotary``. ``none`` is the efficient layouts': the
-            encoder's patches carry their position (``position_features``), and without rotary its attention
-            needs no per-patch keys or values (``absorbed_attention``).
+        encoder_rotary: the trajectory encoder's, if not ``rotary``. With ``none`` its patches carry their position
+            through ``position_features`` alone, and its attention needs no per-patch keys either
+            (``segment_attention``): faster (inference 1.42x ViT3D at 16 frames on CPU against 1.2x) but
+            retrieval fell 3.7 t2v R@1 over 3 seeds (docs/results.md), so no preset uses it.
         context_pool, context_pool_frames: the segmenter's queries read the patches average-pooled over windows
             of ``context_pool`` squared patches and ``context_pool_frames`` frames, the assignment stays per patch
             (see ``Segmenter``); 1 and 1 are the paper's layout.
