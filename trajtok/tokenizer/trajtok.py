@@ -51,7 +51,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # trained from scratch; the per-patch work (pyramid fusion, both Perceivers, the assignment head) at width 128
     # on the 56 x 56 grid, the tokens projected to 512 at the end (per-patch costs fall with the width squared, the
     # K tokens cost next to nothing); the segmenter's queries on a 2 x 2-pooled context; per-patch activations
-    # recomputed in the backward. About 1/14 of base's tokenizer FLOPs (benchmarks/flops.py).
+    # recomputed in the backward. About 1/13 of base's tokenizer FLOPs (benchmarks/flops.py).
     "lite": {"dim": 128, "token_dim": 512, "num_slots": 128, "depth": 2, "heads": 4, "head_dim": 32,
              "assign_dim": 64, "context_pool": 2, "recompute": True, "encoder": {"kind": "efficientnet_lite"}},
     # The efficient layout at the CPU scale (configs/layouts/lite.yaml): tiny's with the segmenter's queries on a
