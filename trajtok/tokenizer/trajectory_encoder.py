@@ -56,9 +56,9 @@ def pick_attention_form(
 
     The dense form does K times the attention FLOPs of the segment form (exactly: L * (L + N) vs
     n * (N + L) dot products per head for L = K * n latents and N patches) but is one fused SDPA call; the
-    segment form (``segment_attention.AbsorbedSegmentAttention``: the value projection, and without rotary the key projection, absorbed)
-    has a fixed cost (building the ``SegmentLayout``, ~20 small ops per layer). Both grow linearly in N at fixed
-    L, so the choice is by the dense work ``W = L * N * inner_dim`` (inner_dim = heads * head_dim): dense while
+    segment form (``segment_attention.AbsorbedSegmentAttention``: the value projection absorbed, and without
+    rotary the key projection too) has a fixed cost (building the ``SegmentLayout``, ~20 small ops per layer).
+    Both grow linearly in N at fixed L, so the choice is by the dense work ``W = L * N * inner_dim`` (inner_dim = heads * head_dim): dense while
     ``W <= DENSE_MAX_WORK[device]`` (``ABSORBED_DENSE_MAX_WORK`` without rotary), segment above.
 
     CPU (``python -m benchmarks.tokenizer_speed --parts C``: trajectory encoder of depth 2, n = 1, one clip,
@@ -108,7 +108,8 @@ class TrajectoryEncoder(nn.Module):
             and position enters through ``position_features`` alone.
         out_dim: token width (default ``dim``), set by the output projection.
         recompute: the positioned, standardised patches and each layer's per-patch keys (and the dense form's
-            values) are recomputed in the backward, not kept (``True``, or from a number of patches per batch: ``recomputes``).
+            values) are recomputed in the backward, not kept (``True``, or from a number of patches per batch:
+            ``recomputes``).
     """
 
     def __init__(
