@@ -80,6 +80,8 @@ class SegmentLayout:
         self.num_slots, self.num_subtokens, self.heads = num_slots, n, H
         self.num_segments, self.num_patches = batch * num_slots, batch * num_patches
         S, P = self.num_segments, self.num_patches
+        #: R: one row per (segment, sub-token, head) query.
+        self.num_rows = S * n * H
         #: ``(P,)`` global segment id of each patch: its trajectory, offset by its clip in the batch.
         self.segment = (labels + num_slots * torch.arange(batch, device=device)[:, None]).reshape(-1)
         sub_head = torch.arange(n * H, device=device)  # i * H + h
@@ -109,7 +111,7 @@ class SegmentLayout:
         return (self.num_patches, self.num_subtokens, self.heads) == (labels.numel(), num_subtokens, heads)
 
     def _csr(self, values: torch.Tensor) -> torch.Tensor:
-        size = (self.num_segments * self.num_subtokens * self.heads, self.num_patches * self.heads)
+        size = (self.num_rows, self.num_patches * self.heads)
         return self.csr(self.crow, self.col, values, size)
 
     @staticmethod

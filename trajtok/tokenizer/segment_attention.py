@@ -40,7 +40,6 @@ class SharedColumns:
 
     def __init__(self, layout: SegmentLayout):
         self.layout = layout
-        self.rows = layout.num_segments * layout.num_subtokens * layout.heads
         if layout.sparse:
             per_patch = layout.num_subtokens * layout.heads
             self.col = layout.col.div(layout.heads, rounding_mode="floor")
@@ -52,14 +51,14 @@ class SharedColumns:
     def _csr(self, values: torch.Tensor, transpose: bool = False) -> torch.Tensor:
         layout = self.layout
         if transpose:
-            size = (layout.num_patches, self.rows)
+            size = (layout.num_patches, layout.num_rows)
             return layout.csr(self.transpose_crow, self.transpose_col, values[self.transpose_order], size)
-        return layout.csr(layout.crow, self.col, values, (self.rows, layout.num_patches))
+        return layout.csr(layout.crow, self.col, values, (layout.num_rows, layout.num_patches))
 
     def sample(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         if self.layout.sparse:
             pattern = self._csr(y.new_zeros(self.col.numel()))
-            return torch.sparse.sampled_addmm(pattern, y.view(self.rows, -1), x.t(), beta=0.0).values()
+            return torch.sparse.sampled_addmm(pattern, y.view(self.layout.num_rows, -1), x.t(), beta=0.0).values()
         layout = self.layout
         y = y.view(layout.num_segments, layout.num_subtokens, layout.heads, -1)
         return torch.stack([torch.einsum("phc,pc->ph", y[:, i].index_select(0, layout.segment), x)
@@ -79,7 +78,7 @@ class SharedColumns:
     def spread(self, values: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         layout = self.layout
         if layout.sparse:
-            return self._csr(values, transpose=True) @ y.view(self.rows, -1)
+            return self._csr(values, transpose=True) @ y.view(self.layout.num_rows, -1)
         y = y.view(layout.num_segments, layout.num_subtokens, layout.heads, -1)
         values = values.view(layout.num_subtokens, layout.num_patches, layout.heads)
         return sum(torch.einsum("ph,phc->pc", values[i], y[:, i].index_select(0, layout.segment))
@@ -104,7 +103,7 @@ class _SegmentSoftmaxMean(torch.autograd.Function):
             ctx.dtypes = (q.dtype, keys.dtype, values.dtype)
             q, keys, values = (t.to(torch.promote_types(t.dtype, torch.float32)).contiguous() for t in (q, keys, values))
             rows = layout.row_of_nnz
-            num_rows = layout.num_segments * layout.num_subtokens * layout.heads
+            num_rows = layout.num_rows
             scores = key_columns.sample(q, keys)
             peak = scores.new_full((num_rows,), -torch.inf).scatter_reduce_(0, rows, scores, reduce="amax")
             weights = scores.sub_(peak[rows]).exp_()
