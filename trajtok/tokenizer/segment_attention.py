@@ -56,10 +56,10 @@ class SharedColumns:
         return layout.csr(layout.crow, self.col, values, (layout.num_rows, layout.num_patches))
 
     def sample(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        if self.layout.sparse:
-            pattern = self._csr(y.new_zeros(self.col.numel()))
-            return torch.sparse.sampled_addmm(pattern, y.view(self.layout.num_rows, -1), x.t(), beta=0.0).values()
         layout = self.layout
+        if layout.sparse:
+            pattern = self._csr(y.new_zeros(self.col.numel()))
+            return torch.sparse.sampled_addmm(pattern, y.view(layout.num_rows, -1), x.t(), beta=0.0).values()
         y = y.view(layout.num_segments, layout.num_subtokens, layout.heads, -1)
         return torch.stack([torch.einsum("phc,pc->ph", y[:, i].index_select(0, layout.segment), x)
                             for i in range(layout.num_subtokens)]).view(-1)
@@ -78,7 +78,7 @@ class SharedColumns:
     def spread(self, values: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         layout = self.layout
         if layout.sparse:
-            return self._csr(values, transpose=True) @ y.view(self.layout.num_rows, -1)
+            return self._csr(values, transpose=True) @ y.view(layout.num_rows, -1)
         y = y.view(layout.num_segments, layout.num_subtokens, layout.heads, -1)
         values = values.view(layout.num_subtokens, layout.num_patches, layout.heads)
         return sum(torch.einsum("ph,phc->pc", values[i], y[:, i].index_select(0, layout.segment))

@@ -58,8 +58,9 @@ def pick_attention_form(
     n * (N + L) dot products per head for L = K * n latents and N patches) but is one fused SDPA call; the
     segment form (``segment_attention.AbsorbedSegmentAttention``: the value projection absorbed, and without
     rotary the key projection too) has a fixed cost (building the ``SegmentLayout``, ~20 small ops per layer).
-    Both grow linearly in N at fixed L, so the choice is by the dense work ``W = L * N * inner_dim`` (inner_dim = heads * head_dim): dense while
-    ``W <= DENSE_MAX_WORK[device]`` (``ABSORBED_DENSE_MAX_WORK`` without rotary), segment above.
+    Both grow linearly in N at fixed L, so the choice is by the dense work ``W = L * N * inner_dim``
+    (inner_dim = heads * head_dim): dense while ``W <= DENSE_MAX_WORK[device]`` (``ABSORBED_DENSE_MAX_WORK``
+    without rotary), segment above.
 
     CPU (``python -m benchmarks.tokenizer_speed --parts C``: trajectory encoder of depth 2, n = 1, one clip,
     forward + backward including the layout build, widths 4x32 and 8x64, K = 8..128, N = 64..16384; torch 2.13
