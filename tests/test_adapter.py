@@ -28,7 +28,7 @@ from trajtok.tokenizer import (
 from trajtok.tokenizer.adapter import resize_assignment
 from trajtok.tokenizer.features import IMAGENET_MEAN, IMAGENET_STD
 
-SMALL = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
+SMALL = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64}
 
 
 def videomae() -> VideoMAEModel:

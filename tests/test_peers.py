@@ -6,9 +6,13 @@ import pytest
 import torch
 
 from heads.transformer import Transformer
-from trajtok.tokenizer import RLT, ToMe, TokenLearner, ViT3D, create_tokenizer
+from trajtok.tokenizer import RLT, TokenLearner, ToMe, ViT3D, create_tokenizer
 from trajtok.tokenizer.rlt import changed_tubelets, compact, run_lengths, run_starts
-from trajtok.tokenizer.tome import bipartite_soft_matching, merge_weighted, merged_positions
+from trajtok.tokenizer.tome import (
+    bipartite_soft_matching,
+    merge_weighted,
+    merged_positions,
+)
 
 
 @pytest.mark.parametrize("frames, height, width", [(8, 224, 224), (16, 64, 96), (2, 32, 32)])

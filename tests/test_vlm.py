@@ -160,9 +160,9 @@ def test_byte_level_tokenizer_round_trips_any_text():
 
 
 def test_pooled_patches_give_a_fixed_count_per_chunk():
-    features = FrozenVideoFeatures("videomae", pretrained=False, config_overrides=dict(
-        hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, image_size=32,
-        patch_size=8, num_frames=4, tubelet_size=2))
+    features = FrozenVideoFeatures("videomae", pretrained=False, config_overrides={
+        "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64, "image_size": 32,
+        "patch_size": 8, "num_frames": 4, "tubelet_size": 2})
     video = torch.randn(2, 8, 3, 32, 32)
     tokens = PooledPatches(features, pooled_grid=(1, 2, 2), chunk_frames=4)(video)
     assert tokens.tokens.shape == (2, 2 * 4, 32) and tokens.chunks == 2 and bool(tokens.valid.all())
