@@ -2,7 +2,7 @@
 
     python -m benchmarks.quality [--epochs 5] [--seeds 0 1 2] [--kinds trajtok vit3d ...] [--jobs 1]
                                 [--text-encoder minilm|byte] [--trajtok-recipe cotrain|scratch] [--layout lite]
-                                [--out PATH]
+                                [--frames F] [--out PATH]
 
 Each run is the real CLI, in its own folder under ``results/quality/`` (so runs can go ``--jobs`` at a time):
 ``trajtok fit`` then ``trajtok test`` on the last checkpoint, text-to-video and video-to-text R@1/5/10 on the 128
@@ -15,6 +15,9 @@ TrajViT2 follows the paper's recipe (``--trajtok-recipe cotrain``, the default):
 segmenter's test quality (object mIoU, trajectories found) is recorded for each seed.
 ``--text-encoder byte`` swaps the configs' pretrained MiniLM for the byte-level encoder trained from scratch.
 ``--layout NAME`` composes ``configs/layouts/NAME.yaml`` into every TrajViT2 run (both stages of the recipe).
+``--frames F`` trains and tests the contrastive stage on clips of F frames (the synthetic videos have 16); the
+segmenter pre-trains on its config's 8, as objects are learnt per frame (a layout that changes only long clips,
+such as ``lite``'s capped context, then starts from the paper layout's segmenter, seed for seed).
 Reports the mean and standard error over seeds.
 """
 
@@ -53,15 +56,16 @@ def config_args(*names: str) -> list[str]:
     return [arg for name in names for arg in ("--config", str(ROOT / "configs" / f"{name}.yaml"))]
 
 
-def run_one(kind: str, seed: int, epochs: int, text_encoder: str, recipe: str, layout: str | None = None) -> dict:
+def run_one(kind: str, seed: int, epochs: int, text_encoder: str, recipe: str, layout: str | None = None,
+            frames: int | None = None) -> dict:
     """Fit and test one tokenizer at one seed in a fresh folder; the run's numbers."""
     layout = layout if kind == "trajtok" else None
-    folder = RESULTS / "quality" / f"{kind}{f'-{layout}' if layout else ''}-{text_encoder}-seed{seed}"
+    folder = RESULTS / "quality" / f"{kind}{f'-{layout}' if layout else ''}{f'-{frames}f' if frames else ''}-{text_encoder}-seed{seed}"
     overlay = config_args(f"layouts/{layout}") if layout else []
     shutil.rmtree(folder, ignore_errors=True)  # test must read this fit's checkpoints
     folder.mkdir(parents=True)
     seeded = [f"--seed_everything={seed}"]
-    run = {"kind": kind, "seed": seed, "epochs": epochs, "text_encoder": text_encoder, "layout": layout}
+    run = {"kind": kind, "seed": seed, "epochs": epochs, "text_encoder": text_encoder, "layout": layout, "frames": frames}
     start = time.perf_counter()
     if kind == "trajtok" and recipe == "cotrain":
         segmenter = [*config_args("segmenter"), *overlay, *seeded]
@@ -76,6 +80,8 @@ def run_one(kind: str, seed: int, epochs: int, text_encoder: str, recipe: str, l
         model = config_args("clip") + (overlay if kind == "trajtok" else config_args(f"peers/{kind}"))
         name = "clip"
     common = [*model, *seeded, f"--model.head.init_args.text_encoder={TEXT_ENCODERS[text_encoder]}"]
+    if frames:
+        common.append(f"--data.init_args.clip.num_frames={frames}")
     fit_start = time.perf_counter()
     run_trajtok(["fit", *common, f"--trainer.max_epochs={epochs}", LOG_TRAINABLE_PARAMS, csv_logger(name, "fit")],
                 cwd=folder)
@@ -114,11 +120,13 @@ def main() -> None:
     parser.add_argument("--trajtok-recipe", choices=["cotrain", "scratch"], default="cotrain")
     parser.add_argument("--layout", choices=sorted(p.stem for p in (ROOT / "configs" / "layouts").glob("*.yaml")),
                         help="a configs/layouts/ overlay for TrajViT2's runs (default: the configs' own layout)")
+    parser.add_argument("--frames", type=int, default=None,
+                        help="clip length of the contrastive stage, train and test (default: the configs' 8)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
     jobs = [lambda kind=kind, seed=seed: run_one(kind, seed, args.epochs, args.text_encoder, args.trajtok_recipe,
-                                                 args.layout)
+                                                 args.layout, args.frames)
             for seed in args.seeds for kind in args.kinds]
     runs = run_parallel(jobs, args.jobs)
 
@@ -130,7 +138,8 @@ def main() -> None:
                       *(fmt_mean_se([r[k] for r in mine]) for k in ("t2v_r1", "t2v_r5", "t2v_r10", "v2t_r1", "v2t_r5")),
                       fmt_mean_se([r["fit_minutes"] for r in mine], 1)])
     print_table(f"test retrieval after {args.epochs} epochs ({args.text_encoder} text encoder, TrajViT2 "
-                f"{args.trajtok_recipe}{f', layout {args.layout}' if args.layout else ''}), mean ± standard error over seeds {args.seeds}",
+                f"{args.trajtok_recipe}{f', layout {args.layout}' if args.layout else ''}"
+                f"{f', {args.frames} frames' if args.frames else ''}), mean ± standard error over seeds {args.seeds}",
                 ["tokenizer", "params", "tokens/clip", "t2v R@1", "t2v R@5", "t2v R@10", "v2t R@1", "v2t R@5",
                  "fit min"], table)
     segmenters = [r["segmenter"] for r in runs if "segmenter" in r]
@@ -141,8 +150,10 @@ def main() -> None:
                       ("seg_miou", "seg_found", "seg_background_iou", "seg_pred_trajectories", "seg_target_trajectories")]])
     write_results("quality", {"env": environment(), "epochs": args.epochs, "seeds": args.seeds,
                               "kinds": args.kinds, "text_encoder": args.text_encoder,
-                              "trajtok_recipe": args.trajtok_recipe, "layout": args.layout, "runs": runs}, plot,
-                  args.out or RESULTS / f"quality_{args.text_encoder}{f'_{args.layout}' if args.layout else ''}.json")
+                              "trajtok_recipe": args.trajtok_recipe, "layout": args.layout, "frames": args.frames,
+                              "runs": runs}, plot,
+                  args.out or RESULTS / f"quality_{args.text_encoder}{f'_{args.layout}' if args.layout else ''}"
+                                        f"{f'_{args.frames}f' if args.frames else ''}.json")
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ from trajtok.tokens import TrajectoryTokens
 
 def small_tokenizer(**overrides) -> TrajTok:
     torch.manual_seed(0)
-    kwargs = dict(dim=64, num_slots=16, heads=2, head_dim=32, assign_dim=32)
+    kwargs = {"dim": 64, "num_slots": 16, "heads": 2, "head_dim": 32, "assign_dim": 32}
     kwargs.update(overrides)
     kwargs.setdefault("pixel_encoder", ConvPyramid(out_dim=kwargs["dim"], widths=(16, 32), depths=(1, 1)))
     return TrajTok(**kwargs)
@@ -399,7 +399,7 @@ def test_queries_stay_distinct_through_every_layer_at_init(preset, rotary):
     seg = model.segmenter
     video = torch.randn(2, 4, 3, 64, 64)
     a = model.assign(video)
-    context, grid = pool_patches(a.patches, a.grid, seg.context_pool, seg.context_pool_frames)
+    context, grid = seg.pool_context(a.patches, a.grid)
     rotate = seg.rotary.for_grid(grid, seg.num_slots, a.patches.device)
     queries, context = seg.queries.expand(2, -1, -1), standardize(context)
     for layer in seg.layers:
@@ -492,6 +492,26 @@ def test_pooled_segmenter_context_still_assigns_every_patch():
     assert not torch.allclose(a_pooled.logits, a_full.logits)  # the queries read a different context
     pooled(video).tokens.sum().backward()
     assert pooled.segmenter.layers[0].to_k.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize(("frames", "window"), [(2, 1), (4, 1), (6, 2), (8, 2), (12, 3)])
+def test_capped_context_pools_only_clips_longer_than_the_cap(frames, window):
+    """``context_frames=4``: clips up to 4 frames are the paper's layout to the bit; longer ones are read as if
+    pooled over ``ceil(T / 4)`` frames, so the queries never read more than 4 frames."""
+    video = torch.randn(1, frames, 3, 32, 32)
+    full, capped, pooled = small_tokenizer(), small_tokenizer(context_frames=4), small_tokenizer(context_pool_frames=window)
+    capped.load_state_dict(full.state_dict())
+    pooled.load_state_dict(full.state_dict())
+    assert capped.segmenter.window_frames(frames) == window
+    context, grid = capped.segmenter.pool_context(capped.assign(video).patches, (frames, 8, 8))
+    assert grid[0] == -(-frames // window) <= 4 and context.shape[1] == grid[0] * 64
+    a_capped = capped.assign(video)
+    assert torch.equal(a_capped.logits, (full if window == 1 else pooled).assign(video).logits)
+
+
+def test_capped_context_is_checked():
+    with pytest.raises(ValueError, match="context_frames=0"):
+        small_tokenizer(context_frames=0)
 
 
 def test_checkpoints_with_a_fused_key_value_projection_still_load():

@@ -71,6 +71,10 @@ class Segmenter(nn.Module):
             pixel encoder.
         context_pool_frames: the pooling windows also span this many consecutive frames (1: none). Objects move
             little from one frame to the next, so pooling in time keeps the spatial detail small objects need.
+        context_frames: the queries read at most this many frames: a longer clip's (or chunk's) patches are
+            averaged over windows of ``ceil(T / context_frames)`` consecutive frames (or ``context_pool_frames``,
+            if more). The queries' cost then stops growing with T, as the token count does, while clips up to
+            ``context_frames`` long are read whole (None: no cap).
         recompute: the assignment head's per-patch activations are recomputed in the backward, not kept
             (``True``, or from a number of patches per batch: ``recomputes``).
     """
@@ -90,6 +94,7 @@ class Segmenter(nn.Module):
         rotary: RotaryForm = "axial",
         context_pool: PositiveInt = 1,
         context_pool_frames: PositiveInt = 1,
+        context_frames: PositiveInt | None = None,
         recompute: RecomputePolicy = False,
     ):
         super().__init__()
@@ -101,7 +106,9 @@ class Segmenter(nn.Module):
         self.detach_features = detach_features
         self.scale_gain = scale_gain
         self.max_scale = max_scale
-        self.context_pool, self.context_pool_frames = context_pool, context_pool_frames
+        if context_frames is not None and context_frames < 1:
+            raise ValueError(f"context_frames={context_frames} must be positive")
+        self.context_pool, self.context_pool_frames, self.context_frames = context_pool, context_pool_frames, context_frames
         self.recompute = recompute
         self.queries = nn.Parameter(fourier_slot_latents(num_slots, dim))
         self.rotary = create_rotary(rotary, head_dim)
@@ -120,10 +127,20 @@ class Segmenter(nn.Module):
         """``(B, N, assign_dim)`` unit vectors of the patches in the cosine space of the assignment."""
         return F.normalize(self.patch_head(patches), dim=-1)
 
+    def window_frames(self, frames: int) -> int:
+        """How many consecutive frames each context window of a ``frames``-long clip averages."""
+        if self.context_frames is None:
+            return self.context_pool_frames
+        return max(self.context_pool_frames, math.ceil(frames / self.context_frames))
+
+    def pool_context(self, patches: torch.Tensor, grid: tuple[int, int, int]):
+        """What the queries read: ``patches (B, N, D)`` pooled (``pool_patches``), and the pooled grid."""
+        return pool_patches(patches, grid, self.context_pool, self.window_frames(grid[0]))
+
     def forward(self, patches: torch.Tensor, grid: tuple[int, int, int]):
         """``patches (B, N, D)`` on ``grid`` -> ``(logits (B, N, K), queries (B, K, D))``."""
         context = patches.detach() if self.detach_features else patches
-        context, context_grid = pool_patches(context, grid, self.context_pool, self.context_pool_frames)
+        context, context_grid = self.pool_context(context, grid)
         context = standardize(context)
         rotate = self.rotary.for_grid(context_grid, self.num_slots, patches.device) if self.rotary is not None else None
         # A copy, not an expand: a view of a parameter made under no_grad breaks torch's module tracker (and with

@@ -54,11 +54,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     # recomputed in the backward. About 1/13 of base's tokenizer FLOPs (benchmarks/flops.py).
     "lite": {"dim": 128, "token_dim": 512, "num_slots": 128, "depth": 2, "heads": 4, "head_dim": 32,
              "assign_dim": 64, "context_pool": 2, "recompute": True, "encoder": {"kind": "efficientnet_lite"}},
-    # The efficient layout at the CPU scale (configs/layouts/lite.yaml): tiny's with the segmenter's queries on a
-    # context pooled over pairs of frames (at 64 px a 2 x 2 spatial pooling leaves an 8 x 8 map and loses small
-    # objects: object mIoU 0.85 against 0.92, docs/results.md) and recomputation for batches of 2^15 patches and more. It keeps tiny's pyramid: at 64 px the pretrained EfficientNet-Lite0 is slower and segments
-    # worse (configs/layouts/pretrained_encoder.yaml, docs/results.md).
-    "tiny_lite": {**_TINY, "context_pool_frames": 2, "recompute": TINY_RECOMPUTE_PATCHES},
+    # The efficient layout at the CPU scale (configs/layouts/lite.yaml): tiny's, with the segmenter's queries reading
+    # at most 8 frames (a longer clip's context pooled in time to fit, so their cost stops growing with T; clips of up
+    # to 8 frames are read whole: the paper's layout) and recomputation for batches of 2^15 patches and more. Pooling
+    # 8-frame clips too, or 2 x 2 in space, cost retrieval (docs/results.md). It keeps tiny's pyramid: at 64 px the
+    # pretrained EfficientNet-Lite0 is slower and segments worse (configs/layouts/pretrained_encoder.yaml).
+    "tiny_lite": {**_TINY, "context_frames": 8, "recompute": TINY_RECOMPUTE_PATCHES},
 }
 
 
@@ -95,6 +96,8 @@ class TrajTok(nn.Module):
         context_pool, context_pool_frames: the segmenter's queries read the patches average-pooled over windows
             of ``context_pool`` squared patches and ``context_pool_frames`` frames, the assignment stays per patch
             (see ``Segmenter``); 1 and 1 are the paper's layout.
+        context_frames: the segmenter's queries read at most this many frames, longer clips pooled in time to fit
+            (``Segmenter``): their cost stops growing with T, and clips up to this length keep the paper's layout.
         recompute: training keeps fewer per-patch activations: the pixel encoder's, the assignment head's and the
             trajectory encoder's (positioned patches, per-layer keys) are recomputed in the backward. ``True``
             always, or from a number of patches per batch on (``recomputes``), so that short clips keep their speed
@@ -127,6 +130,7 @@ class TrajTok(nn.Module):
         encoder_rotary: RotaryForm | None = None,
         context_pool: PositiveInt = 1,
         context_pool_frames: PositiveInt = 1,
+        context_frames: PositiveInt | None = None,
         recompute: RecomputePolicy = False,
     ):
         super().__init__()
@@ -154,7 +158,8 @@ class TrajTok(nn.Module):
         self.pixel_encoder = pixel_encoder
         self.segmenter = Segmenter(
             dim, num_slots, depth, heads, head_dim, assign_dim, detach_features, init_scale, scale_gain, rotary=rotary,
-            context_pool=context_pool, context_pool_frames=context_pool_frames, recompute=recompute,
+            context_pool=context_pool, context_pool_frames=context_pool_frames, context_frames=context_frames,
+            recompute=recompute,
         )
         self.encoder = TrajectoryEncoder(
             dim, num_slots, max(subtokens), depth, heads, head_dim, soft_mean_init, position_features, attention,
