@@ -101,8 +101,8 @@ class TrajTok(nn.Module):
         recompute: training keeps fewer per-patch activations: the pixel encoder's, the assignment head's and the
             trajectory encoder's (positioned patches, per-layer keys) are recomputed in the backward. ``True``
             always, or from a number of patches per batch on (``recomputes``), so that short clips keep their speed
-            (tiny, 4 clips: at T = 64 a training step's live tensors peak at 752 -> 433 MiB, 352 with tiny_lite's
-            pooled context; at T = 16 the step ~6% slower on CPU).
+            (tiny, 4 clips: at T = 64 a training step's live tensors peak at 752 -> 433 MiB, 317 with tiny_lite's
+            capped context; at T = 16 the step ~6% slower on CPU).
         chunk_frames: split clips longer than this into chunks tokenised in parallel, tokens concatenated in
             time order (cross-chunk identity is not modelled, as in the paper).
     """
