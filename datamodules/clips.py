@@ -17,11 +17,13 @@ from datamodules.annotations import LabelledVideoRecord, VideoTextRecord
 from datamodules.bad_samples import OnBadSample, RecordDataset
 from datamodules.pseudo_labels import PseudoLabelError, load_pseudo_labels
 from datamodules.transforms import (
+    EvalResize,
     crop_area_range,
     eval_clip_transform,
+    squash_clip_transform,
     train_clip_transform,
 )
-from datamodules.video import DecodedClip, decode_clip
+from datamodules.video import DecodedClip, EvalSampling, decode_clip
 
 # What a clip dataset needs of a record: video, start_sec, end_sec, mask, graph.
 ClipRecord = VideoTextRecord | LabelledVideoRecord
@@ -39,9 +41,10 @@ def drop_missing_trajectories(masks: torch.Tensor, graph: torch.Tensor) -> torch
 
 
 def clip_sample(clip: DecodedClip, labels: tuple[str, str] | None, video: str, train: bool, image_size: int,
-                crop_scale: tuple[float, float], horizontal_flip: bool) -> dict[str, torch.Tensor]:
+                crop_scale: tuple[float, float], horizontal_flip: bool,
+                eval_resize: EvalResize = "crop") -> dict[str, torch.Tensor]:
     """``video`` float ``(T, 3, S, S)`` of a decoded clip, transformed (random resized crop and flip in training,
-    centre crop otherwise), plus ``mask``, ``graph`` and ``stuff`` of the pseudo-label files ``labels`` (mask,
+    centre crop or squash otherwise: ``eval_resize``), plus ``mask``, ``graph`` and ``stuff`` of the pseudo-label files ``labels`` (mask,
     graph) sampled at the clip's frames and transformed with them; ``video`` names the video in errors (file
     sets and tar shards share this)."""
     masks = graph = stuff = None
@@ -53,6 +56,8 @@ def clip_sample(clip: DecodedClip, labels: tuple[str, str] | None, video: str, t
         graph = torch.from_numpy(graph_np[:, clip.indices])
     if train:
         frames, masks = train_clip_transform(clip.frames, image_size, crop_scale, horizontal_flip, masks)
+    elif eval_resize == "squash":
+        frames, masks = squash_clip_transform(clip.frames, image_size, masks)
     else:
         frames, masks = eval_clip_transform(clip.frames, image_size, masks)
     out = {"video": frames}
@@ -68,7 +73,8 @@ class ClipDataset(RecordDataset):
     of ``RecordDataset`` (unusable: a missing, corrupt, truncated, empty or audio-only video; broken
     pseudo-labels).
 
-    The clip arguments (``num_frames``, ``image_size``, ``crop_scale``, ``horizontal_flip``) mean what the
+    The clip arguments (``num_frames``, ``image_size``, ``crop_scale``, ``horizontal_flip``, ``eval_sampling``,
+    ``eval_resize``) mean what the
     fields of ``datamodules.options.ClipOptions`` do. Subclasses say what a sample holds besides the clip
     (``load``).
     """
@@ -84,9 +90,12 @@ class ClipDataset(RecordDataset):
         crop_scale: tuple[float, float] = (0.8, 1.0),
         horizontal_flip: bool = False,
         max_reported: NonNegativeInt = 10,
+        eval_sampling: EvalSampling = "middle",
+        eval_resize: EvalResize = "crop",
     ) -> None:
         super().__init__(records, on_bad_video, max_reported)
         self.num_frames = num_frames
+        self.eval_sampling, self.eval_resize = eval_sampling, eval_resize
         self.image_size = image_size
         self.train = train
         self.crop_scale = crop_area_range(crop_scale)
@@ -115,8 +124,8 @@ class ClipDataset(RecordDataset):
         """``video`` of a record, transformed, plus ``mask`` and ``graph`` when pseudo-labels are loaded;
         or a ``BadSampleError`` naming the file that prevents it."""
         clip = decode_clip(
-            rec.video, self.num_frames, "random" if self.train else "middle", rec.start_sec, rec.end_sec
+            rec.video, self.num_frames, "random" if self.train else self.eval_sampling, rec.start_sec, rec.end_sec
         )
         labels = (rec.mask, rec.graph) if self.load_pseudo_labels else None
         return clip_sample(clip, labels, str(rec.video), self.train, self.image_size, self.crop_scale,
-                           self.horizontal_flip)
+                           self.horizontal_flip, self.eval_resize)

@@ -14,7 +14,8 @@ from dataclasses import dataclass, fields
 from jsonargparse.typing import NonNegativeInt, PositiveInt
 
 from datamodules.synthetic import SyntheticConfig
-from datamodules.transforms import crop_area_range
+from datamodules.transforms import EvalResize, crop_area_range
+from datamodules.video import EvalSampling
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,9 +45,16 @@ class ClipOptions(FrameOptions):
 
     Attributes:
         num_frames: frames sampled per clip (spread over the clip; jittered in training).
+        eval_sampling: which frames evaluation reads: ``middle`` (the middle frame of each of T equal parts) or
+            ``linspace`` (``round(linspace(0, n - 1, T))``, the released TrajTok's evaluation).
+        eval_resize: how evaluation frames become ``image_size`` squares: ``crop`` (shorter side resized, centre
+            crop) or ``squash`` (the whole frame resized with Pillow's bicubic filter, aspect not kept: the
+            released TrajTok's evaluation).
     """
 
     num_frames: PositiveInt = 8
+    eval_sampling: EvalSampling = "middle"
+    eval_resize: EvalResize = "crop"
 
 
 @dataclass(frozen=True, kw_only=True)

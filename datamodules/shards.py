@@ -102,8 +102,8 @@ from datamodules.clips import clip_sample
 from datamodules.collate import collate_video_text
 from datamodules.options import ClipOptions, LoaderOptions
 from datamodules.pseudo_labels import shard_label_paths, shard_name
-from datamodules.transforms import crop_area_range
-from datamodules.video import BadSampleError, DecodedClip, decode_clip
+from datamodules.transforms import EvalResize, crop_area_range
+from datamodules.video import BadSampleError, DecodedClip, EvalSampling, decode_clip
 from trajtok.seeding import loader_generator
 
 log = logging.getLogger(__name__)
@@ -272,6 +272,7 @@ class ShardedVideoTextDataset(IterableDataset):
         num_frames, image_size: frames per clip and the square side of the output.
         train: random frame jitter, random resized crop and random caption (else middle frames, centre
             crop, first caption).
+        eval_sampling, eval_resize: how evaluation reads and resizes frames (``datamodules.options.ClipOptions``).
         shuffle: shuffle the shard order every epoch (default: ``train``).
         shuffle_buffer: samples each reader holds to shuffle across its shards (0 or 1: none). They are
             kept encoded, so the memory is about ``shuffle_buffer`` times a video file's size, per reader.
@@ -308,9 +309,12 @@ class ShardedVideoTextDataset(IterableDataset):
         video_extensions: Sequence[str] = VIDEO_EXTENSIONS,
         max_reported: NonNegativeInt = 10,
         pseudo_labels: str | None = None,
+        eval_sampling: EvalSampling = "middle",
+        eval_resize: EvalResize = "crop",
     ) -> None:
         super().__init__()
         check_policy(on_bad_video)
+        self.eval_sampling, self.eval_resize = eval_sampling, eval_resize
         if (rank is None) != (world_size is None):
             raise ValueError("give rank and world_size together, or neither")
         if world_size is not None and not 0 <= rank < world_size:
@@ -502,7 +506,7 @@ class ShardedVideoTextDataset(IterableDataset):
         name = f"{sample.name}.{ext}"
         labels = None if self.pseudo_labels is None else shard_label_paths(self.pseudo_labels, sample.shard, sample.key)
         clip = clip_sample(self.decode(sample.files[ext], name), labels, name, self.train, self.image_size,
-                           self.crop_scale, self.horizontal_flip)
+                           self.crop_scale, self.horizontal_flip, self.eval_resize)
         # Drawn after the clip, as VideoTextDataset does.
         text = captions[int(torch.randint(len(captions), (1,)))] if self.train else captions[0]
         return {**clip, "text": text, "captions": captions, "index": index}
@@ -517,7 +521,7 @@ class ShardedVideoTextDataset(IterableDataset):
 
     def decode(self, data: bytes, name: str) -> DecodedClip:
         """The sampled frames of a member's bytes (``name``: ``<shard>:<key>.<ext>``, for errors)."""
-        return decode_clip(data, self.num_frames, "random" if self.train else "middle", name=name)
+        return decode_clip(data, self.num_frames, "random" if self.train else self.eval_sampling, name=name)
 
     @property
     def num_bad_shards(self) -> int:

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -122,6 +124,10 @@ def normalize(video: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torc
     return (video - m) / s
 
 
+#: How evaluation frames become squares (``ClipOptions.eval_resize``).
+EvalResize = Literal["crop", "squash"]
+
+
 def eval_clip_transform(
     clip: torch.Tensor, size: int, masks: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -129,6 +135,21 @@ def eval_clip_transform(
     _, h, w, _ = clip.shape
     box = center_box(h, w, size, size)
     return _apply(clip, box, (size, size), flip=False, masks=masks)
+
+
+def squash_clip_transform(
+    clip: torch.Tensor, size: int, masks: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Evaluation as the released TrajTok reads clips: each whole frame resized to ``size x size`` (the aspect
+    ratio is not kept) with Pillow's bicubic filter on the 8-bit frame, then normalised; masks by nearest
+    neighbour. Pillow, not torch: its filter and its rounding back to 8 bits are what the released model saw."""
+    from PIL import Image
+
+    frames = [np.asarray(Image.fromarray(frame).resize((size, size), Image.Resampling.BICUBIC)) for frame in clip.numpy()]
+    video = to_float_tchw(torch.from_numpy(np.stack(frames)))
+    if masks is not None:
+        masks = resized_crop_masks(masks, Box(0, 0, *masks.shape[-2:]), (size, size))
+    return normalize(video), masks
 
 
 def train_clip_transform(

@@ -24,7 +24,10 @@ import torch
 
 from trajtok.errors import UserError
 
-Sampling = Literal["middle", "random"]
+Sampling = Literal["middle", "random", "linspace"]
+#: How evaluation picks its frames: ``middle`` (of T equal parts) or ``linspace`` (the released TrajTok's drivers:
+#: ``round(linspace(0, n - 1, T))``, first and last frame included).
+EvalSampling = Literal["middle", "linspace"]
 # A file path, or the encoded bytes of a video (in memory or in a binary file-like object).
 VideoSource = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, BinaryIO]
 
@@ -82,7 +85,9 @@ def sample_indices(
     """Pick ``num_frames`` frame indices out of ``num_source`` frames, one per equal-length part.
 
     ``middle`` takes each part's middle frame; ``random`` a uniformly random frame of each part. When
-    ``num_source < num_frames`` the parts are shorter than a frame and indices repeat, in order.
+    ``num_source < num_frames`` the parts are shorter than a frame and indices repeat, in order. ``linspace``
+    takes ``round(linspace(0, num_source - 1, num_frames))`` (ties to even, as numpy): the first and the last
+    frame, evenly spaced between, as the released TrajTok's evaluation reads clips.
     """
     if num_source < 1:
         raise ValueError(f"num_source must be >= 1, got {num_source}")
@@ -91,11 +96,13 @@ def sample_indices(
     if sampling == "middle":
         # Integer arithmetic: floor((i + 1/2) * n / T) without float rounding.
         return [((2 * i + 1) * num_source) // (2 * num_frames) for i in range(num_frames)]
+    if sampling == "linspace":
+        return torch.linspace(0, num_source - 1, num_frames, dtype=torch.float64).round().long().tolist()
     if sampling == "random":
         u = torch.rand(num_frames, generator=generator, dtype=torch.float64)
         pos = (torch.arange(num_frames, dtype=torch.float64) + u) * num_source / num_frames
         return pos.floor().long().clamp_(0, num_source - 1).tolist()
-    raise ValueError(f"sampling must be 'middle' or 'random', got {sampling!r}")
+    raise ValueError(f"sampling must be 'middle', 'random' or 'linspace', got {sampling!r}")
 
 
 def _source(video: VideoSource, name: str | None) -> tuple[str | bytes, str]:

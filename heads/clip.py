@@ -35,6 +35,11 @@ class ClipHead(Head):
         init_temperature: starting softmax temperature of the contrastive logits (learnable, clamped).
         classnames: class names for zero-shot classification when evaluation batches carry ``label``.
         templates: prompt templates for the zero-shot ensemble (``{}`` is the class name).
+        mask_invalid: the transformer's attention skips empty trajectory slots. Off, the [CLS] and every token
+            attend to all K slots, empty ones included: what the released TrajViT-v2 computes (its attention path
+            drops the key-padding mask), so its weights need it off.
+        proj_bias: the video and text projections into the shared space have biases (the released model's).
+        block_norm_eps: epsilon of the transformer blocks' LayerNorms (the released model's transformers ViT: 1e-12).
     """
 
     def __init__(
@@ -47,14 +52,18 @@ class ClipHead(Head):
         init_temperature: PositiveFloat = 0.07,
         classnames: list[str] | None = None,
         templates: list[str] | None = None,
+        mask_invalid: bool = True,
+        proj_bias: bool = False,
+        block_norm_eps: PositiveFloat = 1e-5,
     ):
         super().__init__()
         self.width = width
+        self.mask_invalid = mask_invalid
         self.cls = nn.Parameter(torch.zeros(1, 1, width))
-        self.transformer = Transformer(width, depth, heads)
-        self.video_proj = nn.Linear(width, embed_dim, bias=False)
+        self.transformer = Transformer(width, depth, heads, norm_eps=block_norm_eps)
+        self.video_proj = nn.Linear(width, embed_dim, bias=proj_bias)
         self.text_encoder = text_encoder if text_encoder is not None else ByteTextEncoder()
-        self.text_proj = nn.Linear(self.text_encoder.out_dim, embed_dim, bias=False)
+        self.text_proj = nn.Linear(self.text_encoder.out_dim, embed_dim, bias=proj_bias)
         self.logit_scale = LogitScale(init_temperature)
         self.classnames = classnames
         self.templates = templates or list(VIDEO_TEMPLATES)
@@ -72,7 +81,7 @@ class ClipHead(Head):
         tokens (``tokens.sizes``) weighted by their size."""
         x = self.token_proj(tokens.tokens)
         x = torch.cat([self.cls.expand(x.shape[0], -1, -1).to(x.dtype), x], dim=1)
-        keep = F.pad(tokens.valid, (1, 0), value=True)
+        keep = F.pad(tokens.valid, (1, 0), value=True) if self.mask_invalid else None
         sizes = None if tokens.sizes is None else F.pad(tokens.sizes, (1, 0), value=1.0)  # [CLS] stands for itself
         return F.normalize(self.video_proj(self.transformer(x, keep, sizes)[:, 0]), dim=-1)
 

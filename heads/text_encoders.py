@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from jsonargparse.typing import (
@@ -26,6 +26,7 @@ from jsonargparse.typing import (
 from torch import Tensor, nn
 
 from heads.transformer import Transformer
+from trajtok.hf import load_config, resolve_path
 
 
 class TextEncoder(nn.Module):
@@ -127,12 +128,20 @@ class HFTextEncoder(TextEncoder):
     Meant for encoder-only models (BERT, RoBERTa, MiniLM, ...) whose output has ``last_hidden_state``.
 
     Args:
-        name_or_path: hub id (``bert-base-uncased``) or a folder written by ``save_pretrained``.
+        name_or_path: hub id (``bert-base-uncased``) or a folder written by ``save_pretrained``; with
+            ``pretrained=False`` also a bare model type (``bert``: that architecture's default config).
         pooling: ``cls``, the first token (BERT's, and TrajViT2's, choice), or ``mean`` over non-padding
             tokens (what sentence-transformers models such as MiniLM were trained with).
         max_length: tokens per text after truncation (77, as CLIP and TrajViT2).
         freeze: keep the weights fixed: no gradients, no dropout, forward under ``no_grad``.
         trust_remote_code: allow models whose code ships with the checkpoint.
+        pretrained: load the weights; false builds the architecture from its config (its weights then come from a
+            checkpoint, as for the released TrajViT-v2).
+        config_overrides: set on the config before the model is built (e.g. ``{num_hidden_layers: 9}``).
+        tokenizer_path: where the tokenizer is read from, if not ``name_or_path``: a folder, a WordPiece
+            ``vocab.txt`` (an uncased BERT tokenizer over it), or ``package:NAME`` (an installed package's folder).
+        special_tokens: ``model``, the tokenizer's own (``[CLS] x [SEP]`` for BERT), or ``cls``: ``[CLS] x`` with no
+            end token, truncated to ``max_length - 1`` word pieces (the released TrajViT-v2's tokenizer).
     """
 
     def __init__(
@@ -142,19 +151,32 @@ class HFTextEncoder(TextEncoder):
         max_length: PositiveInt = 77,
         freeze: bool = False,
         trust_remote_code: bool = False,
+        pretrained: bool = True,
+        config_overrides: dict[str, Any] | None = None,
+        tokenizer_path: str | None = None,
+        special_tokens: Literal["model", "cls"] = "model",
     ) -> None:
         super().__init__()
         # A heavy import, paid only when this encoder is used.
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoModel
 
         if pooling not in ("cls", "mean"):
             raise ValueError(f"pooling must be 'cls' or 'mean', got {pooling!r}")
+        if special_tokens not in ("model", "cls"):
+            raise ValueError(f"special_tokens must be 'model' or 'cls', got {special_tokens!r}")
+        name_or_path = resolve_path(name_or_path)
         kwargs = {"trust_remote_code": trust_remote_code}
         if Path(name_or_path).expanduser().exists():
             name_or_path = str(Path(name_or_path).expanduser())
             kwargs["local_files_only"] = True
-        self.tokenizer = AutoTokenizer.from_pretrained(name_or_path, **kwargs)
-        self.model = AutoModel.from_pretrained(name_or_path, **kwargs)
+        self.tokenizer = load_tokenizer(tokenizer_path or name_or_path, trust_remote_code)
+        if pretrained:
+            config = load_config(name_or_path, trust_remote_code, config_overrides) if config_overrides else None
+            self.model = AutoModel.from_pretrained(name_or_path, **({"config": config} if config else {}), **kwargs)
+        else:
+            config = load_config(name_or_path, trust_remote_code, config_overrides)
+            self.model = AutoModel.from_config(config, trust_remote_code=trust_remote_code)
+        self.special_tokens = special_tokens
         if getattr(self.model, "pooler", None) is not None:
             # BERT-style poolers are never read (pooling is ``cls`` / ``mean`` of the last hidden states); left in,
             # their weights get no gradient, which DDP refuses as unused parameters.
@@ -177,19 +199,38 @@ class HFTextEncoder(TextEncoder):
             self.model.eval()
         return self
 
+    def tokenize(self, texts: list[str]) -> dict[str, Tensor]:
+        """The model's inputs for ``texts``, padded to the longest (``input_ids``, ``attention_mask``, ...)."""
+        if self.special_tokens == "model":
+            return self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+        pieces = self.tokenizer(texts, add_special_tokens=False, truncation=True, max_length=self.max_length - 1)
+        ids = [[self.tokenizer.cls_token_id, *row] for row in pieces["input_ids"]]
+        return self.tokenizer.pad({"input_ids": ids}, padding=True, return_tensors="pt")
+
     def forward(self, texts: list[str]) -> Tensor:
         if not texts:
             raise ValueError("no texts to encode")
-        batch = self.tokenizer(
-            list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
-        )
-        batch = {k: v.to(self.device) for k, v in batch.items()}
+        batch = {k: v.to(self.device) for k, v in self.tokenize(list(texts)).items()}
         with torch.no_grad() if self.freeze else nullcontext():
             hidden = self.model(**batch).last_hidden_state  # (B, L, D)
         if self.pooling == "cls":
             return hidden[:, 0]
         keep = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         return (hidden * keep).sum(dim=1) / keep.sum(dim=1).clamp(min=1)
+
+
+def load_tokenizer(path: str, trust_remote_code: bool = False):
+    """A transformers tokenizer from a hub id, a folder, ``package:NAME``, or a WordPiece ``vocab.txt`` file (an
+    uncased BERT tokenizer over it)."""
+    from transformers import AutoTokenizer, BertTokenizerFast
+
+    path = resolve_path(path)
+    local = Path(path).expanduser()
+    if local.is_file():
+        return BertTokenizerFast(vocab_file=str(local), do_lower_case=True)
+    if local.exists():
+        return AutoTokenizer.from_pretrained(str(local), trust_remote_code=trust_remote_code, local_files_only=True)
+    return AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
 
 
 class MiniLMTextEncoder(HFTextEncoder):

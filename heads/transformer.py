@@ -29,15 +29,16 @@ def key_bias(keep: torch.Tensor | None, sizes: torch.Tensor | None, dtype: torch
 class Block(nn.Module):
     """Pre-norm self-attention and MLP, each residual."""
 
-    def __init__(self, width: PositiveInt, heads: PositiveInt, mlp_ratio: PositiveFloat = 4.0, dropout: ClosedUnitInterval = 0.0):
+    def __init__(self, width: PositiveInt, heads: PositiveInt, mlp_ratio: PositiveFloat = 4.0, dropout: ClosedUnitInterval = 0.0,
+                 norm_eps: PositiveFloat = 1e-5):
         super().__init__()
         if width % heads:
             raise ValueError(f"width={width} must be divisible by heads={heads}")
         self.heads, self.dropout = heads, dropout
-        self.norm_attn = nn.LayerNorm(width)
+        self.norm_attn = nn.LayerNorm(width, eps=norm_eps)
         self.qkv = nn.Linear(width, 3 * width)
         self.proj = nn.Linear(width, width)
-        self.norm_mlp = nn.LayerNorm(width)
+        self.norm_mlp = nn.LayerNorm(width, eps=norm_eps)
         hidden = int(width * mlp_ratio)
         self.mlp = nn.Sequential(
             nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, width), nn.Dropout(dropout)
@@ -55,11 +56,13 @@ class Block(nn.Module):
 
 
 class Transformer(nn.Module):
-    """A stack of ``Block`` with a final LayerNorm."""
+    """A stack of ``Block`` with a final LayerNorm; ``norm_eps`` is the blocks' norms' epsilon (transformers' ViT
+    uses 1e-12), the final norm's stays 1e-5."""
 
-    def __init__(self, width: PositiveInt, depth: NonNegativeInt, heads: PositiveInt, mlp_ratio: PositiveFloat = 4.0, dropout: ClosedUnitInterval = 0.0):
+    def __init__(self, width: PositiveInt, depth: NonNegativeInt, heads: PositiveInt, mlp_ratio: PositiveFloat = 4.0,
+                 dropout: ClosedUnitInterval = 0.0, norm_eps: PositiveFloat = 1e-5):
         super().__init__()
-        self.blocks = nn.ModuleList(Block(width, heads, mlp_ratio, dropout) for _ in range(depth))
+        self.blocks = nn.ModuleList(Block(width, heads, mlp_ratio, dropout, norm_eps) for _ in range(depth))
         self.norm = nn.LayerNorm(width)
 
     def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None, sizes: torch.Tensor | None = None) -> torch.Tensor:

@@ -16,9 +16,11 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from jsonargparse.typing import PositiveFloat
 from torch import nn
 
 Attend = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -31,21 +33,26 @@ def full_attention(q, k_lat, v_lat, k_ctx, v_ctx) -> torch.Tensor:
     return F.scaled_dot_product_attention(q.transpose(1, 2), k, v).transpose(1, 2)
 
 
-def trajectory_mask(labels: torch.Tensor, num_slots: int, num_subtokens: int) -> torch.Tensor:
-    """``(B, K*n, K*n + N)`` bool: latent of trajectory k sees its own sub-tokens and the patches labelled k."""
+def trajectory_mask(labels: torch.Tensor, num_slots: int, num_subtokens: int, visible_tail: int = 0) -> torch.Tensor:
+    """``(B, K*n, K*n + N)`` bool: latent of trajectory k sees its own sub-tokens and the patches labelled k;
+    every latent also sees the last ``visible_tail`` patches of the clip (the released encoder's guard against a
+    row with no key)."""
     owner = torch.arange(num_slots, device=labels.device).repeat_interleave(num_subtokens)
     to_latents = (owner[:, None] == owner[None, :]).expand(labels.shape[0], -1, -1)
     to_patches = owner[None, :, None] == labels[:, None, :]
+    if visible_tail:
+        to_patches[..., -visible_tail:] = True
     return torch.cat([to_latents, to_patches], dim=-1)
 
 
-def dense_masked_attention(q, k_lat, v_lat, k_ctx, v_ctx, labels: torch.Tensor, num_subtokens: int):
+def dense_masked_attention(q, k_lat, v_lat, k_ctx, v_ctx, labels: torch.Tensor, num_subtokens: int,
+                           visible_tail: int = 0):
     """Trajectory-masked attention as one dense SDPA call with a boolean mask (the oracle).
 
     ``q, k_lat, v_lat``: ``(B, K*n, H, d)``; ``k_ctx, v_ctx``: ``(B, N, H, d)``; ``labels``: ``(B, N)``.
     """
     num_slots = q.shape[1] // num_subtokens
-    mask = trajectory_mask(labels, num_slots, num_subtokens)[:, None]
+    mask = trajectory_mask(labels, num_slots, num_subtokens, visible_tail)[:, None]
     k = torch.cat([k_lat, k_ctx], dim=1).transpose(1, 2)
     v = torch.cat([v_lat, v_ctx], dim=1).transpose(1, 2)
     return F.scaled_dot_product_attention(q.transpose(1, 2), k, v, attn_mask=mask).transpose(1, 2)
@@ -174,15 +181,46 @@ class ContextAttention:
         raise NotImplementedError
 
 
+@dataclass(frozen=True, kw_only=True)
+class PerceiverOptions:
+    """How the tokenizer's Perceivers (segmenter queries, trajectory encoder) normalise, and what their MLP holds.
+
+    The defaults are this project's layout; ``RELEASED_PERCEIVER`` is the released TrajTok's (``configs/official``).
+
+    Attributes:
+        norm_eps: epsilon of the latent-stream norm, the MLP's norm and ``context_norm``.
+        context_norm: an affine LayerNorm over the context once per Perceiver, before each layer's own
+            (the released Perceiver's ``norm_ctx``).
+        attn_input_norm: the attention reads its own LayerNorm (eps 1e-5) of the latent stream, while the stream
+            keeps its normalised value on the residual path (the released ``norm_latents`` beside ``norm_lat``).
+        shared_stream_norm: one latent-stream norm shared by all layers (the released ``norm_lat``), instead of
+            one per layer.
+        ff_bias: the MLP's projections have biases.
+        final_norm: a LayerNorm over the latents after the last layer (the released code has none).
+    """
+
+    norm_eps: PositiveFloat = 1e-5
+    context_norm: bool = False
+    attn_input_norm: bool = False
+    shared_stream_norm: bool = False
+    ff_bias: bool = False
+    final_norm: bool = True
+
+
+#: The released TrajTok's Perceivers.
+RELEASED_PERCEIVER = PerceiverOptions(norm_eps=1e-6, context_norm=True, attn_input_norm=True, shared_stream_norm=True,
+                                      ff_bias=True, final_norm=False)
+
+
 class FeedForward(nn.Module):
     """Pre-norm gated-SiLU MLP."""
 
-    def __init__(self, dim: int, mult: int = 4):
+    def __init__(self, dim: int, mult: int = 4, bias: bool = False, eps: float = 1e-5):
         super().__init__()
         hidden = dim * mult
-        self.norm = nn.LayerNorm(dim)
-        self.gate_value = nn.Linear(dim, 2 * hidden, bias=False)
-        self.out = nn.Linear(hidden, dim, bias=False)
+        self.norm = nn.LayerNorm(dim, eps=eps)
+        self.gate_value = nn.Linear(dim, 2 * hidden, bias=bias)
+        self.out = nn.Linear(hidden, dim, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gate, value = self.gate_value(self.norm(x)).chunk(2, dim=-1)
@@ -205,11 +243,13 @@ class PerceiverLayer(nn.Module):
     Perceiver resampler re-normalises its latents at the start of every layer for the same reason.
     """
 
-    def __init__(self, dim: int, heads: int, head_dim: int, ff_mult: int = 4):
+    def __init__(self, dim: int, heads: int, head_dim: int, ff_mult: int = 4, options: PerceiverOptions = PerceiverOptions(),
+                 stream_norm: nn.LayerNorm | None = None):
         super().__init__()
         self.heads, self.head_dim = heads, head_dim
         inner = heads * head_dim
-        self.norm_latents = nn.LayerNorm(dim)
+        self.norm_latents = stream_norm if stream_norm is not None else nn.LayerNorm(dim, eps=options.norm_eps)
+        self.norm_attention = nn.LayerNorm(dim) if options.attn_input_norm else None
         self.norm_context = nn.LayerNorm(dim)
         self.to_q = nn.Linear(dim, inner, bias=False)
         # Keys and values by separate projections: each comes out contiguous, where the halves of one fused
@@ -217,7 +257,7 @@ class PerceiverLayer(nn.Module):
         self.to_k = nn.Linear(dim, inner, bias=False)
         self.to_v = nn.Linear(dim, inner, bias=False)
         self.to_out = nn.Linear(inner, dim, bias=False)
-        self.ff = FeedForward(dim, ff_mult)
+        self.ff = FeedForward(dim, ff_mult, bias=options.ff_bias, eps=options.norm_eps)
         self._register_load_state_dict_pre_hook(_split_fused_key_value)
 
     def _split(self, x: torch.Tensor) -> torch.Tensor:
@@ -244,8 +284,9 @@ class PerceiverLayer(nn.Module):
 
         ``rotate``: position as ``(q, k_latents, k_patches) -> the same, rotated`` (``position.Rotate``)."""
         latents = self.norm_latents(latents)
-        q = self._split(self.to_q(latents))
-        k_lat, v_lat = self._split(self.to_k(latents)), self._split(self.to_v(latents))
+        attention_input = latents if self.norm_attention is None else self.norm_attention(latents)
+        q = self._split(self.to_q(attention_input))
+        k_lat, v_lat = self._split(self.to_k(attention_input)), self._split(self.to_v(attention_input))
         if isinstance(attend, ContextAttention):
             out = attend(q, k_lat, v_lat, context, self.context_projections(), rotate).flatten(-2)
         else:
@@ -255,6 +296,17 @@ class PerceiverLayer(nn.Module):
             out = attend(q, k_lat, v_lat, k_ctx, v_ctx).flatten(-2)
         latents = latents + self.to_out(out)
         return latents + self.ff(latents)
+
+
+def perceiver_layers(depth: int, dim: int, heads: int, head_dim: int, options: PerceiverOptions) -> nn.ModuleList:
+    """``depth`` Perceiver layers built with ``options`` (one stream norm shared by all when it says so)."""
+    shared = nn.LayerNorm(dim, eps=options.norm_eps) if options.shared_stream_norm else None
+    return nn.ModuleList(PerceiverLayer(dim, heads, head_dim, options=options, stream_norm=shared) for _ in range(depth))
+
+
+def context_norm(dim: int, options: PerceiverOptions) -> nn.Module:
+    """The Perceiver-wide affine norm of the context that ``options.context_norm`` asks for, else the identity."""
+    return nn.LayerNorm(dim, eps=options.norm_eps) if options.context_norm else nn.Identity()
 
 
 def _split_fused_key_value(state_dict: dict, prefix: str, *args) -> None:

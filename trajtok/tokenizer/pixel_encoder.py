@@ -7,6 +7,8 @@ stages give object-level context (the paper's "hierarchical features" ablation).
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from jsonargparse.typing import PositiveInt
@@ -20,9 +22,9 @@ STRIDE = 4
 class ChannelLayerNorm(nn.Module):
     """LayerNorm over the channel axis of a ``(B, C, H, W)`` map."""
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, eps: float = 1e-5):
         super().__init__()
-        self.norm = nn.LayerNorm(channels)
+        self.norm = nn.LayerNorm(channels, eps=eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
@@ -108,6 +110,13 @@ class HFBackbone(PixelEncoder):
         frozen: no gradients into the backbone (its projections still train).
         out_indices: which stages to use; default all but the stem.
         trust_remote_code: only if you trust the repository's code.
+        config_overrides: set on the loaded config (or on the architecture's default one, when ``name_or_path`` is a
+            bare model type such as ``dinov3_convnext``): how a layout is built from its config alone, with no
+            folder, e.g. ``{depths: [3, 3, 27, 3], hidden_sizes: [96, 192, 384, 768]}`` for DINOv3 ConvNeXt-S.
+        last_stage_norm: a LayerNorm (the config's ``layer_norm_eps``) over the channels of the last stage's map
+            before its projection. DINOv3's own ConvNeXt normalises its last stage this way when its intermediate
+            layers are read (``get_intermediate_layers(norm=True)``), and the released TrajTok segmenter was trained
+            on it; transformers' backbone class returns the stage raw.
     """
 
     def __init__(
@@ -118,17 +127,22 @@ class HFBackbone(PixelEncoder):
         frozen: bool = False,
         out_indices: list[int] | None = None,
         trust_remote_code: bool = False,
+        config_overrides: dict[str, Any] | None = None,
+        last_stage_norm: bool = False,
     ):
         super().__init__()
         from transformers.models.auto.modeling_auto import MODEL_FOR_BACKBONE_MAPPING
 
         kwargs = load_kwargs(name_or_path, trust_remote_code)
-        config = load_config(name_or_path, trust_remote_code)
+        config = load_config(name_or_path, trust_remote_code, config_overrides)
         if out_indices is None:
             num_stages = len(getattr(config, "stage_names", [])) - 1 or len(config.depths)
             out_indices = list(range(1, num_stages + 1))
-        config.out_indices = out_indices
-        config.out_features = None
+        # The indices alone: their setter aligns out_features with them, while setting out_features afterwards (even
+        # to None) re-aligns the indices to the last stage only.
+        config.out_indices = list(out_indices)
+        if list(config.out_indices) != list(out_indices):
+            raise ValueError(f"{name_or_path}: out_indices {out_indices} did not take ({config.out_indices})")
         # The concrete class, not AutoBackbone.from_pretrained: that one asks the hub whether the repository
         # exists (a network call, which fails offline and rejects local paths in transformers 5).
         if type(config) not in MODEL_FOR_BACKBONE_MAPPING:
@@ -145,6 +159,9 @@ class HFBackbone(PixelEncoder):
         self.out_dim = out_dim
         self.projections = nn.ModuleList(nn.Conv2d(c, out_dim, 1) for c in self.backbone.channels)
         self.stage_norm = ChannelLayerNorm(out_dim)
+        self.last_stage_norm = None
+        if last_stage_norm:
+            self.last_stage_norm = ChannelLayerNorm(self.backbone.channels[-1], eps=config.layer_norm_eps)
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -156,6 +173,8 @@ class HFBackbone(PixelEncoder):
         size = (frames.shape[-2] // STRIDE, frames.shape[-1] // STRIDE)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
             stages = list(self.backbone(pixel_values=frames).feature_maps)
+        if self.last_stage_norm is not None:
+            stages[-1] = self.last_stage_norm(stages[-1])
         return self.fuse(stages, size)
 
 

@@ -9,7 +9,13 @@ import torch.nn.functional as F
 from jsonargparse.typing import NonNegativeInt, PositiveFloat, PositiveInt
 from torch import nn
 
-from trajtok.tokenizer.attention import PerceiverLayer, full_attention, standardize
+from trajtok.tokenizer.attention import (
+    PerceiverOptions,
+    context_norm,
+    full_attention,
+    perceiver_layers,
+    standardize,
+)
 from trajtok.tokenizer.fourier import fourier_slot_latents
 from trajtok.tokenizer.position import RotaryForm, create_rotary
 from trajtok.tokenizer.recompute import (
@@ -77,6 +83,8 @@ class Segmenter(nn.Module):
             ``context_frames`` long are read whole (None: no cap).
         recompute: the assignment head's per-patch activations are recomputed in the backward, not kept
             (``True``, or from a number of patches per batch: ``recomputes``).
+        perceiver: the query Perceiver's norms and MLP (``PerceiverOptions``); without ``final_norm`` the queries
+            go to the assignment head as the last layer leaves them.
     """
 
     def __init__(
@@ -96,6 +104,7 @@ class Segmenter(nn.Module):
         context_pool_frames: PositiveInt = 1,
         context_frames: PositiveInt | None = None,
         recompute: RecomputePolicy = False,
+        perceiver: PerceiverOptions = PerceiverOptions(),
     ):
         super().__init__()
         if not 1 < init_scale <= max_scale:
@@ -112,8 +121,9 @@ class Segmenter(nn.Module):
         self.recompute = recompute
         self.queries = nn.Parameter(fourier_slot_latents(num_slots, dim))
         self.rotary = create_rotary(rotary, head_dim)
-        self.layers = nn.ModuleList(PerceiverLayer(dim, heads, head_dim) for _ in range(depth))
-        self.norm = nn.LayerNorm(dim)
+        self.context_norm = context_norm(dim, perceiver)
+        self.layers = perceiver_layers(depth, dim, heads, head_dim, perceiver)
+        self.norm = nn.LayerNorm(dim) if perceiver.final_norm else nn.Identity()
         self.query_head = projection_mlp(dim, 2 * assign_dim, assign_dim)
         self.patch_head = projection_mlp(dim, 2 * assign_dim, assign_dim)
         inverse_softplus = math.log(math.expm1(init_scale - 1))
@@ -141,7 +151,7 @@ class Segmenter(nn.Module):
         """``patches (B, N, D)`` on ``grid`` -> ``(logits (B, N, K), queries (B, K, D))``."""
         context = patches.detach() if self.detach_features else patches
         context, context_grid = self.pool_context(context, grid)
-        context = standardize(context)
+        context = standardize(self.context_norm(context))
         rotate = self.rotary.for_grid(context_grid, self.num_slots, patches.device) if self.rotary is not None else None
         # A copy, not an expand: a view of a parameter made under no_grad breaks torch's module tracker (and with
         # it FlopCounterMode and Lightning's model summary); K x D per clip is nothing.

@@ -10,9 +10,11 @@ from jsonargparse.typing import NonNegativeInt, PositiveInt
 from torch import nn
 
 from trajtok.tokenizer.attention import (
-    PerceiverLayer,
+    PerceiverOptions,
     SegmentLayout,
+    context_norm,
     dense_masked_attention,
+    perceiver_layers,
     standardize,
 )
 from trajtok.tokenizer.fourier import fourier_subtoken_latents
@@ -85,9 +87,11 @@ def pick_attention_form(
     return "dense" if num_latents * num_patches * inner_dim <= limit else "segment"
 
 
-def positioned_context(patches: torch.Tensor, position: torch.Tensor | None) -> torch.Tensor:
-    """The standardised ``patches + position`` that every layer of the trajectory encoder reads."""
-    return standardize(patches if position is None else patches + position)
+def positioned_context(patches: torch.Tensor, position: torch.Tensor | None, norm: nn.Module | None = None) -> torch.Tensor:
+    """The standardised ``patches + position`` that every layer of the trajectory encoder reads (after the
+    Perceiver-wide ``norm``, if any)."""
+    context = patches if position is None else patches + position
+    return standardize(context if norm is None else norm(context))
 
 
 class TrajectoryEncoder(nn.Module):
@@ -111,6 +115,12 @@ class TrajectoryEncoder(nn.Module):
         recompute: the positioned, standardised patches and each layer's per-patch keys (and the dense form's
             values) are recomputed in the backward, not kept (``True``, or from a number of patches per batch:
             ``recomputes``).
+        perceiver: the Perceiver's norms and MLP (``PerceiverOptions``); without ``final_norm`` the output
+            projection reads the last layer's latents as they are.
+        code_norm: normalise the learned latents before use; off, every clip starts from the raw learned latents
+            (the released encoder, with ``soft_mean_init`` and ``position_features`` off too).
+        visible_tail: every latent also sees the clip's last ``visible_tail`` patches, whatever their label (the
+            released encoder's guard: 2). Only the dense form computes it, so ``auto`` then picks dense.
     """
 
     def __init__(
@@ -127,21 +137,31 @@ class TrajectoryEncoder(nn.Module):
         rotary: RotaryForm = "axial",
         out_dim: PositiveInt | None = None,
         recompute: RecomputePolicy = False,
+        perceiver: PerceiverOptions = PerceiverOptions(),
+        code_norm: bool = True,
+        visible_tail: NonNegativeInt = 0,
     ):
         super().__init__()
+        if visible_tail and attention == "segment":
+            raise ValueError(f"visible_tail={visible_tail} needs attention 'dense' or 'auto', not 'segment'")
         self.recompute = recompute
         self.num_slots = num_slots
         self.soft_mean_init = soft_mean_init
-        self.attention = attention
+        self.attention = "dense" if visible_tail else attention
+        self.visible_tail = visible_tail
         self.latents = nn.Parameter(fourier_subtoken_latents(num_slots, max_subtokens, dim))
         self.rotary = create_rotary(rotary, head_dim)
         self.position = FourierPosition(dim) if position_features else None
         # The sub-token code (Fourier, scale 0.02) and the soft mean (patch scale) are normalised apart before
         # they are summed: added raw, the soft mean swamps the code and a trajectory's sub-tokens start equal.
-        self.norm_code = nn.LayerNorm(dim)
-        self.norm_soft_mean = nn.LayerNorm(dim)
-        self.layers = nn.ModuleList(PerceiverLayer(dim, heads, head_dim) for _ in range(depth))
-        self.norm = nn.LayerNorm(dim)
+        self.norm_code = nn.LayerNorm(dim) if code_norm else nn.Identity()
+        # Only where the soft mean is used: a norm that never runs gets no gradient, which DDP refuses.
+        self.norm_soft_mean = nn.LayerNorm(dim) if soft_mean_init else None
+        if not soft_mean_init:
+            self._register_load_state_dict_pre_hook(_drop_unused_soft_mean_norm)
+        self.context_norm = context_norm(dim, perceiver)
+        self.layers = perceiver_layers(depth, dim, heads, head_dim, perceiver)
+        self.norm = nn.LayerNorm(dim) if perceiver.final_norm else nn.Identity()
         self.proj = nn.Linear(dim, out_dim or dim)
 
     def forward(self, patches, logits, labels, grid: tuple[int, int, int], num_subtokens: int) -> torch.Tensor:
@@ -169,9 +189,17 @@ class TrajectoryEncoder(nn.Module):
             # Without rotary the layers keep (nnz,) probabilities, no per-patch keys or values: nothing to recompute.
             layers_recompute = recompute and self.rotary is not None
         else:
-            attend = partial(dense_masked_attention, labels=labels, num_subtokens=num_subtokens)
+            attend = partial(dense_masked_attention, labels=labels, num_subtokens=num_subtokens,
+                             visible_tail=self.visible_tail)
         rotate = self.rotary.for_grid(grid, latents.shape[1], patches.device) if self.rotary is not None else None
-        context = recompute_in_backward(positioned_context, patches, position, enabled=recompute)
+        norm = None if isinstance(self.context_norm, nn.Identity) else self.context_norm
+        context = recompute_in_backward(positioned_context, patches, position, norm, enabled=recompute)
         for layer in self.layers:
             latents = recompute_in_backward(layer, latents, context, attend, rotate, enabled=layers_recompute)
         return self.proj(self.norm(latents))
+
+
+def _drop_unused_soft_mean_norm(state_dict: dict, prefix: str, *args) -> None:
+    """Read checkpoints of ``soft_mean_init=False`` encoders written when they still held the unused norm."""
+    for key in [k for k in state_dict if k.startswith(prefix + "norm_soft_mean.")]:
+        del state_dict[key]

@@ -10,6 +10,7 @@ from einops import rearrange
 from jsonargparse.typing import NonNegativeInt, PositiveFloat, PositiveInt
 from torch import nn
 
+from trajtok.tokenizer.attention import PerceiverOptions
 from trajtok.tokenizer.pixel_encoder import (
     PIXEL_ENCODERS,
     STRIDE,
@@ -105,6 +106,10 @@ class TrajTok(nn.Module):
             capped context; at T = 16 the step ~6% slower on CPU).
         chunk_frames: split clips longer than this into chunks tokenised in parallel, tokens concatenated in
             time order (cross-chunk identity is not modelled, as in the paper).
+        perceiver: both Perceivers' norms and MLP (``PerceiverOptions``; ``RELEASED_PERCEIVER`` is the released
+            code's).
+        encoder_code_norm, encoder_visible_tail: the trajectory encoder's ``code_norm`` and ``visible_tail``
+            (see ``TrajectoryEncoder``); off and 2 in the released layout.
     """
 
     def __init__(
@@ -132,6 +137,9 @@ class TrajTok(nn.Module):
         context_pool_frames: PositiveInt = 1,
         context_frames: PositiveInt | None = None,
         recompute: RecomputePolicy = False,
+        perceiver: PerceiverOptions = PerceiverOptions(),
+        encoder_code_norm: bool = True,
+        encoder_visible_tail: NonNegativeInt = 0,
     ):
         super().__init__()
         subtokens = tuple(subtokens)
@@ -159,12 +167,13 @@ class TrajTok(nn.Module):
         self.segmenter = Segmenter(
             dim, num_slots, depth, heads, head_dim, assign_dim, detach_features, init_scale, scale_gain, rotary=rotary,
             context_pool=context_pool, context_pool_frames=context_pool_frames, context_frames=context_frames,
-            recompute=recompute,
+            recompute=recompute, perceiver=perceiver,
         )
         self.encoder = TrajectoryEncoder(
             dim, num_slots, max(subtokens), depth, heads, head_dim, soft_mean_init, position_features, attention,
             encoder_rotary or rotary,
-            out_dim=self.token_dim, recompute=recompute,
+            out_dim=self.token_dim, recompute=recompute, perceiver=perceiver, code_norm=encoder_code_norm,
+            visible_tail=encoder_visible_tail,
         )
 
     @property
