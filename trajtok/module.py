@@ -30,6 +30,10 @@ from trajtok.segmentation import (
     segmentation_inputs,
     segmentation_table,
 )
+from trajtok.segmentation.video_quality import (
+    VideoSegmentationQuality,
+    video_segmentation_table,
+)
 from trajtok.tokens import TrajectoryTokens
 
 
@@ -89,6 +93,7 @@ class TrajTokModule(L.LightningModule):
         self.head.build(tokenizer.out_dim)
         self.segmentation = segmentation
         self.segmentation_quality = SegmentationQuality()
+        self.video_segmentation_quality = VideoSegmentationQuality()  # VEQ / STQ_EN of batches with vos_mask
         if tokenizer_checkpoint is not None:
             load_tokenizer_weights(self.tokenizer, tokenizer_checkpoint)
         # A head that never reads token features lets a tokenizer that can skip its trajectory encoder do so.
@@ -224,6 +229,8 @@ class TrajTokModule(L.LightningModule):
             self.segmentation_quality.update(
                 *segmentation_inputs(tokens, batch["mask"], batch["graph"], batch.get("stuff"))
             )
+        if "vos_mask" in batch:  # video segmentation benchmarks (datamodules.video_segmentation)
+            self.video_segmentation_quality.update(tokens.labels, batch["vos_mask"])
 
     def _evaluation_epoch_end(self, stage: str) -> tuple[dict[str, float], dict[str, float]]:
         """Log the epoch's head and segmentation metrics as ``{stage}/<name>``; returns both (unprefixed)."""
@@ -233,6 +240,9 @@ class TrajTokModule(L.LightningModule):
         if self.segmentation_quality.update_count:
             segmentation = {k: float(v) for k, v in self.segmentation_quality.compute().items()}
         self.segmentation_quality.reset()
+        if self.video_segmentation_quality.update_count:
+            segmentation.update({k: float(v) for k, v in self.video_segmentation_quality.compute().items()})
+        self.video_segmentation_quality.reset()
         metrics = {f"{stage}/{k}": v for k, v in {**head, **segmentation}.items()}
         if metrics:
             # Already gathered across processes (the head, SegmentationQuality): every process holds the same
@@ -251,7 +261,8 @@ class TrajTokModule(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         head, segmentation = self._evaluation_epoch_end("test")
-        for table in (segmentation_table(segmentation, "test"), self.head.summary(head, "test")):
+        for table in (segmentation_table(segmentation, "test"), video_segmentation_table(segmentation, "test"),
+                      self.head.summary(head, "test")):
             if table:
                 rank_zero_info(table)
 

@@ -187,20 +187,27 @@ def video_quality(
     return quality_of_overlaps(overlaps, iou_threshold)
 
 
+def nearest_sources(size_in: int, size_out: int, device: torch.device | None = None) -> torch.Tensor:
+    """``(size_out,)`` the input index each output index copies under ``F.interpolate(..., mode="nearest")`` on a
+    float32 tensor: the official drivers upsample float32 ids that way, and float64 picks other rows at some
+    boundaries (its scale ``in / out`` rounds differently)."""
+    index = torch.arange(size_in, dtype=torch.float32, device=device).view(1, 1, size_in, 1)
+    return F.interpolate(index, size=(size_out, 1), mode="nearest").view(size_out).long()
+
+
 def labels_at(labels: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     """Trajectory ids ``labels (t, h, w)`` on the feature grid, nearest-upsampled to ``size = (T, H, W)``.
 
-    With ``t == T`` (TrajTok keeps every frame) this is what the official drivers do: ``F.interpolate`` in
-    ``nearest`` mode over the frames as channels. A tokenizer whose grid has fewer steps in time (tubelets)
-    is upsampled in time the same way. Float64 carries every id exactly.
+    With ``t == T`` (TrajTok keeps every frame) this is exactly what the official drivers do, ``F.interpolate`` in
+    ``nearest`` mode of the float32 id map to ``(H, W)``; a tokenizer whose grid has fewer steps in time
+    (tubelets) is upsampled in time the same way. The pixels are gathered by index, so every id survives exactly.
     """
     frames, height, width = size
-    values = labels.to(torch.float64)
-    if labels.shape[0] == frames:
-        out = F.interpolate(values[None], size=(height, width), mode="nearest")[0]
-    else:
-        out = F.interpolate(values[None, None], size=(frames, height, width), mode="nearest")[0, 0]
-    return out.long()
+    t, h, w = labels.shape
+    device = labels.device
+    times = nearest_sources(t, frames, device)
+    rows, cols = nearest_sources(h, height, device), nearest_sources(w, width, device)
+    return labels[times[:, None, None], rows[None, :, None], cols[None, None, :]]
 
 
 class VideoSegmentationQuality(Metric):
