@@ -76,6 +76,18 @@ class TubeOverlaps:
                             self.target_sizes, self.predicted_sizes[keep])
 
 
+def _compact(ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``torch.unique(ids, return_inverse=True)``: the ids present, ascending, and each element's position among
+    them; by a histogram when the ids are small non-negative integers (benchmark ids, trajectory slots), which is
+    linear where sorting a full-resolution volume is not."""
+    if ids.numel() and 0 <= int(ids.min()) and int(ids.max()) < 1 << 20:
+        present = torch.bincount(ids.flatten()) > 0
+        values = present.nonzero().flatten()
+        position = torch.cumsum(present, 0) - 1
+        return values, position[ids]
+    return torch.unique(ids, return_inverse=True)
+
+
 def tube_overlaps(predicted: torch.Tensor, target: torch.Tensor, void_id: int | None = VOID_ID) -> TubeOverlaps:
     """The overlaps of the tubes of ``predicted`` and ``target``, two id volumes of one shape (``(T, H, W)``).
 
@@ -87,8 +99,8 @@ def tube_overlaps(predicted: torch.Tensor, target: torch.Tensor, void_id: int | 
     target = target.long()
     if void_id is not None:
         target = target.masked_fill(target == void_id, 0)
-    target_ids, target_index = torch.unique(target, return_inverse=True)
-    predicted_ids, predicted_index = torch.unique(predicted.long(), return_inverse=True)
+    target_ids, target_index = _compact(target)
+    predicted_ids, predicted_index = _compact(predicted.long())
     rows, cols = len(target_ids), len(predicted_ids)
     joint = torch.bincount((target_index * cols + predicted_index).flatten(), minlength=rows * cols)
     joint = joint.view(rows, cols)
