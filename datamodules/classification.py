@@ -37,6 +37,8 @@ from datamodules.clips import ClipDataset
 from datamodules.collate import collate_pseudo_labels, collate_skipped, drops_skipped
 from datamodules.options import ClipOptions, LoaderOptions, SyntheticOptions
 from datamodules.synthetic import SPLITS
+from datamodules.transforms import EvalResize
+from datamodules.video import EvalSampling
 
 SyntheticTask = Literal["moving", "count"]
 # Fixed lists rather than the names found in the train split: a class index then means the same thing
@@ -178,10 +180,12 @@ class ClassificationDataset(ClipDataset):
         crop_scale: tuple[float, float] = (0.8, 1.0),
         horizontal_flip: bool = False,
         max_reported: NonNegativeInt = 10,
+        eval_sampling: EvalSampling = "middle",
+        eval_resize: EvalResize = "crop",
     ) -> None:
         super().__init__(
             records, num_frames, image_size, train, on_bad_video, load_pseudo_labels, crop_scale, horizontal_flip,
-            max_reported,
+            max_reported, eval_sampling, eval_resize,
         )
         self.class_names = list(class_names)
         self.labels = encode_labels(self.records, self.class_names)

@@ -36,6 +36,8 @@ from datamodules.clips import ClipDataset
 from datamodules.collate import collate_skipped, drops_skipped
 from datamodules.options import ClipOptions, LoaderOptions, SyntheticOptions
 from datamodules.synthetic import COLOURS, DIRECTIONS, MOTIONS, SPLITS
+from datamodules.transforms import EvalResize
+from datamodules.video import EvalSampling
 
 COUNT_QUESTION = "how many objects are there?"
 COUNT_OPTIONS = ("one", "two", "three")
@@ -145,10 +147,13 @@ class QADataset(ClipDataset):
         crop_scale: tuple[float, float] = (0.8, 1.0),
         horizontal_flip: bool = False,
         max_reported: NonNegativeInt = 10,
+        eval_sampling: EvalSampling = "middle",
+        eval_resize: EvalResize = "crop",
     ) -> None:
         super().__init__(
             records, num_frames, image_size, train, on_bad_video, load_pseudo_labels=False, crop_scale=crop_scale,
-            horizontal_flip=horizontal_flip, max_reported=max_reported,
+            horizontal_flip=horizontal_flip, max_reported=max_reported, eval_sampling=eval_sampling,
+            eval_resize=eval_resize,
         )
 
     def load(self, index: int) -> dict[str, Any]:

@@ -179,3 +179,8 @@ def layout(name: str, root: Path) -> Path:
     """The tiny copy of benchmark preset ``name`` in ``root`` (created)."""
     os.makedirs(root, exist_ok=True)
     return LAYOUTS[name](root)
+
+# The video-segmentation presets (configs/benchmarks/davis2017.yaml, ...) and their tiny folders.
+from video_segmentation_fixtures import LAYOUTS as VIDEO_SEGMENTATION
+
+LAYOUTS.update(VIDEO_SEGMENTATION)

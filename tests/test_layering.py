@@ -11,7 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("trajtok", "heads", "datamodules")
 #: The top layer: the LightningModule, its callbacks, and the commands built on them.
-TOP = {"trajtok.module", "trajtok.callbacks", "trajtok.batches", "trajtok.cli",
+TOP = {"trajtok.module", "trajtok.callbacks", "trajtok.batches", "trajtok.cli", "trajtok.conversion",
        "trajtok.visualize", "trajtok.export", "trajtok.writers", "trajtok.pseudo_labels"}
 
 

@@ -8,6 +8,7 @@ import glob
 import os
 import pickle
 import uuid
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -52,14 +53,14 @@ def checkpoint_errors(path: str) -> Iterator[None]:
         raise CheckpointError(f"{path}: not a readable checkpoint (truncated, or not a torch file): {error}") from error
 
 
-def checkpoint_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """The ``state_dict`` of the Lightning checkpoint at ``path``.
+def checkpoint_state(path: str | os.PathLike, checkpoint: dict[str, Any] | None = None) -> dict[str, torch.Tensor]:
+    """The ``state_dict`` of the Lightning checkpoint at ``path`` (already read: ``checkpoint``).
 
     Read with ``weights_only=True``: a checkpoint is data, and unpickling arbitrary objects from a file named in
     a config would run whatever code it holds.
     """
     path = str(path)
-    checkpoint = read_checkpoint(path)
+    checkpoint = read_checkpoint(path) if checkpoint is None else checkpoint
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise ValueError(f"{path}: not a Lightning checkpoint (no 'state_dict')")
     return checkpoint["state_dict"]
@@ -82,9 +83,9 @@ def load_checkpoint(module: nn.Module, path: str) -> None:
     load_state_strictly(module, checkpoint_state(path), source=str(path))
 
 
-def tokenizer_state(path: str, prefix: str = PREFIX) -> dict[str, torch.Tensor]:
+def tokenizer_state(path: str, prefix: str = PREFIX, checkpoint: dict[str, Any] | None = None) -> dict[str, torch.Tensor]:
     """The ``prefix``-ed tensors of a Lightning checkpoint's ``state_dict``, prefix stripped."""
-    state = {k[len(prefix):]: v for k, v in checkpoint_state(path).items() if k.startswith(prefix)}
+    state = {k[len(prefix):]: v for k, v in checkpoint_state(path, checkpoint).items() if k.startswith(prefix)}
     if not state:
         raise ValueError(f"{path}: no {prefix}* weights in its state_dict")
     return state
@@ -96,9 +97,17 @@ def load_tokenizer_weights(tokenizer: nn.Module, path: str, prefix: str = PREFIX
     Every parameter and buffer must be present with the same shape and nothing extra may be left over: a warm
     start that silently keeps half the modules at random init would make a pre-training comparison meaningless.
     Raises ``ValueError`` naming the file and each missing, unexpected or mis-shaped key.
+
+    A released TrajTok file (``trajtok.release``) is mapped strictly onto the tokenizer, which must then be the
+    released layout (``configs/official``); a released segmenter holds no trajectory encoder, whose weights then
+    keep their initialisation (with a warning).
     """
-    state = tokenizer_state(path, prefix)
+    checkpoint = read_checkpoint(path)
     own = tokenizer.state_dict()
+    if _is_release(checkpoint):
+        state = _release_tokenizer_state(checkpoint, path, own)
+    else:
+        state = tokenizer_state(path, prefix, checkpoint)
     mismatched = [
         f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
         for k in sorted(own.keys() & state.keys())
@@ -119,6 +128,28 @@ def load_tokenizer_weights(tokenizer: nn.Module, path: str, prefix: str = PREFIX
         ]
         raise ValueError(f"{path}: tokenizer weights do not fit this tokenizer; " + "; ".join(problems))
 
+
+
+def _is_release(checkpoint: Any) -> bool:
+    from trajtok.release import is_release
+
+    return is_release(checkpoint)
+
+
+def _release_tokenizer_state(checkpoint: dict[str, Any], path: str, own: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A release file's tokenizer tensors, the trajectory encoder's taken from ``own`` when the file has none."""
+    from trajtok.release import map_release, read_layout, release_state
+
+    release = release_state(checkpoint, path)
+    layout = read_layout(release, path)
+    state = map_release(release, layout, path, part="tokenizer")
+    if layout.kind == "segmenter":
+        initialised = [k for k in own if k.startswith("encoder.") and k not in state]
+        state.update({k: own[k] for k in initialised})
+        if initialised:
+            warnings.warn(f"{path}: a released segmenter holds no trajectory encoder: its {len(initialised)} tensors "
+                          "keep the tokenizer's initialisation", UserWarning, stacklevel=3)
+    return state
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -9,11 +9,15 @@ paints the trajectories of the model built from the same config over clips (``tr
 
 ``trajtok pseudo-label --config configs/pseudo_labels.yaml`` writes panoptic trajectory pseudo-labels of videos
 (``trajtok.pseudo_labels``) through Lightning's predict loop.
+
+``trajtok convert SRC.pth OUT.ckpt`` writes a released TrajTok checkpoint as this project's Lightning checkpoint
+(``trajtok.conversion``); ``--ckpt_path`` of every command also reads a released file as downloaded.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import warnings
@@ -26,9 +30,17 @@ from lightning.pytorch.cli import LightningCLI
 
 from datamodules.base import SPLIT_STAGES
 from datamodules.video import BadSampleError
-from trajtok.checkpoint import AtomicCheckpointIO, load_checkpoint, read_checkpoint
+from trajtok.checkpoint import AtomicCheckpointIO, read_checkpoint
+from trajtok.conversion import convert_command, load_model_weights
 from trajtok.errors import UserError, report_user_errors
 from trajtok.module import TrajTokModule
+from trajtok.release import (
+    DEFAULT_TEXT_VOCAB,
+    is_release,
+    official_model,
+    read_layout,
+    release_state,
+)
 
 
 class TrajTokCLI(LightningCLI):
@@ -62,12 +74,23 @@ class TrajTokCLI(LightningCLI):
     def _parse_ckpt_path(self) -> None:
         """Lightning's (lay the checkpoint's hyper-parameters over the config), reading the checkpoint as
         ``--weights_only`` says: Lightning's own always reads it weights-only, so a trusted checkpoint that needs
-        ``--weights_only=false`` failed before the option was used."""
+        ``--weights_only=false`` failed before the option was used.
+
+        A released TrajTok file (``trajtok.release``) lays the model that computes its function over the config
+        (its text vocabulary stays the config's, if it names one); its weights are loaded once the model is built,
+        and the subcommand then runs without a checkpoint to restore: ``fit`` fine-tunes from the release."""
+        self._release = None
         config = self.config.get(self.config.get("subcommand") or "")
         path = config.get("ckpt_path") if config else None
         if not path or not Path(path).is_file():
             return
         checkpoint = read_checkpoint(path, weights_only=config.get("weights_only") is not False)
+        if is_release(checkpoint):
+            self._release = (path, checkpoint)
+            layout = read_layout(release_state(checkpoint, path), path)
+            hparams = official_model(layout, self._config_text_vocab(config) or DEFAULT_TEXT_VOCAB)
+            self.config = self.parser.parse_object({self.config.subcommand: {"model": hparams}}, self.config)
+            return
         hparams = checkpoint.get("hyper_parameters", {})
         hparams.pop("_instantiator", None)
         if not hparams:
@@ -75,6 +98,26 @@ class TrajTokCLI(LightningCLI):
         if "_class_path" in hparams:
             hparams = {"class_path": hparams.pop("_class_path"), "dict_kwargs": hparams}
         self.config = self.parser.parse_object({self.config.subcommand: {"model": hparams}}, self.config)
+
+    @staticmethod
+    def _config_text_vocab(config) -> str | None:
+        """The tokenizer vocabulary the config's text encoder names, if any."""
+        try:
+            return config["model"]["head"]["init_args"]["text_encoder"]["init_args"]["tokenizer_path"]
+        except (KeyError, TypeError):
+            return None
+
+    def instantiate_classes(self) -> None:
+        super().instantiate_classes()
+        if getattr(self, "_release", None) is not None:
+            path, checkpoint = self._release
+            load_model_weights(self.model, path, checkpoint)
+
+    def _prepare_subcommand_kwargs(self, subcommand: str) -> dict:
+        kwargs = super()._prepare_subcommand_kwargs(subcommand)
+        if getattr(self, "_release", None) is not None and "ckpt_path" in kwargs:
+            kwargs["ckpt_path"] = None  # the weights are in the model; a release has no training state to restore
+        return kwargs
 
     def before_instantiate_classes(self) -> None:
         """Checkpoints are data: ``--ckpt_path`` is read with ``weights_only=True`` (no code runs while unpickling)
@@ -109,7 +152,8 @@ def visualize_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", required=True, action="append",
                         help="the yaml the model was trained with (as for fit; repeat it to compose, e.g. with "
                              "configs/layouts/lite.yaml)")
-    parser.add_argument("--ckpt_path", help="a Lightning checkpoint of that config; without it the weights are the "
+    parser.add_argument("--ckpt_path", help="a Lightning checkpoint of that config, or a released TrajTok model.pth "
+                        "(its model replaces the config's); without it the weights are the "
                         "config's initialisation")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--video", nargs="+", metavar="FILE", help="video files to visualise")
@@ -164,6 +208,11 @@ def visualize_command(argv: list[str]) -> None:
     missing = [path for path in opts.video or () if not os.path.isfile(path)]
     if missing:
         parser.error(f"--video: no such file: {', '.join(missing)}")
+    checkpoint = read_checkpoint(opts.ckpt_path) if opts.ckpt_path else None
+    if checkpoint is not None and is_release(checkpoint):
+        # The released model, laid over the config as --ckpt_path does for the other commands.
+        model_args = official_model(read_layout(release_state(checkpoint, opts.ckpt_path), opts.ckpt_path))
+        overrides = [*overrides, *(a for k, v in model_args.items() for a in (f"--model.{k}", json.dumps(v)))]
     # The same parser as fit: unknown override keys fail here, named by jsonargparse.
     with warnings.catch_warnings():
         # Lightning warns when args are given while sys.argv has others: here they are ours, parsed above.
@@ -171,7 +220,7 @@ def visualize_command(argv: list[str]) -> None:
         cli = TrajTokCLI(args=[*(a for c in opts.config for a in ("--config", c)), *overrides], run=False)
     model, datamodule = cli.model, cli.datamodule
     if opts.ckpt_path:
-        load_checkpoint(model, opts.ckpt_path)
+        load_model_weights(model, opts.ckpt_path, checkpoint)
     else:
         warnings.warn(
             f"no --ckpt_path: visualising the untrained initialisation of {' + '.join(opts.config)}; the trajectories mean "
@@ -249,6 +298,9 @@ def main(args: list[str] | None = None) -> None:
             return
         if argv and argv[0] == "pseudo-label":
             pseudo_label_command(argv[1:])
+            return
+        if argv and argv[0] == "convert":
+            convert_command(argv[1:])
             return
         # args=None when run as a command: LightningCLI then reads sys.argv itself (given args it warns that
         # sys.argv holds others, on every command).

