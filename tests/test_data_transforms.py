@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -14,6 +15,7 @@ from datamodules.transforms import (
     normalize,
     random_box,
     scale_box,
+    squash_clip_transform,
     to_float_tchw,
     train_clip_transform,
 )
@@ -106,3 +108,19 @@ def test_flip_is_off_by_default_and_flips_masks_with_video():
         assert (red != (m == 1)).float().mean() < 0.06
         flipped += int(m[0, :, 10:].sum() > 0)
     assert 3 <= flipped <= 17
+
+
+def test_squash_transform_is_pillows_bicubic_of_the_whole_frame():
+    """The released TrajTok's evaluation resize: the whole frame (aspect not kept) to size x size with Pillow's
+    bicubic filter on the 8-bit frame, then normalised; masks follow by nearest neighbour."""
+    from PIL import Image
+
+    generator = torch.Generator().manual_seed(0)
+    clip = torch.randint(0, 256, (2, 48, 80, 3), dtype=torch.uint8, generator=generator)
+    masks = torch.zeros(2, 48, 80, dtype=torch.uint8)
+    masks[:, :, 40:] = 3  # the right half
+    video, resized = squash_clip_transform(clip, 32, masks)
+    expected = np.asarray(Image.fromarray(clip[1].numpy()).resize((32, 32), Image.Resampling.BICUBIC))
+    torch.testing.assert_close(video[1], normalize(torch.from_numpy(expected).permute(2, 0, 1)[None].float() / 255)[0])
+    assert video.shape == (2, 3, 32, 32) and resized.shape == (2, 32, 32)
+    assert (resized[:, :, :16] == 0).all() and (resized[:, :, 16:] == 3).all()  # squashed, not cropped

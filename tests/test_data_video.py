@@ -59,6 +59,14 @@ def frame_ids(clip: torch.Tensor) -> list[int]:
     return [round((float(f.float().mean()) - BASE) / STEP) for f in clip]
 
 
+def test_sample_indices_linspace_is_numpys_rounded_linspace():
+    """The released TrajTok's evaluation frames: round(linspace(0, n - 1, T)), first and last frame included."""
+    for n, t in [(100, 8), (16, 8), (9, 8), (3, 8), (1, 4), (37, 5)]:
+        assert sample_indices(n, t, "linspace") == np.linspace(0, n - 1, t).round().astype(int).tolist()
+    assert sample_indices(9, 5, "linspace") == [0, 2, 4, 6, 8]
+    assert sample_indices(6, 5, "linspace") == [0, 1, 2, 4, 5]  # 1.25 -> 1, 3.75 -> 4; 2.5 rounds to even
+
+
 def test_sample_indices_middle_and_short():
     assert sample_indices(16, 8, "middle") == [1, 3, 5, 7, 9, 11, 13, 15]
     assert sample_indices(10, 4, "middle") == [1, 3, 6, 8]  # parts [0,2.5) [2.5,5) [5,7.5) [7.5,10)
