@@ -297,3 +297,30 @@ def test_convert_then_test_and_visualize_a_release_file(release_files, tmp_path,
     result = run_trajtok(["test", "--config", str(CONFIGS / "clip.yaml"), *SMALL_DATA, "--ckpt_path", str(bad)],
                          tmp_path, cache)
     assert result.returncode == 2 and "vision_proj.bias" in result.stderr
+
+
+def test_segmenter_features_overlay_is_the_released_segmenter():
+    config = yaml.safe_load((CONFIGS / "official" / "segmenter_features.yaml").read_text())
+    trajtok = config["model"]["tokenizer"]["init_args"]["trajtok"]
+    expected = yaml.safe_load(yaml.safe_dump(official_model(RELEASED_LAYOUTS["segmenter"])["tokenizer"]))
+    expected["init_args"].update(subtokens=[4], chunk_frames=8)
+    assert trajtok == expected and config["model"]["tokenizer"]["init_args"]["freeze_segmenter"]
+
+
+def test_trajadapter_starts_from_a_released_segmenter(release_files):
+    """FeatureTrajTok's segmenter_checkpoint reads a release file: its pixel encoder and segmenter, strictly."""
+    from lightning.pytorch.cli import instantiate_module
+
+    from trajtok.tokenizer import FeatureTrajTok, FrozenVideoFeatures
+
+    path, state, _ = release_files["segmenter"]
+    layout = read_layout(state, "tiny")
+    trajtok = instantiate_module(TrajTokModule, official_model(layout)).tokenizer
+    features = FrozenVideoFeatures("videomae", pretrained=False, config_overrides={
+        "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64, "image_size": 64,
+        "patch_size": 16, "num_frames": 2, "tubelet_size": 2})
+    adapter = FeatureTrajTok(trajtok, features, segmenter_checkpoint=str(path))
+    torch.testing.assert_close(adapter.trajtok.segmenter.queries, state["vision_encoder.trajectory_perceiver.latents"])
+    torch.testing.assert_close(adapter.trajtok.pixel_encoder.stage_norm.norm.weight,
+                               state["vision_encoder.patch_encoder.ln.weight"])
+    assert adapter(torch.randn(1, 2, 3, 64, 64)).tokens.shape[1] == SIZES.num_slots

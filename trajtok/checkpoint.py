@@ -105,7 +105,7 @@ def load_tokenizer_weights(tokenizer: nn.Module, path: str, prefix: str = PREFIX
     checkpoint = read_checkpoint(path)
     own = tokenizer.state_dict()
     if _is_release(checkpoint):
-        state = _release_tokenizer_state(checkpoint, path, own)
+        state = _release_tokenizer_state(checkpoint, path, own, prefix)
     else:
         state = tokenizer_state(path, prefix, checkpoint)
     mismatched = [
@@ -136,13 +136,20 @@ def _is_release(checkpoint: Any) -> bool:
     return is_release(checkpoint)
 
 
-def _release_tokenizer_state(checkpoint: dict[str, Any], path: str, own: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """A release file's tokenizer tensors, the trajectory encoder's taken from ``own`` when the file has none."""
+def _release_tokenizer_state(checkpoint: dict[str, Any], path: str, own: dict[str, torch.Tensor],
+                             prefix: str = PREFIX) -> dict[str, torch.Tensor]:
+    """A release file's tensors of the module under ``prefix`` (``tokenizer.``: the whole tokenizer, whose trajectory
+    encoder is taken from ``own`` when the file has none; ``tokenizer.segmenter.``: that part alone)."""
     from trajtok.release import map_release, read_layout, release_state
 
     release = release_state(checkpoint, path)
     layout = read_layout(release, path)
     state = map_release(release, layout, path, part="tokenizer")
+    if prefix != PREFIX:
+        if not prefix.startswith(PREFIX):
+            raise ValueError(f"{path}: a released TrajTok file holds no {prefix}* weights")
+        part = prefix[len(PREFIX):]
+        return {k[len(part):]: v for k, v in state.items() if k.startswith(part)}
     if layout.kind == "segmenter":
         initialised = [k for k in own if k.startswith("encoder.") and k not in state]
         state.update({k: own[k] for k in initialised})
