@@ -135,10 +135,20 @@ SCALES = {
 }
 KINDS = ("trajtok", "vit3d", "tome", "rlt", "token_learner")
 LABELS = {"trajtok": "TrajViT2", "vit3d": "ViT3D", "tome": "ToMe", "rlt": "RLT", "token_learner": "fixed-K",
-          "trajtok_lite": "TrajViT2 (lite)"}
+          "trajtok_lite": "TrajViT2 (lite)", "trajtok_official": "TrajViT2 (official)"}
 #: TrajViT2 on the efficient layout (the scale's ``lite_preset``), as a row of its own where benchmarks compare
 #: layouts (FLOPs, speed).
 LITE = "trajtok_lite"
+#: The authors' released TrajViT-v2 (``trajtok.release.RELEASED_LAYOUTS["trajvitv2"]``: a DINOv3 ConvNeXt-S pixel
+#: encoder, D = 512, K = 128, dense masked attention in the trajectory encoder) with its own head's video
+#: transformer (24 blocks at width 512): the same model at every 224 px scale, compared where layouts are.
+OFFICIAL = "trajtok_official"
+
+
+def layouts_at(scale: str) -> tuple[str, ...]:
+    """The models compared at ``scale``: the peers and TrajViT2 on the paper's and the efficient layout, and at the
+    224 px scales the released one (``OFFICIAL``: 224 px, 8-frame training clips)."""
+    return (*KINDS, LITE, *((OFFICIAL,) if SCALES[scale]["pixels"] == 224 else ()))
 
 
 def tubelet_count(scale: str, frames: int) -> int:
@@ -165,11 +175,16 @@ def build_video_model(kind: str, scale: str, frames: int, device: torch.device |
     """``kind``'s tokenizer at the scale's preset (``LITE``: TrajTok at the scale's efficient layout) and a ClipHead
     at ``scale``, whose transformer loses the blocks a tokenizer runs itself (``video_transformer_depth``: ToMe's
     merging blocks). TrajTok's attention form is the one ``auto`` picks for ``frames`` on ``target`` (default:
-    this machine's accelerator), even when built on ``meta`` to count FLOPs."""
+    this machine's accelerator), even when built on ``meta`` to count FLOPs. ``OFFICIAL`` (224 px scales only) is the
+    released model, tokenizer and head as released, whatever the scale's head."""
     from heads import ClipHead
     from trajtok.tokenizer import create_tokenizer, tokenizer_sizes
     from trajtok.tokenizer.trajtok import auto_attention_form
 
+    if kind == OFFICIAL:
+        if SCALES[scale]["pixels"] != 224:
+            raise ValueError(f"the released layout is a 224 px model, not one of scale {scale!r}")
+        return official_video_model(device)
     s = SCALES[scale]
     preset, overrides = s["peer_preset"], {}
     if kind in ("trajtok", LITE):
@@ -182,6 +197,47 @@ def build_video_model(kind: str, scale: str, frames: int, device: torch.device |
                         heads=s["heads"])
         head.build(tokenizer.out_dim)
     return VideoModel(tokenizer, head)
+
+
+def official_video_model(device: torch.device | str = "cpu", layout=None, text: bool = True) -> VideoModel:
+    """The released TrajViT-v2's tokenizer and head, as ``trajtok.release.official_model`` describes them (random
+    weights; transformers' DINOv3 ConvNeXt built from its config), for ``layout`` (default the released
+    ``trajvitv2``). ``text=False`` gives the head the default byte-level text tower instead of the released
+    9-layer BERT (for benchmarks whose loss does not read text)."""
+    import copy
+
+    from lightning.pytorch.cli import instantiate_module
+
+    from trajtok.module import TrajTokModule
+    from trajtok.release import RELEASED_LAYOUTS, official_model
+
+    hparams = copy.deepcopy(official_model(layout or RELEASED_LAYOUTS["trajvitv2"]))
+    if not text:
+        hparams["head"]["init_args"].pop("text_encoder", None)
+    with torch.device(device):
+        module = instantiate_module(TrajTokModule, hparams)
+    return VideoModel(module.tokenizer, module.head)
+
+
+def write_csv(rows: list[dict], path: Path) -> None:
+    """``rows`` as a CSV table: one column per key met in any row (in order of appearance), nested dicts flattened
+    to ``outer.inner``."""
+    def flat(row: dict, prefix: str = "") -> dict:
+        out = {}
+        for key, value in row.items():
+            if isinstance(value, dict):
+                out.update(flat(value, f"{prefix}{key}."))
+            else:
+                out[f"{prefix}{key}"] = value
+        return out
+
+    flattened = [flat(row) for row in rows]
+    columns = list(dict.fromkeys(key for row in flattened for key in row))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(flattened)
 
 
 def default_clips(frames: int, count: int = 64, pixels: int = 64, annotations: Path | None = None,

@@ -9,6 +9,12 @@ paper's (224 px, TrajTok ``base`` preset; ViT-B and ViT-L encoders), for T = 8 t
 ``trajtok.flops.CORRECTED_FLOPS`` so that fused attention kernels are not counted as zero. TrajViT2's tokenizer
 share is reported separately.
 
+At the 224 px scales the authors' released layout joins them (``TrajViT2 (official)``, ``benchmarks.common.OFFICIAL``,
+built from ``trajtok.release.official_model``: transformers' DINOv3 ConvNeXt-S pixel encoder built from its config
+on meta, D = 512, K = 128, dense masked attention in the trajectory encoder) with its own head's video transformer
+(24 blocks at width 512), so its row is the same under ViT-B and ViT-L; its tokenizer and head FLOPs are reported
+separately. The rows are also written as a CSV table beside the JSON (``results/flops.csv``).
+
 RLT's count depends on the content: its encoder is counted over the fraction of tubelets RLT keeps at that T
 (measured here and printed) on the embedded default data, whose backgrounds never move (RLT's best case); where
 the 24 real MSR-VTT clips of ``../shared/data/msrvtt24`` are present, also over the fraction it keeps on those
@@ -28,12 +34,15 @@ from benchmarks.common import (
     LABELS,
     LITE,
     MSRVTT24,
+    OFFICIAL,
+    RESULTS,
     SCALES,
     build_video_model,
     default_clips,
     environment,
     print_table,
     tubelet_count,
+    write_csv,
     write_results,
 )
 from trajtok.flops import count_flops
@@ -102,18 +111,27 @@ def main() -> None:
     kept = {"rlt": {T: rlt_kept_fraction(T) for T in args.frames}}
     if MSRVTT24.exists():
         kept["rlt_real"] = {T: rlt_kept_fraction(T, MSRVTT24) for T in args.frames}
-    columns = [*KINDS, LITE, *(["rlt_real"] if "rlt_real" in kept else [])]
-    rows = []
+    columns = {scale: [*KINDS, LITE, *(["rlt_real"] if "rlt_real" in kept else []),
+                       *([OFFICIAL] if SCALES[scale]["pixels"] == 224 else [])] for scale in args.scales}
+    rows, official = [], {}  # official: its counts by T (the same model at every 224 px scale)
     for scale in args.scales:
         for T in args.frames:
-            for kind in columns:
-                counted = count_model(kind.removesuffix("_real"), scale, T, kept.get(kind, kept["rlt"])[T])
+            for kind in columns[scale]:
+                if kind == OFFICIAL and T in official:
+                    counted = official[T]
+                else:
+                    counted = count_model(kind.removesuffix("_real"), scale, T, kept.get(kind, kept["rlt"])[T])
+                    if kind == OFFICIAL:
+                        official[T] = counted
                 rows.append({"scale": scale, "T": T, "kind": kind, "tokens": counted["tokens"],
-                             "gflops": counted["total"] / 1e9, "tokenizer_gflops": counted["tokenizer"] / 1e9})
+                             "gflops": counted["total"] / 1e9, "tokenizer_gflops": counted["tokenizer"] / 1e9,
+                             "head_gflops": (counted["total"] - counted["tokenizer"]) / 1e9})
                 print(f"  {scale} T={T} {kind}: {counted['total'] / 1e9:.1f} GFLOPs", file=sys.stderr, flush=True)
     results = {"env": environment(), "frames": args.frames, "scales": args.scales, "rlt_kept_fraction": kept,
                "rows": rows, "notes": ["forward FLOPs (2 x multiply-adds) per clip, batch 1; video side only",
-                                       "RLT: encoder over the kept fraction measured on the default data"]}
+                                       "RLT: encoder over the kept fraction measured on the default data",
+                                       "head_gflops: the head's video transformer and projection (total - tokenizer)",
+                                       f"{OFFICIAL}: the released layout, its own head at every 224 px scale"]}
 
     for kind, data in (("rlt", "the default data"), ("rlt_real", "the 24 real MSR-VTT clips")):
         if kind in kept:
@@ -121,20 +139,28 @@ def main() -> None:
                   + f" of the tubelets of {data}")
     for scale in args.scales:
         table = []
+        layouts = ["trajtok", LITE, *([OFFICIAL] if OFFICIAL in columns[scale] else [])]
         for T in args.frames:
             by_kind = {r["kind"]: r for r in rows if r["scale"] == scale and r["T"] == T}
             base = by_kind["vit3d"]["gflops"]
             share = [f"{by_kind[k]['tokenizer_gflops']:.1f} ({100 * by_kind[k]['tokenizer_gflops'] / by_kind[k]['gflops']:.0f}%)"
-                     for k in ("trajtok", LITE)]
-            table.append([str(T)] + [f"{by_kind[k]['gflops']:.1f} ({by_kind[k]['tokens']})" for k in columns]
-                         + share + [f"{by_kind[k]['gflops'] / base:.2f}" for k in ("trajtok", LITE)]
+                     for k in layouts]
+            head = [f"{by_kind[OFFICIAL]['head_gflops']:.1f}"] if OFFICIAL in layouts else []
+            table.append([str(T)] + [f"{by_kind[k]['gflops']:.1f} ({by_kind[k]['tokens']})" for k in columns[scale]]
+                         + share + head + [f"{by_kind[k]['gflops'] / base:.2f}" for k in layouts]
                          + [f"{by_kind[LITE]['gflops'] / by_kind['tome']['gflops']:.2f}"])
         s = SCALES[scale]
+        official_header = (["official tokenizer (share)", "official head"] if OFFICIAL in layouts else [])
         print_table(f"{scale}: {s['pixels']} px, TrajTok '{s['preset']}' and '{s['lite_preset']}', encoder width "
-                    f"{s['width']} depth {s['depth']} - forward GFLOPs per clip (tokens)",
-                    ["T", *(NAMES[k] for k in columns), "TrajTok tokenizer (share)", "lite tokenizer (share)",
-                     "TrajViT2 / ViT3D", "lite / ViT3D", "lite / ToMe"], table)
+                    f"{s['width']} depth {s['depth']}" + (" (official: its own head, 24 x 512)" if OFFICIAL in layouts
+                                                           else "") + " - forward GFLOPs per clip (tokens)",
+                    ["T", *(NAMES[k] for k in columns[scale]), "TrajTok tokenizer (share)", "lite tokenizer (share)",
+                     *official_header, "TrajViT2 / ViT3D", "lite / ViT3D",
+                     *(["official / ViT3D"] if OFFICIAL in layouts else []), "lite / ToMe"], table)
     write_results("flops", results, plot, args.out)
+    csv_path = (args.out or RESULTS / "flops.json").with_suffix(".csv")
+    write_csv(rows, csv_path)
+    print(f"wrote {csv_path}")
 
 
 if __name__ == "__main__":

@@ -52,3 +52,24 @@ def test_a_merging_block_counts_attention_before_and_the_mlp_after_merging():
     total, parts = count_flops_by_module(lambda: block(x, size, r=10))
     assert total == expected
     assert parts["mlp"] == 2 * after * 8 * width**2
+
+
+def test_the_released_layout_is_counted_on_meta_with_its_own_head_at_every_224_px_scale():
+    """benchmarks.flops's official row: the released TrajViT-v2 (transformers' DINOv3 ConvNeXt-S on meta) and its
+    24-block width-512 head over [CLS] + K = 128 tokens, whichever 224 px scale it is listed under."""
+    from benchmarks.common import OFFICIAL, build_video_model, layouts_at
+
+    assert OFFICIAL in layouts_at("vit-b") and OFFICIAL in layouts_at("vit-l") and OFFICIAL not in layouts_at("cpu")
+    with pytest.raises(ValueError, match="224 px"):
+        build_video_model(OFFICIAL, "cpu", 8, device="meta")
+    video = torch.empty(1, 8, 3, 224, 224, device="meta")
+    counts = []
+    for scale in ("vit-b", "vit-l"):
+        model = build_video_model(OFFICIAL, scale, 8, device="meta")
+        assert sum(p.numel() for p in model.tokenizer.pixel_encoder.parameters()) > 45e6  # ConvNeXt-S: ~50 M
+        tokens = model.tokenizer(video)
+        assert tokens.tokens.shape == (1, 128, 512)
+        head = count_flops(lambda: model.head.encode_video(tokens))
+        assert head == 24 * attention_block_flops(129, 512) + 2 * 512 * 256  # blocks, then the projection
+        counts.append((count_flops(lambda: model.tokenizer(video)), head))
+    assert counts[0] == counts[1] and counts[0][0] > 10 * counts[0][1]
