@@ -324,3 +324,17 @@ def test_trajadapter_starts_from_a_released_segmenter(release_files):
     torch.testing.assert_close(adapter.trajtok.pixel_encoder.stage_norm.norm.weight,
                                state["vision_encoder.patch_encoder.ln.weight"])
     assert adapter(torch.randn(1, 2, 3, 64, 64)).tokens.shape[1] == SIZES.num_slots
+
+
+@pytest.mark.subprocess
+@pytest.mark.slow
+def test_released_segmenter_on_a_davis_folder(release_files, tmp_path, cache):
+    """``trajtok test`` of a release file with the official config on a DAVIS-2017 layout prints VEQ and STQ."""
+    from video_segmentation_fixtures import davis
+
+    path, _, _ = release_files["segmenter"]
+    result = run_trajtok(["test", "--config", str(CONFIGS / "official" / "segmenter.yaml"), "--config",
+                          str(CONFIGS / "benchmarks" / "davis2017.yaml"), f"--data.init_args.root={davis(tmp_path / 'davis')}",
+                          "--ckpt_path", str(path), "--trainer.logger=false"], tmp_path, cache)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "test/vos_veq_official" in result.stdout and "test/vos_videos" in result.stdout
