@@ -65,7 +65,8 @@ def test_print_config_resolves_the_yaml(tmp_path, cache):
     # The datamodule's option groups print nested, with the yaml's values and the defaults it leaves out.
     data = config["data"]["init_args"]
     assert data["loader"] == {**written["data"]["init_args"]["loader"], "eval_batch_size": None}
-    assert data["clip"] == {**written["data"]["init_args"]["clip"], "crop_scale": [0.8, 1.0], "horizontal_flip": False}
+    assert data["clip"] == {**written["data"]["init_args"]["clip"], "crop_scale": [0.8, 1.0], "horizontal_flip": False,
+                            "eval_sampling": "middle", "eval_resize": "crop"}
     assert data["synthetic"]["train"] == 768 and "batch_size" not in data
 
 

@@ -283,6 +283,13 @@ def test_convert_then_test_and_visualize_a_release_file(release_files, tmp_path,
     assert result.returncode == 0, result.stderr[-3000:]
     assert "t2v" in result.stdout + result.stderr
 
+    # fit fine-tunes from the release file, and from its converted checkpoint: new runs, nothing to resume.
+    (tmp_path / "fit").mkdir()
+    for source in (path, out):
+        result = run_trajtok(["fit", "--config", str(CONFIGS / "clip.yaml"), *SMALL_DATA, "--ckpt_path", str(source),
+                              "--trainer.max_steps=1", "--trainer.limit_val_batches=0"], tmp_path / "fit", cache)
+        assert result.returncode == 0, result.stderr[-3000:]
+
     segmenter, _, _ = release_files["segmenter"]
     result = run_trajtok(["visualize", "--config", str(CONFIGS / "segmenter.yaml"), *SMALL_DATA, "--ckpt_path",
                           str(segmenter), "--split", "test", "--limit", "1", "--out", str(tmp_path / "viz"),

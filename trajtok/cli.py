@@ -78,7 +78,8 @@ class TrajTokCLI(LightningCLI):
 
         A released TrajTok file (``trajtok.release``) lays the model that computes its function over the config
         (its text vocabulary stays the config's, if it names one); its weights are loaded once the model is built,
-        and the subcommand then runs without a checkpoint to restore: ``fit`` fine-tunes from the release."""
+        and the subcommand then runs without a checkpoint to restore: ``fit`` fine-tunes from the release (from a
+        ``trajtok convert`` checkpoint too)."""
         self._release = None
         config = self.config.get(self.config.get("subcommand") or "")
         path = config.get("ckpt_path") if config else None
@@ -91,6 +92,8 @@ class TrajTokCLI(LightningCLI):
             hparams = official_model(layout, self._config_text_vocab(config) or DEFAULT_TEXT_VOCAB)
             self.config = self.parser.parse_object({self.config.subcommand: {"model": hparams}}, self.config)
             return
+        if "release" in checkpoint and "optimizer_states" not in checkpoint and self.config.subcommand == "fit":
+            self._release = (path, checkpoint)  # a converted release: fine-tuned from, not resumed
         hparams = checkpoint.get("hyper_parameters", {})
         hparams.pop("_instantiator", None)
         if not hparams:

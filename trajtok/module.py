@@ -93,7 +93,7 @@ class TrajTokModule(L.LightningModule):
         self.head.build(tokenizer.out_dim)
         self.segmentation = segmentation
         self.segmentation_quality = SegmentationQuality()
-        self.video_segmentation_quality = VideoSegmentationQuality()  # VEQ / STQ_EN of batches with vos_mask
+        self.vos_quality = VideoSegmentationQuality()  # VEQ / STQ_EN of batches with vos_mask
         if tokenizer_checkpoint is not None:
             load_tokenizer_weights(self.tokenizer, tokenizer_checkpoint)
         # A head that never reads token features lets a tokenizer that can skip its trajectory encoder do so.
@@ -230,7 +230,7 @@ class TrajTokModule(L.LightningModule):
                 *segmentation_inputs(tokens, batch["mask"], batch["graph"], batch.get("stuff"))
             )
         if "vos_mask" in batch:  # video segmentation benchmarks (datamodules.video_segmentation)
-            self.video_segmentation_quality.update(tokens.labels, batch["vos_mask"])
+            self.vos_quality.update(tokens.labels, batch["vos_mask"])
 
     def _evaluation_epoch_end(self, stage: str) -> tuple[dict[str, float], dict[str, float]]:
         """Log the epoch's head and segmentation metrics as ``{stage}/<name>``; returns both (unprefixed)."""
@@ -240,9 +240,9 @@ class TrajTokModule(L.LightningModule):
         if self.segmentation_quality.update_count:
             segmentation = {k: float(v) for k, v in self.segmentation_quality.compute().items()}
         self.segmentation_quality.reset()
-        if self.video_segmentation_quality.update_count:
-            segmentation.update({k: float(v) for k, v in self.video_segmentation_quality.compute().items()})
-        self.video_segmentation_quality.reset()
+        if self.vos_quality.update_count:
+            segmentation.update({k: float(v) for k, v in self.vos_quality.compute().items()})
+        self.vos_quality.reset()
         metrics = {f"{stage}/{k}": v for k, v in {**head, **segmentation}.items()}
         if metrics:
             # Already gathered across processes (the head, SegmentationQuality): every process holds the same
