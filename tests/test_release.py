@@ -345,3 +345,41 @@ def test_released_segmenter_on_a_davis_folder(release_files, tmp_path, cache):
                           "--ckpt_path", str(path), "--trainer.logger=false"], tmp_path, cache)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "test/vos_veq_official" in result.stdout and "test/vos_videos" in result.stdout
+
+
+RETRIEVAL_PRESETS = ["msrvtt_1ka", "msrvtt_9k", "didemo", "activitynet", "vatex"]
+
+
+@pytest.mark.parametrize("name", RETRIEVAL_PRESETS)
+def test_official_protocol_survives_every_retrieval_preset(name, tmp_path, cli_in_tmp, capsys):
+    """The official config, then a benchmark preset: the preset's data with the released reading of clips (8 frames
+    at linspace, squashed to 224 x 224 bicubic)."""
+    import benchmark_fixtures as fx
+
+    from trajtok.cli import TrajTokCLI
+
+    root = fx.layout(name, tmp_path / "data")
+    with pytest.raises(SystemExit):
+        TrajTokCLI(args=["test", "--config", str(CONFIGS / "official" / "trajvitv2.yaml"), "--config",
+                         str(CONFIGS / "benchmarks" / f"{name}.yaml"), f"--data.init_args.root={root}", "--print_config"])
+    config = yaml.safe_load(capsys.readouterr().out)
+    assert config["data"]["class_path"] == "datamodules.benchmark_data.RetrievalBenchmark"
+    clip = config["data"]["init_args"]["clip"]
+    assert (clip["num_frames"], clip["image_size"], clip["eval_sampling"], clip["eval_resize"]) == (8, 224, "linspace", "squash")
+    assert config["model"]["head"]["init_args"]["mask_invalid"] is False
+
+
+def test_a_release_file_tests_on_a_retrieval_preset(release_files, tmp_path, cli_in_tmp):
+    """``trajtok test --ckpt_path model.pth`` on a benchmark folder: the release's model, its weights, the preset's data."""
+    import benchmark_fixtures as fx
+
+    from trajtok.cli import TrajTokCLI
+
+    path, state, _ = release_files["trajvitv2"]
+    root = fx.layout("msrvtt_1ka", tmp_path / "data")
+    cli = TrajTokCLI(args=["test", "--config", str(CONFIGS / "official" / "trajvitv2.yaml"), "--config",
+                           str(CONFIGS / "benchmarks" / "msrvtt_1ka.yaml"), f"--data.init_args.root={root}",
+                           "--data.init_args.clip.image_size=64", "--data.init_args.loader.num_workers=0",
+                           "--trainer.logger=false", "--trainer.enable_progress_bar=false", "--ckpt_path", str(path)])
+    assert {"test/t2v_r1", "test/v2t_r1"} <= set(cli.trainer.callback_metrics)
+    torch.testing.assert_close(cli.model.head.cls, state["vision_encoder.vision_encoder.cls_token"])
