@@ -97,7 +97,7 @@ def sample_indices(
         # Integer arithmetic: floor((i + 1/2) * n / T) without float rounding.
         return [((2 * i + 1) * num_source) // (2 * num_frames) for i in range(num_frames)]
     if sampling == "linspace":
-        return torch.linspace(0, num_source - 1, num_frames, dtype=torch.float64).round().long().tolist()
+        return np.linspace(0, num_source - 1, num_frames).round().astype(int).tolist()
     if sampling == "random":
         u = torch.rand(num_frames, generator=generator, dtype=torch.float64)
         pos = (torch.arange(num_frames, dtype=torch.float64) + u) * num_source / num_frames

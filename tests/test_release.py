@@ -184,6 +184,10 @@ def test_every_release_key_is_mapped_or_listed_as_unused(release_files):
 @pytest.mark.parametrize("edit, named", [
     ("rename", "vision_encoder.traj_tokenizer.segmenter.trajectory_perceiver.layers.1.0.to_q.weight"),
     ("drop", "vision_encoder.traj_tokenizer.traj_feature_updater.norm_lat.bias"),
+    ("drop", "vision_encoder.traj_tokenizer.segmenter.log_scale"),
+    ("drop", "temp"),
+    ("widen", "vision_encoder.traj_tokenizer.segmenter.log_scale"),
+    ("widen", "vision_encoder.traj_tokenizer.traj_feature_updater.layers.1.1.up.weight"),
     ("reshape", "vision_proj.weight"),
     ("extra", "vision_encoder.traj_tokenizer.pos_latents"),
     ("freqs", "vision_encoder.traj_tokenizer.traj_feature_updater.layers.0.0.rotary_emb.freqs"),
@@ -198,6 +202,8 @@ def test_a_key_that_does_not_fit_is_named(release_files, tmp_path, edit, named):
         del state[key]
     elif edit == "reshape":
         state[key] = state[key][:, :-1]
+    elif edit == "widen":
+        state[key] = torch.cat([state[key], state[key][..., :1]], -1)
     elif edit == "extra":
         state[key] = torch.zeros(3)
     elif edit == "freqs":
@@ -383,3 +389,31 @@ def test_a_release_file_tests_on_a_retrieval_preset(release_files, tmp_path, cli
                            "--trainer.logger=false", "--trainer.enable_progress_bar=false", "--ckpt_path", str(path)])
     assert {"test/t2v_r1", "test/v2t_r1"} <= set(cli.trainer.callback_metrics)
     torch.testing.assert_close(cli.model.head.cls, state["vision_encoder.vision_encoder.cls_token"])
+
+
+def test_a_release_replaces_the_config_model_whole(release_files, tmp_path, cli_in_tmp):
+    """Options of the config's tokenizer and head that the release does not set do not survive: the model is the
+    released one, and the command warns about what it replaced."""
+    from trajtok.cli import TrajTokCLI
+
+    path, _, _ = release_files["trajvitv2"]
+    with pytest.warns(UserWarning, match=r"replaces the config's.*context_pool 2 -> 1"):
+        cli = TrajTokCLI(args=["test", "--config", str(CONFIGS / "clip.yaml"), *SMALL_DATA, "--trainer.logger=false",
+                               "--model.tokenizer.init_args.context_pool=2", "--model.head.init_args.mask_invalid=true",
+                               "--trainer.limit_test_batches=1", "--ckpt_path", str(path)])
+    assert cli.model.tokenizer.segmenter.context_pool == 1 and cli.model.head.mask_invalid is False
+
+
+def test_weights_that_fit_a_tokenizer_of_another_function_are_refused(release_files):
+    """A tokenizer whose keys and shapes fit the release but whose options differ (here the rotary form) would
+    compute another function with the released weights."""
+    from lightning.pytorch.cli import instantiate_module
+
+    path, state, _ = release_files["trajvitv2"]
+    model = official_model(read_layout(state, "tiny"))
+    model["tokenizer"]["init_args"]["rotary"] = "axial"
+    built = instantiate_module(TrajTokModule, model)
+    with pytest.raises(ReleaseError, match=r"segmenter\.rotary:class: AxialRotary \(released: SequenceRotary\)"):
+        TrajTokModule(tokenizer=built.tokenizer, head=built.head, tokenizer_checkpoint=str(path))
+    with pytest.raises(ReleaseError, match="rotary"):
+        load_model_weights(built, str(path))

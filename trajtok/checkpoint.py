@@ -78,11 +78,6 @@ def load_state_strictly(module: nn.Module, state: dict[str, Any], source: str) -
                          f"{error}") from error
 
 
-def load_checkpoint(module: nn.Module, path: str) -> None:
-    """Load the whole ``state_dict`` of the Lightning checkpoint at ``path`` into ``module``, strictly."""
-    load_state_strictly(module, checkpoint_state(path), source=str(path))
-
-
 def tokenizer_state(path: str, prefix: str = PREFIX, checkpoint: dict[str, Any] | None = None) -> dict[str, torch.Tensor]:
     """The ``prefix``-ed tensors of a Lightning checkpoint's ``state_dict``, prefix stripped."""
     state = {k[len(prefix):]: v for k, v in checkpoint_state(path, checkpoint).items() if k.startswith(prefix)}
@@ -105,9 +100,13 @@ def load_tokenizer_weights(tokenizer: nn.Module, path: str, prefix: str = PREFIX
     checkpoint = read_checkpoint(path)
     own = tokenizer.state_dict()
     if _is_release(checkpoint):
-        state = _release_tokenizer_state(checkpoint, path, own, prefix)
+        state = _release_tokenizer_state(checkpoint, path, tokenizer, prefix)
     else:
         state = tokenizer_state(path, prefix, checkpoint)
+        initialised = (checkpoint.get("release") or {}).get("initialised") if isinstance(checkpoint, dict) else None
+        if initialised and prefix == PREFIX:
+            warnings.warn(f"{path}: converted from a released segmenter, which holds no trajectory encoder: its "
+                          f"{len(initialised)} tensors here are an initialisation", UserWarning, stacklevel=2)
     mismatched = [
         f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
         for k in sorted(own.keys() & state.keys())
@@ -136,22 +135,32 @@ def _is_release(checkpoint: Any) -> bool:
     return is_release(checkpoint)
 
 
-def _release_tokenizer_state(checkpoint: dict[str, Any], path: str, own: dict[str, torch.Tensor],
+def _release_tokenizer_state(checkpoint: dict[str, Any], path: str, module: nn.Module,
                              prefix: str = PREFIX) -> dict[str, torch.Tensor]:
-    """A release file's tensors of the module under ``prefix`` (``tokenizer.``: the whole tokenizer, whose trajectory
-    encoder is taken from ``own`` when the file has none; ``tokenizer.segmenter.``: that part alone)."""
-    from trajtok.release import map_release, read_layout, release_state
+    """A release file's tensors of ``module``, the part under ``prefix`` (``tokenizer.``: the whole tokenizer, whose
+    trajectory encoder keeps its own weights when the file has none; ``tokenizer.segmenter.``: that part alone),
+    after checking that ``module`` computes the released function."""
+    from trajtok.release import (
+        SEGMENTER_ONLY_INITIALISED,
+        check_released_tokenizer,
+        map_release,
+        read_layout,
+        release_state,
+    )
 
     release = release_state(checkpoint, path)
     layout = read_layout(release, path)
     state = map_release(release, layout, path, part="tokenizer")
-    if prefix != PREFIX:
-        if not prefix.startswith(PREFIX):
-            raise ValueError(f"{path}: a released TrajTok file holds no {prefix}* weights")
-        part = prefix[len(PREFIX):]
+    if not prefix.startswith(PREFIX):
+        raise ValueError(f"{path}: a released TrajTok file holds no {prefix}* weights")
+    part = prefix[len(PREFIX):]
+    check_released_tokenizer(module, layout, path, part)
+    if part:
         return {k[len(part):]: v for k, v in state.items() if k.startswith(part)}
+    own = module.state_dict()
     if layout.kind == "segmenter":
-        initialised = [k for k in own if k.startswith("encoder.") and k not in state]
+        initialised = [k for k in own if k.startswith(tuple(p[len(PREFIX):] for p in SEGMENTER_ONLY_INITIALISED))
+                       and k not in state]
         state.update({k: own[k] for k in initialised})
         if initialised:
             warnings.warn(f"{path}: a released segmenter holds no trajectory encoder: its {len(initialised)} tensors "

@@ -17,7 +17,6 @@ paints the trajectories of the model built from the same config over clips (``tr
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import warnings
@@ -31,7 +30,7 @@ from lightning.pytorch.cli import LightningCLI
 from datamodules.base import SPLIT_STAGES
 from datamodules.video import BadSampleError
 from trajtok.checkpoint import AtomicCheckpointIO, read_checkpoint
-from trajtok.conversion import convert_command, load_model_weights
+from trajtok.conversion import build_module, convert_command, load_model_weights
 from trajtok.errors import UserError, report_user_errors
 from trajtok.module import TrajTokModule
 from trajtok.release import (
@@ -90,7 +89,11 @@ class TrajTokCLI(LightningCLI):
             self._release = (path, checkpoint)
             layout = read_layout(release_state(checkpoint, path), path)
             hparams = official_model(layout, self._config_text_vocab(config) or DEFAULT_TEXT_VOCAB)
+            before = {part: config["model"][part] for part in hparams}
+            for part in hparams:  # replaced whole, not merged: no option of the config's model survives
+                config["model"][part] = None
             self.config = self.parser.parse_object({self.config.subcommand: {"model": hparams}}, self.config)
+            warn_replaced(before, self.config[self.config.subcommand]["model"], path)
             return
         if "release" in checkpoint and "optimizer_states" not in checkpoint and self.config.subcommand == "fit":
             self._release = (path, checkpoint)  # a converted release: fine-tuned from, not resumed
@@ -139,6 +142,27 @@ class TrajTokCLI(LightningCLI):
                     "--allow_untrained=true to evaluate the weights the config builds on purpose.")
             warnings.warn(f"--allow_untrained: {self.subcommand} runs the weights the config builds, not a trained "
                           "checkpoint", UserWarning, stacklevel=1)
+
+
+def _flat(value, prefix: str = "") -> dict[str, object]:
+    """A config value (namespaces and dicts nested) as ``{dotted.key: leaf}``."""
+    if hasattr(value, "as_dict"):
+        value = value.as_dict()
+    if isinstance(value, dict):
+        return {k: v for key, item in value.items() for k, v in _flat(item, f"{prefix}{key}.").items()}
+    return {prefix.rstrip("."): value}
+
+
+def warn_replaced(before: dict, model, source: str) -> None:
+    """Warn about the options of the config's tokenizer and head that a release file's model replaced."""
+    changed = []
+    for part, old in before.items():
+        old, new = _flat(old, f"model.{part}."), _flat(model[part], f"model.{part}.")
+        changed += [f"{key} {old[key]!r} -> {new.get(key, '(unset)')!r}" for key in sorted(old)
+                    if old[key] != new.get(key, "(unset)")]
+    if changed:
+        warnings.warn(f"{source}: the released model replaces the config's ({len(changed)} options differ, e.g. "
+                      + "; ".join(changed[:6]) + ")", UserWarning, stacklevel=2)
 
 
 #: Subcommands that evaluate a model: they need a checkpoint (or --allow_untrained).
@@ -212,16 +236,22 @@ def visualize_command(argv: list[str]) -> None:
     if missing:
         parser.error(f"--video: no such file: {', '.join(missing)}")
     checkpoint = read_checkpoint(opts.ckpt_path) if opts.ckpt_path else None
-    if checkpoint is not None and is_release(checkpoint):
-        # The released model, laid over the config as --ckpt_path does for the other commands.
-        model_args = official_model(read_layout(release_state(checkpoint, opts.ckpt_path), opts.ckpt_path))
-        overrides = [*overrides, *(a for k, v in model_args.items() for a in (f"--model.{k}", json.dumps(v)))]
     # The same parser as fit: unknown override keys fail here, named by jsonargparse.
     with warnings.catch_warnings():
         # Lightning warns when args are given while sys.argv has others: here they are ours, parsed above.
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
         cli = TrajTokCLI(args=[*(a for c in opts.config for a in ("--config", c)), *overrides], run=False)
     model, datamodule = cli.model, cli.datamodule
+    if checkpoint is not None and is_release(checkpoint):
+        # The released model replaces the config's, as --ckpt_path does for the other commands.
+        layout = read_layout(release_state(checkpoint, opts.ckpt_path), opts.ckpt_path)
+        hparams = official_model(layout, TrajTokCLI._config_text_vocab(cli.config) or DEFAULT_TEXT_VOCAB)
+        before = {part: cli.config["model"][part] for part in hparams}
+        replaced = cli.config.clone()
+        for part in hparams:
+            replaced["model"][part] = None
+        warn_replaced(before, cli.parser.parse_object({"model": hparams}, replaced)["model"], opts.ckpt_path)
+        model = build_module(hparams)
     if opts.ckpt_path:
         load_model_weights(model, opts.ckpt_path, checkpoint)
     else:

@@ -23,11 +23,14 @@ from trajtok.release import (
     SEGMENTER_ONLY_INITIALISED,
     ReleaseError,
     ReleaseLayout,
+    check_function,
+    check_released_tokenizer,
     is_release,
     map_release,
     official_model,
     read_layout,
     release_state,
+    released_modules,
     unused_keys,
 )
 
@@ -63,6 +66,10 @@ def convert_release(checkpoint: dict[str, Any], source: str, text_vocab: str = D
     hparams = official_model(layout, text_vocab)
     origins: dict[str, str] = {}
     mapped = map_release(state, layout, source, origins=origins)
+    if module is not None:
+        check_released_tokenizer(module.tokenizer, layout, source)
+        if layout.kind == "trajvitv2":
+            check_function(module.head, released_modules(layout, text_vocab)["head"], source, "head")
     built = module if module is not None else build_module(hparams)
     own = built.state_dict()
     initialised = []

@@ -17,15 +17,18 @@ the hyper-parameters name classes by their import path.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch import nn
 
 from trajtok.checkpoint import read_checkpoint
 from trajtok.errors import CheckpointError
+from trajtok.tokenizer.attention import RELEASED_PERCEIVER
 
 #: The BERT vocabulary the released text tower was trained with (bert-base-uncased's), as shipped offline by the
 #: MiniLM package: the same 30,522 word pieces in the same order.
@@ -237,8 +240,7 @@ def official_tokenizer(layout: ReleaseLayout) -> dict[str, Any]:
             "depth": layout.depth, "heads": PERCEIVER_HEADS, "head_dim": layout.head_dim,
             "assign_dim": layout.assign_dim, "init_scale": RELEASED_INIT_SCALE, "scale_gain": 1.0,
             "soft_mean_init": False, "position_features": False, "attention": "dense", "rotary": "sequence",
-            "perceiver": {"norm_eps": 1e-6, "context_norm": True, "attn_input_norm": True,
-                          "shared_stream_norm": True, "ff_bias": True, "final_norm": False},
+            "perceiver": dataclasses.asdict(RELEASED_PERCEIVER),
             "encoder_code_norm": False, "encoder_visible_tail": 2,
             "pixel_encoder": {
                 "class_path": "trajtok.tokenizer.HFBackbone",
@@ -303,7 +305,23 @@ class KeyAccount:
         return value
 
     def cat(self, *keys: str) -> torch.Tensor:
-        return self.derive(torch.cat([self.take(k) for k in keys]), *keys)
+        """The release's ``keys`` concatenated along their first axis (empty if one is missing: that is reported)."""
+        parts = [self.take(k) for k in keys]
+        if any(k not in self.state for k in keys):
+            return torch.empty(0)
+        if len({p.shape[1:] for p in parts}) > 1:
+            raise ReleaseError("these keys cannot be concatenated, their shapes differ: "
+                               + ", ".join(f"{k} {tuple(p.shape)}" for k, p in zip(keys, parts)))
+        return self.derive(torch.cat(parts), *keys)
+
+    def scalar(self, key: str) -> torch.Tensor:
+        """The release's one-value tensor ``key`` as a 0-d tensor (empty if missing: that is reported)."""
+        value = self.take(key)
+        if key not in self.state:
+            return torch.empty(0)
+        if value.numel() != 1:
+            raise ReleaseError(f"{key} has shape {tuple(value.shape)}; the released layout holds one value")
+        return self.derive(value.reshape(()), key)
 
 
 Mapped = dict[str, torch.Tensor]
@@ -375,7 +393,7 @@ def _segmenter(account: KeyAccount, ours: str, theirs: str, layout: ReleaseLayou
     for i in (0, 2):
         out.update(_linear(account, f"{ours}segmenter.query_head.{i}", f"{theirs}traj_seg_head_low_res.{i}"))
         out.update(_linear(account, f"{ours}segmenter.patch_head.{i}", f"{theirs}patch_decoder_low_res.{i}"))
-    out[f"{ours}segmenter.log_scale"] = account.derive(account.take(f"{theirs}log_scale").reshape(()), f"{theirs}log_scale")
+    out[f"{ours}segmenter.log_scale"] = account.scalar(f"{theirs}log_scale")
     return out
 
 
@@ -405,7 +423,8 @@ def _head(account: KeyAccount, layout: ReleaseLayout) -> Mapped:
     out.update(_linear(account, "head.video_proj", "vision_proj"))
     out.update(_linear(account, "head.text_proj", "text_proj"))
     # The released temperature T is this project's log(1 / T).
-    out["head.logit_scale.log_scale"] = account.derive(-account.take("temp").log().reshape(()), "temp")
+    temperature = account.scalar("temp")
+    out["head.logit_scale.log_scale"] = account.derive(-temperature.log(), "temp") if temperature.numel() else temperature
     bert = "head.text_encoder.model."
     for name in ("word_embeddings", "position_embeddings", "token_type_embeddings"):
         out[f"{bert}embeddings.{name}.weight"] = account.take(f"text_encoder.embeddings.{name}.weight")
@@ -429,10 +448,13 @@ def map_release(state: dict[str, torch.Tensor], layout: ReleaseLayout, source: s
     """
     account = KeyAccount(state)
     seg = SEGMENTER_PREFIX[layout.kind]
-    out = _segmenter(account, "tokenizer.", seg, layout)
-    if layout.kind == "trajvitv2":
-        out.update(_encoder(account, "tokenizer.", layout))
-        out.update(_head(account, layout))
+    try:
+        out = _segmenter(account, "tokenizer.", seg, layout)
+        if layout.kind == "trajvitv2":
+            out.update(_encoder(account, "tokenizer.", layout))
+            out.update(_head(account, layout))
+    except ReleaseError as error:
+        raise ReleaseError(f"{source}: {error}") from None
     if account.missing:
         raise ReleaseError(f"{source}: missing keys for a released {layout.kind} ({len(account.missing)}): "
                            + ", ".join(account.missing[:20]))
@@ -476,3 +498,72 @@ def _check_derived(state: dict[str, torch.Tensor], layout: ReleaseLayout, source
                 wrong.append(f"{key} (differs from {twin}, which the released pixel encoder applies)")
     if wrong:
         raise ReleaseError(f"{source}: " + "; ".join(wrong))
+
+
+# --- the function the built modules compute -----------------------------------------------------------------------
+
+#: Attributes that change how a module trains or what it keeps in memory, not what it computes.
+NOT_FUNCTION = frozenset({"training", "recompute", "frozen", "freeze"})
+#: TrajTok options a released model may be run with: chunking splits clips longer than it was trained on.
+ALLOWED_OPTIONS = frozenset({"chunk_frames"})
+
+
+def function_options(module: nn.Module) -> dict[str, Any]:
+    """What decides the function of ``module``: each submodule's class and its plain-valued attributes (numbers,
+    strings, tuples, ``None``), by path. Metrics are left out (they compute nothing of the forward)."""
+    from torchmetrics import Metric
+
+    options: dict[str, Any] = {}
+    metrics = tuple(f"{p}." for p, m in module.named_modules() if isinstance(m, Metric))
+    for path, sub in module.named_modules():
+        if isinstance(sub, Metric) or f"{path}.".startswith(metrics):
+            continue
+        options[f"{path}:class"] = type(sub).__name__
+        for name, value in vars(sub).items():
+            if not name.startswith("_") and name not in NOT_FUNCTION and isinstance(value, (bool, int, float, str, tuple, type(None))):
+                options[f"{path}.{name}" if path else name] = value
+    return options
+
+
+def released_modules(layout: ReleaseLayout, text_vocab: str = DEFAULT_TEXT_VOCAB) -> dict[str, nn.Module]:
+    """The released model's tokenizer (and head) built on the meta device: the reference whose options a module
+    that is to hold a release's weights must share."""
+    from lightning.pytorch.cli import instantiate_module
+
+    from trajtok.tokenizer.trajtok import TrajTok
+
+    model = official_model(layout, text_vocab)
+    with torch.device("meta"):
+        built = {"tokenizer": instantiate_module(TrajTok, model["tokenizer"]["init_args"])}
+        if layout.kind == "trajvitv2":
+            from importlib import import_module
+
+            module_name, _, class_name = model["head"]["class_path"].rpartition(".")
+            built["head"] = instantiate_module(getattr(import_module(module_name), class_name), model["head"]["init_args"])
+    return built
+
+
+def check_released_tokenizer(tokenizer: nn.Module, layout: ReleaseLayout, source: str, part: str = "") -> None:
+    """``check_function`` of a tokenizer (or of its ``part``, e.g. ``segmenter``) that is to hold a release's weights.
+    Of a segmenter release only the pixel encoder and segmenter are compared: the rest is not in the file."""
+    reference = released_modules(layout)["tokenizer"]
+    if part:
+        check_function(tokenizer, reference.get_submodule(part.rstrip(".")), source, f"tokenizer's {part.rstrip('.')}")
+    elif layout.kind == "segmenter":
+        for name in ("pixel_encoder", "segmenter"):
+            check_function(tokenizer.get_submodule(name), reference.get_submodule(name), source, f"tokenizer's {name}")
+    else:
+        check_function(tokenizer, reference, source, "tokenizer", ALLOWED_OPTIONS)
+
+
+def check_function(module: nn.Module, reference: nn.Module, source: str, what: str,
+                   allowed: frozenset[str] = frozenset()) -> None:
+    """``ReleaseError`` naming each option in which ``module`` differs from the released ``reference``: weights that
+    fit a module by name and shape still compute another function there."""
+    mine, theirs = function_options(module), function_options(reference)
+    differences = [f"{key}: {mine.get(key, '(absent)')} (released: {theirs.get(key, '(absent)')})"
+                   for key in sorted(mine.keys() | theirs.keys())
+                   if key not in allowed and mine.get(key, "(absent)") != theirs.get(key, "(absent)")]
+    if differences:
+        raise ReleaseError(f"{source}: the {what} does not compute the released function; options that differ "
+                           f"({len(differences)}): " + "; ".join(differences[:12]))

@@ -160,6 +160,9 @@ class HFBackbone(PixelEncoder):
         self.projections = nn.ModuleList(nn.Conv2d(c, out_dim, 1) for c in self.backbone.channels)
         self.stage_norm = ChannelLayerNorm(out_dim)
         self.last_stage_norm = None
+        if last_stage_norm and list(out_indices)[-1] != len(config.depths):
+            raise ValueError(f"{name_or_path}: last_stage_norm normalises the last stage, but out_indices "
+                             f"{list(out_indices)} ends before it (stage {len(config.depths)})")
         if last_stage_norm:
             self.last_stage_norm = ChannelLayerNorm(self.backbone.channels[-1], eps=config.layer_norm_eps)
 
