@@ -321,8 +321,12 @@ def main(args: list[str] | None = None) -> None:
     """``trajtok``: mistakes in what the user gave (configuration, data, checkpoint) end in one message naming
     the file, row or option and exit status 2 (``TRAJTOK_TRACEBACK=1`` shows the traceback); programming errors
     keep theirs (``trajtok.errors``)."""
-    # Hub downloads are never attempted at run time; weights load from local paths or the cache.
+    # Hub downloads are never attempted at run time; weights load from local paths or the cache. huggingface_hub
+    # reads the variable once, when imported (lightning imports it before this runs): its constant is set to match.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import huggingface_hub.constants
+
+    huggingface_hub.constants.HF_HUB_OFFLINE = os.environ["HF_HUB_OFFLINE"].upper() in {"1", "ON", "YES", "TRUE"}
     argv = args if args is not None else sys.argv[1:]
     command = "trajtok " + (argv[0] if argv and not argv[0].startswith("-") else "")
     with report_user_errors(command.strip()):

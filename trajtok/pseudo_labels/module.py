@@ -8,7 +8,6 @@ from collections.abc import Callable
 from typing import Any
 
 import lightning as L
-from torch import nn
 
 from trajtok.pseudo_labels.cuts import FixedChunks
 from trajtok.pseudo_labels.pipeline import Clip, label_stats, label_video
@@ -24,8 +23,10 @@ class PseudoLabeller(L.LightningModule):
         link_iou: IoU from which a key segment continues a trajectory of the previous chunk.
     """
 
-    def __init__(self, segmenter: nn.Module | Callable, propagator: nn.Module | Callable,
-                 chunker: Callable | None = None, link_iou: float = 0.5) -> None:
+    # Callable, not ``nn.Module | Callable``: jsonargparse builds each member of a union in turn, so a part
+    # that fails to build would be built twice and its error reported twice.
+    def __init__(self, segmenter: Callable, propagator: Callable, chunker: Callable | None = None,
+                 link_iou: float = 0.5) -> None:
         super().__init__()
         if not 0 < link_iou <= 1:
             raise ValueError(f"link_iou must lie in (0, 1], got {link_iou}")

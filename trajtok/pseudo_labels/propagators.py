@@ -20,11 +20,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trajtok.hf import load_kwargs, resolve_path
+from trajtok.hf import load_kwargs
+from trajtok.pseudo_labels.loading import loading, model_source
 from trajtok.pseudo_labels.pipeline import Clip
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+#: The option that names the propagator's model in ``configs/pseudo_labels.yaml``.
+MODEL_OPTION = "model.propagator.init_args.model"
 
 
 class VideoTracker(nn.Module):
@@ -42,13 +45,14 @@ class VideoTracker(nn.Module):
         from transformers import AutoModel
 
         super().__init__()
-        path = resolve_path(model)
-        self.model = AutoModel.from_pretrained(path, **load_kwargs(path)).eval()
+        path = model_source(model, MODEL_OPTION)
+        with loading(model, MODEL_OPTION):
+            self.model = AutoModel.from_pretrained(path, **load_kwargs(path)).eval()
         name = type(self.model).__name__
         session = name.replace("Model", "InferenceSession")
         self.session_class = getattr(importlib.import_module(type(self.model).__module__), session, None)
         if self.session_class is None or not hasattr(self.model, "propagate_in_video_iterator"):
-            raise ValueError(f"{model}: {name} is not a SAM 2 family video model (no {session})")
+            raise ValueError(f"{MODEL_OPTION}={model}: {name} is not a SAM 2 family video model (no {session})")
         self.dtype_name = dtype
         self.offload_video = offload_video
         size = self.model.config.image_size

@@ -7,7 +7,8 @@ decreasing area, 0 = unlabelled.
   point prompts, masks filtered by predicted IoU and stability, box NMS, then painted into one panoptic map
   (``mask_generation``); what transformers' ``mask-generation`` pipeline does, without its torchvision NMS.
 
-They load by hub id or local folder (``trajtok.hf.load_kwargs``); the real checkpoints are downloaded by the user.
+They load by hub id or local folder (``trajtok.hf.load_kwargs``); the real checkpoints are downloaded by the user
+(a missing folder or model is one error naming ``model.segmenter.init_args.model``: ``loading``).
 Any module with the same call (``forward(clip, frames) -> (N, H, W)`` ids) plugs in by ``class_path``.
 """
 
@@ -17,8 +18,9 @@ import torch
 from jsonargparse.typing import NonNegativeInt, PositiveInt
 from torch import nn
 
-from trajtok.hf import load_kwargs, resolve_path
+from trajtok.hf import load_kwargs
 from trajtok.pseudo_labels.components import boundary_segments
+from trajtok.pseudo_labels.loading import loading, model_source
 from trajtok.pseudo_labels.mask_generation import (
     box_nms,
     masks_to_boxes,
@@ -27,6 +29,9 @@ from trajtok.pseudo_labels.mask_generation import (
     stability_score,
 )
 from trajtok.pseudo_labels.pipeline import Clip
+
+#: The option that names a segmenter's model in ``configs/pseudo_labels.yaml``.
+MODEL_OPTION = "model.segmenter.init_args.model"
 
 
 def check_max_segments(max_segments: int) -> None:
@@ -55,11 +60,13 @@ class DirectSAMSegmenter(nn.Module):
 
         super().__init__()
         check_max_segments(max_segments)
-        path = resolve_path(model)
-        self.model = SegformerForSemanticSegmentation.from_pretrained(path, **load_kwargs(path)).eval()
-        if self.model.config.num_labels != 1:
-            raise ValueError(f"{model}: a boundary model has one output channel, this one {self.model.config.num_labels}")
-        self.processor = AutoImageProcessor.from_pretrained(path, **load_kwargs(path))
+        path = model_source(model, MODEL_OPTION)
+        with loading(model, MODEL_OPTION):
+            self.model = SegformerForSemanticSegmentation.from_pretrained(path, **load_kwargs(path)).eval()
+            if self.model.config.num_labels != 1:
+                raise ValueError(f"{MODEL_OPTION}={model}: a boundary model has one output channel, this one "
+                                 f"{self.model.config.num_labels}")
+            self.processor = AutoImageProcessor.from_pretrained(path, **load_kwargs(path))
         self.threshold, self.min_area, self.max_segments = threshold, min_area, max_segments
         self.dilation, self.batch_size = dilation, batch_size
 
@@ -118,9 +125,11 @@ class SAMEverythingSegmenter(nn.Module):
         check_max_segments(max_segments)
         if not 0 < box_nms_thresh <= 1:
             raise ValueError(f"box_nms_thresh must lie in (0, 1], got {box_nms_thresh}")
-        path = resolve_path(model)
-        self.model = SamModel.from_pretrained(path, **load_kwargs(path)).eval()
-        self.processor = SamImageProcessorPil.from_pretrained(path, local_files_only=load_kwargs(path)["local_files_only"])
+        path = model_source(model, MODEL_OPTION)
+        with loading(model, MODEL_OPTION):
+            self.model = SamModel.from_pretrained(path, **load_kwargs(path)).eval()
+            self.processor = SamImageProcessorPil.from_pretrained(
+                path, local_files_only=load_kwargs(path)["local_files_only"])
         self.points_per_side, self.points_per_batch = points_per_side, points_per_batch
         self.pred_iou_thresh, self.stability_score_thresh = pred_iou_thresh, stability_score_thresh
         self.stability_score_offset, self.box_nms_thresh = stability_score_offset, box_nms_thresh

@@ -1,15 +1,20 @@
 """``PseudoLabelWriter``: the prediction writer of ``trajtok pseudo-label``.
 
 Per labelled video it writes the two npz files (each to a temporary name, then renamed: a file that exists is
-whole) and appends a row of statistics to ``<out_dir>/stats.rank<R>.jsonl``. When all processes are done,
-process 0 writes from what is on disk (so rows of earlier, resumed runs count too):
+whole), then appends its row of statistics to ``<out_dir>/stats.rank<R>.jsonl``: that row is the record that the
+video is done (``datamodules.pseudo_label_data``), so a run stopped between the files and the row labels the video
+again when rerun, and one stopped later (while its contact sheet is drawn, say) does not lose it. When all
+processes are done, process 0 writes from what is on disk (so rows of earlier, resumed runs count too):
 
 - ``<out_dir>/pseudo_labels.jsonl``: an annotation row per labelled video (``video``, ``caption`` or ``label``,
   ``start`` / ``end``, ``mask``, ``graph``; paths relative to ``out_dir``), which ``VideoTextDataModule``
   reads as ``train_annotations`` with no conversion; not for tar shards, whose labels
   ``ShardDataModule(pseudo_labels=out_dir)`` finds by shard and key beside the shards' videos;
-- ``<out_dir>/summary.csv``: one row per video: status (labelled / failed), frames, trajectories, mean frames
-  per trajectory, fraction of pixels labelled, chunks, seconds, and the reason of a failure.
+- ``<out_dir>/summary.csv``: one row per video (of the videos being labelled; for shards, every sample named in
+  the statistics): the latest status (labelled / failed), frames, trajectories, mean frames per trajectory,
+  fraction of pixels labelled, chunks, seconds, and the reason of a failure.
+
+A file that cannot be written (a read-only or full disk) is a ``UserError`` naming it.
 
 ``visualize``: the first N videos each process labels are also painted (``trajtok.visualize``) into
 ``<out_dir>/visualize/<name>_sheet.png``.
@@ -18,9 +23,9 @@ process 0 writes from what is on disk (so rows of earlier, resumed runs count to
 from __future__ import annotations
 
 import csv
-import glob
 import json
 import os
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -30,8 +35,9 @@ from jsonargparse.typing import NonNegativeInt
 from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.utilities import rank_zero_info
 
-from datamodules.pseudo_label_data import LabelItem
+from datamodules.pseudo_label_data import LabelItem, read_stats
 from datamodules.pseudo_labels import write_graph, write_masks
+from trajtok.errors import UserError
 from trajtok.visualize import contact_sheet, overlay, write_png
 
 SUMMARY_FIELDS = ("name", "status", "frames", "trajectories", "mean_trajectory_frames", "labelled_fraction",
@@ -39,13 +45,17 @@ SUMMARY_FIELDS = ("name", "status", "frames", "trajectories", "mean_trajectory_f
 
 
 def write_atomic(path: str, write: Callable[[str], None]) -> None:
-    """``write(tmp)`` to a temporary ``.npz`` name in ``path``'s folder, then rename it to ``path``: readers
-    (and resumed runs) never see half a file."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = os.path.join(os.path.dirname(os.path.abspath(path)), f".{os.path.basename(path)}.{os.getpid()}.tmp.npz")
+    """``write(tmp)`` to a temporary name in ``path``'s folder (ending as ``path`` does), then rename it to
+    ``path``: readers (and resumed runs) never see half a file. An ``OSError`` is a ``UserError`` naming ``path``."""
+    folder = os.path.dirname(os.path.abspath(path))
+    suffix = os.path.splitext(path)[1]
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp{suffix}")
     try:
+        os.makedirs(folder, exist_ok=True)
         write(tmp)
         os.replace(tmp, path)
+    except OSError as e:
+        raise UserError(f"cannot write {path}: {e.strerror or e}") from e
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -85,15 +95,25 @@ class PseudoLabelWriter(BasePredictionWriter):
         return data
 
     def _append(self, trainer, rows: list[dict[str, Any]]) -> None:
-        out_dir = self._data(trainer).out_dir
-        os.makedirs(out_dir, exist_ok=True)
-        with open(os.path.join(out_dir, f"stats.rank{trainer.global_rank}.jsonl"), "a", encoding="utf-8") as f:
-            f.writelines(json.dumps(row) + "\n" for row in rows)
+        """Append ``rows`` (stamped with the time) to this process's statistics, one write of whole lines, after a
+        line break if a killed run left its last line unfinished."""
+        path = os.path.join(self._data(trainer).out_dir, f"stats.rank{trainer.global_rank}.jsonl")
+        text = "".join(json.dumps({**row, "time": time.time()}) + "\n" for row in rows)
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "a+b") as f:
+                f.seek(0, os.SEEK_END)
+                if f.tell():
+                    f.seek(-1, os.SEEK_END)
+                    if f.read(1) != b"\n":
+                        text = "\n" + text
+                f.write(text.encode("utf-8"))
+        except OSError as e:
+            raise UserError(f"cannot write {path}: {e.strerror or e}") from e
 
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx):
         data = self._data(trainer)
         frames = {int(s["index"]): s["frames"] for s in batch["samples"] if "frames" in s}
-        rows = []
         for result in prediction["results"]:
             item = LabelItem(**result["item"])
             if result.get("done"):
@@ -102,15 +122,15 @@ class PseudoLabelWriter(BasePredictionWriter):
             masks, graph = result.pop("masks"), result.pop("graph")  # not kept in the predict loop's outputs
             write_atomic(item.mask, lambda tmp, m=masks: write_masks(tmp, m))
             write_atomic(item.graph, lambda tmp, g=graph: write_graph(tmp, g))
-            rows.append({"name": item.name(data.out_dir), "status": "labelled", **result["stats"]})
+            name = item.name(data.out_dir)
+            self._append(trainer, [{"name": name, "status": "labelled", **result["stats"]}])  # now it is done
             self.counts["labelled"] += 1
             if self.painted < self.visualize:
-                self._paint(frames[result["index"]], masks, graph, os.path.join(data.out_dir, "visualize",
-                                                                               rows[-1]["name"]))
+                self._paint(frames[result["index"]], masks, graph, os.path.join(data.out_dir, "visualize", name))
                 self.painted += 1
-        for report in prediction["skipped"]:
-            rows.append({"name": data.failed_name(report), "status": "failed", "reason": report["reason"]})
-            self.counts["failed"] += 1
+        rows = [{"name": data.failed_name(report), "status": "failed", "reason": report["reason"]}
+                for report in prediction["skipped"]]
+        self.counts["failed"] += len(rows)
         if rows:
             self._append(trainer, rows)
 
@@ -127,8 +147,8 @@ class PseudoLabelWriter(BasePredictionWriter):
         shown = torch.nn.functional.interpolate(frames.cpu().permute(0, 3, 1, 2).float(), size=size, mode="bilinear")
         shown = shown.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
         labels = torch.nn.functional.interpolate(trajectories[:, None].float(), size=size, mode="nearest")[:, 0].long() - 1
-        os.makedirs(os.path.dirname(stem), exist_ok=True)
-        write_png(f"{stem}_sheet.png", contact_sheet(shown, overlay(shown, labels), self.max_columns))
+        sheet = contact_sheet(shown, overlay(shown, labels), self.max_columns)
+        write_atomic(f"{stem}_sheet.png", lambda tmp: write_png(tmp, sheet))
 
     def on_predict_end(self, trainer, pl_module) -> None:
         trainer.strategy.barrier()
@@ -137,27 +157,29 @@ class PseudoLabelWriter(BasePredictionWriter):
         trainer.strategy.barrier()
 
     def write_summary(self, data) -> None:
-        """``pseudo_labels.jsonl`` (every item whose files exist; none for shards) and ``summary.csv`` (the rows
-        of every process and run, the latest per video), both written atomically."""
-        rows: dict[str, dict[str, Any]] = {}
-        for path in sorted(glob.glob(os.path.join(glob.escape(data.out_dir), "stats.rank*.jsonl"))):
-            with open(path, encoding="utf-8") as f:
-                for line in f:
-                    if line.strip():
-                        row = json.loads(line)
-                        rows[row["name"]] = row
+        """``pseudo_labels.jsonl`` (every done item; none for shards) and ``summary.csv`` (the rows of every
+        process and run, the latest per video; only the data's videos unless shards), both written atomically."""
+        rows = {row["name"]: row for row in read_stats(data.out_dir)}  # oldest first: the latest stays
         done = data.annotation_items()
         annotations = os.path.join(data.out_dir, "pseudo_labels.jsonl")
         if done is not None:
-            with open(annotations + ".tmp", "w", encoding="utf-8") as f:
-                f.writelines(json.dumps(annotation_row(item, data.out_dir)) + "\n" for item in done)
-            os.replace(annotations + ".tmp", annotations)
+            names = {item.name(data.out_dir) for item in data.items}
+            rows = {name: row for name, row in rows.items() if name in names}
+
+            def write_annotations(tmp: str) -> None:
+                with open(tmp, "w", encoding="utf-8") as f:
+                    f.writelines(json.dumps(annotation_row(item, data.out_dir)) + "\n" for item in done)
+
+            write_atomic(annotations, write_annotations)
+
+        def write_rows(tmp: str) -> None:
+            with open(tmp, "w", encoding="utf-8", newline="") as f:
+                writer = csv.DictWriter(f, SUMMARY_FIELDS, extrasaction="ignore")
+                writer.writeheader()
+                writer.writerows(rows[name] for name in sorted(rows))
+
         summary = os.path.join(data.out_dir, "summary.csv")
-        with open(summary + ".tmp", "w", encoding="utf-8", newline="") as f:
-            writer = csv.DictWriter(f, SUMMARY_FIELDS, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(rows[name] for name in sorted(rows))
-        os.replace(summary + ".tmp", summary)
+        write_atomic(summary, write_rows)
         failed = sum(row["status"] == "failed" for row in rows.values())
         if done is not None:
             rank_zero_info(f"pseudo-labels: {len(done)} of {len(data.items)} videos labelled in {data.out_dir} "
