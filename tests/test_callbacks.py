@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from trajtok.callbacks import ClipThroughput, OptionalTensorBoard
+from trajtok.callbacks import ClipThroughput, OptionalTensorBoard, batch_clips
 
 
 class Regression(L.LightningModule):
@@ -38,6 +38,23 @@ def test_throughput_is_logged_to_the_progress_bar(tmp_path):
     assert sum(throughput._clips) == 2 * 3  # the window: the last 2 steps of 3 clips
     with pytest.raises(ValueError, match="window"):
         ClipThroughput(window=0)
+
+
+def test_throughput_counts_a_batch_of_skipped_samples_as_no_clips(tmp_path):
+    # A batch whose samples were all skipped holds only their reports (datamodules.collate.drops_skipped).
+    skipped = {"skipped": [{"index": 3, "path": "a.mp4", "reason": "file not found", "origin": None}]}
+
+    class SkipsEmpty(Regression):
+        def training_step(self, batch, batch_idx):
+            return None if "video" not in batch else super().training_step(batch, batch_idx)
+
+    batches = [{"video": torch.randn(3, 1, 1, 2, 2)}, skipped, {"video": torch.randn(2, 1, 1, 2, 2)}]
+    throughput = ClipThroughput(window=5)
+    trainer = L.Trainer(max_epochs=1, callbacks=[throughput], logger=False, enable_checkpointing=False,
+                        default_root_dir=tmp_path, enable_model_summary=False, enable_progress_bar=False)
+    trainer.fit(SkipsEmpty(), DataLoader(batches, batch_size=None))
+    assert throughput._clips == [3, 0, 2]
+    assert batch_clips(skipped) == 0 and batch_clips({"video": skipped, "image": batches[0]}) == 3  # joint batches
 
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorboard") is not None or importlib.util.find_spec("tensorboardX")

@@ -17,9 +17,20 @@ from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 from trajtok.batches import batch_sources
 
 
+def batch_clips(batch: Any) -> int:
+    """The clips (images count) of a training batch, over the sources of a joint batch; 0 for a batch or source
+    whose samples were all skipped as unusable (no ``video``)."""
+    return sum(int(part["video"].shape[0]) for part in batch_sources(batch).values()
+               if isinstance(part, dict) and "video" in part)
+
+
 class ClipThroughput(L.Callback):
     """Logs ``train/clips_per_s`` (this process's clips per second of training step, data loading included) to
-    the progress bar and the loggers, averaged over the last ``window`` steps so it reads steadily."""
+    the progress bar and the loggers, averaged over the last ``window`` steps so it reads steadily.
+
+    A batch whose samples were all skipped as unusable holds no ``video`` (only its ``skipped`` reports, see
+    ``datamodules.collate.drops_skipped``): it counts as a step of no clips, as any callback that reads a batch
+    must take it."""
 
     def __init__(self, window: int = 10):
         super().__init__()
@@ -35,12 +46,12 @@ class ClipThroughput(L.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs: Any, batch: dict[str, Any], batch_idx: int) -> None:
         self._times.append(time.perf_counter())
-        self._clips.append(sum(int(b["video"].shape[0]) for b in batch_sources(batch).values()))  # images count
+        self._clips.append(batch_clips(batch))
         self._times, self._clips = self._times[-self.window - 1:], self._clips[-self.window:]
         elapsed = self._times[-1] - self._times[0]
         if elapsed > 0:
             pl_module.log("train/clips_per_s", sum(self._clips) / elapsed, prog_bar=True, on_step=True,
-                          on_epoch=False, batch_size=self._clips[-1])
+                          on_epoch=False, batch_size=max(1, self._clips[-1]))
 
 
 class OptionalTensorBoard(Logger):
