@@ -10,17 +10,18 @@ number of workers; ``trajtok.callbacks.BadSampleReport`` sums the reports of an 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Literal, get_args
 
 from jsonargparse.typing import NonNegativeInt
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, get_worker_info
 
 from datamodules.video import BadSampleError
-from trajtok.errors import UserError
+from trajtok.errors import UserError, is_user_error, user_message
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,37 @@ def check_policy(on_bad_sample: str, option: str = "on_bad_video") -> None:
     type; data sets are built in Python too, where nothing checks the type and a typo would mean "skip"."""
     if on_bad_sample not in get_args(OnBadSample):
         raise ValueError(f"{option} must be one of {get_args(OnBadSample)}, got {on_bad_sample!r}")
+
+
+class WorkerUserError(UserError, RuntimeError):
+    """A user error (a bad sample under ``on_bad_video: raise``, a data file's mistake) raised in a DataLoader worker
+    process, as the main process re-raises it: with the worker's message alone, so that ``trajtok`` reports it as
+    the one line it is with ``num_workers=0``.
+
+    torch re-raises a worker's error by calling its type with one argument, the worker's whole traceback as text
+    (``ExceptionWrapper.reraise``), and raises a ``RuntimeError`` of that text for a type that takes other
+    arguments (``BadSampleError(path, reason)``). This type takes that text and keeps the message of its last line;
+    the worker's traceback becomes a note, shown with the traceback (``TRAJTOK_TRACEBACK=1``).
+    """
+
+    def __init__(self, message: str) -> None:
+        marker = f"\n{type(self).__module__}.{type(self).__qualname__}: "
+        _, found, own = message.rpartition(marker)
+        super().__init__(own.rstrip("\n") if found else message)
+        if found:
+            self.add_note(f"raised in a DataLoader worker process:\n{message.rstrip()}")
+
+
+@contextlib.contextmanager
+def user_errors_from_worker() -> Iterator[None]:
+    """In a DataLoader worker process, a user error (``trajtok.errors.is_user_error``) raised inside leaves as a
+    ``WorkerUserError`` of its message; in the main process nothing changes."""
+    try:
+        yield
+    except Exception as error:
+        if get_worker_info() is None or isinstance(error, WorkerUserError) or not is_user_error(error):
+            raise
+        raise WorkerUserError(user_message(error)) from error
 
 
 class MissingFilesError(UserError, FileNotFoundError):
@@ -105,7 +137,8 @@ class RecordDataset(Dataset, ABC):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         if self.on_bad_video == "raise":
-            return self._load_located(index)
+            with user_errors_from_worker():
+                return self._load_located(index)
         if index not in self._bad:
             try:
                 return {**self._load_located(index), "skipped": []}

@@ -5,8 +5,10 @@ A shard is a tar file whose members are grouped by key: ``<key>.mp4`` (the video
 ``.avi`` and ``.mov`` are read too), ``<key>.txt`` (a caption) and/or ``<key>.json`` (a ``"caption"`` string
 or list and/or a ``"captions"`` list; every other field is ignored). The members of one key are consecutive
 in the tar. A key is a member's path up to the first dot of its file name (WebDataset's rule), so
-``a/x1.mp4`` and ``a/x1.json`` make one sample ``a/x1``; hidden files (``a/._x1.mp4``) belong to none, and
-two members of one key with the same extension make the shard unreadable from there on. A sample's captions
+``a/x1.mp4`` and ``a/x1.json`` make one sample ``a/x1``; hidden files (``a/._x1.mp4``) belong to none. A
+key is one sample of its shard: a key met again later in the shard (a tar appended to, or two writers'
+output joined) is a bad sample, skipped and counted, never trained twice (its pseudo-labels, named by key,
+would be the first one's); so is a sample with two members of one extension. A sample's captions
 are the ``.txt`` caption followed by the ``.json`` ones it does not already hold (video2dataset writes the
 same caption in both); the first one is the evaluation text. Shards are streamed (``.tar.gz`` works as well)
 and must be local (or mounted) files. Batches carry ``video``, ``text``, ``captions`` and ``index``; with
@@ -14,11 +16,12 @@ and must be local (or mounted) files. Batches carry ``video``, ``text``, ``capti
 writes for shard samples, ``<folder>/<shard name>/<key>_mask.npz`` and ``_graph.npz``
 (``pseudo_labels.shard_label_paths``; a sample without them is a bad sample).
 
-What webdataset does here: brace expansion of shard patterns (``braceexpand``, its dependency), the tar
-stream and the grouping of members into samples, the per-epoch shard list, the split over ranks and
-workers, the shuffle buffer, ``with_epoch`` and the tar writer. What is this project's own: decoding clips
-with PyAV, the captions' rules, ``index``, the bad-sample policy and its reports in the batch, and the seeding
-that makes every epoch (hence a resumed run) read the same samples in the same order.
+What webdataset does here: brace expansion of shard patterns (``braceexpand``, its dependency), the key
+rule, the per-epoch shard list, the split over ranks and workers, the shuffle buffer, ``with_epoch`` and the
+tar writer. What is this project's own: reading the tar stream (Python's ``tarfile``, as webdataset reads it,
+but checking where it stops, see ``tar_members``) and grouping its members, decoding clips with PyAV, the
+captions' rules, ``index``, the bad-sample policy and its reports in the batch, and the seeding that makes
+every epoch (hence a resumed run) read the same samples in the same order.
 
 Who reads what. Each reader (a DataLoader worker of a rank; with ``num_workers=0`` the rank's main
 process) reads whole shards: the epoch's shard order (shuffled with ``seed`` and the epoch) is dealt
@@ -55,16 +58,30 @@ expanded shard list and the sample's position (0-based, in keys) within the shar
 is the same, but not contiguous. A shard may hold at most ``INDEX_STRIDE`` samples.
 
 Bad samples. ``on_bad_video="skip"`` drops a sample whose video does not decode or that has no video
-or caption (an iterable dataset cannot put another sample in its place: the epoch is one sample
-shorter, or under ``samples_per_epoch`` the reader reads on to fill its share), a shard that does not
-exist (left out when the dataset is built) and the rest of a shard that is not a readable tar;
+or caption, or whose key or members repeat (an iterable dataset cannot put another sample in its place: the
+epoch is one sample shorter, or under ``samples_per_epoch`` the reader reads on to fill its share), a shard
+that does not exist (left out when the dataset is built) and the rest of a damaged shard;
 ``num_skipped`` / ``skipped_paths`` and ``num_bad_shards`` / ``bad_shards`` count them per process (each
-DataLoader worker counts its own and logs a warning). As in the file-based datasets, each sample also
-carries ``skipped``: reports (``index``, ``path``, ``reason``, ``origin`` = None) of what its reader
-skipped since its previous sample (a damaged shard is reported under the index of its first lost
-sample), so a batch carries them to the training process whatever the number of workers; what a
-reader skips after its last good sample is only in its warnings and counters. ``"raise"`` fails
-instead, naming the shard and the key (``<shard>:<key>``).
+DataLoader worker counts its own and logs a warning). As in the file-based datasets, the batches carry
+reports of every skip to the training process, whatever the number of workers: each sample carries
+``skipped``, reports (``index``, ``path``, ``reason``, ``origin`` = None) of what its reader skipped since its
+previous sample; what a reader skips after its last sample rides on that sample, and what rode on the
+samples of a last partial batch that ``drop_last`` drops (``ShardLoader`` tells the dataset its batching)
+comes in holes, a batch of them alone, which collate leaves empty (``TrajTokModule`` skips it and counts it
+in ``train/empty_batches``). So ``BadSampleReport`` counts every skip once per epoch. Under
+``samples_per_epoch`` with ``drop_last`` a reader reads whole batches only (its share rounded down to the batch
+size; the loader would drop the rest), so no batch of holes comes and the loader's length stays exact.
+``"raise"`` fails instead, naming the shard and the key (``<shard>:<key>``); raised in a DataLoader worker, it
+reaches the main process as a ``WorkerUserError`` of the same message (``trajtok`` prints that one line).
+
+Damaged shards. A shard cut short (a download or copy that stopped, a writer killed) or corrupt keeps every
+sample that lies whole before the damage; the sample the damage falls in is lost with the rest of the shard,
+reported once under its index (``ShardError.position``). A cut exactly between two members, or in a header
+whose file name cannot be read, also loses the sample before it: nothing tells whether that sample had
+more members. Python's tarfile ends a stream silently at a cut or corrupt header (any but the first), so
+``tar_members`` checks that the stream ends with the end-of-archive block; a shard cut inside that block
+has lost nothing and reads as whole. Compressed shards (gzip, bzip2, xz) are checked the same way, and a
+compressed stream cut short loses what its decompressor had not given out before the cut.
 
     python -m datamodules.shards --annotations train.jsonl --out 'shards/train-%06d.tar' [--per-shard 100]
 """
@@ -72,17 +89,21 @@ instead, naming the shard and the key (``<shard>:<key>``).
 from __future__ import annotations
 
 import argparse
+import bz2
+import contextlib
 import dataclasses
+import gzip
 import json
 import logging
+import lzma
 import os
 import posixpath
 import random
 import re
+import secrets
 import tarfile
-import tempfile
 import zlib
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -93,10 +114,15 @@ import webdataset as wds
 from braceexpand import braceexpand
 from jsonargparse.typing import NonNegativeInt, PositiveInt
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
-from webdataset.tariterators import group_by_keys, tar_file_expander
+from webdataset.tariterators import base_plus_ext
 
 from datamodules.annotations import VideoTextRecord, read_video_text_annotations
-from datamodules.bad_samples import OnBadSample, check_policy
+from datamodules.bad_samples import (
+    HOLE,
+    OnBadSample,
+    check_policy,
+    user_errors_from_worker,
+)
 from datamodules.base import SPLIT_STAGES, STAGE_SPLITS, DataModule
 from datamodules.clips import clip_sample
 from datamodules.collate import collate_video_text
@@ -112,9 +138,6 @@ VIDEO_EXTENSIONS = ("mp4", "webm", "mkv", "avi", "mov")
 # index = shard number * INDEX_STRIDE + position in the shard.
 INDEX_STRIDE = 1_000_000
 Shards = str | Sequence[str]
-# What a damaged tar raises while webdataset streams it (a truncated or corrupt member, a bad gzip stream),
-# and the ValueError of its grouping for two members of one key with the same extension.
-_TAR_ERRORS = (OSError, EOFError, zlib.error, tarfile.TarError, ValueError)
 
 
 class ShardError(BadSampleError):
@@ -124,6 +147,12 @@ class ShardError(BadSampleError):
     def __init__(self, path: str, reason: str, position: int = 0) -> None:
         super().__init__(path, reason)
         self.position = position
+
+
+class SampleMembersError(ShardError):
+    """A sample of a shard whose members make no sample: its key was already read in this shard (a repeat would
+    train twice, and read the pseudo-labels of the first), or two of its members have one extension. ``path`` is
+    ``<shard>:<key>``, ``position`` the sample's; the rest of the shard is read."""
 
 
 # ------------------------------------------------------------------------------------------ shard lists
@@ -178,12 +207,14 @@ def expand_shards(shards: Shards) -> list[str]:
 @dataclass
 class ShardSample:
     """The members of one key: ``files`` maps an extension (lower case, without the leading dot, e.g.
-    ``mp4``, ``json``, ``seg.npz``) to the member's bytes."""
+    ``mp4``, ``json``, ``seg.npz``) to the member's bytes. ``problem`` says why its members cannot make a
+    sample (its key was already read in this shard, or one extension appears twice); None for a sample."""
 
     shard: str
     key: str
     position: int  # 0-based, in samples, within the shard
     files: dict[str, bytes]
+    problem: str | None = None
 
     @property
     def name(self) -> str:
@@ -191,10 +222,9 @@ class ShardSample:
         return f"{self.shard}:{self.key}"
 
 
-def _tar_message(error: Exception) -> str:
-    """What a tar error says, without what webdataset adds as it passes through (`` @ <stream>`` and the
-    stream and url as further arguments): the shard's path is named once, by ``ShardError``."""
-    return str(error.args[0]).partition(" @ ")[0] if error.args else type(error).__name__
+def _tar_message(error: BaseException) -> str:
+    """What a tar or decompression error says (its class name when it says nothing)."""
+    return str(error.args[0]) if error.args else type(error).__name__
 
 
 def _not_hidden(name: str) -> bool:
@@ -203,28 +233,184 @@ def _not_hidden(name: str) -> bool:
     return not posixpath.basename(name).startswith(".")
 
 
-def iterate_shard(path: str) -> Iterator[ShardSample]:
-    """The samples of a tar shard in order, each the consecutive members that share a key, as
-    webdataset streams and groups them (each sample's members are read into memory; nothing else is kept).
+def member_key(name: str) -> str | None:
+    """The sample a member belongs to: webdataset's key rule (``base_plus_ext``: the path up to the first dot of
+    the file name); None for a member of no sample (no extension, a hidden file)."""
+    return base_plus_ext(name)[0] if _not_hidden(name) else None
 
-    The file is opened here rather than by webdataset's URL opener, so that a local path is never taken
-    for a URL and the file is closed as soon as reading stops. Raises ``ShardError`` naming the shard when
-    it is missing or unreadable; samples before the damage have been yielded by then, and the sample
-    being read when it struck is lost (webdataset's grouping drops it as the error passes).
+
+class TarDamage(Exception):
+    """Where a tar stream is damaged: ``reason``, and ``member``, the name of the member whose data or header the
+    damage struck, as far as it could be read (``complete``: the whole name; None: unknown)."""
+
+    def __init__(self, reason: str, member: str | None = None, complete: bool = True) -> None:
+        super().__init__(reason)
+        self.reason, self.member, self.complete = reason, member, complete
+
+
+#: What a damaged stream raises while it is read: tar errors, cut or corrupt compressed data.
+_STREAM_ERRORS = (OSError, EOFError, zlib.error, lzma.LZMAError, tarfile.TarError)
+#: Compressed shards by their first bytes; each of these readers raises at a stream cut short.
+_COMPRESSED: tuple[tuple[bytes, Callable[[Any], Any]], ...] = (
+    (b"\x1f\x8b", lambda f: gzip.GzipFile(fileobj=f)), (b"BZh", bz2.BZ2File), (b"\xfd7zXZ\x00", lzma.LZMAFile))
+
+
+class _Tape:
+    """A stream as tarfile reads it, with its offset and the last bytes read, so that the block where tarfile
+    stopped can be looked at afterwards (tarfile reads a fixed record ahead, never more)."""
+
+    KEEP = 4 * tarfile.RECORDSIZE
+
+    def __init__(self, source: Any) -> None:
+        self.source, self.offset = source, 0
+        self.chunks: deque[bytes] = deque()
+        self.kept = 0
+
+    def read(self, size: int = -1) -> bytes:
+        # One read of the source at most (read1): what a cut compressed stream gave before the cut arrives before
+        # the error, rather than being dropped with a whole record.
+        data = self.source.read1(size) if hasattr(self.source, "read1") else self.source.read(size)
+        if data:
+            self.offset += len(data)
+            self.chunks.append(data)
+            self.kept += len(data)
+            while self.kept - len(self.chunks[0]) >= self.KEEP:
+                self.kept -= len(self.chunks.popleft())
+        return data
+
+    def block(self, offset: int) -> bytes:
+        """The block (512 bytes, fewer where the stream ends or breaks) at ``offset``, which tarfile has read or not
+        yet."""
+        with contextlib.suppress(*_STREAM_ERRORS):
+            while self.offset < offset + tarfile.BLOCKSIZE and self.read(offset + tarfile.BLOCKSIZE - self.offset):
+                pass
+        kept = b"".join(self.chunks)
+        start = len(kept) - (self.offset - offset)
+        if start < 0:
+            raise RuntimeError(f"block at {offset} is no longer kept (read up to {self.offset})")
+        return kept[start:start + tarfile.BLOCKSIZE]
+
+
+def tar_members(stream: Any) -> Iterator[tuple[str, bytes]]:
+    """``(name, bytes)`` of the regular members of a tar stream (plain, gzip, bzip2 or xz), in order, as webdataset's
+    ``tar_file_iterator`` selects them (``__*__`` metadata left out). Raises ``TarDamage`` where the stream is
+    damaged: a member's data cut short or corrupt, a header cut short or unreadable, compressed data cut short, or
+    the stream ending before the end-of-archive block.
+
+    Python's tarfile, which webdataset streams with, ends a stream silently at a cut or unreadable header after
+    the first: what follows is lost without an error. So the block where it stopped is checked here: it must be
+    the end-of-archive block (zeros; a tar cut inside it has lost nothing)."""
+    head = stream.peek(6)[:6] if hasattr(stream, "peek") else b""
+    for magic, reader in _COMPRESSED:
+        if head.startswith(magic):
+            stream = reader(stream)
+            break
+    tape = _Tape(stream)
+    try:
+        tar = _open_tar(tape)
+    except _STREAM_ERRORS as e:
+        raise TarDamage(f"its first header is unreadable ({_tar_message(e)})", None) from e
+    last = None  # the last member read, for messages
+    end = 0  # where the header after the last member read starts
+    failure = ""
+    with tar:
+        try:
+            for info in tar:
+                end = info.offset_data + -(-info.size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
+                tar.members = []  # a stream keeps every header read otherwise
+                if not info.isreg() or _META.match(info.name):
+                    continue
+                try:
+                    data = tar.extractfile(info).read()
+                except _STREAM_ERRORS as e:
+                    raise TarDamage(f"member {info.name} is cut short or corrupt ({_tar_message(e)})", info.name) from e
+                last = info.name
+                yield info.name, data
+        except _STREAM_ERRORS as e:  # reading a header, or the compressed stream around it
+            failure = f" ({_tar_message(e)})"
+    block = tape.block(end)
+    if not any(block):
+        if block:
+            return  # the end-of-archive block, whole or cut: nothing is lost
+        raise TarDamage(f"the tar ends after {_after(last)} without its end-of-archive block{failure}", None)
+    # The header where reading stopped: cut short (its name may still be readable) or unreadable (its name too).
+    name, nul, _ = block[:100].partition(b"\0")
+    if len(block) < tarfile.BLOCKSIZE:
+        raise TarDamage(f"the header after {_after(last)} is cut short{failure}",
+                        name.decode("utf-8", "surrogateescape"), complete=bool(nul) or len(block) >= 100)
+    raise TarDamage(f"the header after {_after(last)} is unreadable{failure}", None)
+
+
+def _open_tar(stream: Any) -> tarfile.TarFile:
+    """A tar read as a stream (tarfile's ``r|``: no seeking, each member's data read once, in order)."""
+    return tarfile.open(fileobj=stream, mode="r|")
+
+
+def _after(member: str | None) -> str:
+    return f"member {member}" if member else "the start"
+
+
+_META = re.compile(r"__[^/]*__($|/)")  # webdataset's skip_meta
+
+
+def _may_belong(member: str | None, complete: bool, key: str) -> bool:
+    """Whether a damaged member (its name, whole or a prefix, or None: unknown) may be one of sample ``key``'s."""
+    if member is None:
+        return True
+    if complete:
+        return member_key(member) == key
+    return (key + ".").startswith(member) or member.startswith(key + ".")
+
+
+def iterate_shard(path: str) -> Iterator[ShardSample]:
+    """The samples of a tar shard in order, each the consecutive members that share a key (webdataset's key
+    rule); each sample's members are read into memory, nothing else is kept.
+
+    A key that was already read in this shard, or a sample with two members of one extension, comes as a
+    ``ShardSample`` with its ``problem`` (it takes its position; the reader skips it), and reading goes on.
+    Raises ``ShardError`` naming the shard when it is missing or damaged (``tar_members``); the samples before
+    the damage have been yielded by then, the last one too when the damage is known to lie past its members:
+    the sample the damage falls in (or may fall in, where the damaged member's name cannot be read) is lost,
+    with the rest of the shard, from ``ShardError.position`` on.
     """
     path = str(path)
     if not os.path.isfile(path):
         raise ShardError(path, "shard not found")
     position = 0
+    seen: dict[str, int] = {}  # key -> position of its first sample
+    key: str | None = None
+    files: dict[str, bytes] = {}
+    problem: str | None = None
+
+    def sample() -> ShardSample:
+        nonlocal position
+        first = seen.setdefault(key, position)
+        why = problem or (f"key {key!r} is repeated in its shard (first at position {first}); the repeat is left out"
+                          if first != position else None)
+        position += 1
+        return ShardSample(path, key, position - 1, files, why)
+
     try:
         with open(path, "rb") as stream:
-            members = tar_file_expander([{"url": path, "stream": stream}], select_files=_not_hidden)
-            for sample in group_by_keys(members):
-                files = {ext: data for ext, data in sample.items() if not ext.startswith("__")}
-                yield ShardSample(path, sample["__key__"], position, files)
-                position += 1
-    except _TAR_ERRORS as e:
-        raise ShardError(path, f"unreadable tar after {position} samples: {_tar_message(e)}", position) from e
+            for name, data in tar_members(stream):
+                member = member_key(name)
+                if member is None:
+                    continue
+                if member != key:
+                    if key is not None:
+                        yield sample()
+                    key, files, problem = member, {}, None
+                ext = base_plus_ext(name)[1].lower()
+                if ext in files:
+                    problem = problem or f"member {name} appears twice in the sample; the sample is left out"
+                else:
+                    files[ext] = data
+    except TarDamage as e:
+        if key is not None and not _may_belong(e.member, e.complete, key):
+            yield sample()  # whole: the damage lies past its members
+        raise ShardError(path, f"unreadable tar from sample {position} on: {e.reason}", position) from e
+    if key is not None:
+        yield sample()
 
 
 def sample_captions(sample: ShardSample) -> list[str]:
@@ -265,7 +451,8 @@ class ShardedVideoTextDataset(IterableDataset):
     Yields the samples of ``VideoTextDataset``: ``video`` float ``(T, 3, S, S)`` (decoded and transformed
     as the file-based datasets do), ``text`` (a random caption in training, the first otherwise),
     ``captions``, ``index`` (``shard number * INDEX_STRIDE + position``) and ``skipped`` (reports of the
-    bad samples skipped just before this one); collate with ``collate_video_text``.
+    bad samples skipped just before this one; after it too, for a reader's last sample); collate with
+    ``collate_video_text``, which leaves out the holes that carry the reports no sample can (see the module doc).
 
     Args:
         shards: a shard path or brace pattern (``data/shard-{000000..000009}.tar``), or a list of them.
@@ -349,6 +536,8 @@ class ShardedVideoTextDataset(IterableDataset):
         self.video_extensions = tuple(e.lower().lstrip(".") for e in video_extensions)
         self.max_reported = max_reported
         self.epoch = 0
+        self.batch_size: int | None = None  # how the loader batches (set_batching)
+        self.drop_last = False
         self.num_skipped = 0
         self.skipped_paths: list[str] = []
         self.bad_shards: list[str] = []
@@ -424,46 +613,88 @@ class ShardedVideoTextDataset(IterableDataset):
 
     # -------------------------------------------------------------------------------- reading
 
+    def set_batching(self, batch_size: int | None, drop_last: bool) -> None:
+        """How the loader batches this reader's samples (``ShardLoader`` sets it at every ``iter()``). Under
+        ``drop_last`` the reader gives whole batches only: what the loader would drop is not read (under
+        ``samples_per_epoch``) or not given, and the skip reports it carried still reach a batch (see ``__iter__``)."""
+        self.batch_size, self.drop_last = batch_size, bool(drop_last)
+
     def __iter__(self) -> Iterator[dict[str, Any]]:
+        with user_errors_from_worker():  # one message in the main process, not a worker's traceback
+            yield from self._iterate()
+
+    def _iterate(self) -> Iterator[dict[str, Any]]:
         rank, world_size = self.distributed()
         info = get_worker_info()
         worker, num_workers = (info.id, info.num_workers) if info is not None else (0, 1)
         head = self._shard_stages(rank, world_size, worker, num_workers, self.epoch)
+        group = self.batch_size if self.drop_last and self.batch_size else 1
         quota = self.quota(world_size, worker, num_workers)
-        if quota == 0:
-            return
+        if quota is not None:
+            quota -= quota % group  # drop_last would drop the rest: it is not read
+            if quota == 0:
+                return
         mixing = []
         if self.shuffle_buffer > 1:
             # initial = the whole buffer: it fills before the first sample leaves, as its size promises.
             rng = random.Random(f"buffer/{self.seed}/{self.epoch}/{rank}/{worker}")
             mixing = [wds.shuffle(self.shuffle_buffer, initial=self.shuffle_buffer, rng=rng)]
-        pipeline = wds.DataPipeline(*head, self._read_shards, *mixing, self._loader_stage())
-        if quota is None:
-            yield from pipeline
-            return
+        stage = self._loader_stage()
+        pipeline = wds.DataPipeline(*head, self._read_shards, *mixing, stage)
         # with_epoch reads the reader's shards over again until it has its share; it stops early only
         # when a whole pass gave nothing, and a short share would leave this rank behind the others.
+        held: list[dict[str, Any]] = []  # the batch being filled, given once whole
+        last = None  # the last sample of the last whole batch, given with the next sample (or at the end)
         done = 0
-        for sample in pipeline.with_epoch(quota):
-            yield sample
+        for sample in pipeline if quota is None else pipeline.with_epoch(quota):
             done += 1
-        if done < quota:
+            if last is not None:
+                yield last
+                last = None
+            held.append(sample)
+            if len(held) == group:
+                yield from held[:-1]
+                last, held = held[-1], []
+        if quota is not None and done < quota:
             shards = [shard["url"] for shard in wds.DataPipeline(*head)]
             raise RuntimeError(
                 f"none of the samples of shards {shards[:5]} can be loaded, so this reader cannot give its "
                 f"samples_per_epoch share; first bad samples: {self.skipped_paths}"
             )
+        # The reports of what the reader skipped after its last sample, and those on the samples of a last partial
+        # batch (which drop_last drops: they are dropped here), would be lost. They ride on the last sample when it is
+        # still in hand (no partial batch), else come in holes, a batch of them alone (which collate leaves empty and
+        # the module skips), so that the training process counts them all the same.
+        reports = [r for sample in held for r in sample.get("skipped", ())] + list(getattr(stage, "pending", ()))
+        if last is not None:
+            last["skipped"] = [*last.get("skipped", ()), *reports]
+            yield last
+        elif reports:
+            index = reports[0]["index"]
+            yield {"index": index, "skipped": reports, HOLE: True}
+            for _ in range(group - 1):
+                yield {"index": index, "skipped": [], HOLE: True}
 
     def _read_shards(self, shards: Iterable[dict[str, str]]) -> Iterator[tuple[int, ShardSample | ShardError]]:
-        """``(index, sample)`` of each shard (``{"url": path}``) in turn; a damaged shard (in skip mode)
-        gives ``(index of the first sample lost, its ShardError)``."""
+        """``(index, sample)`` of each shard (``{"url": path}``) in turn. In skip mode, a damaged shard gives
+        ``(index of the first sample lost, its ShardError)``, and a sample whose members make none (a repeated key
+        or member) ``(its index, a SampleMembersError)``, counted and logged here."""
         for shard in shards:
             number = self._numbers[shard["url"]]
             try:
                 for sample in iterate_shard(shard["url"]):
                     if sample.position >= INDEX_STRIDE:
                         raise ValueError(f"{sample.shard} holds more than INDEX_STRIDE = {INDEX_STRIDE} samples")
-                    yield number * INDEX_STRIDE + sample.position, sample
+                    index = number * INDEX_STRIDE + sample.position
+                    if sample.problem is None:
+                        yield index, sample
+                        continue
+                    error = SampleMembersError(sample.name, sample.problem, sample.position)
+                    if self.on_bad_video == "raise":
+                        raise error
+                    if index not in self._bad:
+                        self._note_bad(index, error)
+                    yield index, error
             except ShardError as e:
                 if self.on_bad_video == "raise":
                     raise
@@ -474,8 +705,9 @@ class ShardedVideoTextDataset(IterableDataset):
 
     def _loader_stage(self) -> Callable[[Iterable[tuple[int, ShardSample | ShardError]]], Iterator[dict[str, Any]]]:
         """The pipeline's last stage: decoded samples, each carrying the reports of what was skipped
-        since the previous one. The reports wait in one list for the whole iteration, so that under
-        ``with_epoch`` what the end of one pass skipped is reported with the first sample of the next."""
+        since the previous one. The reports wait in one list for the whole iteration (the stage's ``pending``),
+        so that under ``with_epoch`` what the end of one pass skipped is reported with the first sample of the
+        next, and what the end of the last pass skipped is given by ``__iter__``."""
         pending: list[dict[str, Any]] = []
 
         def load_samples(items: Iterable[tuple[int, ShardSample | ShardError]]) -> Iterator[dict[str, Any]]:
@@ -497,6 +729,7 @@ class ShardedVideoTextDataset(IterableDataset):
                 pending.clear()
                 yield out
 
+        load_samples.pending = pending
         return load_samples
 
     def load(self, sample: ShardSample, index: int) -> dict[str, Any]:
@@ -542,8 +775,8 @@ class ShardedVideoTextDataset(IterableDataset):
 class ShardLoader(DataLoader):
     """A DataLoader that sets its dataset's epoch at every ``iter()``, in the main process, before
     workers start: from ``current_epoch()`` when given (and not None), else from its own count of
-    iterations. Workers must not be persistent, since persistent workers keep the dataset copy (and
-    epoch) of their first iteration."""
+    iterations; and its batching (``batch_size``, ``drop_last``: see ``set_batching``). Workers must not be
+    persistent, since persistent workers keep the dataset copy (and epoch) of their first iteration."""
 
     def __init__(self, dataset: ShardedVideoTextDataset, *args: Any, current_epoch: Callable[[], int | None] | None = None,
                  **kwargs: Any) -> None:
@@ -569,6 +802,7 @@ class ShardLoader(DataLoader):
     def __iter__(self):
         epoch = self.current_epoch() if self.current_epoch is not None else None
         self.dataset.set_epoch(self.iterations if epoch is None else epoch)
+        self.dataset.set_batching(self.batch_size, self.drop_last)
         self.iterations += 1
         return super().__iter__()
 
@@ -727,10 +961,17 @@ def _write_shard(path: str, samples: Iterable[dict[str, Any]]) -> None:
     """Write one shard with webdataset's ``TarWriter`` (gzip-compressed when ``path`` ends in ``.gz``),
     into a hidden temporary file beside ``path`` that is renamed into place once complete, so that no
     reader ever sees half a shard. (``wds.ShardWriter`` writes in place, and leaving its ``with`` on an
-    error closes the half-written shard as a valid, shorter tar.)"""
+    error closes the half-written shard as a valid, shorter tar.) The file's permissions are those of any
+    new file under the process's umask (``tempfile.mkstemp`` would make it readable by its owner alone)."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    while True:
+        tmp = os.path.join(folder, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+            break
+        except FileExistsError:
+            continue
     try:
         # mtime 0: the same input gives the same tar. encoder=False: members are bytes already.
         compress = "gz" if path.endswith(".gz") else False
@@ -761,7 +1002,8 @@ def write_shards(
     ``out_pattern`` numbers shards printf-style from 0: ``out/train-%06d.tar`` (``.tar.gz``: compressed).
     ``caption_files``: write the first caption as ``<key>.txt`` and/or all of them as ``<key>.json``
     (``{"caption": first, "captions": all}``). Everything is checked before the first shard is written;
-    each shard appears whole or not at all (see ``_write_shard``).
+    each shard appears whole or not at all (see ``_write_shard``), with the permissions of any new file under
+    the umask (0644 under the usual 022: other users of a shared cluster can read it).
     """
     if samples_per_shard < 1:
         raise ValueError(f"samples_per_shard must be >= 1, got {samples_per_shard}")

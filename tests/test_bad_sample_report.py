@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 import torch
 
-from datamodules.bad_samples import MissingFilesError
+from datamodules.bad_samples import MissingFilesError, WorkerUserError
 from datamodules.options import ClipOptions, LoaderOptions
 from datamodules.video import VideoDecodeError
 from datamodules.video_text import VideoTextDataModule
 from heads import ClipHead
 from trajtok.callbacks import BadSampleReport, NonFiniteSteps, describe_skipped
+from trajtok.errors import is_user_error
 from trajtok.module import TrajTokModule
 from trajtok.seeding import EpochSeeding
 from trajtok.tokenizer import ConvPyramid, TrajTok
@@ -139,12 +140,16 @@ def test_raise_policy_fails_the_run_naming_file_and_row(data, tmp_path):
                                  loader=LoaderOptions(batch_size=2, num_workers=0), on_bad_video="raise")
     with pytest.raises(VideoDecodeError, match=r"garbage.mp4: .*\(sample of .*corrupt.jsonl, row 2\)"):
         trainer(tmp_path).validate(MeanPixel(), module)
-    # From a worker process PyTorch re-raises as RuntimeError (the error's type needs two arguments); the
-    # message still names the file and row.
+    # From a worker process: the same message alone, a user error (not PyTorch's RuntimeError of the worker's
+    # traceback, which the trajtok command would print whole); the worker's traceback is a note.
     module = VideoTextDataModule(val_annotations=str(corrupt), clip=ClipOptions(num_frames=2, image_size=16),
                                  loader=LoaderOptions(batch_size=2, num_workers=1), on_bad_video="raise")
-    with pytest.raises(RuntimeError, match=r"(?s)VideoDecodeError.*garbage.mp4: .*\(sample of .*row 2\)"):
+    with pytest.raises(WorkerUserError) as raised:
         trainer(tmp_path).validate(MeanPixel(), module)
+    message = str(raised.value)
+    assert "\n" not in message and message.startswith(f"{data / 'garbage.mp4'}: ")
+    assert message.endswith(f"(sample of {corrupt}, row 2)") and is_user_error(raised.value)
+    assert "VideoDecodeError" in raised.value.__notes__[0] and "DataLoader worker" in raised.value.__notes__[0]
 
 
 def tiny_module() -> TrajTokModule:
