@@ -289,13 +289,6 @@ def test_convert_then_test_and_visualize_a_release_file(release_files, tmp_path,
     assert result.returncode == 0, result.stderr[-3000:]
     assert "t2v" in result.stdout + result.stderr
 
-    # fit fine-tunes from the release file, and from its converted checkpoint: new runs, nothing to resume.
-    (tmp_path / "fit").mkdir()
-    for source in (path, out):
-        result = run_trajtok(["fit", "--config", str(CONFIGS / "clip.yaml"), *SMALL_DATA, "--ckpt_path", str(source),
-                              "--trainer.max_steps=1", "--trainer.limit_val_batches=0"], tmp_path / "fit", cache)
-        assert result.returncode == 0, result.stderr[-3000:]
-
     segmenter, _, _ = release_files["segmenter"]
     result = run_trajtok(["visualize", "--config", str(CONFIGS / "segmenter.yaml"), *SMALL_DATA, "--ckpt_path",
                           str(segmenter), "--split", "test", "--limit", "1", "--out", str(tmp_path / "viz"),
@@ -303,13 +296,6 @@ def test_convert_then_test_and_visualize_a_release_file(release_files, tmp_path,
     assert result.returncode == 0, result.stderr[-3000:]
     assert "trajectories=" in result.stdout and "no trajectory encoder" in result.stderr
 
-    bad = tmp_path / "bad.pth"
-    state = dict(torch.load(path, weights_only=True)["model"])
-    del state["vision_proj.bias"]
-    torch.save({"model": state, "meta": {}}, bad)
-    result = run_trajtok(["test", "--config", str(CONFIGS / "clip.yaml"), *SMALL_DATA, "--ckpt_path", str(bad)],
-                         tmp_path, cache)
-    assert result.returncode == 2 and "vision_proj.bias" in result.stderr
 
 
 def test_segmenter_features_overlay_is_the_released_segmenter():
@@ -417,3 +403,26 @@ def test_weights_that_fit_a_tokenizer_of_another_function_are_refused(release_fi
         TrajTokModule(tokenizer=built.tokenizer, head=built.head, tokenizer_checkpoint=str(path))
     with pytest.raises(ReleaseError, match="rotary"):
         load_model_weights(built, str(path))
+
+
+def test_fit_fine_tunes_from_a_release_or_its_conversion(release_files, tmp_path, cli_in_tmp, cache, monkeypatch,
+                                                         capsys):
+    """``fit --ckpt_path`` of a release file, or of its ``trajtok convert`` checkpoint, starts a new run from its
+    weights (neither holds optimiser state to resume); a file with a key missing is one line naming it, exit 2."""
+    from trajtok.cli import TrajTokCLI, main
+
+    monkeypatch.setenv("TRAJTOK_CACHE", str(cache))
+    path, state, _ = release_files["trajvitv2"]
+    converted = tmp_path / "converted.ckpt"
+    main(["convert", str(path), str(converted)])
+    for source in (path, converted):
+        cli = TrajTokCLI(args=["fit", "--config", str(CONFIGS / "clip.yaml"), *SMALL_DATA, "--ckpt_path", str(source),
+                               "--trainer.max_steps=1", "--trainer.limit_val_batches=0",
+                               "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"])
+        assert cli.trainer.global_step == 1 and cli.model.head.mask_invalid is False
+
+    bad = tmp_path / "bad.pth"
+    torch.save({"model": {k: v for k, v in state.items() if k != "vision_proj.bias"}, "meta": {}}, bad)
+    with pytest.raises(SystemExit) as stop:
+        main(["test", "--config", str(CONFIGS / "clip.yaml"), *SMALL_DATA, "--ckpt_path", str(bad)])
+    assert stop.value.code == 2 and "vision_proj.bias" in capsys.readouterr().err
