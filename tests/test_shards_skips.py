@@ -15,6 +15,7 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+from test_data_shards import write_tar
 
 from datamodules.options import ClipOptions, LoaderOptions
 from datamodules.shards import (
@@ -41,15 +42,6 @@ def videos(tmp_path_factory) -> Path:
     write_mp4(str(folder / "good.mp4"), np.stack([np.full((16, 16, 3), 40 * t, np.uint8) for t in range(4)]), fps=4)
     (folder / "broken.mp4").write_bytes(b"\x17" * 500)
     return folder
-
-
-def write_tar(path: Path, members: list[tuple[str, bytes]]) -> str:
-    with tarfile.open(path, "w") as tar:
-        for name, data in members:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return str(path)
 
 
 def tiny_module() -> TrajTokModule:
