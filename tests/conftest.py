@@ -1,4 +1,4 @@
-"""Fixtures shared by the test modules. Helpers they import (paths, ``run_trajtok``) are in ``helpers.py``; the
+"""Fixtures shared by the test modules. Helpers they import (paths, ``run_trajtok``) are in ``support/helpers.py``; the
 markers (``slow``, ``distributed``, ``subprocess``) are declared in pyproject.toml."""
 
 from __future__ import annotations

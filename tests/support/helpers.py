@@ -1,6 +1,6 @@
-"""What test modules share besides fixtures (those are in ``conftest.py``): the checkout's paths, the optional real
-clips, and the ``trajtok`` command run as a user runs it, in a subprocess. ``from helpers import ...`` works because
-``tests`` is on pytest's ``pythonpath`` (pyproject.toml)."""
+"""What test modules share besides fixtures (those are in ``tests/conftest.py``): the checkout's paths, the optional
+real clips, and the ``trajtok`` command run as a user runs it, in a subprocess. ``from helpers import ...`` works
+because ``tests/support`` is on pytest's ``pythonpath`` (pyproject.toml)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TESTS = ROOT / "tests"
+#: The test-support modules (this one, ``faults``, ``pseudo_label_oracles``, ...), not collected by pytest.
+SUPPORT = TESTS / "support"
 CONFIGS = ROOT / "configs"
 TRAJTOK = str(Path(sys.executable).with_name("trajtok"))
 
@@ -33,14 +35,18 @@ SMALL_DATA = [
 
 
 def python_path(*folders: Path) -> str:
-    """A ``PYTHONPATH`` of ``folders`` followed by the inherited one (which may point at a worktree's code)."""
-    return os.pathsep.join(filter(None, [*map(str, folders), os.environ.get("PYTHONPATH")]))
+    """A ``PYTHONPATH`` for a child process of a test: ``folders``, then ``SUPPORT`` (so a child can import
+    ``faults.KillAt`` or ``pseudo_label_oracles.HalvesSegmenter`` whatever ``folders`` are), then the inherited one
+    (which may point at a worktree's code)."""
+    return os.pathsep.join(filter(None, [*map(str, folders), str(SUPPORT), os.environ.get("PYTHONPATH")]))
 
 
 def run_trajtok(args: list[str], cwd: Path, cache: Path, timeout: int = 300,
                 env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """``trajtok ARGS`` in ``cwd``, offline, with the synthetic data cached in ``cache`` and ``tests/faults.py``
-    importable (``callback("faults.KillAt", epoch=1)``); ``env`` adds to or overrides the environment.
+    """``trajtok ARGS`` in ``cwd``, offline, with the synthetic data cached in ``cache``, ``tests/support/faults.py``
+    importable (``callback("faults.KillAt", epoch=1)``) and the test modules too (a test's own child-side callback,
+    ``callback("test_pseudo_labels_resume.KillWhilePainting", sheet=2)``); ``env`` adds to or overrides the
+    environment.
 
     One OpenMP thread per process: on a busy 2-core machine two threads per process spin against other jobs and
     a step takes 20x longer (3.6 s instead of 0.17 s measured), and DDP runs two processes anyway."""
