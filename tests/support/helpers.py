@@ -20,9 +20,12 @@ SUPPORT = TESTS / "support"
 CONFIGS = ROOT / "configs"
 TRAJTOK = str(Path(sys.executable).with_name("trajtok"))
 
-#: 24 real MSR-VTT clips where this checkout sits beside the shared data (never part of the repository).
-MSRVTT24 = ROOT.parent / "shared" / "data" / "msrvtt24"
-needs_msrvtt24 = pytest.mark.skipif(not MSRVTT24.is_dir(), reason=f"the 24 real MSR-VTT clips are not at {MSRVTT24}")
+#: The shared data beside the checkout (``../shared``; never part of the repository): tests that read it are marked
+#: ``shared_data("<path in it>")`` and skipped, naming the missing folder, where it is absent (``tests/conftest.py``).
+SHARED = ROOT.parent / "shared"
+#: 24 real MSR-VTT clips in the shared data.
+MSRVTT24 = SHARED / "data" / "msrvtt24"
+needs_msrvtt24 = pytest.mark.shared_data(str(MSRVTT24.relative_to(SHARED)))
 
 #: The configs' synthetic video-text data at its smallest useful size: 16 / 8 / 8 clips, batches of 4, no workers.
 SMALL_DATA = [
