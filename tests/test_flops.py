@@ -7,7 +7,7 @@ import torch
 
 from heads.transformer import Block
 from trajtok.flops import count_flops, count_flops_by_module
-from trajtok.tokenizer.tome import MergingBlock
+from trajtok.tokenizer.peers.tome import MergingBlock
 
 
 @pytest.mark.parametrize("device", ["cpu", "meta"])

@@ -7,8 +7,13 @@ import torch
 
 from heads.transformer import Transformer
 from trajtok.tokenizer import RLT, TokenLearner, ToMe, ViT3D, create_tokenizer
-from trajtok.tokenizer.rlt import changed_tubelets, compact, run_lengths, run_starts
-from trajtok.tokenizer.tome import (
+from trajtok.tokenizer.peers.rlt import (
+    changed_tubelets,
+    compact,
+    run_lengths,
+    run_starts,
+)
+from trajtok.tokenizer.peers.tome import (
     bipartite_soft_matching,
     merge_weighted,
     merged_positions,

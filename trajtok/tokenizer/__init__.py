@@ -1,7 +1,16 @@
-"""The TrajTok tokenizer and its parts."""
+"""The TrajTok tokenizer and its parts, and (re-exported from ``trajtok.tokenizer.peers``) the peers it is compared
+against: every tokenizer a config names, by ``trajtok.tokenizer.<Class>``."""
 
-from trajtok.tokenizer.adapter import FeaturePatches, FeatureTrajTok, PooledPatches
+from trajtok.tokenizer.adapter import FeatureTrajTok
 from trajtok.tokenizer.features import FrozenVideoFeatures
+from trajtok.tokenizer.peers import (
+    RLT,
+    FeaturePatches,
+    PooledPatches,
+    TokenLearner,
+    ToMe,
+    ViT3D,
+)
 from trajtok.tokenizer.pixel_encoder import (
     ConvPyramid,
     EfficientNetLite,
@@ -16,13 +25,9 @@ from trajtok.tokenizer.registry import (
     scale_of,
     tokenizer_sizes,
 )
-from trajtok.tokenizer.rlt import RLT
 from trajtok.tokenizer.segmenter import Segmenter
-from trajtok.tokenizer.token_learner import TokenLearner
-from trajtok.tokenizer.tome import ToMe
 from trajtok.tokenizer.trajectory_encoder import TrajectoryEncoder
 from trajtok.tokenizer.trajtok import TrajTok
-from trajtok.tokenizer.tubelets import ViT3D
 
 __all__ = [
     "RLT",

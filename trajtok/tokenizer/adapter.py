@@ -1,11 +1,11 @@
-"""Tokenizers over frozen pretrained features: TrajAdapter's, and the patch tokens of the probing baselines."""
+"""TrajAdapter's tokenizer: TrajTok's masks pool a frozen pretrained model's features. (The peers over the same
+features, the probing baselines' patches and PatchVLM's pooled patches, are in ``trajtok.tokenizer.peers``.)"""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from einops import rearrange
-from jsonargparse.typing import PositiveInt
 from torch import nn
 
 from trajtok.checkpoint import load_tokenizer_weights
@@ -94,66 +94,3 @@ class FeatureTrajTok(nn.Module):
         n = num_subtokens or self.trajtok.draw_subtokens()
         tokens = self.trajtok.encoder(cells, log_probs, labels, feature_grid, n)
         return pack_tokens(tokens, slot_valid(labels, self.trajtok.num_slots), a, n)
-
-
-class FeaturePatches(nn.Module):
-    """Every cell of a frozen model's feature grid as a token: the input of linear and attentive probing.
-
-    Returns ``TrajectoryTokens`` with all tokens valid, no assignment ``logits``, and ``labels`` giving each
-    cell its own id, so every head runs on it unchanged.
-    """
-
-    def __init__(self, features: FrozenVideoFeatures):
-        super().__init__()
-        self.features = features
-
-    @property
-    def out_dim(self) -> int:
-        return self.features.out_dim
-
-    def forward(self, video: torch.Tensor) -> TrajectoryTokens:
-        features = self.features(video)
-        batch, grid = features.shape[0], tuple(features.shape[1:4])
-        tokens = features.flatten(1, 3)
-        ids = torch.arange(tokens.shape[1], device=tokens.device).view(1, *grid).expand(batch, -1, -1, -1)
-        valid = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
-        return TrajectoryTokens(tokens=tokens, valid=valid, logits=None, labels=ids, grid=grid)
-
-
-class PooledPatches(nn.Module):
-    """A frozen model's feature grid average-pooled to a fixed ``pooled_grid`` per chunk of frames: the patch-
-    pooling connector input of a PatchVLM (the baseline of TrajVLM), with a token count fixed by the grid.
-
-    Args:
-        features: the frozen feature source.
-        pooled_grid: ``(t, h, w)`` tokens per chunk (adaptive average pooling of the chunk's feature grid).
-        chunk_frames: frames per chunk; default the whole clip is one chunk.
-    """
-
-    def __init__(self, features: FrozenVideoFeatures, pooled_grid: tuple[int, int, int] = (1, 4, 4),
-                 chunk_frames: PositiveInt | None = None):
-        super().__init__()
-        if len(pooled_grid) != 3 or min(pooled_grid) < 1:
-            raise ValueError(f"pooled_grid={pooled_grid} must be three positive sizes (t, h, w)")
-        self.features = features
-        self.pooled_grid = tuple(pooled_grid)
-        self.chunk_frames = chunk_frames
-
-    @property
-    def out_dim(self) -> int:
-        return self.features.out_dim
-
-    def forward(self, video: torch.Tensor) -> TrajectoryTokens:
-        batch, frames = video.shape[:2]
-        size = self.chunk_frames or frames
-        if frames % size:
-            raise ValueError(f"{frames} frames do not split into chunks of chunk_frames={size}")
-        chunks = frames // size
-        features = self.features(rearrange(video, "b (c t) ch h w -> (b c) t ch h w", c=chunks))
-        pooled = F.adaptive_avg_pool3d(rearrange(features, "b t h w d -> b d t h w"), self.pooled_grid)
-        tokens = rearrange(pooled, "(b c) d t h w -> b (c t h w) d", c=chunks)
-        t, h, w = self.pooled_grid
-        ids = torch.arange(tokens.shape[1], device=tokens.device).view(1, chunks * t, h, w).expand(batch, -1, -1, -1)
-        valid = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
-        return TrajectoryTokens(tokens=tokens, valid=valid, logits=None, labels=ids, grid=(chunks * t, h, w),
-                                chunks=chunks)

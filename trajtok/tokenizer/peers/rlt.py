@@ -12,8 +12,8 @@ from einops import rearrange
 from jsonargparse.typing import NonNegativeFloat, PositiveInt
 from torch import nn
 
+from trajtok.tokenizer.peers.tubelets import TUBELETS, TubeletTokenizer, pad_frames
 from trajtok.tokenizer.registry import register_tokenizer
-from trajtok.tokenizer.tubelets import TUBELETS, TubeletTokenizer, pad_frames
 from trajtok.tokens import TrajectoryTokens
 
 

@@ -6,8 +6,8 @@ import torch
 from jsonargparse.typing import PositiveInt
 from torch import nn
 
+from trajtok.tokenizer.peers.tubelets import TUBELETS, TubeletTokenizer
 from trajtok.tokenizer.registry import register_tokenizer
-from trajtok.tokenizer.tubelets import TUBELETS, TubeletTokenizer
 from trajtok.tokens import TrajectoryTokens
 
 #: As many tokens at each scale as TrajTok has slots (K) there: the fixed-K peer of a content-adaptive count.

@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from jsonargparse.typing import NonNegativeInt, PositiveFloat, PositiveInt
 from torch import nn
 
+from trajtok.tokenizer.peers.tubelets import TUBELETS, TubeletTokenizer
 from trajtok.tokenizer.registry import register_tokenizer
-from trajtok.tokenizer.tubelets import TUBELETS, TubeletTokenizer
 from trajtok.tokens import TrajectoryTokens
 
 
