@@ -1,8 +1,8 @@
 """Where a clip is split into chunks: fixed steps, or shot cuts found the way PySceneDetect finds them.
 
-PySceneDetect's detectors (``scenedetect.detectors``) run on OpenCV (colour conversion, histograms), whose
-wheel is ~50 MB of native code beside a CPU torch; its three scores are a few lines of torch on the frames
-already decoded, so ``ShotCuts`` computes them here, with TrajViT's thresholds and vote:
+PySceneDetect's detectors (``scenedetect.detectors``) run on OpenCV (colour conversion, histograms), a large
+native library to install beside a CPU torch; its three scores are a few lines of torch on the frames already
+decoded, so ``ShotCuts`` computes them here, with TrajViT's thresholds and vote:
 
 - content (``ContentDetector``): mean absolute difference of consecutive frames in HSV (OpenCV's 8-bit ranges:
   H 0..180, S and V 0..255), averaged over the three channels; a cut at >= 27;

@@ -36,8 +36,8 @@ class VideoTracker(nn.Module):
     Args:
         model: hub id or local folder of a ``Sam2VideoModel`` or ``EdgeTamVideoModel``.
         dtype: the tracking session's dtype ("float32"; "bfloat16" on GPUs that support it).
-        offload_video: keep the preprocessed frames in CPU memory (about 12 MB a frame at 1024 px) rather
-            than on the accelerator.
+        offload_video: keep the preprocessed frames in CPU memory (a 3 x 1024 x 1024 float32 tensor a frame at
+            1024 px) rather than on the accelerator.
     """
 
     def __init__(self, model: str = "facebook/sam2.1-hiera-small", dtype: str = "float32",

@@ -239,7 +239,8 @@ class PerceiverLayer(nn.Module):
     The layer starts by normalising the latent *stream* itself, not a copy for the attention input: learned
     latents start tiny (a Fourier code at scale 0.02), and a residual added to them unnormalised is one
     attention output of norm ~1 shared by all of them, which swamps their identity (the K segmenter queries
-    came out of the first layer with pairwise cosine 0.999 and the assignment uniform). The official
+    came out of the first layer nearly parallel and the assignment uniform; ``tests/test_tokenizer.py``,
+    ``test_queries_stay_distinct_through_every_layer_at_init``, checks they stay distinct). The official
     Perceiver resampler re-normalises its latents at the start of every layer for the same reason.
     """
 

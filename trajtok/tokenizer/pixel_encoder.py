@@ -244,8 +244,9 @@ class EfficientNetLite(PixelEncoder):
     """EfficientNet-Lite0 with ImageNet weights as the pixel encoder: a pretrained pyramid that works offline.
 
     The features at strides 4, 8, 16 and 32 (24, 40, 112 and 320 channels) are fused at 1/4 resolution like any
-    pyramid here. About 0.4 GMACs per 224 px frame without the classifier's head (ConvNeXt-T: 4.5), so the
-    pixel encoder stops dominating the tokenizer. Expects ImageNet-normalised frames (the data modules' default).
+    pyramid here. A mobile network with a small fraction of a ConvNeXt-T's multiply-adds per frame, so the pixel
+    encoder stops dominating the tokenizer (counted by ``python -m benchmarks.flops``, whose ``TrajViT2 (lite)``
+    rows use it at 224 px). Expects ImageNet-normalised frames (the data modules' default).
 
     Args:
         out_dim: width of the fused map.
@@ -274,12 +275,14 @@ class EfficientNetLite(PixelEncoder):
             raise ValueError(f"strides={strides}: each must be one of {tuple(LITE0_TAPS)}")
         model = efficientnet_lite0(weights_path, pretrained)
         last_block = max(LITE0_TAPS[s][0] for s in strides)
-        # Batch-norm statistics never change here, so each one is folded into its convolution: a quarter of the
-        # CPU time went to batch norms and to the padded copies of 'same' convolutions.
+        # Batch-norm statistics never change here, so each one is folded into its convolution, and stride-1 'same'
+        # convolutions pad themselves: no batch-norm pass and no padded copy of their input (a large share of the CPU
+        # time otherwise; measured in the 224 px TrajViT2 (lite) rows of python -m benchmarks.speed).
         stem = nn.Sequential(fold_batch_norm(model._conv_stem, model._bn0), nn.ReLU6())
         #: The stem, then the blocks up to the deepest tap (the classifier's head is not needed).
         self.backbone = nn.ModuleList([stem, *map(fold_block, model._blocks[: last_block + 1])])
-        # Channels-last: the depthwise convolutions run about 1.3x faster on CPU (oneDNN) and use tensor cores on GPUs.
+        # Channels-last: the depthwise convolutions run faster in it on CPU (oneDNN) and use tensor cores on GPUs
+        # (measured in the 224 px TrajViT2 (lite) rows of python -m benchmarks.speed).
         self.backbone.to(memory_format=torch.channels_last)
         self.taps = {LITE0_TAPS[s][0] + 1 for s in strides}  # indices into backbone
         self.frozen = frozen

@@ -31,7 +31,8 @@ def rotation_phases(angles: torch.Tensor, head_dim: int) -> torch.Tensor:
 def rotate_pairs(x: torch.Tensor, phases: torch.Tensor) -> torch.Tensor:
     """Rotate ``x (..., N, heads, head_dim)`` by ``phases`` (``rotation_phases``): channel pairs (2i, 2i+1) as
     complex numbers times their phase, one kernel instead of the slicing, stacking and concatenation of the
-    real form (8x faster on CPU). Low-precision inputs are rotated in float32 (no complex bfloat16)."""
+    real form (the tokenizer's time: ``python -m benchmarks.tokenizer_speed --parts B``). Low-precision inputs are
+    rotated in float32 (no complex bfloat16)."""
     work = x if x.dtype in (torch.float32, torch.float64) else x.float()
     rotated = torch.view_as_complex(work.unflatten(-1, (-1, 2))) * phases
     return torch.view_as_real(rotated).flatten(-2).to(x.dtype)

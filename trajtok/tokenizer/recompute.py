@@ -17,7 +17,8 @@ RecomputePolicy = bool | NonNegativeInt
 def recomputes(policy: RecomputePolicy, patches: int) -> bool:
     """Whether a batch of ``patches`` patches is recomputed under ``policy``. A patch budget keeps the
     activations of small batches, whose memory is small, and so their speed: recomputation re-runs the pixel
-    encoder and the per-patch MLPs, about 6% of a tiny training step at 16 frames on CPU."""
+    encoder and the per-patch MLPs in the backward, a cost paid for nothing where memory does not bind (a
+    training step's time and peak memory: ``python -m benchmarks.speed --steps train``)."""
     if isinstance(policy, bool):
         return policy
     return patches >= policy

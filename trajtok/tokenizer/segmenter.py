@@ -39,7 +39,9 @@ def pool_patches(patches: torch.Tensor, grid: tuple[int, int, int], factor: int,
     batch, _, dim = patches.shape
     t, h, w = grid
     if frames > 1 and t % frames == 0:
-        # Whole windows in time: a strided mean over a view, 15x faster on CPU than avg_pool3d's channels-first copy.
+        # Whole windows in time: a strided mean over a view, which copies nothing, where avg_pool3d would first copy
+        # the channels-last patches channels-first (measured in the TrajViT2 (lite) rows of python -m benchmarks.speed
+        # at T > 8, where tiny_lite pools in time).
         patches = patches.reshape(batch, t // frames, frames, h * w, dim).mean(dim=2).flatten(1, 2)
         t, frames = t // frames, 1
     if factor == 1 and frames == 1:
@@ -67,7 +69,7 @@ class Segmenter(nn.Module):
             keeps a CPU-length run's assignment soft).
         scale_gain: the scale is ``softplus(scale_gain * log_scale) + 1``: an AdamW step moves ``log_scale`` by
             about the learning rate, so the gain is the scale's learning-rate multiplier (1: the released
-            code's parametrisation, which moves the scale ~0.1 over a CPU-length run).
+            code's parametrisation, under which a CPU-length run barely moves the scale).
         max_scale: upper clamp of the learnable logit scale (softmax sharpness).
         rotary: the Perceiver's position, ``axial`` (3-axis rotary on patch keys), ``sequence`` (the
             released code's 1D rotary on queries and keys over the flattened sequence) or ``none``; see ``position``.

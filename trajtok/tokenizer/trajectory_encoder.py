@@ -44,7 +44,8 @@ def soft_mean(logits: torch.Tensor, patches: torch.Tensor, position: torch.Tenso
 
 
 #: ``auto`` picks the dense form while ``num_latents * num_patches * inner_dim`` is at most this (see
-#: ``pick_attention_form``). CPU: measured; CUDA: an unmeasured estimate.
+#: ``pick_attention_form``). CPU: set from ``python -m benchmarks.tokenizer_speed --parts C``; CUDA: an estimate
+#: that the same benchmark has not yet measured.
 DENSE_MAX_WORK = {"cpu": 2**22, "cuda": 2**29}
 #: The same for an encoder without rotary, whose segment form absorbs the key projection too.
 ABSORBED_DENSE_MAX_WORK = {"cpu": 2**21, "cuda": 2**29}
@@ -59,26 +60,22 @@ def pick_attention_form(
     The dense form does K times the attention FLOPs of the segment form (exactly: L * (L + N) vs
     n * (N + L) dot products per head for L = K * n latents and N patches) but is one fused SDPA call; the
     segment form (``segment_attention.AbsorbedSegmentAttention``: the value projection absorbed, and without
-    rotary the key projection too) has a fixed cost (building the ``SegmentLayout``, ~20 small ops per layer).
+    rotary the key projection too) has a fixed cost per layer (building the ``SegmentLayout``: many small ops).
     Both grow linearly in N at fixed L, so the choice is by the dense work ``W = L * N * inner_dim``
     (inner_dim = heads * head_dim): dense while ``W <= DENSE_MAX_WORK[device]`` (``ABSORBED_DENSE_MAX_WORK``
-    without rotary), segment above.
+    without rotary), segment above. Below the threshold the fused call's speed outweighs its K-fold work; above
+    it the segment form's linear work wins, and its time and memory stay linear in N, where the dense form's
+    (B, L, L + N) mask and K-times work do not.
 
-    CPU (``python -m benchmarks.tokenizer_speed --parts C``: trajectory encoder of depth 2, n = 1, one clip,
-    forward + backward including the layout build, widths 4x32 and 8x64, K = 8..128, N = 64..16384; torch 2.13
-    on an idle 2-core Xeon, 2 threads): dense/segment time is 0.64-1.00 for W <= 2^20, 0.92-1.31 at W = 2^22,
-    1.01-1.56 at 2^24 and 1.3-1.95 above; without rotary dense/segment is 0.63-1.18 at W <= 2^20, 0.91-2.06 at
-    2^22 and 1.04-3.3 above. Thresholds 2^22 and 2^21. For scale: the tiny preset at 64 px and 8 frames, 4 clips,
-    is W = 2^23 (segment; 10% faster than dense in inference and training there); the base preset at 224 px and
-    8 frames is W ~ 2^30.6 (segment).
+    CPU: each threshold is the work W at which the two forms' times cross (forward + backward of a depth-2
+    encoder, layout build included, over a grid of K, N and widths), as measured by
+    ``python -m benchmarks.tokenizer_speed --parts C`` (each form's time at each K, N and width).
 
-    CUDA: not measured (no GPU here) - a conservative estimate, to be replaced by a measurement with the same
-    benchmark. Roofline: the dense form's fused kernel runs its 7 L*(L+N)*inner_dim multiply-adds (forward +
-    backward) on tensor cores, the segment form's gather kernels make ~12 float32 passes over the N * inner_dim
-    patch keys/values plus ~40 kernel launches; that puts the large-N crossover near L ~ 128 on an H100-class
-    GPU and makes dense faster for small problems. Threshold 2^29, which keeps the previous rule
-    (``L * N <= 2**20``) for the base width (512); above it we use the segment form, whose time and memory
-    stay linear in N, rather than the dense form, whose (B, L, L + N) mask and K-times work are not.
+    CUDA: an estimate, not a measurement: the dense form's fused kernel runs its L * (L + N) * inner_dim
+    multiply-adds on tensor cores, while the segment form's gather kernels make several float32 passes over the
+    N * inner_dim patch keys/values plus a fixed number of kernel launches, so dense wins over a wider range than
+    on CPU. The threshold 2^29 keeps the earlier rule ``L * N <= 2**20`` at the base width (512). To be replaced
+    by the crossover that ``python -m benchmarks.tokenizer_speed --parts C`` measures on a GPU.
     """
     if form != "auto":
         return form
@@ -109,8 +106,9 @@ class TrajectoryEncoder(nn.Module):
         attention: ``segment`` (gather/scatter, O(N)), ``dense`` (masked SDPA, O(K N)) or ``auto``.
         rotary: the Perceiver's position, ``axial``, ``sequence`` or ``none`` (see ``Segmenter``). The segment
             form always absorbs each layer's value projection (``segment_attention``); without rotary it absorbs
-            the key projection too (no per-patch keys either): the encoder is then ~2x faster at 16 frames on CPU,
-            and position enters through ``position_features`` alone.
+            the key projection too (no per-patch keys either), which makes the encoder faster (measured by
+            ``python -m benchmarks.tokenizer_speed --parts C``, its ``absorbed`` column), and position enters through
+            ``position_features`` alone.
         out_dim: token width (default ``dim``), set by the output projection.
         recompute: the positioned, standardised patches and each layer's per-patch keys (and the dense form's
             values) are recomputed in the backward, not kept (``True``, or from a number of patches per batch:

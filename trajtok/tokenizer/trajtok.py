@@ -52,14 +52,16 @@ PRESETS: dict[str, dict[str, Any]] = {
     # trained from scratch; the per-patch work (pyramid fusion, both Perceivers, the assignment head) at width 128
     # on the 56 x 56 grid, the tokens projected to 512 at the end (per-patch costs fall with the width squared, the
     # K tokens cost next to nothing); the segmenter's queries on a 2 x 2-pooled context; per-patch activations
-    # recomputed in the backward. About 1/13 of base's tokenizer FLOPs (benchmarks/flops.py).
+    # recomputed in the backward. Its tokenizer FLOPs against base's: ``python -m benchmarks.flops``.
     "lite": {"dim": 128, "token_dim": 512, "num_slots": 128, "depth": 2, "heads": 4, "head_dim": 32,
              "assign_dim": 64, "context_pool": 2, "recompute": True, "encoder": {"kind": "efficientnet_lite"}},
     # The efficient layout at the CPU scale (configs/layouts/lite.yaml): tiny's, with the segmenter's queries reading
     # at most 8 frames (a longer clip's context pooled in time to fit, so their cost stops growing with T; clips of up
     # to 8 frames are read whole: the paper's layout) and recomputation for batches of 2^15 patches and more. Pooling
-    # 8-frame clips too, or 2 x 2 in space, cost retrieval (docs/results.md). It keeps tiny's pyramid: at 64 px the
-    # pretrained EfficientNet-Lite0 is slower and segments worse (configs/layouts/pretrained_encoder.yaml).
+    # 8-frame clips too, or 2 x 2 in space, cost retrieval (``python -m benchmarks.quality --layout NAME`` on a layout
+    # that pools so). It keeps tiny's pyramid: at 64 px the pretrained EfficientNet-Lite0
+    # (configs/layouts/pretrained_encoder.yaml) fits slower and segments worse
+    # (``python -m benchmarks.quality --layout pretrained_encoder``: its fit-minutes and object mIoU columns).
     "tiny_lite": {**_TINY, "context_frames": 8, "recompute": TINY_RECOMPUTE_PATCHES},
 }
 
@@ -92,8 +94,9 @@ class TrajTok(nn.Module):
             code's 1D rotary on queries and keys over the flattened latent-then-patch sequence), or ``none``.
         encoder_rotary: the trajectory encoder's, if not ``rotary``. With ``none`` its patches carry their position
             through ``position_features`` alone, and its attention needs no per-patch keys either
-            (``segment_attention``): faster (inference 1.42x ViT3D at 16 frames on CPU against 1.2x) but
-            retrieval fell 3.7 t2v R@1 over 3 seeds (docs/results.md), so no preset uses it.
+            (``segment_attention``): a faster encoder (``python -m benchmarks.tokenizer_speed --parts C``, its
+            ``absorbed`` column) but worse retrieval (``python -m benchmarks.quality --layout NAME``, with a
+            ``configs/layouts/NAME.yaml`` that sets it), so no preset uses it.
         context_pool, context_pool_frames: the segmenter's queries read the patches average-pooled over windows
             of ``context_pool`` squared patches and ``context_pool_frames`` frames, the assignment stays per patch
             (see ``Segmenter``); 1 and 1 are the paper's layout.
@@ -101,9 +104,11 @@ class TrajTok(nn.Module):
             (``Segmenter``): their cost stops growing with T, and clips up to this length keep the paper's layout.
         recompute: training keeps fewer per-patch activations: the pixel encoder's, the assignment head's and the
             trajectory encoder's (positioned patches, per-layer keys) are recomputed in the backward. ``True``
-            always, or from a number of patches per batch on (``recomputes``), so that short clips keep their speed
-            (tiny, 4 clips: at T = 64 a training step's live tensors peak at 752 -> 433 MiB, 317 with tiny_lite's
-            capped context; at T = 16 the step ~6% slower on CPU).
+            always, or from a number of patches per batch on (``recomputes``). It pays where activations bind
+            memory (long clips, big batches: a training step's peak memory falls) and costs a re-run of those parts
+            in every backward, so a patch budget keeps short clips at full speed. A training step's peak memory
+            and time are measured by ``python -m benchmarks.speed --steps train`` (its ``TrajViT2 (lite)`` rows
+            recompute; it has no switch for recomputation alone).
         chunk_frames: split clips longer than this into chunks tokenised in parallel, tokens concatenated in
             time order (cross-chunk identity is not modelled, as in the paper).
         perceiver: both Perceivers' norms and MLP (``PerceiverOptions``; ``RELEASED_PERCEIVER`` is the released
