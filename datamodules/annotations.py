@@ -29,17 +29,17 @@ Annotation files derived from others (the synthetic set's questions) are written
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
 import math
 import os
 import re
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+from trajtok.files import atomic_write
 
 
 @dataclass(frozen=True)
@@ -503,18 +503,10 @@ def read_qa_annotations(path: str, root: str | None = None, keys: AnnotationKeys
 
 
 def write_jsonl_atomic(path: str, rows: Iterable[dict[str, Any]]) -> None:
-    """Write ``rows`` as JSONL to a temporary file beside ``path`` and rename it into place, so a process
-    reading ``path`` while another rewrites it sees a whole file, old or new."""
-    folder, name = os.path.split(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.writelines(json.dumps(row) + "\n" for row in rows)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
-        raise
+    """Write ``rows`` as JSONL, whole or not at all (``trajtok.files.atomic_write``), so a process reading ``path``
+    while another rewrites it sees a whole file, old or new."""
+    with atomic_write(path, "w") as f:
+        f.writelines(json.dumps(row) + "\n" for row in rows)
 
 
 def read_class_folders(path: str) -> list[LabelledVideoRecord]:

@@ -48,7 +48,6 @@ from datamodules.synthetic import (
     SPLITS,
     SyntheticConfig,
     default_cache_dir,
-    ensure_folder,
     ensure_synthetic,
 )
 from datamodules.transforms import (
@@ -57,6 +56,7 @@ from datamodules.transforms import (
     train_clip_transform,
 )
 from datamodules.video import BadSampleError, DecodedClip, decode_clip
+from trajtok.files import ensure_folder
 
 # Image files of caption folders and image members of shards, lower case, without the dot.
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp")

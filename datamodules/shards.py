@@ -100,7 +100,6 @@ import os
 import posixpath
 import random
 import re
-import secrets
 import tarfile
 import zlib
 from collections import Counter, deque
@@ -130,6 +129,7 @@ from datamodules.options import ClipOptions, LoaderOptions
 from datamodules.pseudo_labels import shard_label_paths, shard_name
 from datamodules.transforms import EvalResize, crop_area_range
 from datamodules.video import BadSampleError, DecodedClip, EvalSampling, decode_clip
+from trajtok.files import atomic_write
 from trajtok.seeding import loader_generator
 
 log = logging.getLogger(__name__)
@@ -958,32 +958,16 @@ def _shard_sample(key: str, video: str, captions: list[str], caption_files: Sequ
 
 
 def _write_shard(path: str, samples: Iterable[dict[str, Any]]) -> None:
-    """Write one shard with webdataset's ``TarWriter`` (gzip-compressed when ``path`` ends in ``.gz``),
-    into a hidden temporary file beside ``path`` that is renamed into place once complete, so that no
-    reader ever sees half a shard. (``wds.ShardWriter`` writes in place, and leaving its ``with`` on an
-    error closes the half-written shard as a valid, shorter tar.) The file's permissions are those of any
-    new file under the process's umask (``tempfile.mkstemp`` would make it readable by its owner alone)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    while True:
-        tmp = os.path.join(folder, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-            break
-        except FileExistsError:
-            continue
-    try:
-        # mtime 0: the same input gives the same tar. encoder=False: members are bytes already.
-        compress = "gz" if path.endswith(".gz") else False
-        with os.fdopen(fd, "wb") as stream, wds.TarWriter(stream, encoder=False, compress=compress, mtime=0,
-                                                           mode=0o644) as sink:
-            for sample in samples:
-                sink.write(sample)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """Write one shard with webdataset's ``TarWriter`` (gzip-compressed when ``path`` ends in ``.gz``), whole or
+    not at all (``trajtok.files.atomic_write``: a temporary beside ``path``, renamed into place once complete, with
+    the permissions of any new file), so that no reader ever sees half a shard. (``wds.ShardWriter`` writes in
+    place, and leaving its ``with`` on an error closes the half-written shard as a valid, shorter tar.)"""
+    # mtime 0: the same input gives the same tar. encoder=False: members are bytes already.
+    compress = "gz" if path.endswith(".gz") else False
+    with atomic_write(path, "wb") as stream, wds.TarWriter(stream, encoder=False, compress=compress, mtime=0,
+                                                        mode=0o644) as sink:
+        for sample in samples:
+            sink.write(sample)
 
 
 def write_shards(

@@ -24,10 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 
 import av
@@ -35,6 +32,7 @@ import numpy as np
 from jsonargparse.typing import PositiveInt
 
 from datamodules.pseudo_labels import pseudo_label_paths, write_graph, write_masks
+from trajtok.files import ensure_folder
 
 # Bumped whenever generation changes, so caches of an older version are never read as current.
 VERSION = 2  # 2: the background is a labelled trajectory (panoptic targets)
@@ -483,35 +481,9 @@ def default_cache_dir() -> str:
 
 
 def ensure_synthetic(cache_dir: str | None = None, cfg: SyntheticConfig = SyntheticConfig()) -> str:
-    """The folder of the set for ``cfg``, generated on first use (rank-safe: see ``ensure_folder``)."""
+    """The folder of the set for ``cfg``, generated on first use (rank-safe: see ``trajtok.files.ensure_folder``)."""
     root = cache_dir or default_cache_dir()
     return ensure_folder(os.path.join(root, cfg.name()), lambda tmp: generate(tmp, cfg))
-
-
-def ensure_folder(final: str, build: Callable[[str], object], marker: str = "meta.json") -> str:
-    """``final``, built by ``build(folder)`` unless it already holds ``marker`` (a file ``build`` writes).
-
-    Rank-safe: ``build`` writes into a private temporary folder beside the target, which is renamed into
-    place in one step, so no process ever sees a half-written folder; when two processes race, the first
-    rename wins and the loser deletes its copy.
-    """
-    if os.path.isfile(os.path.join(final, marker)):
-        return final
-    root, name = os.path.split(final)
-    os.makedirs(root, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=root)
-    try:
-        build(tmp)
-        try:
-            os.rename(tmp, final)
-        except OSError:
-            if not os.path.isfile(os.path.join(final, marker)):
-                raise
-            shutil.rmtree(tmp)  # another process finished first; its copy is identical
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return final
 
 
 def main(argv: list[str] | None = None) -> None:

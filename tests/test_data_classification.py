@@ -30,6 +30,7 @@ from datamodules.options import ClipOptions, LoaderOptions, SyntheticOptions
 from datamodules.synthetic import SyntheticConfig, ensure_synthetic, write_mp4
 from datamodules.transforms import IMAGENET_MEAN, IMAGENET_STD
 from datamodules.video import VideoDecodeError
+from trajtok.files import PARTIAL
 
 SMALL_CLIPS = {"num_frames": 4, "image_size": 16}
 CLIP = ClipOptions(**SMALL_CLIPS)
@@ -281,7 +282,7 @@ def test_synthetic_tasks_count_the_objects_of_each_row(cache):
             assert dm.datasets[split].labels == expected
         assert len(set(dm.datasets["train"].labels)) > 1  # the check above is not vacuous
     assert SYNTHETIC_CLASS_NAMES["moving"][3] == "three objects move"
-    assert not [f for f in os.listdir(folder) if f.endswith(".tmp")]  # atomic writes leave no temp files
+    assert not [f for f in os.listdir(folder) if PARTIAL in f]  # atomic writes leave no temporaries
 
 
 def test_synthetic_batches_with_pseudo_labels(cache):

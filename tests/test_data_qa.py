@@ -28,6 +28,7 @@ from datamodules.synthetic import (
 )
 from datamodules.transforms import IMAGENET_MEAN, IMAGENET_STD
 from datamodules.video import VideoDecodeError
+from trajtok.files import PARTIAL
 
 SMALL_CLIPS = {"num_frames": 4, "image_size": 16}
 CLIP = ClipOptions(**SMALL_CLIPS)
@@ -211,7 +212,7 @@ def test_synthetic_datamodule_writes_questions_and_batches_them(tmp_path):
         with open(dm.annotation_path(split), encoding="utf-8") as f:
             assert [json.loads(line) for line in f] == expected
         assert all(2 <= len(synthetic_questions(c["objects"], c["video"])) <= 3 for c in clips)
-    assert not [f for f in os.listdir(folder) if f.endswith(".tmp")]  # atomic writes leave no temp files
+    assert not [f for f in os.listdir(folder) if PARTIAL in f]  # atomic writes leave no temporaries
 
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))

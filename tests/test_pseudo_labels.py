@@ -22,6 +22,7 @@ from datamodules import VideoTextDataModule
 from datamodules.options import SyntheticOptions
 from datamodules.pseudo_label_data import PseudoLabelDataModule
 from datamodules.pseudo_labels import load_pseudo_labels
+from trajtok.files import PARTIAL
 from trajtok.pseudo_labels import (
     ChunkLabels,
     Clip,
@@ -278,7 +279,7 @@ def test_the_writer_writes_readable_labels_annotations_and_statistics_and_a_reru
         summary = list(csv.DictReader(f))
     assert len(summary) == 8 and all(r["status"] == "labelled" and float(r["labelled_fraction"]) == 1.0 for r in summary)
     assert len(list((out / "visualize").rglob("*_sheet.png"))) == 1
-    assert not list(out.rglob("*.tmp*"))
+    assert not list(out.rglob(f"*{PARTIAL}*"))
     (out / rows[0]["graph"]).unlink()  # as if a run stopped between a video's two files
     again = predict(PseudoLabelDataModule(str(out), source=source, split="test"))
     assert again.counts == {"labelled": 1, "done": 7, "failed": 0}

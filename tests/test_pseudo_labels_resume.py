@@ -18,6 +18,7 @@ from helpers import ROOT, callback, run_trajtok
 
 from datamodules.pseudo_labels import load_pseudo_labels
 from datamodules.video import read_all_frames
+from trajtok.files import PARTIAL
 
 # ----------------------------------------------------------------------------------------- faults (child side)
 
@@ -141,7 +142,7 @@ def test_a_run_killed_after_a_videos_files_loses_nothing_on_the_rerun(six_videos
     from datamodules.pseudo_label_data import recorded_names
 
     assert recorded_names(str(out)) == {f"clip{i}" for i in range(6)}
-    assert not list(out.glob("*.tmp*"))  # no label file half written (a killed sheet may leave its hidden .tmp)
+    assert not list(out.glob(f"*{PARTIAL}*"))  # no label file half written (a killed sheet may leave its temporary)
 
 
 # ----------------------------------------------------------------------------------------------------- case 2

@@ -1,13 +1,11 @@
 """Reading Lightning checkpoints as data: whole models (``trajtok visualize``, export) and warm starts of a
-tokenizer from another run (e.g. the segmenter pre-training)."""
+tokenizer from another run (e.g. the segmenter pre-training); and writing them whole (``AtomicCheckpointIO``)."""
 
 from __future__ import annotations
 
 import contextlib
-import glob
 import os
 import pickle
-import uuid
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -17,6 +15,7 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from torch import nn
 
 from trajtok.errors import CheckpointError
+from trajtok.files import atomic_write, partial_files
 
 PREFIX = "tokenizer."
 
@@ -169,9 +168,10 @@ def _release_tokenizer_state(checkpoint: dict[str, Any], path: str, module: nn.M
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Checkpoints written whole or not at all: into a hidden temporary file beside the target, flushed to disk,
-    then renamed over it (``os.replace``, atomic within one file system). A job killed while writing leaves the
-    previous ``last.ckpt`` in place, and resuming from it works.
+    """Checkpoints written whole or not at all (``trajtok.files.atomic_write``: a hidden temporary file beside the
+    target, flushed to disk, then renamed over it). A job killed while writing leaves the previous ``last.ckpt`` in
+    place, and resuming from it works; the temporary such a job leaves behind is removed by the next write of that
+    checkpoint (one process writes checkpoints, so no other write of it can be in progress).
 
     Lightning's default writes through an fsspec transaction: a temporary file in ``$TMPDIR``, moved into place
     at the end. Where ``$TMPDIR`` is another file system than the run's folder (a node's local ``/tmp`` and runs
@@ -190,19 +190,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         path = os.fspath(path)
         if storage_options is not None or "://" in path:
             return super().save_checkpoint(checkpoint, path, storage_options)
-        directory, name = os.path.split(os.path.abspath(path))
-        os.makedirs(directory, exist_ok=True)
-        partial = os.path.join(directory, f".{name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.partial")
-        try:
-            with open(partial, "xb") as f:
-                torch.save(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(partial, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(partial)
-            raise
-        for stale in glob.glob(os.path.join(glob.escape(directory), f".{glob.escape(name)}.*.partial")):
+        with atomic_write(path, "wb") as f:
+            torch.save(checkpoint, f)
+        for stale in partial_files(path):
             with contextlib.suppress(FileNotFoundError):
                 os.remove(stale)  # left by a process killed while writing this file

@@ -14,6 +14,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch.utils.hooks import RemovableHandle
 
+from trajtok.files import atomic_path
 from trajtok.tokens import TrajectoryTokens
 
 
@@ -134,7 +135,8 @@ class TokenWriter(BasePredictionWriter):
                     "chunks": str(tokens.chunks)}
         suffix = f"_dl{dataloader_idx}" if dataloader_idx else ""
         name = f"batch_{trainer.global_rank}_{batch_idx}{suffix}.safetensors"
-        save_file(tensors, os.path.join(self.directory, name), metadata=metadata)
+        with atomic_path(os.path.join(self.directory, name)) as tmp:  # a reader never sees half a file
+            save_file(tensors, tmp, metadata=metadata)
 
 
 def load_tokens(path: str) -> dict[str, Any]:

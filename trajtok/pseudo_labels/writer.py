@@ -38,6 +38,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from datamodules.pseudo_label_data import LabelItem, read_stats
 from datamodules.pseudo_labels import write_graph, write_masks
 from trajtok.errors import UserError
+from trajtok.files import atomic_path
 from trajtok.visualize import contact_sheet, overlay, write_png
 
 SUMMARY_FIELDS = ("name", "status", "frames", "trajectories", "mean_trajectory_frames", "labelled_fraction",
@@ -45,20 +46,14 @@ SUMMARY_FIELDS = ("name", "status", "frames", "trajectories", "mean_trajectory_f
 
 
 def write_atomic(path: str, write: Callable[[str], None]) -> None:
-    """``write(tmp)`` to a temporary name in ``path``'s folder (ending as ``path`` does), then rename it to
-    ``path``: readers (and resumed runs) never see half a file. An ``OSError`` is a ``UserError`` naming ``path``."""
-    folder = os.path.dirname(os.path.abspath(path))
-    suffix = os.path.splitext(path)[1]
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp{suffix}")
+    """``write(tmp)`` to a temporary name beside ``path`` (ending as ``path`` does) that then replaces ``path``
+    (``trajtok.files.atomic_path``): readers (and resumed runs) never see half a file. An ``OSError`` is a
+    ``UserError`` naming ``path``."""
     try:
-        os.makedirs(folder, exist_ok=True)
-        write(tmp)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            write(tmp)
     except OSError as e:
         raise UserError(f"cannot write {path}: {e.strerror or e}") from e
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def annotation_row(item: LabelItem, out_dir: str) -> dict[str, Any]:
