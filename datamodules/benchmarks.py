@@ -25,7 +25,7 @@ different extensions or folders is looked up among those candidates (``_find_cli
 the first candidate is the record's path, so the error names the usual location.
 
 Malformed files fail with a ValueError naming the file and the row (1-based) or key, as
-``datamodules.annotations`` does: a silently dropped row would shift retrieval ground truth.
+the annotation readers do (``datamodules.rows``): a silently dropped row would shift retrieval ground truth.
 
 ``register_benchmark`` names a benchmark (its task, its reader per split, its usual clip folder and, for
 classification, its official class list); ``datamodules.benchmark_data`` builds datamodules from a name.
@@ -38,16 +38,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from datamodules.annotations import (
-    LabelledVideoRecord,
-    VideoTextRecord,
-    _check_path,
-    _fail,
-    _iter_csv,
-    _loads,
-    _read_utf8,
-    _require,
-    _text,
+from datamodules.annotations import LabelledVideoRecord, VideoTextRecord
+from datamodules.rows import (
+    check_path,
+    iter_csv,
+    parse_text,
+    read_json,
+    require_keys,
+    row_error,
 )
 
 # Where the official MSR-VTT splits put a clip (the "split" field of MSRVTT_data.json's videos).
@@ -73,20 +71,9 @@ def _with_extensions(stem: str, extensions: Sequence[str] = VIDEO_EXTENSIONS) ->
     return [stem + ext for ext in extensions]
 
 
-def _read_json(path: str) -> Any:
-    """A whole JSON file, refusing repeated keys; errors name the file (and line when JSON says one)."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"annotation file not found: {path}")
-    text = _read_utf8(path)
-    try:
-        return _loads(text)
-    except ValueError as e:
-        raise ValueError(f"{path}: not valid JSON: {e}") from e
-
-
 def _json_list(path: str) -> list[tuple[int, Any]]:
     """(1-based position, row) of a JSON file holding one list."""
-    data = _read_json(path)
+    data = read_json(path)
     if not isinstance(data, list):
         raise ValueError(f"{path}: expected a JSON list of rows, got {type(data).__name__}")  # noqa: TRY004
     if not data:
@@ -98,7 +85,7 @@ def _csv_rows(path: str) -> list[tuple[int, dict[str, str]]]:
     """(line number, row) of a CSV with a header line; at least one row."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"annotation file not found: {path}")
-    rows = list(_iter_csv(path))
+    rows = list(iter_csv(path))
     if not rows:
         raise ValueError(f"{path}: no rows")
     return rows
@@ -106,10 +93,10 @@ def _csv_rows(path: str) -> list[tuple[int, dict[str, str]]]:
 
 def _clip_name(value: Any, key: str, path: str, row: int) -> str:
     """A clip id used in a file name: a non-blank string without a path separator."""
-    name = _text(value, key, path, row)
-    _check_path(name, key, path, row)
+    name = parse_text(value, key, path, row)
+    check_path(name, key, path, row)
     if "/" in name or "\\" in name:
-        raise _fail(path, row, f"{key!r} must be a clip id, not a path: {name!r}")
+        raise row_error(path, row, f"{key!r} must be a clip id, not a path: {name!r}")
     return name
 
 
@@ -126,12 +113,12 @@ def _jsfusion_rows(path: str) -> list[tuple[int, str, str]]:
     twice is refused, since 1k-A has one caption per clip and a repeat would double a clip."""
     out, seen = [], {}
     for number, row in _csv_rows(path):
-        _require(row, ("video_id", "sentence"), path, number)
+        require_keys(row, ("video_id", "sentence"), path, number)
         video_id = _clip_name(row["video_id"], "video_id", path, number)
         if video_id in seen:
-            raise _fail(path, number, f"video_id {video_id!r} repeats row {seen[video_id]}")
+            raise row_error(path, number, f"video_id {video_id!r} repeats row {seen[video_id]}")
         seen[video_id] = number
-        out.append((number, video_id, _text(row["sentence"], "sentence", path, number)))
+        out.append((number, video_id, parse_text(row["sentence"], "sentence", path, number)))
     return out
 
 
@@ -161,7 +148,7 @@ def read_msrvtt_data(
         raise ValueError(f"MSR-VTT split must be '9k', '7k' or 'test', got {split!r}")
     if split == "9k" and test_csv is None:
         raise ValueError("the MSR-VTT 9k split is every clip except the 1k-A test clips: give test_csv")
-    data = _read_json(path)
+    data = read_json(path)
     if not isinstance(data, dict) or not isinstance(data.get("videos"), list) or not isinstance(
         data.get("sentences"), list
     ):
@@ -219,10 +206,10 @@ def read_didemo(path: str, video_dir: str) -> list[VideoTextRecord]:
     descriptions: dict[str, list[str]] = {}
     first_row: dict[str, int] = {}
     for number, row in _json_list(path):
-        _require(row, ("video", "description"), path, number)
+        require_keys(row, ("video", "description"), path, number)
         video = _clip_name(row["video"], "video", path, number)
         first_row.setdefault(video, number)
-        descriptions.setdefault(video, []).append(_text(row["description"], "description", path, number))
+        descriptions.setdefault(video, []).append(parse_text(row["description"], "description", path, number))
     return [
         VideoTextRecord(
             video=_find_clip([os.path.join(video_dir, video),
@@ -239,7 +226,7 @@ def read_activitynet(path: str, video_dir: str) -> list[VideoTextRecord]:
     ``{"v_<id>": {"duration", "timestamps", "sentences"}}``), its sentences joined in order into one
     paragraph. The clip is the whole video, ``<video_dir>/<key>`` with a common video extension."""
     path = str(path)
-    data = _read_json(path)
+    data = read_json(path)
     if not isinstance(data, dict) or not data:
         raise ValueError(f"{path}: expected a non-empty JSON object of videos")
     records = []
@@ -268,17 +255,17 @@ def read_vatex(path: str, video_dir: str) -> list[VideoTextRecord]:
     path = str(path)
     records, seen = [], {}
     for number, row in _json_list(path):
-        _require(row, ("videoID", "enCap"), path, number)
+        require_keys(row, ("videoID", "enCap"), path, number)
         video_id = _clip_name(row["videoID"], "videoID", path, number)
         if video_id in seen:
-            raise _fail(path, number, f"videoID {video_id!r} repeats row {seen[video_id]}")
+            raise row_error(path, number, f"videoID {video_id!r} repeats row {seen[video_id]}")
         seen[video_id] = number
         captions = row["enCap"]
         if not isinstance(captions, list) or not captions:
-            raise _fail(path, number, f"'enCap' must be a non-empty list of captions, got {captions!r}")
+            raise row_error(path, number, f"'enCap' must be a non-empty list of captions, got {captions!r}")
         records.append(VideoTextRecord(
             video=os.path.join(video_dir, f"{video_id}.mp4"),
-            captions=tuple(_text(c, "enCap", path, number) for c in captions),
+            captions=tuple(parse_text(c, "enCap", path, number) for c in captions),
             origin=f"{path}, row {number}",
         ))
     return records
@@ -292,9 +279,9 @@ def _whole_seconds(value: Any, key: str, path: str, row: int) -> int:
     try:
         seconds = float(value)
     except (TypeError, ValueError) as e:
-        raise _fail(path, row, f"{key!r} must be a whole number of seconds, got {value!r}") from e
+        raise row_error(path, row, f"{key!r} must be a whole number of seconds, got {value!r}") from e
     if not seconds >= 0 or not seconds.is_integer():
-        raise _fail(path, row, f"{key!r} must be a whole number of seconds >= 0, got {value!r}")
+        raise row_error(path, row, f"{key!r} must be a whole number of seconds >= 0, got {value!r}")
     return int(seconds)
 
 
@@ -311,12 +298,12 @@ def read_kinetics(path: str, video_dir: str, split: str | None = None) -> list[L
     path = str(path)
     records = []
     for number, row in _csv_rows(path):
-        _require(row, ("label", "youtube_id", "time_start", "time_end"), path, number)
+        require_keys(row, ("label", "youtube_id", "time_start", "time_end"), path, number)
         if split is not None:
-            _require(row, ("split",), path, number)
+            require_keys(row, ("split",), path, number)
             if row["split"] != split:
                 continue
-        label = _text(row["label"], "label", path, number)
+        label = parse_text(row["label"], "label", path, number)
         youtube_id = _clip_name(row["youtube_id"], "youtube_id", path, number)
         start = _whole_seconds(row["time_start"], "time_start", path, number)
         end = _whole_seconds(row["time_end"], "time_end", path, number)
@@ -341,7 +328,7 @@ def read_ssv2_labels(path: str) -> list[str]:
     """Something-Something v2 class names in class-index order, from ``something-something-v2-labels.json``
     (``{template: "index"}``); the indices must be 0 .. N-1, each once."""
     path = str(path)
-    data = _read_json(path)
+    data = read_json(path)
     if not isinstance(data, dict) or not data:
         raise ValueError(f"{path}: expected a non-empty JSON object of template -> class index")
     names: dict[int, str] = {}
@@ -365,11 +352,11 @@ def read_ssv2(path: str, labels_path: str, video_dir: str) -> list[LabelledVideo
     index = {name: i for i, name in enumerate(read_ssv2_labels(labels_path))}
     records = []
     for number, row in _json_list(path):
-        _require(row, ("id", "template"), path, number)
+        require_keys(row, ("id", "template"), path, number)
         video_id = _clip_name(row["id"], "id", path, number)
-        template = ssv2_template(_text(row["template"], "template", path, number))
+        template = ssv2_template(parse_text(row["template"], "template", path, number))
         if template not in index:
-            raise _fail(path, number, f"template {template!r} is not a class of {labels_path}")
+            raise row_error(path, number, f"template {template!r} is not a class of {labels_path}")
         records.append(LabelledVideoRecord(
             video=_find_clip(_with_extensions(os.path.join(video_dir, video_id), (".webm", ".mp4"))),
             label=index[template], origin=f"{path}, row {number}",

@@ -25,9 +25,6 @@ from jsonargparse.typing import NonNegativeInt, PositiveInt
 from datamodules.annotations import (
     AnnotationKeys,
     LabelledVideoRecord,
-    _json_rows,
-    _jsonl_rows,
-    _read_utf8,
     read_labelled_annotations,
     write_jsonl_atomic,
 )
@@ -36,6 +33,7 @@ from datamodules.base import ClipDataModule
 from datamodules.clips import ClipDataset
 from datamodules.collate import collate_pseudo_labels, collate_skipped, drops_skipped
 from datamodules.options import ClipOptions, LoaderOptions, SyntheticOptions
+from datamodules.rows import json_rows, jsonl_rows, read_utf8
 from datamodules.synthetic import SPLITS
 from datamodules.transforms import EvalResize
 from datamodules.video import EvalSampling
@@ -69,7 +67,7 @@ def write_synthetic_labels(folder: str, task: str) -> dict[str, str]:
     for split in SPLITS:
         rows = [
             {"video": r["video"], "label": synthetic_label(task, r["objects"]), "mask": r["mask"], "graph": r["graph"]}
-            for _, r in _jsonl_rows(os.path.join(folder, f"{split}.jsonl"))
+            for _, r in jsonl_rows(os.path.join(folder, f"{split}.jsonl"))
         ]
         path = synthetic_label_path(folder, split, task)
         write_jsonl_atomic(path, rows)
@@ -89,9 +87,9 @@ def load_class_names(names: Sequence[str] | str) -> list[str]:
         if not os.path.isfile(path):
             raise FileNotFoundError(f"class names file not found: {path}")
         if ext == ".json":
-            entries = [(f"{path}, row {n}", name) for n, name in _json_rows(path)]
+            entries = [(f"{path}, row {n}", name) for n, name in json_rows(path)]
         else:
-            lines = _read_utf8(path).splitlines()
+            lines = read_utf8(path).splitlines()
             entries = [(f"{path}, row {n}", line) for n, line in enumerate(lines, start=1) if line.strip()]
         source = path
     else:

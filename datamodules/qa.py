@@ -26,7 +26,6 @@ from jsonargparse.typing import NonNegativeInt, PositiveInt
 from datamodules.annotations import (
     AnnotationKeys,
     QARecord,
-    _jsonl_rows,
     read_qa_annotations,
     write_jsonl_atomic,
 )
@@ -35,6 +34,7 @@ from datamodules.base import ClipDataModule
 from datamodules.clips import ClipDataset
 from datamodules.collate import collate_skipped, drops_skipped
 from datamodules.options import ClipOptions, LoaderOptions, SyntheticOptions
+from datamodules.rows import jsonl_rows
 from datamodules.synthetic import COLOURS, DIRECTIONS, MOTIONS, SPLITS
 from datamodules.transforms import EvalResize
 from datamodules.video import EvalSampling
@@ -117,7 +117,7 @@ def write_synthetic_qa(folder: str) -> dict[str, str]:
     for split in SPLITS:
         rows = [
             {"video": r["video"], **q}
-            for _, r in _jsonl_rows(os.path.join(folder, f"{split}.jsonl"))
+            for _, r in jsonl_rows(os.path.join(folder, f"{split}.jsonl"))
             for q in synthetic_questions(r["objects"], r["video"])
         ]
         paths[split] = synthetic_qa_path(folder, split)

@@ -47,9 +47,9 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from datamodules.base import DataModule
-from datamodules.benchmarks import _read_json
 from datamodules.coco_rle import decode_segmentation
 from datamodules.options import LoaderOptions
+from datamodules.rows import read_json
 from datamodules.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 Benchmark = Literal["davis2017", "mose", "ytvis2019", "ytvis2021"]
@@ -248,7 +248,7 @@ def read_ytvis_videos(layout: SegmentationLayout, root: str) -> tuple[list[YTVIS
     """The annotated videos of a YouTube-VIS JSON, and the names of those left out for having no annotation."""
     path = os.path.join(root, layout.annotations or "")
     frames_root = _folder(os.path.join(root, layout.frames), "frame folder")
-    data = _read_json(path)
+    data = read_json(path)
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a JSON object with 'videos' and 'annotations'")  # noqa: TRY004
     videos, annotations = _ytvis_list(data, "videos", path), _ytvis_list(data, "annotations", path)
