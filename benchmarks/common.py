@@ -7,16 +7,22 @@ import json
 import os
 import platform
 import resource
+import shlex
+import shutil
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import lightning as L
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+#: The tables the benchmarks write (``<name>.csv``, ``<name>.json``), which ``benchmarks.report`` renders into the docs.
 RESULTS = ROOT / "results"
+#: The run folders of the benchmarks that train through the CLI (checkpoints and logs; never committed).
+RUNS = ROOT / "runs" / "benchmarks"
 
 
 def environment() -> dict:
@@ -27,12 +33,27 @@ def environment() -> dict:
             "cpu_count": os.cpu_count(), "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None}
 
 
-def write_results(name: str, results: dict, plot=None, out: Path | None = None) -> None:
-    """``results/<name>.json`` and, if ``plot(results, png_path)`` can draw (matplotlib installed), a PNG."""
+def command_line() -> str:
+    """How this process was started, as a user would type it: ``python -m benchmarks.<name> <args>``."""
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    program = f"python -m {spec.name}" if spec is not None and spec.name else f"python {Path(sys.argv[0]).name}"
+    return " ".join([program, *map(shlex.quote, sys.argv[1:])])
+
+
+def write_results(name: str, results: dict, plot=None, out: Path | None = None, table: list[dict] | None = None,
+                  command: str | None = None) -> None:
+    """``results/<name>.json`` (``results`` with the ``command`` that made it, default ``command_line()``), and
+    beside it ``<name>.csv``, the benchmark's table (``table``: one row per measured configuration, columns named
+    with their units, ``write_csv``), and, if ``plot(results, png_path)`` can draw (matplotlib installed), a PNG."""
     path = out or RESULTS / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
+    results = {"command": command or command_line(), **results}
     path.write_text(json.dumps(results, indent=1))
-    drawn = False
+    written = [path]
+    if table is not None:
+        write_csv(table, path.with_suffix(".csv"))
+        written.append(path.with_suffix(".csv"))
     if plot is not None:
         try:
             import matplotlib
@@ -42,8 +63,8 @@ def write_results(name: str, results: dict, plot=None, out: Path | None = None) 
             print("no plot: matplotlib is missing (pip install -e '.[bench]')", file=sys.stderr)
         else:
             plot(results, path.with_suffix(".png"))
-            drawn = True
-    print(f"\nwrote {path}" + (f" and {path.with_suffix('.png')}" if drawn else ""))
+            written.append(path.with_suffix(".png"))
+    print("\nwrote " + ", ".join(str(p) for p in written))
 
 
 def sync(device: torch.device) -> None:
@@ -221,7 +242,7 @@ def official_video_model(device: torch.device | str = "cpu", layout=None, text: 
 
 def write_csv(rows: list[dict], path: Path) -> None:
     """``rows`` as a CSV table: one column per key met in any row (in order of appearance), nested dicts flattened
-    to ``outer.inner``."""
+    to ``outer.inner``; a missing or ``None`` value is an empty cell."""
     def flat(row: dict, prefix: str = "") -> dict:
         out = {}
         for key, value in row.items():
@@ -284,6 +305,50 @@ def run_trajtok(args: list[str], cwd: Path = ROOT) -> str:
     return result.stdout + result.stderr
 
 
+def config_args(configs: list[str | Path]) -> list[str]:
+    """``--config`` options of ``configs``, composed in order: a path, or a name under ``configs/`` without
+    ``.yaml`` (``"clip"``, ``"peers/vit3d"``)."""
+    paths = [Path(c) if isinstance(c, Path) or str(c).endswith(".yaml") else ROOT / "configs" / f"{c}.yaml"
+             for c in configs]
+    return [arg for path in paths for arg in ("--config", str(path.resolve()))]
+
+
+def metrics_files(run_dir: Path) -> dict[Path, float]:
+    """Every metrics.csv under ``run_dir`` (the CSV logger's ``logs/<version>/``), with its modification time."""
+    return {path: path.stat().st_mtime for path in run_dir.rglob("metrics.csv")}
+
+
+def new_metrics_file(run_dir: Path, before: dict[Path, float]) -> Path:
+    """The metrics.csv that a command run in ``run_dir`` wrote: the one created or changed since ``before``
+    (``metrics_files`` then), the newest if several."""
+    changed = {p: t for p, t in metrics_files(run_dir).items() if before.get(p) != t}
+    if not changed:
+        raise FileNotFoundError(f"no metrics.csv written under {run_dir}: does the run log with a CSVLogger?")
+    return max(changed, key=changed.get)
+
+
+def fit_and_test(configs: list[str | Path], run_dir: Path, overrides: list[str] = (), *, fit: list[str] = (),
+                 test: list[str] = ()) -> dict:
+    """One run of a benchmark, as a user makes it: a fresh ``run_dir`` (removed first, so that the test reads
+    this fit's checkpoint), ``trajtok fit`` of ``configs`` (``config_args``) with ``overrides`` and the fit-only
+    options ``fit``, then ``trajtok test`` of ``run_dir/checkpoints/last.ckpt`` with ``overrides`` and ``test``.
+    The run's folder is named once, ``--trainer.default_root_dir=run_dir``: its logs and checkpoints derive from it.
+
+    Returns ``{"fit": ..., "test": ..., "fit_minutes": ..., "test_minutes": ...}``: the last value of every metric
+    each command logged (``logged_metrics`` of the metrics.csv it wrote; test metrics are ``test/<name>``)."""
+    run_dir = Path(run_dir).resolve()
+    shutil.rmtree(run_dir, ignore_errors=True)
+    run_dir.mkdir(parents=True)
+    common = [*config_args(configs), f"--trainer.default_root_dir={run_dir}", *overrides]
+    out = {}
+    for stage, extra in (("fit", list(fit)), ("test", [*test, f"--ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}"])):
+        before, start = metrics_files(run_dir), time.perf_counter()
+        run_trajtok([stage, *common, *extra], cwd=run_dir)
+        out[f"{stage}_minutes"] = round((time.perf_counter() - start) / 60, 2)
+        out[stage] = logged_metrics(new_metrics_file(run_dir, before))
+    return out
+
+
 def run_parallel(jobs: list, workers: int = 1) -> list:
     """``[job() for job in jobs]``, up to ``workers`` at a time (each job runs its own ``trajtok`` processes, so
     threads suffice); results in the order of ``jobs``. One at a time on a small machine; more on a big one."""
@@ -301,6 +366,12 @@ def mean_and_se(values: list[float]) -> tuple[float, float]:
     return mean, (statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else 0.0)
 
 
+def mean_se_columns(column: str, values: list[float], digits: int = 4) -> dict[str, float]:
+    """``<column>_mean`` and ``<column>_se`` (``mean_and_se``) of the values measured over seeds, for a table row."""
+    mean, se = mean_and_se(values)
+    return {f"{column}_mean": round(mean, digits), f"{column}_se": round(se, digits)}
+
+
 def fmt_mean_se(values: list[float], digits: int = 2) -> str:
     mean, se = mean_and_se(values)
     return f"{mean:.{digits}f} ± {se:.{digits}f}" if len(values) > 1 else f"{mean:.{digits}f}"
@@ -310,20 +381,6 @@ def fmt_mean_se(values: list[float], digits: int = 2) -> str:
 RETRIEVAL = ("t2v_r1", "t2v_r5", "t2v_r10", "t2v_medr", "t2v_meanr", "v2t_r1", "v2t_r5", "v2t_r10", "v2t_medr",
              "v2t_meanr")
 SEGMENTATION = ("seg_miou", "seg_found", "seg_pred_trajectories", "seg_target_trajectories")
-
-
-def csv_logger(config: str, version: str) -> str:
-    """A command-line option making the run log to ``runs/<config>/logs/<version>/metrics.csv`` alone (what
-    ``metrics_csv`` finds). It replaces the config's loggers: ``--trainer.logger.init_args.version`` would reach only
-    the last logger of a list, e.g. the TensorBoard one of configs/clip.yaml, not its CSVLogger."""
-    logger = {"class_path": "lightning.pytorch.loggers.CSVLogger",
-              "init_args": {"save_dir": f"runs/{config}", "name": "logs", "version": version}}
-    return "--trainer.logger=" + json.dumps(logger)
-
-
-def metrics_csv(folder: Path, config: str, version: str) -> Path:
-    """Where a run in ``folder`` with ``csv_logger(config, version)`` wrote its metrics."""
-    return folder / "runs" / config / "logs" / version / "metrics.csv"
 
 
 def logged_metrics(path: Path) -> dict[str, float]:

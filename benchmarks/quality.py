@@ -4,9 +4,9 @@
                                 [--text-encoder minilm|byte] [--trajtok-recipe cotrain|scratch] [--layout lite]
                                 [--frames F] [--out PATH]
 
-Each run is the real CLI, in its own folder under ``results/quality/`` (so runs can go ``--jobs`` at a time):
-``trajtok fit`` then ``trajtok test`` on the last checkpoint, text-to-video and video-to-text R@1/5/10 on the 128
-test clips, read back from the runs' metrics.csv (``runs/<config>/logs/{fit,test}/``). The peers fit
+Each run is the real CLI (``benchmarks.common.fit_and_test``, in its own folder under ``runs/benchmarks/quality/``,
+so runs can go ``--jobs`` at a time): ``trajtok fit`` then ``trajtok test`` of the last checkpoint, text-to-video and
+video-to-text R@1/5/10 on the 128 test clips, read back from the runs' metrics.csv. The peers fit
 ``configs/clip.yaml`` composed with ``configs/peers/<kind>.yaml``: same data, head, text encoder, optimiser,
 epochs, batch size and seed; only the tokenizer differs (and ToMe's merging blocks replace half the head's).
 TrajViT2 follows the paper's recipe (``--trajtok-recipe cotrain``, the default): segmenter pre-training
@@ -18,7 +18,9 @@ segmenter's test quality (object mIoU, trajectories found) is recorded for each 
 ``--frames F`` trains and tests the contrastive stage on clips of F frames (the synthetic videos have 16); the
 segmenter pre-trains on its config's 8, as objects are learnt per frame (a layout that changes only long clips,
 such as ``lite``'s capped context, then starts from the paper layout's segmenter, seed for seed).
-Reports the mean and standard error over seeds.
+Reports the mean and standard error over seeds: ``results/quality_<text encoder>[_<layout>][_<F>f].csv``, one row
+per tokenizer (recall in percent, segmentation quality as fractions, trainable parameters, fit minutes), and the
+JSON beside it with every seed's run.
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
-import time
 from pathlib import Path
 
 from benchmarks.common import (
@@ -36,15 +37,14 @@ from benchmarks.common import (
     RESULTS,
     RETRIEVAL,
     ROOT,
+    RUNS,
     SEGMENTATION,
-    csv_logger,
     environment,
+    fit_and_test,
     fmt_mean_se,
-    logged_metrics,
-    metrics_csv,
+    mean_se_columns,
     print_table,
     run_parallel,
-    run_trajtok,
     stage_metrics,
     write_results,
 )
@@ -52,48 +52,65 @@ from benchmarks.common import (
 TEXT_ENCODERS = {"minilm": "heads.MiniLMTextEncoder", "byte": "heads.ByteTextEncoder"}
 
 
-def config_args(*names: str) -> list[str]:
-    return [arg for name in names for arg in ("--config", str(ROOT / "configs" / f"{name}.yaml"))]
-
-
 def run_one(kind: str, seed: int, epochs: int, text_encoder: str, recipe: str, layout: str | None = None,
             frames: int | None = None) -> dict:
-    """Fit and test one tokenizer at one seed in a fresh folder; the run's numbers."""
+    """Fit and test one tokenizer at one seed in fresh folders; the run's numbers."""
     layout = layout if kind == "trajtok" else None
-    folder = RESULTS / "quality" / f"{kind}{f'-{layout}' if layout else ''}{f'-{frames}f' if frames else ''}-{text_encoder}-seed{seed}"
-    overlay = config_args(f"layouts/{layout}") if layout else []
-    shutil.rmtree(folder, ignore_errors=True)  # test must read this fit's checkpoints
-    folder.mkdir(parents=True)
+    folder = RUNS / "quality" / f"{kind}{f'-{layout}' if layout else ''}{f'-{frames}f' if frames else ''}-{text_encoder}-seed{seed}"
+    overlay = [f"layouts/{layout}"] if layout else []
+    shutil.rmtree(folder, ignore_errors=True)
     seeded = [f"--seed_everything={seed}"]
     run = {"kind": kind, "seed": seed, "epochs": epochs, "text_encoder": text_encoder, "layout": layout, "frames": frames}
-    start = time.perf_counter()
+    warm_start = []
     if kind == "trajtok" and recipe == "cotrain":
-        segmenter = [*config_args("segmenter"), *overlay, *seeded]
-        run_trajtok(["fit", *segmenter], cwd=folder)
-        run_trajtok(["test", *segmenter, "--ckpt_path=runs/segmenter/checkpoints/last.ckpt",
-                     csv_logger("segmenter", "test")], cwd=folder)
-        stage1 = logged_metrics(metrics_csv(folder, "segmenter", "test"))
-        run["segmenter"] = stage_metrics(stage1, SEGMENTATION, optional=("seg_background_iou",))
-        run["segmenter_minutes"] = round((time.perf_counter() - start) / 60, 1)
-        model, name = config_args("clip_cotrain") + overlay, "clip_cotrain"
+        stage1 = fit_and_test(["segmenter", *overlay], folder / "segmenter", seeded)
+        run["segmenter"] = stage_metrics(stage1["test"], SEGMENTATION, optional=("seg_background_iou",))
+        run["segmenter_minutes"] = round(stage1["fit_minutes"] + stage1["test_minutes"], 1)
+        configs = ["clip_cotrain", *overlay]
+        warm_start = [f"--model.tokenizer_checkpoint={folder / 'segmenter' / 'checkpoints' / 'last.ckpt'}"]
     else:
-        model = config_args("clip") + (overlay if kind == "trajtok" else config_args(f"peers/{kind}"))
-        name = "clip"
-    common = [*model, *seeded, f"--model.head.init_args.text_encoder={TEXT_ENCODERS[text_encoder]}"]
+        configs = ["clip", *(overlay if kind == "trajtok" else [f"peers/{kind}"])]
+    common = [*seeded, *warm_start, f"--model.head.init_args.text_encoder={TEXT_ENCODERS[text_encoder]}"]
     if frames:
         common.append(f"--data.init_args.clip.num_frames={frames}")
-    fit_start = time.perf_counter()
-    run_trajtok(["fit", *common, f"--trainer.max_epochs={epochs}", LOG_TRAINABLE_PARAMS, csv_logger(name, "fit")],
-                cwd=folder)
-    run["fit_minutes"] = round((time.perf_counter() - fit_start) / 60, 1)
-    run_trajtok(["test", *common, f"--ckpt_path=runs/{name}/checkpoints/last.ckpt", csv_logger(name, "test")],
-                cwd=folder)
-    fit, test = (logged_metrics(metrics_csv(folder, name, version)) for version in ("fit", "test"))
-    run.update(trainable_params=int(fit["trainable_params"]), **stage_metrics(test, ("tokens", *RETRIEVAL)))
+    done = fit_and_test(configs, folder / configs[0], common, fit=[f"--trainer.max_epochs={epochs}", LOG_TRAINABLE_PARAMS])
+    run["fit_minutes"] = round(done["fit_minutes"], 1)
+    test = done["test"]
+    run.update(trainable_params=int(done["fit"]["trainable_params"]), **stage_metrics(test, ("tokens", *RETRIEVAL)),
+               **stage_metrics(test, (), optional=("contrastive", "loss")))
     if kind == "trajtok" and recipe == "cotrain":
         run["cotrained"] = stage_metrics(test, SEGMENTATION, optional=("seg_background_iou",))
     print(run, file=sys.stderr, flush=True)
     return run
+
+
+def table_rows(runs: list[dict], kinds: list[str], recipe: str) -> list[dict]:
+    """One row per tokenizer: its settings and the mean and standard error over seeds of what it measured."""
+    rows = []
+    for kind in kinds:
+        mine = [r for r in runs if r["kind"] == kind]
+        if not mine:
+            continue
+        first = mine[0]
+        row = {"tokenizer": LABELS[kind], "kind": kind, "recipe": recipe if kind == "trajtok" else "contrastive",
+               "layout": first["layout"] or "", "text_encoder": first["text_encoder"], "frames": first["frames"] or 8,
+               "epochs": first["epochs"], "seeds": " ".join(str(r["seed"]) for r in mine),
+               "trainable_params": first["trainable_params"],
+               **mean_se_columns("valid_tokens_per_clip", [r["tokens"] for r in mine])}
+        for metric in ("t2v_r1", "t2v_r5", "t2v_r10", "v2t_r1", "v2t_r5", "v2t_r10"):
+            row.update(mean_se_columns(f"{metric}_pct", [r[metric] for r in mine]))
+        losses = [r.get("contrastive", r.get("loss")) for r in mine]
+        if all(v is not None for v in losses):
+            row.update(mean_se_columns("test_contrastive_loss", losses))
+        for stage in ("segmenter", "cotrained"):
+            if all(stage in r for r in mine):
+                row.update(mean_se_columns(f"{stage}_object_miou", [r[stage]["seg_miou"] for r in mine]))
+                row.update(mean_se_columns(f"{stage}_found_pct", [100 * r[stage]["seg_found"] for r in mine]))
+                row.update(mean_se_columns(f"{stage}_trajectories_per_clip",
+                                           [r[stage]["seg_pred_trajectories"] for r in mine]))
+        row["fit_minutes_mean"] = round(sum(r["fit_minutes"] for r in mine) / len(mine), 1)
+        rows.append(row)
+    return rows
 
 
 def plot(results: dict, path: Path) -> None:
@@ -153,7 +170,8 @@ def main() -> None:
                               "trajtok_recipe": args.trajtok_recipe, "layout": args.layout, "frames": args.frames,
                               "runs": runs}, plot,
                   args.out or RESULTS / f"quality_{args.text_encoder}{f'_{args.layout}' if args.layout else ''}"
-                                        f"{f'_{args.frames}f' if args.frames else ''}.json")
+                                        f"{f'_{args.frames}f' if args.frames else ''}.json",
+                  table=table_rows(runs, args.kinds, args.trajtok_recipe))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-import yaml
 from faults import SquareHead, TinyTokenizer
 from helpers import CONFIGS, SMALL_DATA
 from lightning.pytorch.loggers import CSVLogger
@@ -21,9 +20,9 @@ from benchmarks.common import (
     SEGMENTATION,
     LogTrainableParams,
     build_video_model,
-    csv_logger,
     logged_metrics,
-    metrics_csv,
+    metrics_files,
+    new_metrics_file,
     stage_metrics,
     tubelet_count,
 )
@@ -82,26 +81,13 @@ def test_logged_metrics_read_a_test_run_back_from_its_csv_logger(tmp_path):
     logger.log_metrics({"test/loss": 1.5}, step=1)  # a later value of the same column wins
     logger.save()
 
-    logged = logged_metrics(metrics_csv(tmp_path, "clip", "test"))
+    logged = logged_metrics(tmp_path / "runs/clip/logs/test/metrics.csv")
     assert logged["test/loss"] == 1.5 and logged["test/tokens"] == 11.6
     assert stage_metrics(logged, RETRIEVAL) == retrieval
     # seg_background_iou is logged only for clips with background trajectories: optional, absent here.
     assert stage_metrics(logged, SEGMENTATION, optional=("seg_background_iou",)) == segmentation
     with pytest.raises(ValueError, match="not logged: test/top1, test/top5"):
         stage_metrics(logged, ("tokens", "top1", "top5"))
-
-
-def test_csv_logger_option_replaces_the_list_of_loggers_of_a_config(cli_in_tmp, capsys):
-    """configs/clip.yaml logs to a list (CSV and TensorBoard), where ``--trainer.logger.init_args.version`` would
-    set only the last one's version."""
-    assert isinstance(yaml.safe_load((CONFIGS / "clip.yaml").read_text())["trainer"]["logger"], list)
-    with pytest.raises(SystemExit) as stop:
-        TrajTokCLI(args=["test", "--config", str(CONFIGS / "clip.yaml"), csv_logger("clip", "test"), "--print_config"])
-    assert stop.value.code in (0, None)
-    logger = yaml.safe_load(capsys.readouterr().out)["trainer"]["logger"]
-    assert logger["class_path"] == "lightning.pytorch.loggers.CSVLogger"
-    assert {k: logger["init_args"][k] for k in ("save_dir", "name", "version")} == {
-        "save_dir": "runs/clip", "name": "logs", "version": "test"}
 
 
 def test_log_trainable_params_counts_only_what_trains(tmp_path):
@@ -113,17 +99,18 @@ def test_log_trainable_params_counts_only_what_trains(tmp_path):
                         callbacks=[LogTrainableParams()], enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False)
     trainer.fit(module, clips)
-    assert logged_metrics(metrics_csv(tmp_path, "tiny", "fit"))["trainable_params"] == 8 + 1  # the head's Linear(8, 1)
+    assert logged_metrics(tmp_path / "runs/tiny/logs/fit/metrics.csv")["trainable_params"] == 8 + 1  # the head's Linear(8, 1)
 
 
 def untrained_test_run(config: str, folder: Path) -> dict[str, float]:
     """``trajtok test`` of ``configs/<config>.yaml``'s untrained weights on 8 synthetic test clips, in this process,
-    logging as the benchmarks make it log; what its metrics.csv holds."""
+    in a run folder named as the benchmarks name it; what the metrics.csv it wrote holds."""
     small = [*SMALL_DATA, "--data.init_args.clip.num_frames=4", "--data.init_args.clip.image_size=32",
              "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
-    TrajTokCLI(args=["test", "--config", str(CONFIGS / f"{config}.yaml"), *small, csv_logger(config, "test"),
-                     "--allow_untrained=true"])
-    return logged_metrics(metrics_csv(folder, config, "test"))
+    before = metrics_files(folder)
+    TrajTokCLI(args=["test", "--config", str(CONFIGS / f"{config}.yaml"), *small,
+                     f"--trainer.default_root_dir={folder / config}", "--allow_untrained=true"])
+    return logged_metrics(new_metrics_file(folder, before))
 
 
 def test_a_test_run_of_the_clip_config_logs_the_retrieval_metrics(cli_in_tmp, cache, monkeypatch):
