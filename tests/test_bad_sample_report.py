@@ -11,17 +11,15 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+from builders import quiet_trainer, tiny_module, tiny_tokenizer
 
 from datamodules.bad_samples import MissingFilesError, WorkerUserError
 from datamodules.options import ClipOptions, LoaderOptions
 from datamodules.video import VideoDecodeError
 from datamodules.video_text import VideoTextDataModule
-from heads import ClipHead
 from trajtok.callbacks import BadSampleReport, NonFiniteSteps, describe_skipped
 from trajtok.errors import is_user_error
-from trajtok.module import TrajTokModule
 from trajtok.seeding import EpochSeeding
-from trajtok.tokenizer import ConvPyramid, TrajTok
 
 
 def write_video(path, num_frames: int = 4, size: int = 16) -> None:
@@ -79,14 +77,9 @@ class MeanPixel(L.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.01)
 
 
-def trainer(tmp_path, **kwargs) -> L.Trainer:
-    return L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                     accelerator="cpu", default_root_dir=tmp_path, **kwargs)
-
-
 def test_each_bad_sample_is_counted_once_per_epoch_across_workers(data, tmp_path):
     report = BadSampleReport(max_reported=2)
-    fit = trainer(tmp_path, max_epochs=2, callbacks=[report], num_sanity_val_steps=0)
+    fit = quiet_trainer(tmp_path, max_epochs=2, callbacks=[report], num_sanity_val_steps=0)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         fit.fit(MeanPixel(), datamodule(data))
@@ -111,7 +104,7 @@ def test_a_clean_epoch_logs_zero_and_does_not_warn(data, tmp_path):
     clean = tmp_path / "clean.jsonl"
     clean.write_text("".join(f'{{"video": "{data}/v{i}.mp4", "caption": "c"}}\n' for i in range(3)), encoding="utf-8")
     report = BadSampleReport()
-    run = trainer(tmp_path, callbacks=[report])
+    run = quiet_trainer(tmp_path, callbacks=[report])
     module = MeanPixel()
     module.test_step = module.validation_step
     with warnings.catch_warnings(record=True) as caught:
@@ -132,43 +125,37 @@ def test_describe_and_arguments():
 def test_raise_policy_fails_the_run_naming_file_and_row(data, tmp_path):
     # A missing file stops the run before its first batch.
     with pytest.raises(MissingFilesError, match=r"gone.mp4 \(.*val.jsonl, row 3\)"):
-        trainer(tmp_path).validate(MeanPixel(), datamodule(data, on_bad_video="raise", num_workers=0))
+        quiet_trainer(tmp_path).validate(MeanPixel(), datamodule(data, on_bad_video="raise", num_workers=0))
     corrupt = tmp_path / "corrupt.jsonl"
     corrupt.write_text(f'{{"video": "{data}/v0.mp4", "caption": "a"}}\n{{"video": "{data}/garbage.mp4", "caption": "b"}}\n',
                        encoding="utf-8")
     module = VideoTextDataModule(val_annotations=str(corrupt), clip=ClipOptions(num_frames=2, image_size=16),
                                  loader=LoaderOptions(batch_size=2, num_workers=0), on_bad_video="raise")
     with pytest.raises(VideoDecodeError, match=r"garbage.mp4: .*\(sample of .*corrupt.jsonl, row 2\)"):
-        trainer(tmp_path).validate(MeanPixel(), module)
+        quiet_trainer(tmp_path).validate(MeanPixel(), module)
     # From a worker process: the same message alone, a user error (not PyTorch's RuntimeError of the worker's
     # traceback, which the trajtok command would print whole); the worker's traceback is a note.
     module = VideoTextDataModule(val_annotations=str(corrupt), clip=ClipOptions(num_frames=2, image_size=16),
                                  loader=LoaderOptions(batch_size=2, num_workers=1), on_bad_video="raise")
     with pytest.raises(WorkerUserError) as raised:
-        trainer(tmp_path).validate(MeanPixel(), module)
+        quiet_trainer(tmp_path).validate(MeanPixel(), module)
     message = str(raised.value)
     assert "\n" not in message and message.startswith(f"{data / 'garbage.mp4'}: ")
     assert message.endswith(f"(sample of {corrupt}, row 2)") and is_user_error(raised.value)
     assert "VideoDecodeError" in raised.value.__notes__[0] and "DataLoader worker" in raised.value.__notes__[0]
 
 
-def tiny_module() -> TrajTokModule:
-    tokenizer = TrajTok(dim=32, num_slots=4, heads=2, head_dim=16, assign_dim=16,
-                        pixel_encoder=ConvPyramid(out_dim=32, widths=(16, 32), depths=(1, 1)))
-    return TrajTokModule(tokenizer, ClipHead(width=32, depth=1, heads=2, embed_dim=16))
-
-
 def test_trajtok_module_reports_by_default(data, tmp_path):
     torch.manual_seed(0)
-    module = tiny_module()
+    module = tiny_module(tiny_tokenizer(num_slots=4))
     assert [type(c) for c in module.configure_callbacks()] == [EpochSeeding, BadSampleReport, NonFiniteSteps]
-    run = trainer(tmp_path)
+    run = quiet_trainer(tmp_path)
     run.validate(module, datamodule(data, image_size=32))
     assert run.callback_metrics["val/skipped_samples"].item() == 1
     assert sum(isinstance(c, BadSampleReport) for c in run.callbacks) == 1
 
     own = BadSampleReport(max_reported=1, warn=False)  # a configured one is kept, not replaced or doubled
-    run = trainer(tmp_path, callbacks=[own])
+    run = quiet_trainer(tmp_path, callbacks=[own])
     run.validate(module, datamodule(data, image_size=32, num_workers=0))
     assert [c for c in run.callbacks if isinstance(c, BadSampleReport)] == [own]
     assert own.history["val"][0][1] == 1
@@ -177,14 +164,14 @@ def test_trajtok_module_reports_by_default(data, tmp_path):
 def test_a_batch_shrinks_by_its_skipped_samples_and_an_all_skipped_batch_is_no_step(data, tmp_path):
     """Skipped samples leave their batch (no other sample is repeated in their place: in a contrastive batch
     that would be a false negative); a batch with nothing left is skipped by the module and counted."""
-    module = tiny_module()
+    module = tiny_module(tiny_tokenizer(num_slots=4))
     seen = []
 
     class Indices(L.Callback):
         def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
             seen.append(batch["index"].tolist() if "index" in batch else None)
 
-    trainer(tmp_path, callbacks=[Indices()]).validate(module, datamodule(data, image_size=32, num_workers=0))
+    quiet_trainer(tmp_path, callbacks=[Indices()]).validate(module, datamodule(data, image_size=32, num_workers=0))
     assert seen == [[0, 1], [3]]  # val rows: v0, v1, gone, v3 in batches of 2
     before = [p.detach().clone() for p in module.parameters()]
     assert module.training_step({"skipped": [{"index": 2, "path": "gone.mp4", "reason": "file not found",

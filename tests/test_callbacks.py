@@ -29,10 +29,9 @@ def loader() -> DataLoader:
     return DataLoader(clips, batch_size=3)
 
 
-def test_throughput_is_logged_to_the_progress_bar(tmp_path):
+def test_throughput_is_logged_to_the_progress_bar(quiet_trainer):
     throughput = ClipThroughput(window=2)
-    trainer = L.Trainer(max_steps=4, callbacks=[throughput], logger=False, enable_checkpointing=False,
-                        default_root_dir=tmp_path, enable_model_summary=False)
+    trainer = quiet_trainer(max_steps=4, callbacks=[throughput])
     trainer.fit(Regression(), loader())
     assert trainer.progress_bar_metrics["train/clips_per_s"] > 0
     assert sum(throughput._clips) == 2 * 3  # the window: the last 2 steps of 3 clips
@@ -40,7 +39,7 @@ def test_throughput_is_logged_to_the_progress_bar(tmp_path):
         ClipThroughput(window=0)
 
 
-def test_throughput_counts_a_batch_of_skipped_samples_as_no_clips(tmp_path):
+def test_throughput_counts_a_batch_of_skipped_samples_as_no_clips(quiet_trainer):
     # A batch whose samples were all skipped holds only their reports (datamodules.collate.drops_skipped).
     skipped = {"skipped": [{"index": 3, "path": "a.mp4", "reason": "file not found", "origin": None}]}
 
@@ -50,8 +49,7 @@ def test_throughput_counts_a_batch_of_skipped_samples_as_no_clips(tmp_path):
 
     batches = [{"video": torch.randn(3, 1, 1, 2, 2)}, skipped, {"video": torch.randn(2, 1, 1, 2, 2)}]
     throughput = ClipThroughput(window=5)
-    trainer = L.Trainer(max_epochs=1, callbacks=[throughput], logger=False, enable_checkpointing=False,
-                        default_root_dir=tmp_path, enable_model_summary=False, enable_progress_bar=False)
+    trainer = quiet_trainer(max_epochs=1, callbacks=[throughput])
     trainer.fit(SkipsEmpty(), DataLoader(batches, batch_size=None))
     assert throughput._clips == [3, 0, 2]
     assert batch_clips(skipped) == 0 and batch_clips({"video": skipped, "image": batches[0]}) == 3  # joint batches
@@ -59,10 +57,9 @@ def test_throughput_counts_a_batch_of_skipped_samples_as_no_clips(tmp_path):
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorboard") is not None or importlib.util.find_spec("tensorboardX")
                     is not None, reason="checks the fallback when TensorBoard is missing")
-def test_tensorboard_is_skipped_with_a_warning_when_not_installed(tmp_path):
+def test_tensorboard_is_skipped_with_a_warning_when_not_installed(tmp_path, quiet_trainer):
     with pytest.warns(UserWarning, match="tensorboard is not installed"):
         logger = OptionalTensorBoard(save_dir=str(tmp_path))
-    trainer = L.Trainer(max_steps=2, logger=[L.pytorch.loggers.CSVLogger(tmp_path), logger],
-                        enable_checkpointing=False, default_root_dir=tmp_path, enable_model_summary=False)
+    trainer = quiet_trainer(max_steps=2, logger=[L.pytorch.loggers.CSVLogger(tmp_path), logger])
     trainer.fit(Regression(), loader())  # logs go to the CSV logger; nothing fails
     assert logger.log_dir is None and (tmp_path / "lightning_logs").exists()

@@ -6,19 +6,14 @@ import itertools
 
 import pytest
 import torch
+from builders import tiny_clip_head, tiny_module, tiny_tokenizer
 
-from heads import ClipHead, Head, create_head, list_heads, register_head
+from heads import Head, create_head, list_heads, register_head
 from heads.retrieval import retrieval_table
 from trajtok.module import TrajTokModule
 from trajtok.optim import decay_groups, warmup_cosine
 from trajtok.segmentation import SegmentationLoss
-from trajtok.tokenizer import ConvPyramid, TrajTok
 from trajtok.tokens import TrajectoryTokens
-
-
-def tiny_tokenizer() -> TrajTok:
-    return TrajTok(dim=32, num_slots=8, heads=2, head_dim=16, assign_dim=16,
-                   pixel_encoder=ConvPyramid(out_dim=32, widths=(16, 32), depths=(1, 1)))
 
 
 def example_batch(batch_size: int = 4) -> dict:
@@ -62,8 +57,8 @@ def test_registered_head_trains_and_evaluates(name):
 
 def test_clip_head_metrics_and_key_padding():
     torch.manual_seed(0)
-    head = ClipHead(width=32, depth=1, heads=2, embed_dim=16, classnames=["a", "b", "c"])
-    module = TrajTokModule(tiny_tokenizer(), head)
+    head = tiny_clip_head(classnames=["a", "b", "c"])
+    module = tiny_module(head=head)
     batch = example_batch(6)
     with torch.no_grad():
         tokens = module(batch["video"])
@@ -101,7 +96,7 @@ def test_warmup_cosine_schedule():
 
 
 def test_decay_groups_exclude_norms_latents_and_temperature():
-    module = TrajTokModule(tiny_tokenizer(), ClipHead(width=32, depth=1, heads=2, embed_dim=16))
+    module = tiny_module()
     decay, no_decay = decay_groups(module, 0.05)
     no_decay_ids = {id(p) for p in no_decay["params"]}
     assert id(module.head.logit_scale.log_scale) in no_decay_ids
@@ -119,7 +114,7 @@ def test_retrieval_table_format():
 
 
 def test_clip_head_scores_labelled_clips_zero_shot_but_will_not_train_on_them():
-    head = ClipHead(width=32, depth=1, heads=2, embed_dim=16, classnames=["red", "blue"])
+    head = tiny_clip_head(classnames=["red", "blue"])
     head.build(32)
     tokens = TrajectoryTokens(torch.randn(2, 5, 32), torch.ones(2, 5, dtype=torch.bool), None,
                               torch.zeros(2, 1, 1, 1, dtype=torch.long), (1, 1, 1))

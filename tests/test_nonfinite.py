@@ -7,6 +7,7 @@ from __future__ import annotations
 import lightning as L
 import pytest
 import torch
+from builders import quiet_trainer
 from faults import Corrupt, SquareHead, TinyTokenizer, WeightTrace
 from torch.utils.data import DataLoader
 
@@ -24,9 +25,7 @@ def fit(corrupt: Corrupt, steps: int, limit: int = 10, **trainer_kwargs) -> tupl
     torch.manual_seed(0)
     module = TrajTokModule(TinyTokenizer(), SquareHead(), lr=1e-2, warmup_steps=0, max_nonfinite_steps=limit)
     trace = WeightTrace()  # rows in memory; nothing written into the working folder
-    trainer = L.Trainer(max_steps=steps, callbacks=[corrupt, trace], logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=1,
-                        **trainer_kwargs)
+    trainer = quiet_trainer(max_steps=steps, callbacks=[corrupt, trace], log_every_n_steps=1, **trainer_kwargs)
     trainer.fit(module, clips())
     return module, trainer, [row[1:] for row in trace.rows]  # rows[i + 1]: weights after batch i
 
@@ -75,8 +74,8 @@ def test_the_count_is_saved_in_checkpoints_and_the_limit_checked():
 
 def test_the_module_adds_the_guard_at_its_limit_unless_the_trainer_has_one():
     module = TrajTokModule(TinyTokenizer(), SquareHead(), max_nonfinite_steps=3)
-    module.trainer = L.Trainer(logger=False, enable_checkpointing=False, callbacks=[])
+    module.trainer = quiet_trainer(callbacks=[])
     [guard] = [c for c in module.configure_callbacks() if isinstance(c, NonFiniteSteps)]
     assert guard.max_steps == 3
-    module.trainer = L.Trainer(logger=False, enable_checkpointing=False, callbacks=[NonFiniteSteps(1)])
+    module.trainer = quiet_trainer(callbacks=[NonFiniteSteps(1)])
     assert not any(isinstance(c, NonFiniteSteps) for c in module.configure_callbacks())

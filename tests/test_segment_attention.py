@@ -7,8 +7,9 @@ from functools import partial
 
 import pytest
 import torch
+from builders import tiny_tokenizer
 
-from trajtok.tokenizer import ConvPyramid, TrajTok, create_tokenizer
+from trajtok.tokenizer import create_tokenizer
 from trajtok.tokenizer.attention import (
     PerceiverLayer,
     SegmentLayout,
@@ -89,8 +90,7 @@ def test_encoder_segment_form_equals_dense_form(rotary):
 def test_rotary_free_encoder_under_bf16_autocast_and_on_meta():
     video = torch.randn(2, 4, 3, 32, 32)
     torch.manual_seed(0)
-    model = TrajTok(dim=32, num_slots=8, heads=2, head_dim=16, assign_dim=16, attention="segment",
-                    encoder_rotary="none", pixel_encoder=ConvPyramid(out_dim=32, widths=(16, 32), depths=(1, 1)))
+    model = tiny_tokenizer(attention="segment", encoder_rotary="none")
     reference = model(video).tokens
     with torch.autocast("cpu", dtype=torch.bfloat16):
         low = model(video)
@@ -99,8 +99,7 @@ def test_rotary_free_encoder_under_bf16_autocast_and_on_meta():
     grads = [p.grad for p in model.encoder.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)
     with torch.device("meta"):  # FLOP counting (benchmarks/flops.py) runs the efficient layouts on meta tensors
-        shaped = TrajTok(dim=32, num_slots=8, heads=2, head_dim=16, assign_dim=16, attention="segment",
-                         encoder_rotary="none", pixel_encoder=ConvPyramid(out_dim=32, widths=(16, 32), depths=(1, 1)))
+        shaped = tiny_tokenizer(attention="segment", encoder_rotary="none")
     out = shaped(torch.empty(1, 2, 3, 32, 32, device="meta"))
     out.tokens.sum().backward()
     assert out.tokens.is_meta

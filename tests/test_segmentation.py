@@ -6,13 +6,13 @@ from __future__ import annotations
 import itertools
 import math
 
-import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
+from builders import quiet_trainer, tiny_module, tiny_tokenizer
 from torch.utils.data import DataLoader
 
-from heads import ClipHead, SegmentHead
+from heads import SegmentHead
 from trajtok.module import TrajTokModule
 from trajtok.segmentation import (
     SegmentationLoss,
@@ -28,18 +28,7 @@ from trajtok.segmentation import (
     stuff_targets,
     trajectory_targets,
 )
-from trajtok.tokenizer import ConvPyramid, TrajTok
 from trajtok.tokens import TrajectoryTokens
-
-
-def tiny_tokenizer(num_slots: int = 8, depths: tuple[int, int] = (1, 1)) -> TrajTok:
-    return TrajTok(dim=32, num_slots=num_slots, heads=2, head_dim=16, assign_dim=16,
-                   pixel_encoder=ConvPyramid(out_dim=32, widths=(16, 32), depths=depths))
-
-
-def quiet_trainer(**kwargs) -> L.Trainer:
-    return L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                     accelerator="cpu", **kwargs)
 
 
 def labelled_batch(batch_size: int = 2, frames: int = 2, size: int = 32) -> dict:
@@ -268,8 +257,7 @@ def test_metrics_report_objects_and_background_apart():
 
 def test_segmentation_loss_only_with_labels():
     torch.manual_seed(0)
-    module = TrajTokModule(tiny_tokenizer(), ClipHead(width=32, depth=1, heads=2, embed_dim=16),
-                           segmentation=SegmentationLoss())
+    module = tiny_module(segmentation=SegmentationLoss())
     batch = labelled_batch()
     tokens = module(batch["video"])
     assert set(module.losses(tokens, batch)) == {"contrastive", "seg_focal", "seg_dice"}
@@ -277,7 +265,7 @@ def test_segmentation_loss_only_with_labels():
     assert set(module.losses(tokens, unlabelled)) == {"contrastive"}
     with pytest.raises(ValueError, match="both 'mask' and 'graph'"):
         module.losses(tokens, {k: v for k, v in batch.items() if k != "graph"})
-    without = TrajTokModule(tiny_tokenizer(), ClipHead(width=32, depth=1, heads=2, embed_dim=16))
+    without = tiny_module()
     assert set(without.losses(without(batch["video"]), batch)) == {"contrastive"}
 
 
@@ -331,8 +319,7 @@ def test_warm_start_loads_exactly_the_saved_tokenizer(tmp_path):
     assert any(not before[k].equal(v) for k, v in saved.items())  # the step changed the weights
 
     torch.manual_seed(1)
-    module = TrajTokModule(tiny_tokenizer(), ClipHead(width=32, depth=1, heads=2, embed_dim=16),
-                           segmentation=SegmentationLoss(), tokenizer_checkpoint=path)
+    module = tiny_module(segmentation=SegmentationLoss(), tokenizer_checkpoint=path)
     loaded = module.tokenizer.state_dict()
     assert loaded.keys() == saved.keys() and all(loaded[k].equal(saved[k]) for k in saved)
 

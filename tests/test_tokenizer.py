@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from builders import tiny_tokenizer
 
 from trajtok.tokenizer import (
     ConvPyramid,
@@ -35,11 +36,8 @@ from trajtok.tokens import TrajectoryTokens
 
 
 def small_tokenizer(**overrides) -> TrajTok:
-    torch.manual_seed(0)
-    kwargs = {"dim": 64, "num_slots": 16, "heads": 2, "head_dim": 32, "assign_dim": 32}
-    kwargs.update(overrides)
-    kwargs.setdefault("pixel_encoder", ConvPyramid(out_dim=kwargs["dim"], widths=(16, 32), depths=(1, 1)))
-    return TrajTok(**kwargs)
+    """The shared tiny tokenizer at twice its sizes (dim 64, 16 slots, heads of 32, assignment dim 32), seeded 0."""
+    return tiny_tokenizer(**{"seed": 0, "dim": 64, "num_slots": 16, "head_dim": 32, "assign_dim": 32, **overrides})
 
 
 @pytest.mark.parametrize("frames", [1, 8])
