@@ -13,7 +13,8 @@ At the 224 px scales the authors' released layout joins them (``TrajViT2 (offici
 built from ``trajtok.release.official_model``: transformers' DINOv3 ConvNeXt-S pixel encoder built from its config
 on meta, D = 512, K = 128, dense masked attention in the trajectory encoder) with its own head's video transformer
 (24 blocks at width 512), so its row is the same under ViT-B and ViT-L; its tokenizer and head FLOPs are reported
-separately. The rows are also written as a CSV table beside the JSON (``results/flops.csv``).
+separately. Writes ``results/flops.csv`` (one row per scale, T and model: tokens, forward GFLOPs of the whole
+model, of its tokenizer and of its head) and the JSON beside it.
 
 RLT's count depends on the content: its encoder is counted over the fraction of tubelets RLT keeps at that T
 (measured here and printed) on the embedded default data, whose backgrounds never move (RLT's best case); where
@@ -35,14 +36,12 @@ from benchmarks.common import (
     LITE,
     MSRVTT24,
     OFFICIAL,
-    RESULTS,
     SCALES,
     build_video_model,
     default_clips,
     environment,
     print_table,
     tubelet_count,
-    write_csv,
     write_results,
 )
 from trajtok.flops import count_flops
@@ -157,10 +156,12 @@ def main() -> None:
                     ["T", *(NAMES[k] for k in columns[scale]), "TrajTok tokenizer (share)", "lite tokenizer (share)",
                      *official_header, "TrajViT2 / ViT3D", "lite / ViT3D",
                      *(["official / ViT3D"] if OFFICIAL in layouts else []), "lite / ToMe"], table)
-    write_results("flops", results, plot, args.out)
-    csv_path = (args.out or RESULTS / "flops.json").with_suffix(".csv")
-    write_csv(rows, csv_path)
-    print(f"wrote {csv_path}")
+    table = [{"scale": r["scale"], "pixels": SCALES[r["scale"]]["pixels"], "frames": r["T"], "model": r["kind"],
+              "label": NAMES[r["kind"]], "tokens_per_clip": r["tokens"], "forward_gflops": round(r["gflops"], 4),
+              "tokenizer_forward_gflops": round(r["tokenizer_gflops"], 4), "head_forward_gflops": round(r["head_gflops"], 4),
+              "kept_tubelets_pct": round(100 * kept[r["kind"]][r["T"]], 2) if r["kind"] in kept else None}
+             for r in rows]
+    write_results("flops", results, plot, args.out, table=table)
 
 
 if __name__ == "__main__":

@@ -38,8 +38,8 @@ listed with the reason, a warm-up or timing loop past it stops after the step un
 written after every measurement, so a run that is cut short still leaves what it measured.
 
 Writes ``results/gpu_layouts.json`` (environment, settings, one row per measurement) and ``results/gpu_layouts.csv``
-(the same rows) and prints the table. No GPU was lent when this script was written: its numbers belong in
-docs/results.md once it has run on one (say which GPU), and none are claimed until then.
+(the same rows) and prints the table; ``python -m benchmarks.report`` renders the CSV in docs/results.md, with the
+GPU named from the JSON.
 """
 
 from __future__ import annotations
@@ -62,6 +62,7 @@ from benchmarks.common import (
     RESULTS,
     SCALES,
     build_video_model,
+    command_line,
     environment,
     official_video_model,
     print_table,
@@ -269,7 +270,8 @@ def main(argv: list[str] | None = None) -> dict:
     if device.type == "cuda" and not torch.cuda.is_available():
         parser.error("no CUDA device here: run it on a GPU, or the smoke run with --device cpu --tiny")
 
-    results = {"env": environment() | {"device": str(device)}, "settings": {
+    results = {"command": command_line() if argv is None else " ".join(["python -m benchmarks.gpu_layouts", *argv]),
+               "env": environment() | {"device": str(device)}, "settings": {
         k: v for k, v in vars(args).items() if k != "out"} | {"out": str(args.out)},
         "notes": ["clips/s: batch x steps / seconds of the timed steps (CUDA events on a GPU)",
                   "peak_mib: torch.cuda.max_memory_allocated over the timed steps (weights, optimizer state, activations)",

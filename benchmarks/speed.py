@@ -12,6 +12,9 @@ the ratio to ViT3D. Peak memory: on a GPU ``torch.cuda.max_memory_allocated`` ar
 CPU, in a fresh process, the same quantity from the profiler's allocation events (``peak_tensor_bytes``), and
 beside it the peak RSS less the RSS before (which adds what the C allocator keeps: +-30 MiB run to run).
 
+Writes ``results/speed.csv`` (``--out`` names another): one row per scale, T and model, with clips/s and the ratio to
+ViT3D of each step timed and the peak memory in MiB (live tensors, and on CPU the peak RSS), and the JSON beside it.
+
 Sizes that do not fit are listed as such with the reason: the paper's 224 px scales are timed only on a GPU (on
 CPU a ViT-L step at T = 64 takes minutes) unless ``--cpu-224`` asks for them, and a configuration whose estimated
 time (from the previous T) would overrun ``--budget`` is not timed.
@@ -190,6 +193,26 @@ def not_timed(scale: str, frames: int, reason: str, models: tuple[str, ...] = MO
     return [{"scale": scale, "T": frames, "kind": kind, "timed": False, "reason": reason} for kind in models]
 
 
+def table_rows(rows: list[dict]) -> list[dict]:
+    """The CSV table of ``rows`` (the JSON's): one per scale, T and model; clips/s, the ratio to ViT3D and the peak
+    memory (MiB) of each step timed, or why it was not timed."""
+    table = []
+    for r in rows:
+        row = {"scale": r["scale"], "pixels": SCALES[r["scale"]]["pixels"], "frames": r["T"], "model": r["kind"],
+               "label": LABELS[r["kind"]], "batch": r.get("batch"), "timed": r["timed"]}
+        memory = r.get("memory", {})
+        for step in STEPS:
+            row[f"{step}_clips_per_s"] = round(r[f"{step}_clips_per_s"], 3) if f"{step}_clips_per_s" in r else None
+            row[f"{step}_vs_vit3d"] = round(r[f"{step}_vs_vit3d"], 3) if f"{step}_vs_vit3d" in r else None
+        for step in STEPS:
+            row[f"{step}_peak_mib"] = round(memory[step] / 2**20, 1) if step in memory else None
+            rss = memory.get("rss", {})
+            row[f"{step}_peak_rss_mib"] = round(rss[step] / 2**20, 1) if step in rss else None
+        row["not_timed_reason"] = r.get("reason", "")
+        table.append(row)
+    return table
+
+
 def plot(results: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
@@ -295,7 +318,7 @@ def main() -> None:
             print_table(f"{scale}: peak memory MiB, {steps} (live tensors; on CPU also the last one's peak RSS)",
                         header, table)
     write_results("speed", {"env": environment(), "load": load, "batch": args.batch, "repeats": args.repeats,
-                            "steps": args.steps, "rows": rows}, plot, args.out)
+                            "steps": args.steps, "rows": rows}, plot, args.out, table=table_rows(rows))
 
 
 if __name__ == "__main__":

@@ -18,6 +18,10 @@ C. crossover: the trajectory encoder (depth 2, forward+backward, layout build in
    the dense form over a grid of (K, N, width), and the segment form of a rotary-free encoder (its projections
    absorbed, ``segment_attention``): the data behind ``pick_attention_form``.
 
+Writes ``results/tokenizer_speed.json`` and one CSV table per part beside it, one row per measured configuration:
+``tokenizer_speed_attention.csv`` (K, T and form: FLOPs in GFLOPs, times in ms), ``tokenizer_speed_tokenizer.csv``
+(preset and T: GFLOPs, ms, peak MiB) and ``tokenizer_speed_crossover.csv`` (width, K, N: ms of each form).
+
 Timing: after warm-up, the forms/configurations are run interleaved (A, C) and the median (and min) over the
 repeats is reported. The machine may be shared: the load average and CPU pressure before and after each
 part are recorded, and medians taken while it was busy are noisy (the min is the better estimate then). With
@@ -39,6 +43,7 @@ import torch
 
 from benchmarks.common import (
     ROOT,
+    command_line,
     current_rss_bytes,
     environment,
     machine_load,
@@ -48,6 +53,7 @@ from benchmarks.common import (
     reset_peak_rss,
     summarize,
     sync,
+    write_csv,
 )
 from trajtok.flops import count_flops, count_flops_by_module
 from trajtok.tokenizer import create_tokenizer, tokenizer_sizes
@@ -397,6 +403,51 @@ def report_crossover(rows: list[dict]) -> None:
         print(f"   not timed (part C budget spent): D={row['dim']} K={row['K']} N={row['N']}")
 
 
+# ---------------------------------------------------------------------------------------------------- tables
+def _ms(summary: dict | None, key: str) -> float | None:
+    return round(summary[key], 3) if summary else None
+
+
+def attention_table(rows: list[dict]) -> list[dict]:
+    """Part A as a table: one row per (K, T, form)."""
+    table = []
+    for row in rows:
+        for form, r in row["forms"].items():
+            t = r.get("time", {})
+            table.append({"K": row["K"], "n": row["n"], "frames": row["T"], "grid": row["grid"], "patches": row["N"],
+                          "form": form, "timed": row["timed"],
+                          "analytic_fwd_gflops": r["analytic_flops"]["fwd"] / 1e9,
+                          "analytic_fwd_bwd_gflops": r["analytic_flops"]["fwd_bwd"] / 1e9,
+                          "counted_fwd_bwd_gflops": r["counted_flops"]["fwd_bwd"] / 1e9 if "counted_flops" in r else None,
+                          "fwd_median_ms": _ms(t.get("fwd"), "median_ms"), "fwd_bwd_median_ms": _ms(t.get("fwd_bwd"), "median_ms"),
+                          "fwd_bwd_min_ms": _ms(t.get("fwd_bwd"), "min_ms")})
+    return table
+
+
+def tokenizer_table(rows: list[dict]) -> list[dict]:
+    """Part B as a table: one row per (preset, T)."""
+    table = []
+    for row in rows:
+        t, m = row.get("time", {}), row.get("peak_memory_bytes", {})
+        table.append({"preset": row["preset"], "pixels": row["pixels"], "frames": row["T"], "attention": row["attention"],
+                      "fwd_gflops": row["flops"]["fwd"] / 1e9, "fwd_bwd_gflops": row["flops"]["fwd_bwd"] / 1e9,
+                      **{f"{part}_fwd_gflops": row["flops"]["fwd_by_module"].get(part, 0) / 1e9
+                         for part in ("pixel_encoder", "segmenter", "encoder")},
+                      "timed": row["timed"], "fwd_median_ms": _ms(t.get("fwd"), "median_ms"),
+                      "fwd_bwd_median_ms": _ms(t.get("fwd_bwd"), "median_ms"),
+                      "fwd_peak_mib": round(m["fwd"] / 2**20, 1) if m else None,
+                      "fwd_bwd_peak_mib": round(m["fwd_bwd"] / 2**20, 1) if m else None,
+                      "not_timed_reason": row.get("not_timed_reason", "")})
+    return table
+
+
+def crossover_table(rows: list[dict]) -> list[dict]:
+    """Part C as a table: one row per (width, K, N)."""
+    return [{"dim": row["dim"], "heads": row["heads"], "head_dim": row["head_dim"], "K": row["K"], "patches": row["N"],
+             "timed": row["timed"], **{f"{form}_fwd_bwd_median_ms": _ms(row.get("time_fwd_bwd", {}).get(form), "median_ms")
+                                       for form in ("segment", "dense", "absorbed")}} for row in rows]
+
+
 # ---------------------------------------------------------------------------------------------------- plot
 def plot(results: dict, path: Path) -> bool:
     try:
@@ -466,6 +517,7 @@ def main() -> None:
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     results = {
+        "command": command_line(),
         "env": {**environment(), "quick": args.quick},
         "load": {"start": machine_load()},
         "notes": [
@@ -505,6 +557,9 @@ def main() -> None:
         report_crossover(results["crossover"])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1))
+    for part, table in (("attention", attention_table), ("tokenizer", tokenizer_table), ("crossover", crossover_table)):
+        if part in results:
+            write_csv(table(results[part]), args.out.with_name(f"{args.out.stem}_{part}.csv"))
     png = args.out.with_suffix(".png")
     plotted = plot(results, png)
     print(f"\nwrote {args.out}" + (f" and {png}" if plotted else " (no plot: matplotlib missing or parts skipped)")

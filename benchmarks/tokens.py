@@ -7,7 +7,10 @@ embedded default data (its 64-frame variant: 8 to 64 frames sample the same scen
 (the ``tokenizer.*`` weights of a TrajViT2 checkpoint, by default that of ``benchmarks/quality.py``'s first
 seed or of ``make demo``, both the paper's recipe) and, for reference, through the peers (whose counts need no training: fixed, or RLT's rule).
 Reports the mean count per T, the change of each clip's count between the shortest and the other T (the share
-of clips within +-10%), and the mean count by number of objects in the scene.
+of clips within +-10%), and the mean count by number of objects in the scene. Writes ``results/tokens.csv``: one row
+per tokenizer and T over all clips (``objects`` "all"; for TrajViT2 also the mean change of each clip's count from
+the shortest T and the share of clips within +-10% of it), and one per number of objects and T for TrajViT2; and the
+JSON beside it with every clip's count.
 """
 
 from __future__ import annotations
@@ -22,8 +25,8 @@ import torch
 from benchmarks.common import (
     KINDS,
     LABELS,
-    RESULTS,
     ROOT,
+    RUNS,
     default_clips,
     environment,
     print_table,
@@ -32,7 +35,7 @@ from benchmarks.common import (
 from trajtok.checkpoint import load_tokenizer_weights
 from trajtok.tokenizer import create_tokenizer
 
-CHECKPOINTS = (RESULTS / "quality" / "trajtok-minilm-seed0" / "runs" / "clip_cotrain" / "checkpoints" / "last.ckpt",
+CHECKPOINTS = (RUNS / "quality" / "trajtok-minilm-seed0" / "clip_cotrain" / "checkpoints" / "last.ckpt",
                ROOT / "runs" / "clip_cotrain" / "checkpoints" / "last.ckpt",
                ROOT / "runs" / "clip" / "checkpoints" / "last.ckpt")
 
@@ -118,7 +121,21 @@ def main() -> None:
                 ["objects", "clips", *(f"T={T}" for T in args.frames)],
                 [[str(n), str(objects.count(n)), *(f"{by_objects[T][n]:.1f}" for T in args.frames)]
                  for n in sorted(set(objects))])
-    write_results("tokens", results, plot, args.out)
+    table = []
+    for kind in KINDS:
+        for T in args.frames:
+            row = {"tokenizer": LABELS[kind], "model": kind, "objects": "all", "clips": len(objects), "frames": T,
+                   "valid_tokens_per_clip": round(results["mean_tokens"][kind][str(T)], 3)}
+            if kind == "trajtok":
+                change = results["trajtok_change_from_first"].get(str(T))
+                row["mean_change_from_first_T_pct"] = round(100 * change["mean"], 2) if change else None
+                row["clips_within_10pct_pct"] = round(100 * change["within_10pct"], 1) if change else None
+            table.append(row)
+    for n in sorted(set(objects)):
+        for T in args.frames:
+            table.append({"tokenizer": LABELS["trajtok"], "model": "trajtok", "objects": str(n),
+                          "clips": objects.count(n), "frames": T, "valid_tokens_per_clip": round(by_objects[T][n], 3)})
+    write_results("tokens", results, plot, args.out, table=table)
 
 
 if __name__ == "__main__":
