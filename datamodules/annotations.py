@@ -42,6 +42,7 @@ from datamodules.rows import (
     require_keys,
     row_error,
 )
+from datamodules.video import VIDEO_EXTENSIONS
 from trajtok.files import atomic_write
 
 
@@ -129,8 +130,6 @@ class AnnotationKeys:
     options: str = "options"
 
 
-# Video files of class folders; everything else there (notes, pseudo-label .npz files) is not a sample.
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov")
 def _clip_fields(row: dict, keys: AnnotationKeys, root: str, path: str, row_number: int) -> dict[str, Any]:
     """What every kind of row says about its clip: the video path, the segment in seconds, and the
     pseudo-label paths, as keyword arguments of a record."""
@@ -246,8 +245,9 @@ def write_jsonl_atomic(path: str, rows: Iterable[dict[str, Any]]) -> None:
 
 
 def read_class_folders(path: str) -> list[LabelledVideoRecord]:
-    """Every video file (``VIDEO_EXTENSIONS``, at any depth) under each subfolder of ``path``, labelled
-    with that subfolder's name; sorted, so the order is the same on every machine.
+    """Every video file (``datamodules.video.VIDEO_EXTENSIONS``, at any depth) under each subfolder of ``path``,
+    labelled with that subfolder's name; sorted, so the order is the same on every machine. Other files (notes,
+    pseudo-label .npz files) are not samples.
 
     Hidden entries (".ipynb_checkpoints") are not classes or samples. A video directly in ``path`` has
     no class, which means a layout mistake: ValueError naming it.

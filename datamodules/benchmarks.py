@@ -47,13 +47,12 @@ from datamodules.rows import (
     require_keys,
     row_error,
 )
+from datamodules.video import VIDEO_EXTENSIONS
 
 # Where the official MSR-VTT splits put a clip (the "split" field of MSRVTT_data.json's videos).
 MSRVTT_SPLITS = {"7k": ("train", "validate"), "test": ("test",)}
 # The label file Something-Something v2 ships beside its split files.
 SSV2_LABELS = "something-something-v2-labels.json"
-# Extensions a downloaded copy of a benchmark commonly uses, tried in this order.
-VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v", ".3gp")
 
 
 def _fail_at(path: str, where: str, reason: str) -> ValueError:
@@ -67,8 +66,11 @@ def _find_clip(candidates: Sequence[str]) -> str:
     return next((c for c in candidates if os.path.isfile(c)), candidates[0])
 
 
-def _with_extensions(stem: str, extensions: Sequence[str] = VIDEO_EXTENSIONS) -> list[str]:
-    return [stem + ext for ext in extensions]
+def _with_extensions(stem: str, first: str | None = None) -> list[str]:
+    """``stem`` with each video extension (``VIDEO_EXTENSIONS``, ``first`` moved ahead: the one the benchmark
+    releases), in the order a clip is looked up."""
+    extensions = [first] if first else []
+    return [stem + ext for ext in [*extensions, *(e for e in VIDEO_EXTENSIONS if e != first)]]
 
 
 def _json_list(path: str) -> list[tuple[int, Any]]:
@@ -293,7 +295,7 @@ def read_kinetics(path: str, video_dir: str, split: str | None = None) -> list[L
     The clip is the trimmed 10-second file ``<youtube_id>_<time_start:06d>_<time_end:06d>.mp4`` (the
     downloaders' naming), directly in ``video_dir``, in a ``<split>/`` folder (the CVDF layout), in a
     ``<label>/`` folder (the ActivityNet crawler's; spaces in the label also as "_"), or in
-    ``<split>/<label>/``; also .mkv / .webm.
+    ``<split>/<label>/``; also with another video extension (.mkv, .webm ...).
     """
     path = str(path)
     records = []
@@ -311,7 +313,7 @@ def read_kinetics(path: str, video_dir: str, split: str | None = None) -> list[L
         labels = dict.fromkeys([label, label.replace(" ", "_")])
         splits = dict.fromkeys(["", row.get("split", "")])
         folders = dict.fromkeys(os.path.normpath(os.path.join(video_dir, s, f)) for s in splits for f in ["", *labels])
-        candidates = [os.path.join(folder, name + ext) for ext in (".mp4", ".mkv", ".webm") for folder in folders]
+        candidates = [os.path.join(folder, name + ext) for ext in VIDEO_EXTENSIONS for folder in folders]
         records.append(LabelledVideoRecord(video=_find_clip(candidates), label=label, origin=f"{path}, row {number}"))
     if not records:
         raise ValueError(f"{path}: no rows of split {split!r}")
@@ -346,7 +348,7 @@ def read_ssv2_labels(path: str) -> list[str]:
 def read_ssv2(path: str, labels_path: str, video_dir: str) -> list[LabelledVideoRecord]:
     """Something-Something v2: one record per row of ``something-something-v2-{train,validation}.json``
     (``{"id", "label", "template", "placeholders"}``), labelled with the class index its template (without
-    brackets) has in ``labels_path``; the clip is ``<video_dir>/<id>.webm`` (or .mp4 when transcoded).
+    brackets) has in ``labels_path``; the clip is ``<video_dir>/<id>.webm`` (or another extension when transcoded).
     A row without a template (the test split has none) or with an unknown one raises ValueError."""
     path = str(path)
     index = {name: i for i, name in enumerate(read_ssv2_labels(labels_path))}
@@ -358,7 +360,7 @@ def read_ssv2(path: str, labels_path: str, video_dir: str) -> list[LabelledVideo
         if template not in index:
             raise row_error(path, number, f"template {template!r} is not a class of {labels_path}")
         records.append(LabelledVideoRecord(
-            video=_find_clip(_with_extensions(os.path.join(video_dir, video_id), (".webm", ".mp4"))),
+            video=_find_clip(_with_extensions(os.path.join(video_dir, video_id), first=".webm")),
             label=index[template], origin=f"{path}, row {number}",
         ))
     return records

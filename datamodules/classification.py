@@ -219,8 +219,8 @@ class ClassificationDataModule(ClipDataModule):
         root: folder that video (and pseudo-label) paths in annotation files are relative to; default:
             each annotation file's own folder. Class folders use their own paths.
         train_annotations: JSONL / JSON / CSV file, or class folder (``<dir>/<class name>/<video>``, any of
-            .mp4 .avi .mkv .webm .mov), of the train split. When no split has one, the embedded synthetic set
-            is used (see ``synthetic`` and ``synthetic_task``).
+            ``datamodules.video.VIDEO_EXTENSIONS``), of the train split. When no split has one, the embedded
+            synthetic set is used (see ``synthetic`` and ``synthetic_task``).
         val_annotations: the val split's file or folder; None: no validation.
         test_annotations: the test split's file or folder (predict uses it too).
         class_names: the class list, as names or a .txt (one per line) / .json (a list) file; labels may

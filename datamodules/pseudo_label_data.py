@@ -37,7 +37,6 @@ import lightning as L
 from jsonargparse.typing import NonNegativeInt, PositiveInt
 from torch.utils.data import DataLoader
 
-from datamodules.annotations import VIDEO_EXTENSIONS
 from datamodules.bad_samples import HOLE, OnBadSample, RecordDataset
 from datamodules.base import SPLIT_STAGES
 from datamodules.collate import collate_skipped
@@ -50,7 +49,7 @@ from datamodules.shards import (
     check_shard_names,
     expand_shards,
 )
-from datamodules.video import BadSampleError, read_all_frames
+from datamodules.video import VIDEO_EXTENSIONS, BadSampleError, read_all_frames
 
 
 @dataclass(frozen=True)
@@ -167,7 +166,7 @@ def _describe(entry: tuple[str, float | None, float | None, dict[str, Any]]) -> 
 
 
 def folder_items(folder: str, out_dir: str) -> list[LabelItem]:
-    """Every video (``VIDEO_EXTENSIONS``) under ``folder``, sorted; hidden entries are skipped."""
+    """Every video (``datamodules.video.VIDEO_EXTENSIONS``) under ``folder``, sorted; hidden entries are skipped."""
     if not os.path.isdir(folder):
         raise ValueError(f"folder: {folder} is not a directory")
     videos = sorted(

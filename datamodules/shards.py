@@ -1,20 +1,20 @@
 """Video-text pairs from WebDataset tar shards, the layout video2dataset writes, read and written with
 ``webdataset``.
 
-A shard is a tar file whose members are grouped by key: ``<key>.mp4`` (the video; ``.webm``, ``.mkv``,
-``.avi`` and ``.mov`` are read too), ``<key>.txt`` (a caption) and/or ``<key>.json`` (a ``"caption"`` string
-or list and/or a ``"captions"`` list; every other field is ignored). The members of one key are consecutive
-in the tar. A key is a member's path up to the first dot of its file name (WebDataset's rule), so
-``a/x1.mp4`` and ``a/x1.json`` make one sample ``a/x1``; hidden files (``a/._x1.mp4``) belong to none. A
-key is one sample of its shard: a key met again later in the shard (a tar appended to, or two writers'
-output joined) is a bad sample, skipped and counted, never trained twice (its pseudo-labels, named by key,
-would be the first one's); so is a sample with two members of one extension. A sample's captions
-are the ``.txt`` caption followed by the ``.json`` ones it does not already hold (video2dataset writes the
-same caption in both); the first one is the evaluation text. Shards are streamed (``.tar.gz`` works as well)
-and must be local (or mounted) files. Batches carry ``video``, ``text``, ``captions`` and ``index``; with
-``pseudo_labels`` (a folder) also ``mask``, ``graph`` and ``stuff``, read from the files ``trajtok pseudo-label``
-writes for shard samples, ``<folder>/<shard name>/<key>_mask.npz`` and ``_graph.npz``
-(``pseudo_labels.shard_label_paths``; a sample without them is a bad sample).
+A shard is a tar file whose members are grouped by key: ``<key>.mp4`` (the video; any of
+``datamodules.video.VIDEO_EXTENSIONS``, the first of them if several), ``<key>.txt`` (a caption) and/or
+``<key>.json`` (a ``"caption"`` string or list and/or a ``"captions"`` list; every other field is ignored). The
+members of one key are consecutive in the tar. A key is a member's path up to the first dot of its file name
+(WebDataset's rule), so ``a/x1.mp4`` and ``a/x1.json`` make one sample ``a/x1``; hidden files (``a/._x1.mp4``)
+belong to none. A key is one sample of its shard: a key met again later in the shard (a tar appended to, or two
+writers' output joined) is a bad sample, skipped and counted, never trained twice (its pseudo-labels, named by
+key, would be the first one's); so is a sample with two members of one extension. A sample's captions are the
+``.txt`` caption followed by the ``.json`` ones it does not already hold (video2dataset writes the same caption
+in both); the first one is the evaluation text. Shards are streamed (``.tar.gz`` works as well) and must be local
+(or mounted) files. Batches carry ``video``, ``text``, ``captions`` and ``index``; with ``pseudo_labels`` (a
+folder) also ``mask``, ``graph`` and ``stuff``, read from the files ``trajtok pseudo-label`` writes for shard
+samples, ``<folder>/<shard name>/<key>_mask.npz`` and ``_graph.npz`` (``pseudo_labels.shard_label_paths``; a
+sample without them is a bad sample).
 
 What webdataset does here: brace expansion of shard patterns (``braceexpand``, its dependency), the key
 rule, the per-epoch shard list, the split over ranks and workers, the shuffle buffer, ``with_epoch`` and the
@@ -128,13 +128,18 @@ from datamodules.collate import collate_video_text
 from datamodules.options import ClipOptions, LoaderOptions
 from datamodules.pseudo_labels import shard_label_paths, shard_name
 from datamodules.transforms import EvalResize, crop_area_range
-from datamodules.video import BadSampleError, DecodedClip, EvalSampling, decode_clip
+from datamodules.video import (
+    VIDEO_EXTENSIONS,
+    BadSampleError,
+    DecodedClip,
+    EvalSampling,
+    decode_clip,
+)
 from trajtok.files import atomic_write
 from trajtok.seeding import loader_generator
 
 log = logging.getLogger(__name__)
 
-VIDEO_EXTENSIONS = ("mp4", "webm", "mkv", "avi", "mov")
 # index = shard number * INDEX_STRIDE + position in the shard.
 INDEX_STRIDE = 1_000_000
 Shards = str | Sequence[str]
@@ -472,7 +477,7 @@ class ShardedVideoTextDataset(IterableDataset):
         crop_scale, horizontal_flip: training augmentation, as in ``VideoTextDataset``.
         rank, world_size: this process's place, default from ``torch.distributed`` when initialised,
             else 0 of 1 (given explicitly, e.g. to simulate ranks).
-        video_extensions: member extensions taken as the video, in order of preference.
+        video_extensions: member extensions taken as the video, in order of preference (with or without the dot).
         pseudo_labels: folder of the samples' pseudo-label files (see the module doc); None: none read.
     """
 

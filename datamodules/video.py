@@ -28,6 +28,10 @@ Sampling = Literal["middle", "random", "linspace"]
 #: How evaluation picks its frames: ``middle`` (of T equal parts) or ``linspace`` (the released TrajTok's drivers:
 #: ``round(linspace(0, n - 1, T))``, first and last frame included).
 EvalSampling = Literal["middle", "linspace"]
+#: What a video file's name ends with (lower case), in order of preference where one clip comes in several files or
+#: one tar shard sample holds several videos. The one list of the data layer: class folders, the folders that
+#: ``trajtok pseudo-label`` reads, tar shard members and the clip look-ups of public data sets all use it.
+VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v", ".3gp")
 # A file path, or the encoded bytes of a video (in memory or in a binary file-like object).
 VideoSource = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, BinaryIO]
 
