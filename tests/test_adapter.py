@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from builders import tiny_tokenizer
 from transformers import (
     Dinov2Config,
     Dinov2Model,
@@ -19,11 +20,9 @@ from heads import ProbeHead
 from heads.probe import masked_mean
 from trajtok.module import TrajTokModule
 from trajtok.tokenizer import (
-    ConvPyramid,
     FeaturePatches,
     FeatureTrajTok,
     FrozenVideoFeatures,
-    TrajTok,
 )
 from trajtok.tokenizer.adapter import resize_assignment
 from trajtok.tokenizer.features import IMAGENET_MEAN, IMAGENET_STD
@@ -139,8 +138,7 @@ def test_resize_assignment_keeps_probabilities():
 
 
 def adapter(freeze_segmenter: bool = True, **trajtok_args) -> FeatureTrajTok:
-    trajtok = TrajTok(dim=32, num_slots=6, heads=2, head_dim=16, assign_dim=16, subtokens=(1, 2, 4),
-                      pixel_encoder=ConvPyramid(out_dim=32, widths=(16, 32), depths=(1, 1)), **trajtok_args)
+    trajtok = tiny_tokenizer(num_slots=6, subtokens=(1, 2, 4), **trajtok_args)
     features = FrozenVideoFeatures("videomae", pretrained=False, config_overrides=dict(
         SMALL, image_size=32, patch_size=8, num_frames=4, tubelet_size=2))
     return FeatureTrajTok(trajtok, features, freeze_segmenter=freeze_segmenter)
@@ -243,10 +241,8 @@ def test_probe_class_names_are_checked_and_kept_in_the_state_dict():
     assert lazy.class_names == ["a", "b", "c"] and torch.equal(lazy.classifier.weight, head.classifier.weight)
 
 
-def test_a_fit_leaves_frozen_weights_bit_identical_and_the_checkpoint_small(tmp_path, cache):
+def test_a_fit_leaves_frozen_weights_bit_identical_and_the_checkpoint_small(tmp_path, cache, quiet_trainer):
     """A real Lightning fit on the synthetic "moving" task, then test from the checkpoint it wrote."""
-    import lightning as L
-
     from datamodules import (
         ClassificationDataModule,
         ClipOptions,
@@ -256,16 +252,14 @@ def test_a_fit_leaves_frozen_weights_bit_identical_and_the_checkpoint_small(tmp_
 
     torch.manual_seed(0)
     VideoMAEModel(VideoMAEConfig(**SMALL, image_size=32, patch_size=8, num_frames=4)).save_pretrained(tmp_path / "vm")
-    trajtok = TrajTok(dim=32, num_slots=6, heads=2, head_dim=16, assign_dim=16, subtokens=(4,),
-                      pixel_encoder=ConvPyramid(out_dim=32, widths=(16, 32), depths=(1, 1)))
+    trajtok = tiny_tokenizer(num_slots=6, subtokens=(4,))
     tokenizer = FeatureTrajTok(trajtok, FrozenVideoFeatures(str(tmp_path / "vm")), freeze_segmenter=True)
     module = TrajTokModule(tokenizer, ProbeHead(pool="attention"), lr=1e-2)
     data = ClassificationDataModule(synthetic=SyntheticOptions(cache_dir=str(cache), train=16, val=8, test=8),
                                     clip=ClipOptions(num_frames=4, image_size=32), loader=LoaderOptions(batch_size=4))
     before = {k: v.clone() for k, v in module.named_parameters()}
     features_before = {k: v.clone() for k, v in tokenizer.features.model.state_dict().items()}
-    trainer = L.Trainer(max_steps=3, limit_val_batches=1, logger=False, enable_progress_bar=False,
-                        default_root_dir=tmp_path, accelerator="cpu", enable_model_summary=False)
+    trainer = quiet_trainer(max_steps=3, limit_val_batches=1, enable_checkpointing=True)  # in tmp_path
     trainer.fit(module, datamodule=data)
 
     after = dict(module.named_parameters())

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import lightning as L
 import pytest
 import torch
+from builders import quiet_trainer
 from faults import SquareHead, TinyTokenizer
 from helpers import CONFIGS, SMALL_DATA
 from lightning.pytorch.loggers import CSVLogger
@@ -95,9 +95,8 @@ def test_log_trainable_params_counts_only_what_trains(tmp_path):
     module = TrajTokModule(TinyTokenizer(), SquareHead(), warmup_steps=0)
     module.tokenizer.requires_grad_(False)  # as a frozen feature model: 48 x 32 + 32 weights left out
     clips = DataLoader([{"video": torch.randn(2, 3, 4, 4), "index": i} for i in range(4)], batch_size=2)
-    trainer = L.Trainer(max_steps=1, logger=CSVLogger(tmp_path / "runs/tiny", name="logs", version="fit"),
-                        callbacks=[LogTrainableParams()], enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False)
+    trainer = quiet_trainer(max_steps=1, logger=CSVLogger(tmp_path / "runs/tiny", name="logs", version="fit"),
+                            callbacks=[LogTrainableParams()])
     trainer.fit(module, clips)
     assert logged_metrics(tmp_path / "runs/tiny/logs/fit/metrics.csv")["trainable_params"] == 8 + 1  # the head's Linear(8, 1)
 

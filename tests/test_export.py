@@ -8,7 +8,6 @@ import re
 import warnings
 from pathlib import Path
 
-import lightning as L
 import pytest
 import torch
 import yaml
@@ -241,14 +240,13 @@ def test_export_checkpoint_of_a_lightning_run_gives_the_trained_model(lightning_
         export_checkpoint(tmp_path / "other.yaml", checkpoint, tmp_path / "other")
 
 
-def test_token_writer_files_load_back_with_the_tokens_of_each_batch(lightning_run, tmp_path):
+def test_token_writer_files_load_back_with_the_tokens_of_each_batch(lightning_run, tmp_path, quiet_trainer):
     cli, *_ = lightning_run
     out = tmp_path / "tokens"
     out.mkdir()
     (out / "batch_0_99.safetensors").write_bytes(b"stale")  # from an earlier, longer run: removed
     module, data = cli.model, cli.datamodule
-    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
-                        callbacks=[TokenWriter(str(out))], limit_predict_batches=1, enable_model_summary=False)
+    trainer = quiet_trainer(devices=1, callbacks=[TokenWriter(str(out))], limit_predict_batches=1)
     trainer.predict(module, datamodule=data, return_predictions=False)
     assert sorted(p.name for p in out.iterdir()) == ["batch_0_0.safetensors"]
     assert not module.tokenizer._forward_hooks  # the hook is gone after predict

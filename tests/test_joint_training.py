@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from builders import tiny_module, tiny_tokenizer
 from helpers import CONFIGS, run_trajtok
 
 from datamodules import (
@@ -19,19 +20,14 @@ from datamodules import (
     SyntheticOptions,
     VideoTextDataModule,
 )
-from heads import ClipHead
 from heads.contrastive import clip_loss
 from trajtok.callbacks import BadSampleReport
-from trajtok.module import TrajTokModule
-from trajtok.tokenizer import ConvPyramid, TrajTok
 
 SMALL = {"synthetic.train": 16, "synthetic.val": 8, "synthetic.test": 8, "loader.num_workers": 0}
 
 
-def tiny_module() -> TrajTokModule:
-    tokenizer = TrajTok(dim=32, num_slots=8, depth=1, heads=2, head_dim=16,
-                        pixel_encoder=ConvPyramid(out_dim=32, widths=(8, 16, 24, 32)))
-    return TrajTokModule(tokenizer, ClipHead(width=32, depth=1, heads=2, embed_dim=16))
+#: The tiny tokenizer with one encoder layer, TrajTok's default assignment dim and a four-stage pyramid.
+TOKENIZER = {"depth": 1, "assign_dim": 64, "widths": (8, 16, 24, 32)}
 
 
 def joint(cache: Path, mode: str = "max_size_cycle") -> JointDataModule:
@@ -43,7 +39,7 @@ def joint(cache: Path, mode: str = "max_size_cycle") -> JointDataModule:
 
 def test_one_frame_clips_go_through_the_tokenizer_and_the_clip_head():
     torch.manual_seed(0)
-    module = tiny_module()
+    module = tiny_module(tiny_tokenizer(**TOKENIZER))
     tokens = module(torch.randn(6, 1, 3, 64, 64))
     assert tokens.tokens.shape == (6, 8, 32) and tokens.labels.shape == (6, 1, 16, 16)
     assert tokens.grid == (1, 16, 16) and (tokens.num_valid >= 1).all()
@@ -86,7 +82,7 @@ def test_bad_joint_options_are_named():
 @pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
 def test_training_step_sums_the_sources_as_separate_contrastive_problems():
     torch.manual_seed(0)
-    module = tiny_module()
+    module = tiny_module(tiny_tokenizer(**TOKENIZER))
     video = {"video": torch.randn(4, 8, 3, 64, 64), "text": [f"video {i}" for i in range(4)]}
     image = {"video": torch.randn(6, 1, 3, 64, 64), "text": [f"image {i}" for i in range(6)]}
     total = module.training_step({"video": video, "image": image}, 0)

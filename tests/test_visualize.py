@@ -9,11 +9,12 @@ import av
 import numpy as np
 import pytest
 import torch
+from builders import tiny_tokenizer
 from helpers import CONFIGS, MSRVTT24, SMALL_DATA, needs_msrvtt24, run_trajtok
 from PIL import Image
 
 from datamodules.synthetic import write_mp4
-from trajtok.tokenizer import ConvPyramid, TrajTok
+from trajtok.tokenizer import TrajTok
 from trajtok.visualize import (
     boundary_mask,
     contact_sheet,
@@ -49,10 +50,7 @@ def clip_path(tmp_path_factory) -> Path:
 
 
 def tiny_trajtok(chunk_frames: int | None = None) -> TrajTok:
-    torch.manual_seed(0)
-    encoder = ConvPyramid(out_dim=32, widths=(8, 16), depths=(1, 1))
-    return TrajTok(dim=32, num_slots=6, pixel_encoder=encoder, depth=1, heads=2, head_dim=8, assign_dim=16,
-                   chunk_frames=chunk_frames)
+    return tiny_tokenizer(seed=0, num_slots=6, widths=(8, 16), depth=1, head_dim=8, chunk_frames=chunk_frames)
 
 
 def test_palette_depends_only_on_the_id():
