@@ -1,7 +1,8 @@
 """Lightning DDP with 2 CPU processes (gloo) through the real ``trajtok`` command: a fit with non-finite steps
 on one process only (every process skips them together), and ``trajtok test`` of its checkpoint printing the
 same retrieval metrics on one process and on two (gathered, de-duplicated: 7 test clips, so the distributed
-sampler pads rank 1 with a repeat). FSDP: Lightning refuses it on CPU, which docs/training.md "Scaling up" says."""
+sampler pads rank 1 with a repeat). FSDP, in this process: what docs/training.md "Scaling up" relies on, that
+Lightning refuses it on CPU and cannot clip gradients by norm under it."""
 
 from __future__ import annotations
 
@@ -13,6 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 from helpers import ROOT, callback, run_trajtok
+from lightning.pytorch.plugins.precision import FSDPPrecision
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
+
+from trajtok.cli import main
 
 CONFIG = str(ROOT / "configs/clip.yaml")
 DATA = [
@@ -28,8 +33,6 @@ DATA = [
     "--trainer.enable_progress_bar=false",
 ]
 DDP = ["--trainer.strategy=ddp", "--trainer.devices=2", "--trainer.accelerator=cpu"]
-
-pytestmark = [pytest.mark.subprocess, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +50,8 @@ def ddp_fit(tmp_path_factory, cache) -> Path:
 
 
 @pytest.mark.distributed
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_ddp_fit_saves_a_checkpoint_and_every_process_skips_the_nonfinite_steps(ddp_fit):
     checkpoint = torch.load(ddp_fit / "runs/clip/checkpoints/last.ckpt", weights_only=True)
     assert checkpoint["global_step"] >= 2 and checkpoint["callbacks"]["NonFiniteSteps"]["skipped"] >= 1
@@ -68,6 +73,8 @@ def retrieval_table(output: str) -> list[str]:
 
 
 @pytest.mark.distributed
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_test_prints_the_same_retrieval_metrics_on_one_and_two_processes(ddp_fit, cache):
     checkpoint = f"--ckpt_path={ddp_fit / 'runs/clip/checkpoints/last.ckpt'}"
     one = run_trajtok(["test", *DATA, checkpoint], ddp_fit, cache)
@@ -88,12 +95,26 @@ def test_test_prints_the_same_retrieval_metrics_on_one_and_two_processes(ddp_fit
     assert not re.search(r"self\.log\('test/(t2v|v2t)_", two.stderr)
 
 
-def test_fsdp_is_refused_on_cpu_and_the_docs_say_so(tmp_path, cache):
-    fsdp = run_trajtok(["fit", *DATA, "--trainer.strategy=fsdp", "--trainer.devices=2", "--trainer.accelerator=cpu",
-                        "--trainer.fast_dev_run=true"], tmp_path, cache)
-    assert fsdp.returncode != 0
-    assert "The strategy `fsdp` requires a GPU accelerator" in fsdp.stderr
-    training = (ROOT / "docs/training.md").read_text()
-    scaling = training[training.index("## Scaling up"):training.index("### Resuming")]
-    assert "FSDP runs on GPUs only" in scaling
-    assert "gradient_clip_val" in scaling  # and that clipping by norm must be turned off for it
+def test_fsdp_is_refused_on_cpu(cli_in_tmp, cache, monkeypatch):
+    """Why the suite checks DDP and not FSDP: ``trajtok fit`` with FSDP on CPU stops before anything runs."""
+    monkeypatch.setenv("TRAJTOK_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ValueError, match="The strategy `fsdp` requires a GPU accelerator"):
+        main(["fit", *DATA, "--trainer.strategy=fsdp", "--trainer.devices=2", "--trainer.accelerator=cpu",
+              "--trainer.fast_dev_run=true"])
+    assert not (cli_in_tmp / "runs").exists()
+
+
+def test_fsdp_cannot_clip_gradients_by_norm_but_by_value_or_not_at_all():
+    """Why the FSDP config of docs/training.md sets ``gradient_clip_val: null`` over the configs' 1.0 (clipped by
+    norm, Lightning's default algorithm): FSDP's precision plugin refuses to clip by norm."""
+    weight = torch.nn.Parameter(torch.zeros(3))
+    weight.grad = torch.tensor([3.0, -4.0, 0.5])
+    optimizer = torch.optim.SGD([weight], lr=0.1)
+    fsdp = FSDPPrecision("32-true")
+    with pytest.raises(MisconfigurationException, match="gradient_clip_algorithm='norm'"):
+        fsdp.clip_gradients(optimizer, clip_val=1.0, gradient_clip_algorithm="norm")
+    fsdp.clip_gradients(optimizer, clip_val=0.0, gradient_clip_algorithm="norm")  # 0 (or null): no clipping
+    assert weight.grad.tolist() == [3.0, -4.0, 0.5]
+    fsdp.clip_gradients(optimizer, clip_val=1.0, gradient_clip_algorithm="value")
+    assert weight.grad.tolist() == [1.0, -1.0, 0.5]
