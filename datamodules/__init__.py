@@ -33,7 +33,8 @@ Nothing here knows a model. Models and data meet in the batch, a dict with these
 Modules: ``video`` (PyAV decoding and frame sampling), ``transforms`` (crop / resize / normalise in torch),
 ``annotations`` (JSONL / JSON / CSV readers, class folders), ``pseudo_labels`` (mask + trajectory-graph
 files), ``synthetic`` (the embedded default data set), ``options`` (the option groups every datamodule takes:
-``ClipOptions`` / ``FrameOptions``, ``LoaderOptions``, ``SyntheticOptions``), ``bad_samples`` (the skip-or-raise
+``ClipOptions`` / ``FrameOptions``, ``LoaderOptions``, ``AnnotationKeys``, ``SyntheticOptions``; the data sets take
+them too), ``bad_samples`` (the skip-or-raise
 policy for unusable samples, ``RecordDataset``), ``clips`` (``ClipDataset``: a clip with its pseudo-labels),
 ``collate`` (the collate functions), ``base`` (``ClipDataModule``, the split loaders; the split / stage
 mapping), ``video_text`` (video-text dataset, ``VideoTextDataModule``), ``classification`` (class lists,
@@ -62,6 +63,7 @@ from datamodules.images import (
 )
 from datamodules.joint import JointDataModule
 from datamodules.options import (
+    AnnotationKeys,
     ClipOptions,
     FrameOptions,
     LoaderOptions,
@@ -72,6 +74,7 @@ from datamodules.shards import ShardDataModule, ShardedVideoTextDataset, write_s
 from datamodules.video_text import VideoTextDataModule, VideoTextDataset
 
 __all__ = [
+    "AnnotationKeys",
     "ClassificationDataModule",
     "ClassificationDataset",
     "ClipOptions",

@@ -7,7 +7,7 @@ the video is annotated with: one caption or a list of captions (CSV: one string)
 ``answer`` and optional multiple-choice ``options`` (CSV: one cell, options separated by "|") for
 question answering; QA rows of one video may repeat, one per question. Image-text rows name an
 ``image`` (no segment, no pseudo-labels) and its captions, as video-text rows do. Key names are
-configurable, so public data sets' own files can be read without conversion. Extra keys are ignored. A
+configurable (``datamodules.options.AnnotationKeys``). Extra keys are ignored. A
 malformed row fails loudly with the file and row number (the first such row of the file): a silently
 dropped row would shift retrieval ground truth or class counts.
 
@@ -30,6 +30,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from datamodules.options import AnnotationKeys
 from datamodules.rows import (
     check_path,
     optional_path,
@@ -113,23 +114,6 @@ class ImageTextRecord:
     origin: str | None = field(default=None, compare=False)
 
 
-@dataclass(frozen=True)
-class AnnotationKeys:
-    """Column / key names of an annotation file (``caption`` for video-text rows, ``label`` for labelled
-    rows, ``question`` / ``answer`` / ``options`` for QA rows; the other kinds' keys are unused)."""
-
-    video: str = "video"
-    caption: str = "caption"
-    start: str = "start"
-    end: str = "end"
-    mask: str = "mask"
-    graph: str = "graph"
-    label: str = "label"
-    question: str = "question"
-    answer: str = "answer"
-    options: str = "options"
-
-
 def _clip_fields(row: dict, keys: AnnotationKeys, root: str, path: str, row_number: int) -> dict[str, Any]:
     """What every kind of row says about its clip: the video path, the segment in seconds, and the
     pseudo-label paths, as keyword arguments of a record."""
@@ -184,14 +168,14 @@ def parse_qa_row(
     return QARecord(question=question, answer=answer, options=options, origin=f"{path}, row {row_number}", **clip)
 
 
-def parse_image_row(row: Any, image_key: str, caption_key: str, root: str, path: str, row_number: int) -> ImageTextRecord:
+def parse_image_row(row: Any, keys: AnnotationKeys, root: str, path: str, row_number: int) -> ImageTextRecord:
     """Validate one parsed image-text row (a dict) and turn it into a record."""
-    require_keys(row, (image_key, caption_key), path, row_number)
-    image = row[image_key]
+    require_keys(row, (keys.image, keys.caption), path, row_number)
+    image = row[keys.image]
     if not isinstance(image, str) or not image:
-        raise row_error(path, row_number, f"{image_key!r} must be a non-empty path string, got {image!r}")
-    check_path(image, image_key, path, row_number)
-    captions = parse_captions(row[caption_key], caption_key, path, row_number)
+        raise row_error(path, row_number, f"{keys.image!r} must be a non-empty path string, got {image!r}")
+    check_path(image, keys.image, path, row_number)
+    captions = parse_captions(row[keys.caption], keys.caption, path, row_number)
     return ImageTextRecord(os.path.join(root, image), captions, origin=f"{path}, row {row_number}")
 
 
@@ -201,7 +185,7 @@ def _root(path: str, root: str | None) -> str:
 
 
 def read_video_text_annotations(
-    path: str, root: str | None = None, keys: AnnotationKeys | None = None
+    path: str, root: str | None = None, keys: AnnotationKeys = AnnotationKeys()
 ) -> list[VideoTextRecord]:
     """Read every row of a JSONL / JSON / CSV annotation file (format from the extension).
 
@@ -209,22 +193,22 @@ def read_video_text_annotations(
     file's own folder. Raises ValueError naming the file and row for any malformed row.
     """
     path = str(path)
-    keys, root = keys or AnnotationKeys(), _root(path, root)
+    root = _root(path, root)
     return parse_rows(path, lambda row, number: parse_row(row, keys, root, path, number))
 
 
 def read_image_text_annotations(
-    path: str, root: str | None = None, image_key: str = "image", caption_key: str = "caption"
+    path: str, root: str | None = None, keys: AnnotationKeys = AnnotationKeys()
 ) -> list[ImageTextRecord]:
     """Captioned images from a JSONL / JSON / CSV file (format from the extension), one per row: an image
     path (relative to ``root``, by default the file's own folder) and one caption or a list of them.
     Raises ValueError naming the file and row for any malformed row."""
     path = str(path)
     root = _root(path, root)
-    return parse_rows(path, lambda row, number: parse_image_row(row, image_key, caption_key, root, path, number))
+    return parse_rows(path, lambda row, number: parse_image_row(row, keys, root, path, number))
 
 
-def read_qa_annotations(path: str, root: str | None = None, keys: AnnotationKeys | None = None) -> list[QARecord]:
+def read_qa_annotations(path: str, root: str | None = None, keys: AnnotationKeys = AnnotationKeys()) -> list[QARecord]:
     """Questions about videos from a JSONL / JSON / CSV file (format from the extension), one per row.
 
     ``root`` is the folder video paths are relative to; by default the annotation file's own folder. In
@@ -232,7 +216,7 @@ def read_qa_annotations(path: str, root: str | None = None, keys: AnnotationKeys
     file and row for any malformed row, including an answer that is not one of its options.
     """
     path = str(path)
-    keys, root = keys or AnnotationKeys(), _root(path, root)
+    root = _root(path, root)
     text_cells = path.lower().endswith(".csv")
     return parse_rows(path, lambda row, number: parse_qa_row(row, keys, root, path, number, text_cells))
 
@@ -270,7 +254,7 @@ def read_class_folders(path: str) -> list[LabelledVideoRecord]:
 
 
 def read_labelled_annotations(
-    path: str, root: str | None = None, keys: AnnotationKeys | None = None
+    path: str, root: str | None = None, keys: AnnotationKeys = AnnotationKeys()
 ) -> list[LabelledVideoRecord]:
     """Labelled videos from a JSONL / JSON / CSV file, or from class folders when ``path`` is a folder.
 
@@ -281,6 +265,6 @@ def read_labelled_annotations(
     path = str(path)
     if os.path.isdir(path):
         return read_class_folders(path)
-    keys, root = keys or AnnotationKeys(), _root(path, root)
+    root = _root(path, root)
     text_cells = path.lower().endswith(".csv")
     return parse_rows(path, lambda row, number: parse_labelled_row(row, keys, root, path, number, text_cells))

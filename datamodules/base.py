@@ -19,7 +19,12 @@ from typing import Any
 import lightning as L
 from torch.utils.data import DataLoader, Dataset
 
-from datamodules.options import FrameOptions, LoaderOptions, SyntheticOptions
+from datamodules.options import (
+    AnnotationKeys,
+    FrameOptions,
+    LoaderOptions,
+    SyntheticOptions,
+)
 from datamodules.synthetic import ensure_synthetic
 from trajtok.seeding import loader_generator
 
@@ -46,15 +51,16 @@ class ClipDataModule(DataModule, ABC):
     annotations (``synthetic`` is then True).
 
     Keyword arguments: ``root`` and ``annotations`` (each split's file, None for a split without data, as the
-    subclasses' ``root`` and ``*_annotations`` arguments say), and the option groups ``clip``, ``loader`` and
-    ``synthetic`` (``datamodules.options``; kept as ``synthetic_options``, since ``synthetic`` says whether the
+    subclasses' ``root`` and ``*_annotations`` arguments say), and the option groups ``clip``, ``loader``, ``keys``
+    and ``synthetic`` (``datamodules.options``; kept as ``synthetic_options``, since ``synthetic`` says whether the
     synthetic set is used). Subclasses set ``collate_fn``.
     """
 
     collate_fn: Callable[[list[dict[str, Any]]], dict[str, Any]]
 
     def __init__(self, *, root: str | None, annotations: tuple[str | None, str | None, str | None],
-                 clip: FrameOptions, loader: LoaderOptions, synthetic: SyntheticOptions) -> None:
+                 clip: FrameOptions, loader: LoaderOptions, synthetic: SyntheticOptions,
+                 keys: AnnotationKeys = AnnotationKeys()) -> None:
         super().__init__()
         self.root = root
         self.annotations = dict(zip(SPLIT_STAGES, annotations))
@@ -62,11 +68,17 @@ class ClipDataModule(DataModule, ABC):
         self.synthetic_options = synthetic
         self.clip = clip
         self.loader = loader
+        self.keys = keys
         self.datasets: dict[str, Dataset] = {}
 
     def synthetic_folder(self) -> str:
         """The synthetic set's folder, generated when missing."""
         return ensure_synthetic(self.synthetic_options.cache_dir, self.synthetic_options.config())
+
+    def reading(self) -> tuple[str | None, AnnotationKeys]:
+        """The root and the keys annotation files are read with: ``root`` and ``keys``, but for the synthetic set
+        its files' own folder and the default keys (its files are written with them, whatever the options)."""
+        return (None, AnnotationKeys()) if self.synthetic else (self.root, self.keys)
 
     @abstractmethod
     def annotation_path(self, split: str) -> str | None:

@@ -14,16 +14,14 @@ data.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Sequence
 from typing import Any, Literal
 
 import torch
-from jsonargparse.typing import NonNegativeInt, PositiveInt
+from jsonargparse.typing import NonNegativeInt
 
 from datamodules.annotations import (
-    AnnotationKeys,
     LabelledVideoRecord,
     read_labelled_annotations,
     write_jsonl_atomic,
@@ -32,11 +30,14 @@ from datamodules.bad_samples import OnBadSample
 from datamodules.base import ClipDataModule
 from datamodules.clips import ClipDataset
 from datamodules.collate import collate_pseudo_labels, collate_skipped, drops_skipped
-from datamodules.options import ClipOptions, LoaderOptions, SyntheticOptions
+from datamodules.options import (
+    AnnotationKeys,
+    ClipOptions,
+    LoaderOptions,
+    SyntheticOptions,
+)
 from datamodules.rows import json_rows, jsonl_rows, read_utf8
 from datamodules.synthetic import SPLITS
-from datamodules.transforms import EvalResize
-from datamodules.video import EvalSampling
 
 SyntheticTask = Literal["moving", "count"]
 # Fixed lists rather than the names found in the train split: a class index then means the same thing
@@ -170,21 +171,13 @@ class ClassificationDataset(ClipDataset):
         self,
         records: Sequence[LabelledVideoRecord],
         class_names: Sequence[str],
-        num_frames: PositiveInt = 8,
-        image_size: PositiveInt = 64,
+        clip: ClipOptions = ClipOptions(),
         train: bool = False,
         on_bad_video: OnBadSample = "skip",
         load_pseudo_labels: bool = False,
-        crop_scale: tuple[float, float] = (0.8, 1.0),
-        horizontal_flip: bool = False,
         max_reported: NonNegativeInt = 10,
-        eval_sampling: EvalSampling = "middle",
-        eval_resize: EvalResize = "crop",
     ) -> None:
-        super().__init__(
-            records, num_frames, image_size, train, on_bad_video, load_pseudo_labels, crop_scale, horizontal_flip,
-            max_reported, eval_sampling, eval_resize,
-        )
+        super().__init__(records, clip, train, on_bad_video, load_pseudo_labels, max_reported)
         self.class_names = list(class_names)
         self.labels = encode_labels(self.records, self.class_names)
 
@@ -233,12 +226,8 @@ class ClassificationDataModule(ClipDataModule):
             the file's path and annotation row.
         load_pseudo_labels: add ``mask`` / ``graph`` to batches when the annotations name those files (the
             synthetic set does); off by default, since a classifier alone does not use them.
-        video_key: annotation key of the video path (files only, as the other keys).
-        label_key: annotation key of the label (a class name or index).
-        start_key: annotation key of the clip's start, in seconds.
-        end_key: annotation key of the clip's end, in seconds.
-        mask_key: annotation key of the pseudo-label masks file.
-        graph_key: annotation key of the trajectory graph file.
+        keys: the annotation files' key names (``video``, ``label``, ``start``, ``end``, ``mask``, ``graph``;
+            files only, not class folders).
         synthetic: the synthetic set used when no annotations are given.
         synthetic_task: the synthetic labels: "moving" (how many objects move, 4 classes) or "count" (how
             many objects there are, 3 classes).
@@ -257,22 +246,14 @@ class ClassificationDataModule(ClipDataModule):
         loader: LoaderOptions = LoaderOptions(),
         on_bad_video: OnBadSample = "skip",
         load_pseudo_labels: bool = False,
-        video_key: str = "video",
-        label_key: str = "label",
-        start_key: str = "start",
-        end_key: str = "end",
-        mask_key: str = "mask",
-        graph_key: str = "graph",
+        keys: AnnotationKeys = AnnotationKeys(),
         synthetic: SyntheticOptions = SyntheticOptions(),
         synthetic_task: SyntheticTask = "moving",
     ) -> None:
         super().__init__(root=root, annotations=(train_annotations, val_annotations, test_annotations), clip=clip,
-                         loader=loader, synthetic=synthetic)
+                         loader=loader, keys=keys, synthetic=synthetic)
         self.save_hyperparameters()
         self.on_bad_video = on_bad_video
-        self.keys = AnnotationKeys(
-            video=video_key, label=label_key, start=start_key, end=end_key, mask=mask_key, graph=graph_key
-        )
         if synthetic_task not in SYNTHETIC_CLASS_NAMES:
             raise ValueError(f"synthetic_task must be one of {sorted(SYNTHETIC_CLASS_NAMES)}, got {synthetic_task!r}")
         self.synthetic_task = synthetic_task
@@ -308,9 +289,7 @@ class ClassificationDataModule(ClipDataModule):
             path = self.annotation_path(split)
             if path is None:
                 raise ValueError(f"no {split} data: set {split}_annotations")
-            # The synthetic label files are written here with the default keys, whatever the user's keys.
-            root, keys = (None, AnnotationKeys()) if self.synthetic else (self.root, self.keys)
-            self._records[split] = read_labelled_annotations(path, root, keys)
+            self._records[split] = read_labelled_annotations(path, *self.reading())
         return self._records[split]
 
     def resolve_class_names(self) -> list[str]:
@@ -335,7 +314,7 @@ class ClassificationDataModule(ClipDataModule):
         return ClassificationDataset(
             self.records(split),
             self.resolve_class_names(),
-            **dataclasses.asdict(self.clip),
+            self.clip,
             train=split == "train",
             on_bad_video=self.on_bad_video,
             load_pseudo_labels=self.load_pseudo_labels,

@@ -11,19 +11,18 @@ import os
 from collections.abc import Sequence
 
 import torch
-from jsonargparse.typing import NonNegativeInt, PositiveInt
+from jsonargparse.typing import NonNegativeInt
 
 from datamodules.annotations import LabelledVideoRecord, VideoTextRecord
 from datamodules.bad_samples import OnBadSample, RecordDataset
+from datamodules.options import ClipOptions
 from datamodules.pseudo_labels import PseudoLabelError, load_pseudo_labels
 from datamodules.transforms import (
-    EvalResize,
-    crop_area_range,
     eval_clip_transform,
     squash_clip_transform,
     train_clip_transform,
 )
-from datamodules.video import DecodedClip, EvalSampling, decode_clip
+from datamodules.video import DecodedClip, decode_clip
 
 # What a clip dataset needs of a record: video, start_sec, end_sec, mask, graph.
 ClipRecord = VideoTextRecord | LabelledVideoRecord
@@ -40,13 +39,12 @@ def drop_missing_trajectories(masks: torch.Tensor, graph: torch.Tensor) -> torch
     return torch.where(keep, graph, torch.zeros_like(graph))
 
 
-def clip_sample(clip: DecodedClip, labels: tuple[str, str] | None, video: str, train: bool, image_size: int,
-                crop_scale: tuple[float, float], horizontal_flip: bool,
-                eval_resize: EvalResize = "crop") -> dict[str, torch.Tensor]:
-    """``video`` float ``(T, 3, S, S)`` of a decoded clip, transformed (random resized crop and flip in training,
-    centre crop or squash otherwise: ``eval_resize``), plus ``mask``, ``graph`` and ``stuff`` of the pseudo-label files ``labels`` (mask,
-    graph) sampled at the clip's frames and transformed with them; ``video`` names the video in errors (file
-    sets and tar shards share this)."""
+def clip_sample(clip: DecodedClip, labels: tuple[str, str] | None, video: str, train: bool,
+                options: ClipOptions) -> dict[str, torch.Tensor]:
+    """``video`` float ``(T, 3, S, S)`` of a decoded clip, transformed as ``options`` say (random resized crop and
+    flip in training, centre crop or squash otherwise: ``eval_resize``), plus ``mask``, ``graph`` and ``stuff`` of
+    the pseudo-label files ``labels`` (mask, graph) sampled at the clip's frames and transformed with them; ``video``
+    names the video in errors (file sets and tar shards share this)."""
     masks = graph = stuff = None
     if labels is not None:
         masks_np, graph_np, stuff = load_pseudo_labels(*labels)
@@ -54,12 +52,13 @@ def clip_sample(clip: DecodedClip, labels: tuple[str, str] | None, video: str, t
             raise PseudoLabelError(labels[0], f"has {masks_np.shape[0]} frames, the video ({video}) has {clip.num_range_frames}")
         masks = torch.from_numpy(masks_np[clip.indices])
         graph = torch.from_numpy(graph_np[:, clip.indices])
+    size = options.image_size
     if train:
-        frames, masks = train_clip_transform(clip.frames, image_size, crop_scale, horizontal_flip, masks)
-    elif eval_resize == "squash":
-        frames, masks = squash_clip_transform(clip.frames, image_size, masks)
+        frames, masks = train_clip_transform(clip.frames, size, options.crop_scale, options.horizontal_flip, masks)
+    elif options.eval_resize == "squash":
+        frames, masks = squash_clip_transform(clip.frames, size, masks)
     else:
-        frames, masks = eval_clip_transform(clip.frames, image_size, masks)
+        frames, masks = eval_clip_transform(clip.frames, size, masks)
     out = {"video": frames}
     if masks is not None:
         out["mask"] = masks
@@ -73,33 +72,22 @@ class ClipDataset(RecordDataset):
     of ``RecordDataset`` (unusable: a missing, corrupt, truncated, empty or audio-only video; broken
     pseudo-labels).
 
-    The clip arguments (``num_frames``, ``image_size``, ``crop_scale``, ``horizontal_flip``, ``eval_sampling``,
-    ``eval_resize``) mean what the
-    fields of ``datamodules.options.ClipOptions`` do. Subclasses say what a sample holds besides the clip
-    (``load``).
+    ``clip`` (``datamodules.options.ClipOptions``, as the datamodules take it) says how a clip is read and
+    transformed. Subclasses say what a sample holds besides the clip (``load``).
     """
 
     def __init__(
         self,
         records: Sequence[ClipRecord],
-        num_frames: PositiveInt = 8,
-        image_size: PositiveInt = 64,
+        clip: ClipOptions = ClipOptions(),
         train: bool = False,
         on_bad_video: OnBadSample = "skip",
         load_pseudo_labels: bool = True,
-        crop_scale: tuple[float, float] = (0.8, 1.0),
-        horizontal_flip: bool = False,
         max_reported: NonNegativeInt = 10,
-        eval_sampling: EvalSampling = "middle",
-        eval_resize: EvalResize = "crop",
     ) -> None:
         super().__init__(records, on_bad_video, max_reported)
-        self.num_frames = num_frames
-        self.eval_sampling, self.eval_resize = eval_sampling, eval_resize
-        self.image_size = image_size
+        self.clip = clip
         self.train = train
-        self.crop_scale = crop_area_range(crop_scale)
-        self.horizontal_flip = horizontal_flip
         half = [r.video for r in self.records if (r.mask is None) != (r.graph is None)]
         if load_pseudo_labels and half:
             raise ValueError(f"{len(half)} records name only one of mask / graph, e.g. {half[0]}")
@@ -123,9 +111,7 @@ class ClipDataset(RecordDataset):
     def load_clip(self, rec: ClipRecord) -> dict[str, torch.Tensor]:
         """``video`` of a record, transformed, plus ``mask`` and ``graph`` when pseudo-labels are loaded;
         or a ``BadSampleError`` naming the file that prevents it."""
-        clip = decode_clip(
-            rec.video, self.num_frames, "random" if self.train else self.eval_sampling, rec.start_sec, rec.end_sec
-        )
+        sampling = "random" if self.train else self.clip.eval_sampling
+        decoded = decode_clip(rec.video, self.clip.num_frames, sampling, rec.start_sec, rec.end_sec)
         labels = (rec.mask, rec.graph) if self.load_pseudo_labels else None
-        return clip_sample(clip, labels, str(rec.video), self.train, self.image_size, self.crop_scale,
-                           self.horizontal_flip, self.eval_resize)
+        return clip_sample(decoded, labels, str(rec.video), self.train, self.clip)

@@ -42,7 +42,13 @@ from datamodules.annotations import (
 from datamodules.bad_samples import OnBadSample, RecordDataset
 from datamodules.base import ClipDataModule
 from datamodules.collate import collate_video_text
-from datamodules.options import FrameOptions, LoaderOptions, SyntheticOptions
+from datamodules.options import (
+    AnnotationKeys,
+    ClipOptions,
+    FrameOptions,
+    LoaderOptions,
+    SyntheticOptions,
+)
 from datamodules.shards import ShardDataModule, ShardedVideoTextDataset, Shards
 from datamodules.synthetic import (
     SPLITS,
@@ -50,11 +56,7 @@ from datamodules.synthetic import (
     default_cache_dir,
     ensure_synthetic,
 )
-from datamodules.transforms import (
-    crop_area_range,
-    eval_clip_transform,
-    train_clip_transform,
-)
+from datamodules.transforms import eval_clip_transform, train_clip_transform
 from datamodules.video import BadSampleError, DecodedClip, decode_clip
 from trajtok.files import ensure_folder
 
@@ -111,20 +113,21 @@ def read_image_folder(path: str) -> list[ImageTextRecord]:
     return records
 
 
-def read_image_text(path: str, root: str | None = None, image_key: str = "image",
-                    caption_key: str = "caption") -> list[ImageTextRecord]:
+def read_image_text(path: str, root: str | None = None, keys: AnnotationKeys = AnnotationKeys()) -> list[ImageTextRecord]:
     """Captioned images from an annotation file (``read_image_text_annotations``) or a folder of images with
     ``.txt`` captions (``read_image_folder``; ``root`` and the keys do not apply)."""
     if os.path.isdir(path):
         return read_image_folder(path)
-    return read_image_text_annotations(path, root, image_key, caption_key)
+    return read_image_text_annotations(path, root, keys)
 
 
 class ImageTextDataset(RecordDataset):
     """Captioned images as one-frame clips: ``video`` float ``(1, 3, S, S)``, ``text`` (a random caption in
     training, the first otherwise), ``captions``, ``index``; collate with ``collate_video_text``.
 
-    Unusable images are skipped (left out of their batch, and reported in its ``skipped``) or raised, as ``RecordDataset`` says (``on_bad_image``, ``num_skipped``, ``skipped_paths``).
+    ``clip`` (``datamodules.options.FrameOptions``, as ``ImageTextDataModule`` takes it) says how an image becomes
+    the model's input. Unusable images are skipped (left out of their batch, and reported in its ``skipped``) or
+    raised, as ``RecordDataset`` says (``on_bad_image``, ``num_skipped``, ``skipped_paths``).
     """
 
     records: list[ImageTextRecord]
@@ -132,18 +135,14 @@ class ImageTextDataset(RecordDataset):
     def __init__(
         self,
         records: Sequence[ImageTextRecord],
-        image_size: PositiveInt = 64,
+        clip: FrameOptions = FrameOptions(),
         train: bool = False,
         on_bad_image: OnBadSample = "skip",
-        crop_scale: tuple[float, float] = (0.8, 1.0),
-        horizontal_flip: bool = False,
         max_reported: NonNegativeInt = 10,
     ) -> None:
         super().__init__(records, on_bad_image, max_reported)
-        self.image_size = image_size
+        self.clip = clip
         self.train = train
-        self.crop_scale = crop_area_range(crop_scale)
-        self.horizontal_flip = horizontal_flip
 
     def record_files(self, index: int) -> list[str]:
         image = self.records[index].image
@@ -154,9 +153,9 @@ class ImageTextDataset(RecordDataset):
         rec = self.records[index]
         frames = decode_image(rec.image)
         if self.train:
-            video, _ = train_clip_transform(frames, self.image_size, self.crop_scale, self.horizontal_flip)
+            video, _ = train_clip_transform(frames, self.clip.image_size, self.clip.crop_scale, self.clip.horizontal_flip)
         else:
-            video, _ = eval_clip_transform(frames, self.image_size)
+            video, _ = eval_clip_transform(frames, self.clip.image_size)
         # Drawn after the crop, as VideoTextDataset does.
         text = rec.captions[int(torch.randint(len(rec.captions), (1,)))] if self.train else rec.captions[0]
         return {"video": video, "text": text, "captions": list(rec.captions), "index": index}
@@ -211,8 +210,7 @@ class ImageTextDataModule(ClipDataModule):
         loader: batch sizes and DataLoader workers.
         on_bad_image: "skip" leaves an unusable image out of its batch and reports it in the batch's
             ``skipped``; "raise" fails with the file's path and annotation row.
-        image_key: annotation key of the image path.
-        caption_key: annotation key of the caption (a string or a list).
+        keys: the annotation files' key names (``image``, ``caption``).
         synthetic: the synthetic set whose middle frames are used when no annotations are given (a seed
             other than the videos' gives scenes the videos do not show).
     """
@@ -228,15 +226,13 @@ class ImageTextDataModule(ClipDataModule):
         clip: FrameOptions = FrameOptions(),
         loader: LoaderOptions = LoaderOptions(),
         on_bad_image: OnBadSample = "skip",
-        image_key: str = "image",
-        caption_key: str = "caption",
+        keys: AnnotationKeys = AnnotationKeys(),
         synthetic: SyntheticOptions = SyntheticOptions(),
     ) -> None:
         super().__init__(root=root, annotations=(train_annotations, val_annotations, test_annotations), clip=clip,
-                         loader=loader, synthetic=synthetic)
+                         loader=loader, keys=keys, synthetic=synthetic)
         self.save_hyperparameters()
         self.on_bad_image = on_bad_image
-        self.image_key, self.caption_key = image_key, caption_key
 
     def prepare_data(self) -> None:
         """Write the synthetic frames if they are used and missing (atomic, as the videos)."""
@@ -255,8 +251,8 @@ class ImageTextDataModule(ClipDataModule):
 
     def build_dataset(self, split: str, path: str) -> ImageTextDataset:
         return ImageTextDataset(
-            read_image_text(path, None if self.synthetic else self.root, self.image_key, self.caption_key),
-            **dataclasses.asdict(self.clip),
+            read_image_text(path, *self.reading()),
+            self.clip,
             train=split == "train",
             on_bad_image=self.on_bad_image,
         )
@@ -266,13 +262,15 @@ class ShardedImageTextDataset(ShardedVideoTextDataset):
     """Image-text samples from tar shards (``<key>.jpg`` + ``<key>.txt`` / ``.json``) as one-frame clips,
     read, split over ranks and workers, shuffled and skipped exactly as ``ShardedVideoTextDataset`` reads
     video shards (see ``datamodules.shards``; its options apply, ``on_bad_video`` among them); the first
-    member with one of ``image_extensions`` is the image."""
+    member with one of ``image_extensions`` is the image. ``clip`` is an image's ``FrameOptions``."""
 
     member_kind = "image"
 
-    def __init__(self, shards: Shards, image_size: PositiveInt = 64, train: bool = False, *,
+    def __init__(self, shards: Shards, clip: FrameOptions = FrameOptions(), train: bool = False, *,
                  image_extensions: Sequence[str] = IMAGE_EXTENSIONS, **kwargs: Any) -> None:
-        super().__init__(shards, 1, image_size, train, video_extensions=image_extensions, **kwargs)
+        frame = {f.name: getattr(clip, f.name) for f in dataclasses.fields(FrameOptions)}
+        one_frame = ClipOptions(num_frames=1, **frame)
+        super().__init__(shards, one_frame, train, video_extensions=image_extensions, **kwargs)
 
     def decode(self, data: bytes, name: str) -> DecodedClip:
         return DecodedClip(decode_image(data, name), [0], 1, 1, 1)

@@ -1,10 +1,10 @@
 """The option groups every datamodule shares, each field documented once here.
 
-Datamodules take these as nested typed arguments (``clip``, ``loader``, ``synthetic``), which
+Datamodules take these as nested typed arguments (``clip``, ``loader``, ``keys``, ``synthetic``), which
 LightningCLI's parser (jsonargparse) reads as option groups: ``--data.init_args.loader.batch_size=8``, or in
 yaml ``loader: {batch_size: 8}``. The types do the checking: the parser refuses a value that does not fit
 and names the option, before anything is built. The groups are frozen so that a default instance can be
-shared safely by every datamodule that uses it.
+shared safely by every datamodule that uses it. Data sets take the same groups as their datamodules.
 """
 
 from __future__ import annotations
@@ -74,6 +74,40 @@ class LoaderOptions:
     def batch_size_for(self, train: bool) -> int:
         """The batch size of a training or an evaluation loader."""
         return self.batch_size if train else self.eval_batch_size or self.batch_size
+
+
+@dataclass(frozen=True, kw_only=True)
+class AnnotationKeys:
+    """The key (JSONL / JSON) or column (CSV) names of annotation files, so that public data sets' own files can be
+    read without conversion: ``--data.init_args.keys.caption=sentence``, or in yaml ``keys: {caption: sentence}``.
+    Each kind of row uses its own keys (``datamodules.annotations``); the others are unused. The synthetic set's
+    files are always read with the default names.
+
+    Attributes:
+        video: the video path, relative to the datamodule's ``root`` (every video row).
+        start: the clip's start, in seconds (optional in every video row).
+        end: the clip's end, in seconds (optional in every video row).
+        mask: the pseudo-label masks file (optional in every video row).
+        graph: the trajectory graph file (optional in every video row).
+        caption: the caption, a string or a list of them (video-text and image-text rows).
+        label: the class, a name or an integer index (labelled rows).
+        question: the question (QA rows).
+        answer: the answer (QA rows).
+        options: the multiple-choice options, absent for an open-ended question (QA rows).
+        image: the image path, relative to the datamodule's ``root`` (image-text rows).
+    """
+
+    video: str = "video"
+    start: str = "start"
+    end: str = "end"
+    mask: str = "mask"
+    graph: str = "graph"
+    caption: str = "caption"
+    label: str = "label"
+    question: str = "question"
+    answer: str = "answer"
+    options: str = "options"
+    image: str = "image"
 
 
 @dataclass(frozen=True, kw_only=True)

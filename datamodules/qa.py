@@ -13,7 +13,6 @@ written as ``<split>_qa.jsonl`` beside the set, so they are read by exactly the 
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import random
 from collections import Counter
@@ -21,23 +20,21 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 import torch
-from jsonargparse.typing import NonNegativeInt, PositiveInt
+from jsonargparse.typing import NonNegativeInt
 
-from datamodules.annotations import (
-    AnnotationKeys,
-    QARecord,
-    read_qa_annotations,
-    write_jsonl_atomic,
-)
+from datamodules.annotations import QARecord, read_qa_annotations, write_jsonl_atomic
 from datamodules.bad_samples import OnBadSample
 from datamodules.base import ClipDataModule
 from datamodules.clips import ClipDataset
 from datamodules.collate import collate_skipped, drops_skipped
-from datamodules.options import ClipOptions, LoaderOptions, SyntheticOptions
+from datamodules.options import (
+    AnnotationKeys,
+    ClipOptions,
+    LoaderOptions,
+    SyntheticOptions,
+)
 from datamodules.rows import jsonl_rows
 from datamodules.synthetic import COLOURS, DIRECTIONS, MOTIONS, SPLITS
-from datamodules.transforms import EvalResize
-from datamodules.video import EvalSampling
 
 COUNT_QUESTION = "how many objects are there?"
 COUNT_OPTIONS = ("one", "two", "three")
@@ -140,21 +137,12 @@ class QADataset(ClipDataset):
     def __init__(
         self,
         records: Sequence[QARecord],
-        num_frames: PositiveInt = 8,
-        image_size: PositiveInt = 64,
+        clip: ClipOptions = ClipOptions(),
         train: bool = False,
         on_bad_video: OnBadSample = "skip",
-        crop_scale: tuple[float, float] = (0.8, 1.0),
-        horizontal_flip: bool = False,
         max_reported: NonNegativeInt = 10,
-        eval_sampling: EvalSampling = "middle",
-        eval_resize: EvalResize = "crop",
     ) -> None:
-        super().__init__(
-            records, num_frames, image_size, train, on_bad_video, load_pseudo_labels=False, crop_scale=crop_scale,
-            horizontal_flip=horizontal_flip, max_reported=max_reported, eval_sampling=eval_sampling,
-            eval_resize=eval_resize,
-        )
+        super().__init__(records, clip, train, on_bad_video, load_pseudo_labels=False, max_reported=max_reported)
 
     def load(self, index: int) -> dict[str, Any]:
         """One sample, or a ``BadSampleError`` naming the file that prevents it."""
@@ -201,12 +189,8 @@ class QADataModule(ClipDataModule):
         on_bad_video: "skip" leaves unusable samples out of their batch (which shrinks) and reports them
             in its ``skipped`` (``trajtok.callbacks.BadSampleReport`` logs them per epoch); "raise" fails with
             the file's path and annotation row.
-        video_key: annotation key of the video path (files only, as the other keys).
-        question_key: annotation key of the question.
-        answer_key: annotation key of the answer.
-        options_key: annotation key of the multiple-choice options (absent: open-ended).
-        start_key: annotation key of the clip's start, in seconds.
-        end_key: annotation key of the clip's end, in seconds.
+        keys: the annotation files' key names (``video``, ``question``, ``answer``, ``options``, ``start``,
+            ``end``).
         synthetic: the synthetic set used when no annotations are given.
     """
 
@@ -221,22 +205,13 @@ class QADataModule(ClipDataModule):
         clip: ClipOptions = ClipOptions(),
         loader: LoaderOptions = LoaderOptions(batch_size=16),
         on_bad_video: OnBadSample = "skip",
-        video_key: str = "video",
-        question_key: str = "question",
-        answer_key: str = "answer",
-        options_key: str = "options",
-        start_key: str = "start",
-        end_key: str = "end",
+        keys: AnnotationKeys = AnnotationKeys(),
         synthetic: SyntheticOptions = SyntheticOptions(),
     ) -> None:
         super().__init__(root=root, annotations=(train_annotations, val_annotations, test_annotations), clip=clip,
-                         loader=loader, synthetic=synthetic)
+                         loader=loader, keys=keys, synthetic=synthetic)
         self.save_hyperparameters()
         self.on_bad_video = on_bad_video
-        self.keys = AnnotationKeys(
-            video=video_key, question=question_key, answer=answer_key, options=options_key, start=start_key,
-            end=end_key,
-        )
 
     def prepare_data(self) -> None:
         """Generate the synthetic set if it is used and missing, and (re)write its questions."""
@@ -254,11 +229,9 @@ class QADataModule(ClipDataModule):
         return path
 
     def build_dataset(self, split: str, path: str) -> QADataset:
-        # The synthetic questions are written here with the default keys, whatever the user's keys.
-        root, keys = (None, AnnotationKeys()) if self.synthetic else (self.root, self.keys)
         return QADataset(
-            read_qa_annotations(path, root, keys),
-            **dataclasses.asdict(self.clip),
+            read_qa_annotations(path, *self.reading()),
+            self.clip,
             train=split == "train",
             on_bad_video=self.on_bad_video,
         )

@@ -91,7 +91,6 @@ from __future__ import annotations
 import argparse
 import bz2
 import contextlib
-import dataclasses
 import gzip
 import json
 import logging
@@ -127,12 +126,10 @@ from datamodules.clips import clip_sample
 from datamodules.collate import collate_video_text
 from datamodules.options import ClipOptions, LoaderOptions
 from datamodules.pseudo_labels import shard_label_paths, shard_name
-from datamodules.transforms import EvalResize, crop_area_range
 from datamodules.video import (
     VIDEO_EXTENSIONS,
     BadSampleError,
     DecodedClip,
-    EvalSampling,
     decode_clip,
 )
 from trajtok.files import atomic_write
@@ -461,10 +458,10 @@ class ShardedVideoTextDataset(IterableDataset):
 
     Args:
         shards: a shard path or brace pattern (``data/shard-{000000..000009}.tar``), or a list of them.
-        num_frames, image_size: frames per clip and the square side of the output.
-        train: random frame jitter, random resized crop and random caption (else middle frames, centre
-            crop, first caption).
-        eval_sampling, eval_resize: how evaluation reads and resizes frames (``datamodules.options.ClipOptions``).
+        clip: how a clip is read and transformed (``datamodules.options.ClipOptions``, as ``ShardDataModule``
+            takes it).
+        train: random frame jitter, random resized crop and random caption (else evaluation frames, resize,
+            first caption).
         shuffle: shuffle the shard order every epoch (default: ``train``).
         shuffle_buffer: samples each reader holds to shuffle across its shards (0 or 1: none). They are
             kept encoded, so the memory is about ``shuffle_buffer`` times a video file's size, per reader.
@@ -474,7 +471,6 @@ class ShardedVideoTextDataset(IterableDataset):
             ``samples_per_epoch // world_size`` (repeating its shards if needed). Needed for DDP
             training on shards that do not split evenly; None reads each sample once.
         on_bad_video: "skip" drops unusable samples and unreadable shards (counted), "raise" fails.
-        crop_scale, horizontal_flip: training augmentation, as in ``VideoTextDataset``.
         rank, world_size: this process's place, default from ``torch.distributed`` when initialised,
             else 0 of 1 (given explicitly, e.g. to simulate ranks).
         video_extensions: member extensions taken as the video, in order of preference (with or without the dot).
@@ -486,27 +482,21 @@ class ShardedVideoTextDataset(IterableDataset):
     def __init__(
         self,
         shards: Shards,
-        num_frames: PositiveInt = 8,
-        image_size: PositiveInt = 64,
+        clip: ClipOptions = ClipOptions(),
         train: bool = False,
         shuffle: bool | None = None,
         shuffle_buffer: NonNegativeInt = 0,
         seed: int = 0,
         samples_per_epoch: PositiveInt | None = None,
         on_bad_video: OnBadSample = "skip",
-        crop_scale: tuple[float, float] = (0.8, 1.0),
-        horizontal_flip: bool = False,
         rank: int | None = None,
         world_size: int | None = None,
         video_extensions: Sequence[str] = VIDEO_EXTENSIONS,
         max_reported: NonNegativeInt = 10,
         pseudo_labels: str | None = None,
-        eval_sampling: EvalSampling = "middle",
-        eval_resize: EvalResize = "crop",
     ) -> None:
         super().__init__()
         check_policy(on_bad_video)
-        self.eval_sampling, self.eval_resize = eval_sampling, eval_resize
         if (rank is None) != (world_size is None):
             raise ValueError("give rank and world_size together, or neither")
         if world_size is not None and not 0 <= rank < world_size:
@@ -527,16 +517,13 @@ class ShardedVideoTextDataset(IterableDataset):
             check_shard_names(self.shards)
         self.pseudo_labels = pseudo_labels
         self._numbers = {path: n for n, path in enumerate(self.shards)}  # the pipeline carries paths
-        self.num_frames = num_frames
-        self.image_size = image_size
+        self.clip = clip
         self.train = train
         self.shuffle = train if shuffle is None else shuffle
         self.shuffle_buffer = shuffle_buffer
         self.seed = seed
         self.samples_per_epoch = samples_per_epoch
         self.on_bad_video = on_bad_video
-        self.crop_scale = crop_area_range(crop_scale)
-        self.horizontal_flip = horizontal_flip
         self.rank, self.world_size = rank, world_size
         self.video_extensions = tuple(e.lower().lstrip(".") for e in video_extensions)
         self.max_reported = max_reported
@@ -743,8 +730,7 @@ class ShardedVideoTextDataset(IterableDataset):
         captions = sample_captions(sample)
         name = f"{sample.name}.{ext}"
         labels = None if self.pseudo_labels is None else shard_label_paths(self.pseudo_labels, sample.shard, sample.key)
-        clip = clip_sample(self.decode(sample.files[ext], name), labels, name, self.train, self.image_size,
-                           self.crop_scale, self.horizontal_flip, self.eval_resize)
+        clip = clip_sample(self.decode(sample.files[ext], name), labels, name, self.train, self.clip)
         # Drawn after the clip, as VideoTextDataset does.
         text = captions[int(torch.randint(len(captions), (1,)))] if self.train else captions[0]
         return {**clip, "text": text, "captions": captions, "index": index}
@@ -759,7 +745,7 @@ class ShardedVideoTextDataset(IterableDataset):
 
     def decode(self, data: bytes, name: str) -> DecodedClip:
         """The sampled frames of a member's bytes (``name``: ``<shard>:<key>.<ext>``, for errors)."""
-        return decode_clip(data, self.num_frames, "random" if self.train else self.eval_sampling, name=name)
+        return decode_clip(data, self.clip.num_frames, "random" if self.train else self.clip.eval_sampling, name=name)
 
     @property
     def num_bad_shards(self) -> int:
@@ -876,7 +862,7 @@ class ShardDataModule(DataModule):
             self.datasets[split] = self.build_dataset(
                 self.shards[split], train=train, shuffle_buffer=self.shuffle_buffer if train else 0, seed=self.seed,
                 samples_per_epoch=self.samples_per_epoch if train else None, on_bad_video=self.on_bad_video,
-                pseudo_labels=self.pseudo_labels, **dataclasses.asdict(self.clip),
+                pseudo_labels=self.pseudo_labels, clip=self.clip,
             )
         world_size = self.datasets["train"].distributed()[1] if "train" in self.datasets else 1
         if "train" in self.datasets and world_size > 1 and self.samples_per_epoch is None:
@@ -884,7 +870,7 @@ class ShardDataModule(DataModule):
                         "epoch first and DDP waits for them forever unless the shards split exactly evenly", world_size)
 
     def build_dataset(self, shards: Shards, **kwargs: Any) -> ShardedVideoTextDataset:
-        """The dataset of a split's shards (``kwargs``: the split's reading and clip options)."""
+        """The dataset of a split's shards (``kwargs``: the split's reading options and ``clip``)."""
         return ShardedVideoTextDataset(shards, **kwargs)
 
     def _current_epoch(self) -> int | None:

@@ -9,22 +9,22 @@ pseudo-labels (``datamodules.clips``), collating (``datamodules.collate``), the 
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from typing import Any
 
 import torch
 
-from datamodules.annotations import (
-    AnnotationKeys,
-    VideoTextRecord,
-    read_video_text_annotations,
-)
+from datamodules.annotations import VideoTextRecord, read_video_text_annotations
 from datamodules.bad_samples import OnBadSample
 from datamodules.base import ClipDataModule
 from datamodules.clips import ClipDataset
 from datamodules.collate import collate_video_text
-from datamodules.options import ClipOptions, LoaderOptions, SyntheticOptions
+from datamodules.options import (
+    AnnotationKeys,
+    ClipOptions,
+    LoaderOptions,
+    SyntheticOptions,
+)
 
 
 class VideoTextDataset(ClipDataset):
@@ -63,12 +63,7 @@ class VideoTextDataModule(ClipDataModule):
             in its ``skipped`` (``trajtok.callbacks.BadSampleReport`` logs them per epoch); "raise" fails with
             the file's path and annotation row.
         load_pseudo_labels: add ``mask`` / ``graph`` to batches when the annotations name those files.
-        video_key: annotation key of the video path.
-        caption_key: annotation key of the caption (a string or a list).
-        start_key: annotation key of the clip's start, in seconds.
-        end_key: annotation key of the clip's end, in seconds.
-        mask_key: annotation key of the pseudo-label masks file.
-        graph_key: annotation key of the trajectory graph file.
+        keys: the annotation files' key names (``video``, ``caption``, ``start``, ``end``, ``mask``, ``graph``).
         synthetic: the synthetic set used when no annotations are given.
     """
 
@@ -84,20 +79,14 @@ class VideoTextDataModule(ClipDataModule):
         loader: LoaderOptions = LoaderOptions(),
         on_bad_video: OnBadSample = "skip",
         load_pseudo_labels: bool = True,
-        video_key: str = "video",
-        caption_key: str = "caption",
-        start_key: str = "start",
-        end_key: str = "end",
-        mask_key: str = "mask",
-        graph_key: str = "graph",
+        keys: AnnotationKeys = AnnotationKeys(),
         synthetic: SyntheticOptions = SyntheticOptions(),
     ) -> None:
         super().__init__(root=root, annotations=(train_annotations, val_annotations, test_annotations), clip=clip,
-                         loader=loader, synthetic=synthetic)
+                         loader=loader, keys=keys, synthetic=synthetic)
         self.save_hyperparameters()
         self.on_bad_video = on_bad_video
         self.load_pseudo_labels = load_pseudo_labels
-        self.keys = AnnotationKeys(video_key, caption_key, start_key, end_key, mask_key, graph_key)
 
     def prepare_data(self) -> None:
         """Generate the synthetic set if it is used and missing (Lightning calls this on one process
@@ -113,12 +102,12 @@ class VideoTextDataModule(ClipDataModule):
 
     def read_records(self, split: str, path: str) -> list[VideoTextRecord]:
         """The records of a split's annotation file."""
-        return read_video_text_annotations(path, None if self.synthetic else self.root, self.keys)
+        return read_video_text_annotations(path, *self.reading())
 
     def build_dataset(self, split: str, path: str) -> VideoTextDataset:
         return VideoTextDataset(
             self.read_records(split, path),
-            **dataclasses.asdict(self.clip),
+            self.clip,
             train=split == "train",
             on_bad_video=self.on_bad_video,
             load_pseudo_labels=self.load_pseudo_labels,

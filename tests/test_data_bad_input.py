@@ -27,6 +27,7 @@ from datamodules.annotations import (
 from datamodules.bad_samples import HOLE, MissingFilesError
 from datamodules.classification import ClassificationDataset
 from datamodules.collate import collate_video_text
+from datamodules.options import ClipOptions
 from datamodules.qa import QADataset
 from datamodules.video import VideoDecodeError, decode_clip, sample_indices
 from datamodules.video_text import VideoTextDataset
@@ -183,7 +184,7 @@ def test_odd_sized_frames(tmp_path, name, codec, pix_fmt):
     assert clip.frames.shape == (3, 23, 37, 3)
     if pix_fmt != "yuv420p":  # lossless: exact frames
         assert frame_ids(clip.frames) == [1, 3, 5]
-    ds = VideoTextDataset(read_rows(tmp_path, [(os.path.basename(path), "odd")]), num_frames=3, image_size=16)
+    ds = VideoTextDataset(read_rows(tmp_path, [(os.path.basename(path), "odd")]), clip=ClipOptions(num_frames=3, image_size=16))
     assert ds[0]["video"].shape == (3, 3, 16, 16) and torch.isfinite(ds[0]["video"]).all()
 
 
@@ -268,9 +269,9 @@ def test_raise_names_the_file_and_the_annotation_row(mixed):
     # Missing files are found before any sample is read, all in one error.
     with pytest.raises(MissingFilesError, match=rf"^1 file\(s\) .*: {re.escape(records[1].video)} "
                                                 rf"\({re.escape(str(ann))}, row 2\)$"):
-        VideoTextDataset(records, num_frames=4, image_size=16, on_bad_video="raise")
+        VideoTextDataset(records, clip=ClipOptions(num_frames=4, image_size=16), on_bad_video="raise")
     present = [r for i, r in enumerate(records) if i != 1]
-    ds = VideoTextDataset(present, num_frames=4, image_size=16, on_bad_video="raise")
+    ds = VideoTextDataset(present, clip=ClipOptions(num_frames=4, image_size=16), on_bad_video="raise")
     assert ds[0]["index"] == 0
     for index, row, reason in [(2, 4, "no video stream"), (3, 5, "")]:  # unusable files fail when read
         with pytest.raises(VideoDecodeError) as e:
@@ -284,7 +285,7 @@ def test_skip_leaves_a_hole_that_collate_drops_and_reports(mixed):
     """A skipped sample is left out of its batch, never replaced by another one: in a contrastive batch a
     duplicate would be a false negative. The batch shrinks and reports what it lost."""
     records, folder = mixed
-    ds = VideoTextDataset(records, num_frames=4, image_size=16)
+    ds = VideoTextDataset(records, clip=ClipOptions(num_frames=4, image_size=16))
     samples = [ds[i] for i in range(6)]
     assert [s["index"] for s in samples] == [0, 1, 2, 3, 4, 5]
     assert [bool(s.get(HOLE)) for s in samples] == [False, True, False, True, True, False]
@@ -307,7 +308,7 @@ def test_skip_reports_survive_dataloader_workers(mixed):
     # With worker processes the dataset copies in the workers count, the main process's copy sees nothing;
     # the batches carry every report, epoch after epoch (persistent workers remember known bad samples).
     records, _ = mixed
-    ds = VideoTextDataset(records, num_frames=4, image_size=16)
+    ds = VideoTextDataset(records, clip=ClipOptions(num_frames=4, image_size=16))
     loader = DataLoader(ds, batch_size=2, shuffle=True, num_workers=2, persistent_workers=True,
                         collate_fn=collate_video_text, generator=torch.Generator().manual_seed(0))
     for _ in range(2):
@@ -319,7 +320,7 @@ def test_skip_reports_survive_dataloader_workers(mixed):
 
 def test_all_bad_raises_instead_of_returning_zeros(tmp_path):
     write_audio(tmp_path / "a.m4a", "aac")
-    ds = VideoTextDataset(read_rows(tmp_path, [("a.m4a", "x"), ("gone.mp4", "y")]), num_frames=2, image_size=8)
+    ds = VideoTextDataset(read_rows(tmp_path, [("a.m4a", "x"), ("gone.mp4", "y")]), clip=ClipOptions(num_frames=2, image_size=8))
     assert ds[0][HOLE]
     with pytest.raises(RuntimeError, match="none of the 2 samples could be loaded.*a.m4a.*gone.mp4"):
         ds[1]
@@ -331,15 +332,15 @@ def test_classification_and_qa_datasets_report_rows_too(tmp_path):
     labels.write_text("video,label\nok.mp4,a\nbroken.mp4,b\n", encoding="utf-8")
     (tmp_path / "broken.mp4").write_bytes(b"\x00" * 100)
     records = read_labelled_annotations(str(labels))
-    ds = ClassificationDataset(records, ["a", "b"], num_frames=2, image_size=8)
+    ds = ClassificationDataset(records, ["a", "b"], clip=ClipOptions(num_frames=2, image_size=8))
     (report,) = ds[1]["skipped"]
     assert report["origin"] == f"{labels}, row 3" and report["path"].endswith("broken.mp4")
     with pytest.raises(VideoDecodeError, match=rf"broken.mp4: .*\(sample of {labels}, row 3\)"):
-        ClassificationDataset(records, ["a", "b"], num_frames=2, image_size=8, on_bad_video="raise")[1]
+        ClassificationDataset(records, ["a", "b"], clip=ClipOptions(num_frames=2, image_size=8), on_bad_video="raise")[1]
 
     qa = tmp_path / "qa.jsonl"
     qa.write_text('{"video": "gone.mp4", "question": "q?", "answer": "a"}\n'
                   '{"video": "ok.mp4", "question": "q?", "answer": "b"}\n', encoding="utf-8")
-    ds = QADataset(read_qa_annotations(str(qa)), num_frames=2, image_size=8)
+    ds = QADataset(read_qa_annotations(str(qa)), clip=ClipOptions(num_frames=2, image_size=8))
     hole, sample = ds[0], ds[1]
     assert hole[HOLE] and hole["skipped"][0]["origin"] == f"{qa}, row 1" and sample["answer"] == "b"

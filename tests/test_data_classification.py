@@ -32,8 +32,7 @@ from datamodules.transforms import IMAGENET_MEAN, IMAGENET_STD
 from datamodules.video import VideoDecodeError
 from trajtok.files import PARTIAL
 
-SMALL_CLIPS = {"num_frames": 4, "image_size": 16}
-CLIP = ClipOptions(**SMALL_CLIPS)
+CLIP = ClipOptions(num_frames=4, image_size=16)
 
 
 def small_synthetic(cache: str) -> SyntheticOptions:
@@ -251,14 +250,14 @@ def test_bad_videos_are_skipped_and_counted_or_raised(videos, tmp_path):
     rows = [{"video": f"{videos}/a.mp4", "label": "x"}, {"video": str(corrupt), "label": "y"},
             {"video": f"{videos}/b.mp4", "label": "z"}]
     records = read_labelled_annotations(write_jsonl(tmp_path / "r.jsonl", rows))
-    ds = ClassificationDataset(records, ["x", "y", "z"], **SMALL_CLIPS)
+    ds = ClassificationDataset(records, ["x", "y", "z"], CLIP)
     hole = ds[1]
     assert hole["index"] == 1 and "label" not in hole and hole["skipped"][0]["path"] == str(corrupt)
     assert collate_classification([ds[0], hole, ds[2]])["label"].tolist() == [0, 2]  # left out, not replaced
     assert ds.num_skipped == 1 and ds.skipped_paths == [str(corrupt)]
     ds[1]
     assert ds.num_skipped == 1  # a known bad sample is not retried, nor counted twice
-    raising = ClassificationDataset(records, ["x", "y", "z"], on_bad_video="raise", **SMALL_CLIPS)
+    raising = ClassificationDataset(records, ["x", "y", "z"], CLIP, on_bad_video="raise")
     assert raising[0]["label"] == 0
     with pytest.raises(VideoDecodeError, match="corrupt.mp4"):
         raising[1]

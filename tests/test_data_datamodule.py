@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import pytest
@@ -11,7 +12,12 @@ from jsonargparse import ArgumentError, ArgumentParser
 
 from datamodules.clips import drop_missing_trajectories
 from datamodules.collate import collate_video_text
-from datamodules.options import ClipOptions, LoaderOptions, SyntheticOptions
+from datamodules.options import (
+    AnnotationKeys,
+    ClipOptions,
+    LoaderOptions,
+    SyntheticOptions,
+)
 from datamodules.synthetic import SyntheticConfig
 from datamodules.transforms import IMAGENET_MEAN, IMAGENET_STD
 from datamodules.video_text import VideoTextDataModule
@@ -121,3 +127,22 @@ def test_option_groups_reach_checkpoints_as_plain_data(tmp_path):
     hparams = torch.load(tmp_path / "hparams.pt", weights_only=True)
     assert hparams["clip"]["num_frames"] == 4 and hparams["loader"]["batch_size"] == 2
     assert hparams["synthetic"]["train"] == SyntheticOptions().train
+    assert hparams["keys"] == dataclasses.asdict(AnnotationKeys())
+
+
+def test_annotation_keys_are_an_option_group(tmp_path):
+    """``keys`` reads a file with other column names (``--data.init_args.keys.caption=sentence``); the synthetic
+    set's own files keep the default names whatever ``keys`` says."""
+    annotations = tmp_path / "clips.jsonl"
+    annotations.write_text('{"clip": "a.mp4", "sentence": "a dog runs", "t0": 1.5}\n', encoding="utf-8")
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_class_arguments(VideoTextDataModule, "data")
+    cfg = parser.parse_args([f"--data.test_annotations={annotations}", "--data.keys.video=clip",
+                             "--data.keys.caption=sentence", "--data.keys.start=t0"])
+    dm = parser.instantiate_classes(cfg).data
+    assert dm.keys == AnnotationKeys(video="clip", caption="sentence", start="t0")
+    (record,) = dm.read_records("test", str(annotations))
+    assert (record.video, record.captions, record.start_sec) == (str(tmp_path / "a.mp4"), ("a dog runs",), 1.5)
+    with pytest.raises(ArgumentError, match="keys.captions"):  # a misspelt key name is refused, named
+        parser.parse_args(["--data.keys.captions=sentence"])
+    assert VideoTextDataModule(keys=AnnotationKeys(caption="sentence")).reading() == (None, AnnotationKeys())

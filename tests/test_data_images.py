@@ -23,7 +23,12 @@ from datamodules.images import (
     ensure_synthetic_frames,
     read_image_folder,
 )
-from datamodules.options import FrameOptions, LoaderOptions, SyntheticOptions
+from datamodules.options import (
+    AnnotationKeys,
+    FrameOptions,
+    LoaderOptions,
+    SyntheticOptions,
+)
 from datamodules.shards import write_shards
 from datamodules.synthetic import SyntheticConfig
 from datamodules.video import decode_clip
@@ -92,7 +97,7 @@ def test_annotation_files_give_records_relative_to_their_folder(images):
     assert jsonl[0].captions == ("a red square", "red") and jsonl[0].origin.endswith("ann.jsonl, row 1")
     assert [r.captions for r in csv] == [("a red square",), ("a green square",)]
     (images / "other.jsonl").write_text(json.dumps({"img": "imgs/0.png", "text": "red"}) + "\n")
-    assert read_image_text_annotations(str(images / "other.jsonl"), image_key="img", caption_key="text")[0].captions == ("red",)
+    assert read_image_text_annotations(str(images / "other.jsonl"), keys=AnnotationKeys(image="img", caption="text"))[0].captions == ("red",)
     (images / "bad.jsonl").write_text(json.dumps({"image": "imgs/0.png", "caption": "ok"}) + "\n"
                                       + json.dumps({"image": "imgs/1.png"}) + "\n")
     with pytest.raises(ValueError, match=r"bad.jsonl, row 2: missing key 'caption'"):
@@ -114,7 +119,7 @@ def test_caption_folders_pair_images_with_their_txt(tmp_path):
 
 def test_dataset_gives_one_frame_clips_and_skips_a_corrupt_image(images):
     records = read_image_text_annotations(str(images / "ann.jsonl"))
-    dataset = ImageTextDataset(records, image_size=SIZE)
+    dataset = ImageTextDataset(records, FrameOptions(image_size=SIZE))
     sample = dataset[0]
     assert sample["video"].shape == (1, 3, SIZE, SIZE) and sample["video"].dtype == torch.float32
     assert sample["text"] == "a red square" and sample["captions"] == ["a red square", "red"]
@@ -126,14 +131,14 @@ def test_dataset_gives_one_frame_clips_and_skips_a_corrupt_image(images):
     batch = collate_video_text([dataset[i] for i in range(3)])
     assert batch["video"].shape == (2, 1, 3, SIZE, SIZE) and batch["index"].tolist() == [0, 2]
     assert len(batch["skipped"]) == 1
-    strict = ImageTextDataset(records, image_size=SIZE, on_bad_image="raise")
+    strict = ImageTextDataset(records, FrameOptions(image_size=SIZE), on_bad_image="raise")
     with pytest.raises(ImageDecodeError, match=r"bad.png: .*\(sample of .*ann.jsonl, row 2\)"):
         strict[1]
 
 
 def test_training_samples_draw_a_caption_and_a_crop(images):
     records = read_image_text_annotations(str(images / "ann.jsonl"))[:1]
-    dataset = ImageTextDataset(records, image_size=SIZE, train=True, crop_scale=(0.3, 0.5))
+    dataset = ImageTextDataset(records, FrameOptions(image_size=SIZE, crop_scale=(0.3, 0.5)), train=True)
     torch.manual_seed(0)
     samples = [dataset[0] for _ in range(12)]
     assert {s["text"] for s in samples} == {"a red square", "red"}
@@ -167,7 +172,7 @@ def test_shards_of_images_and_captions_are_read_as_one_frame_clips(images, tmp_p
                ("k2", str(images / "imgs/1.png"), "a green square")]
     shards = write_shards(entries, str(tmp_path / "shards" / "img-%03d.tar"), samples_per_shard=2)
     assert len(shards) == 2
-    dataset = ShardedImageTextDataset(shards, image_size=SIZE)
+    dataset = ShardedImageTextDataset(shards, FrameOptions(image_size=SIZE))
     samples = list(dataset)
     assert [s["index"] for s in samples] == [0, 1_000_000]
     assert samples[0]["video"].shape == (1, 3, SIZE, SIZE)
@@ -179,7 +184,7 @@ def test_shards_of_images_and_captions_are_read_as_one_frame_clips(images, tmp_p
     batches = list(module.train_dataloader())
     assert [b["video"].shape for b in batches] == [(1, 1, 3, SIZE, SIZE)] * 2
     with pytest.raises(ImageDecodeError, match=r"img-000.tar:k1.png"):
-        list(ShardedImageTextDataset(shards, image_size=SIZE, on_bad_video="raise"))
+        list(ShardedImageTextDataset(shards, FrameOptions(image_size=SIZE), on_bad_video="raise"))
 
 
 def test_synthetic_frames_are_the_middle_frames_of_the_clips_with_their_captions(tmp_path):

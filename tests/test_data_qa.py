@@ -30,8 +30,7 @@ from datamodules.transforms import IMAGENET_MEAN, IMAGENET_STD
 from datamodules.video import VideoDecodeError
 from trajtok.files import PARTIAL
 
-SMALL_CLIPS = {"num_frames": 4, "image_size": 16}
-CLIP = ClipOptions(**SMALL_CLIPS)
+CLIP = ClipOptions(num_frames=4, image_size=16)
 
 
 def small_synthetic(cache: str) -> SyntheticOptions:
@@ -243,7 +242,7 @@ def test_files_mixing_open_ended_and_multiple_choice(videos, tmp_path):
 
     parser = ArgumentParser(exit_on_error=False)
     parser.add_class_arguments(QADataModule, "data")
-    cfg = parser.parse_string("data:\n  options_key: choices\n  clip:\n    crop_scale: [0.9, 1.0]\n")
+    cfg = parser.parse_string("data:\n  keys:\n    options: choices\n  clip:\n    crop_scale: [0.9, 1.0]\n")
     dm = parser.instantiate_classes(cfg).data
     assert dm.keys.options == "choices" and dm.clip.crop_scale == (0.9, 1.0) and dm.loader.batch_size == 16
     with pytest.raises(ArgumentError, match="on_bad_video"):
@@ -259,7 +258,7 @@ def test_bad_videos_are_skipped_and_counted_or_raised(videos, tmp_path):
         {"video": f"{videos}/b.mp4", "question": "q2", "answer": "n", "options": ["y", "n"]},
     ]
     records = read_qa_annotations(write_jsonl(tmp_path / "r.jsonl", rows))
-    ds = QADataset(records, **SMALL_CLIPS)
+    ds = QADataset(records, CLIP)
     hole = ds[1]
     assert hole["index"] == 1 and "question" not in hole and hole["skipped"][0]["path"] == str(corrupt)
     assert collate_qa([ds[0], hole, ds[2]])["question"] == ["q0", "q2"]  # left out, not replaced
@@ -267,7 +266,7 @@ def test_bad_videos_are_skipped_and_counted_or_raised(videos, tmp_path):
     ds[1]
     assert ds.num_skipped == 1  # a known bad sample is not retried, nor counted twice
     check_batch(collate_qa([ds[0], ds[2]]), 2, 4, 16)
-    raising = QADataset(records, on_bad_video="raise", **SMALL_CLIPS)
+    raising = QADataset(records, CLIP, on_bad_video="raise")
     assert raising[0]["options"] == [] and raising[0]["answer_index"] == -1
     with pytest.raises(VideoDecodeError, match="corrupt.mp4"):
         raising[1]

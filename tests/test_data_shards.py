@@ -34,7 +34,8 @@ from datamodules.synthetic import SyntheticConfig, ensure_synthetic, write_mp4
 from datamodules.video import BadSampleError, VideoDecodeError, decode_clip
 from trajtok.seeding import epoch_seeds
 
-SMALL = {"num_frames": 4, "image_size": 32}
+CLIP = ClipOptions(num_frames=4, image_size=32)
+SMALL = {"clip": CLIP}
 
 
 @pytest.fixture(scope="module")
@@ -374,7 +375,7 @@ def test_decode_clip_reads_bytes_and_file_objects_like_paths(tmp_path, mp4):
 
 def test_datamodule_batches_workers_and_epochs(data, caplog):
     dm = ShardDataModule(train_shards=str(data.tmp / "train-{000000..000005}.tar"), val_shards=data.shards["val"],
-                         test_shards=data.shards["test"], clip=ClipOptions(**SMALL),
+                         test_shards=data.shards["test"], clip=CLIP,
                          loader=LoaderOptions(batch_size=2, num_workers=2), shuffle_buffer=4)
     dm.setup("fit")
     train = dm.train_dataloader()
@@ -398,7 +399,7 @@ def test_training_loader_is_seeded_from_the_epoch_under_a_global_seed(data, monk
     monkeypatch.setenv("PL_GLOBAL_SEED", "7")
 
     def first_epoch_clips(epoch, global_stream):
-        dm = ShardDataModule(train_shards=data.shards["train"], clip=ClipOptions(**SMALL),
+        dm = ShardDataModule(train_shards=data.shards["train"], clip=CLIP,
                              loader=LoaderOptions(batch_size=2, num_workers=2), shuffle_buffer=4)
         dm.trainer = SimpleNamespace(current_epoch=epoch, global_rank=0)
         loader = dm.train_dataloader()
@@ -428,7 +429,7 @@ class _IndexRecorder(L.LightningModule):
 
 
 def test_lightning_epochs_get_new_shard_orders(data, tmp_path):
-    dm = ShardDataModule(train_shards=data.shards["train"], clip=ClipOptions(**SMALL),
+    dm = ShardDataModule(train_shards=data.shards["train"], clip=CLIP,
                          loader=LoaderOptions(batch_size=1), shuffle_buffer=0)
     model = _IndexRecorder()
     trainer = L.Trainer(max_epochs=2, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,

@@ -17,6 +17,7 @@ from helpers import MSRVTT24, needs_msrvtt24
 
 from datamodules.annotations import VideoTextRecord
 from datamodules.bad_samples import HOLE, MissingFilesError
+from datamodules.options import ClipOptions
 from datamodules.video import VideoDecodeError, decode_clip, read_clip, sample_indices
 from datamodules.video_text import VideoTextDataset
 
@@ -206,9 +207,9 @@ def _records(tmp_path):
 def test_dataset_raise_mode_names_the_bad_file(tmp_path):
     records, paths = _records(tmp_path)
     with pytest.raises(MissingFilesError, match="missing.mp4"):  # missing files: before any sample is read
-        VideoTextDataset(records, num_frames=4, image_size=16, on_bad_video="raise")
+        VideoTextDataset(records, clip=ClipOptions(num_frames=4, image_size=16), on_bad_video="raise")
     present = [r for r, p in zip(records, paths) if p != paths[1]]
-    ds = VideoTextDataset(present, num_frames=4, image_size=16, on_bad_video="raise")
+    ds = VideoTextDataset(present, clip=ClipOptions(num_frames=4, image_size=16), on_bad_video="raise")
     assert ds[0]["index"] == 0
     with pytest.raises(VideoDecodeError, match="corrupt.mp4") as e:
         ds[1]
@@ -217,7 +218,7 @@ def test_dataset_raise_mode_names_the_bad_file(tmp_path):
 
 def test_dataset_skip_mode_leaves_holes_and_counts(tmp_path):
     records, paths = _records(tmp_path)
-    ds = VideoTextDataset(records, num_frames=4, image_size=16, on_bad_video="skip")
+    ds = VideoTextDataset(records, clip=ClipOptions(num_frames=4, image_size=16), on_bad_video="skip")
     got = [ds[i] for i in range(len(ds))]
     assert [s["index"] for s in got] == [0, 1, 2, 3] and [HOLE in s for s in got] == [False, True, True, False]
     assert got[3]["text"] == "clip 3" and got[3]["captions"] == ["clip 3", "other 3"]  # caption follows video
@@ -228,7 +229,7 @@ def test_dataset_skip_mode_leaves_holes_and_counts(tmp_path):
 
 
 def test_dataset_with_only_bad_files_raises(tmp_path):
-    ds = VideoTextDataset([VideoTextRecord(str(tmp_path / "x.mp4"), ("x",))], num_frames=2, image_size=8)
+    ds = VideoTextDataset([VideoTextRecord(str(tmp_path / "x.mp4"), ("x",))], clip=ClipOptions(num_frames=2, image_size=8))
     with pytest.raises(RuntimeError, match="x.mp4"):
         ds[0]
 

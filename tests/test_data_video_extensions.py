@@ -18,6 +18,7 @@ from datamodules.benchmarks import (
     read_kinetics,
     read_ssv2,
 )
+from datamodules.options import ClipOptions
 from datamodules.pseudo_label_data import folder_items
 from datamodules.shards import ShardedVideoTextDataset, write_shards
 from datamodules.synthetic import write_mp4
@@ -70,5 +71,5 @@ def test_a_tar_shard_sample_with_an_m4v_member_is_a_video(tmp_path):
     m4v = tmp_path / "clip.m4v"
     os.rename(mp4, m4v)
     (shard,) = write_shards([("k0", str(m4v), "a clip")], str(tmp_path / "shard-%d.tar"))
-    (sample,) = ShardedVideoTextDataset(shard, num_frames=2, image_size=16, on_bad_video="raise")
+    (sample,) = ShardedVideoTextDataset(shard, ClipOptions(num_frames=2, image_size=16), on_bad_video="raise")
     assert sample["video"].shape == (2, 3, 16, 16) and sample["captions"] == ["a clip"]

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from helpers import CONFIGS, ROOT, python_path, run_trajtok
 
+from datamodules.options import ClipOptions
 from datamodules.shards import ShardedVideoTextDataset, write_shards
 from datamodules.synthetic import write_mp4
 from datamodules.video import VideoDecodeError
@@ -27,7 +28,7 @@ def test_raise_with_workers_is_one_line_and_exit_status_2(tmp_path, cache):
     entries = [(f"k{i}", str(tmp_path / ("broken.mp4" if i == 3 else "good.mp4")), f"clip {i}") for i in range(8)]
     shards = write_shards(entries, str(tmp_path / "train-%02d.tar"), samples_per_shard=2)
     with pytest.raises(VideoDecodeError) as without_workers:  # what the dataset raises in the main process
-        list(ShardedVideoTextDataset(shards[1], num_frames=2, image_size=32, on_bad_video="raise"))
+        list(ShardedVideoTextDataset(shards[1], clip=ClipOptions(num_frames=2, image_size=32), on_bad_video="raise"))
     result = run_trajtok([
         "fit", "--config", str(CONFIGS / "clip.yaml"), "--data", "datamodules.ShardDataModule",
         f"--data.init_args.train_shards={tmp_path}/train-{{00..03}}.tar", "--data.init_args.on_bad_video=raise",
