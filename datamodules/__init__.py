@@ -30,22 +30,26 @@ Nothing here knows a model. Models and data meet in the batch, a dict with these
 - ``stuff``: bool ``(B, M)``, with ``graph``: trajectory ``m`` is background ("stuff", e.g. the synthetic set's
   textured background) rather than an object; for reporting quality apart, all False when the files say nothing.
 
-Modules: ``video`` (PyAV decoding and frame sampling), ``transforms`` (crop / resize / normalise in torch),
-``annotations`` (JSONL / JSON / CSV readers, class folders), ``pseudo_labels`` (mask + trajectory-graph
-files), ``synthetic`` (the embedded default data set), ``options`` (the option groups every datamodule takes:
-``ClipOptions`` / ``FrameOptions``, ``LoaderOptions``, ``AnnotationKeys``, ``SyntheticOptions``; the data sets take
-them too), ``bad_samples`` (the skip-or-raise
-policy for unusable samples, ``RecordDataset``), ``clips`` (``ClipDataset``: a clip with its pseudo-labels),
-``collate`` (the collate functions), ``base`` (``ClipDataModule``, the split loaders; the split / stage
-mapping), ``video_text`` (video-text dataset, ``VideoTextDataModule``), ``classification`` (class lists,
-labelled dataset, collate, ``ClassificationDataModule``, whose batches carry ``label`` instead of ``text`` /
-``captions``), ``qa`` (question-answering dataset, collate, ``QADataModule``, whose batches carry ``question``,
-``answer``, ``options`` and ``answer_index``; synthetic questions), ``shards`` (video-text pairs from
-WebDataset-style tar shards, as video2dataset writes them, split over ranks and workers:
-``ShardedVideoTextDataset``, ``ShardDataModule``, ``write_shards``), ``images`` (image-text data as one-frame
-clips from annotation files, caption folders, tar shards or the synthetic set's frames: ``ImageTextDataModule``,
-``ImageShardDataModule``), ``joint`` (``JointDataModule``: a video and an image datamodule together, training
-batches ``{"video": batch, "image": batch}``, evaluation on the videos).
+Modules: ``video`` (PyAV decoding and frame sampling; ``VIDEO_EXTENSIONS``), ``transforms`` (crop / resize /
+normalise in torch), ``rows`` (reading JSONL / JSON / CSV files as numbered rows and checking their values),
+``annotations`` (the records of annotation rows, class folders), ``pseudo_label_files`` (the mask + trajectory-graph
+files: names, reading, writing), ``synthetic`` (the embedded default data set), ``options`` (the option groups every
+datamodule takes: ``ClipOptions`` / ``FrameOptions``, ``LoaderOptions``, ``AnnotationKeys``, ``SyntheticOptions``;
+the data sets take them too), ``bad_samples`` (the skip-or-raise policy for unusable samples, ``RecordDataset``),
+``clips`` (``ClipDataset``: a clip with its pseudo-labels), ``collate`` (the collate functions), ``base``
+(``ClipDataModule``, the split loaders; the split / stage mapping), ``video_text`` (video-text dataset,
+``VideoTextDataModule``), ``classification`` (class lists, labelled dataset, collate, ``ClassificationDataModule``,
+whose batches carry ``label`` instead of ``text`` / ``captions``), ``qa`` (question-answering dataset, collate,
+``QADataModule``, whose batches carry ``question``, ``answer``, ``options`` and ``answer_index``; synthetic
+questions), ``shards`` (video-text pairs from WebDataset-style tar shards, as video2dataset writes them, split over
+ranks and workers: ``ShardedVideoTextDataset``, ``ShardDataModule``, ``write_shards``), ``images`` (image-text data
+as one-frame clips from annotation files, caption folders, tar shards or the synthetic set's frames:
+``ImageTextDataModule``, ``ImageShardDataModule``), ``joint`` (``JointDataModule``: a video and an image datamodule
+together, training batches ``{"video": batch, "image": batch}``, evaluation on the videos), ``public_sets`` (readers
+of public data sets' official annotation files, MSR-VTT to SSv2, and their registry), ``public_data``
+(``RetrievalBenchmark`` / ``ClassificationBenchmark``: datamodules over a downloaded public data set),
+``video_segmentation`` (DAVIS / MOSE / YouTube-VIS for scoring the segmenter), ``videos_to_label`` (the videos
+``trajtok pseudo-label`` labels: ``PseudoLabelDataModule``).
 """
 
 from datamodules.bad_samples import OnBadSample

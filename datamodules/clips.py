@@ -16,7 +16,7 @@ from jsonargparse.typing import NonNegativeInt
 from datamodules.annotations import LabelledVideoRecord, VideoTextRecord
 from datamodules.bad_samples import OnBadSample, RecordDataset
 from datamodules.options import ClipOptions
-from datamodules.pseudo_labels import PseudoLabelError, load_pseudo_labels
+from datamodules.pseudo_label_files import PseudoLabelError, load_pseudo_labels
 from datamodules.transforms import (
     eval_clip_transform,
     squash_clip_transform,

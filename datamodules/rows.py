@@ -2,7 +2,7 @@
 the values of a row, each failure a ValueError naming the file and the row.
 
 ``datamodules.annotations`` builds its records from these, and so do the readers of public data sets' own files
-(``datamodules.benchmarks``) and of video segmentation benchmarks (``datamodules.video_segmentation``), so that every
+(``datamodules.public_sets``) and of video segmentation benchmarks (``datamodules.video_segmentation``), so that every
 file the data layer reads is held to the same rules:
 
 - row numbers are 1-based line numbers for JSONL and CSV (the CSV header is line 1; a CSV row spanning lines is

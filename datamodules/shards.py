@@ -13,7 +13,7 @@ key, would be the first one's); so is a sample with two members of one extension
 in both); the first one is the evaluation text. Shards are streamed (``.tar.gz`` works as well) and must be local
 (or mounted) files. Batches carry ``video``, ``text``, ``captions`` and ``index``; with ``pseudo_labels`` (a
 folder) also ``mask``, ``graph`` and ``stuff``, read from the files ``trajtok pseudo-label`` writes for shard
-samples, ``<folder>/<shard name>/<key>_mask.npz`` and ``_graph.npz`` (``pseudo_labels.shard_label_paths``; a
+samples, ``<folder>/<shard name>/<key>_mask.npz`` and ``_graph.npz`` (``pseudo_label_files.shard_label_paths``; a
 sample without them is a bad sample).
 
 What webdataset does here: brace expansion of shard patterns (``braceexpand``, its dependency), the key
@@ -125,7 +125,7 @@ from datamodules.base import SPLIT_STAGES, STAGE_SPLITS, DataModule
 from datamodules.clips import clip_sample
 from datamodules.collate import collate_video_text
 from datamodules.options import ClipOptions, LoaderOptions
-from datamodules.pseudo_labels import shard_label_paths, shard_name
+from datamodules.pseudo_label_files import shard_label_paths, shard_name
 from datamodules.video import (
     VIDEO_EXTENSIONS,
     BadSampleError,

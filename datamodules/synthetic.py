@@ -8,7 +8,7 @@ differ in exactly that one word; a model that ignores colour or motion cannot te
 
 Objects are painted back to front; a nearer object hides what it covers, so trajectories can vanish
 for some frames. Ground truth is exact and written in the TrajViT pseudo-label format (see
-``pseudo_labels``): per-frame segment ids numbered by decreasing visible area (as the TrajViT
+``pseudo_label_files``): per-frame segment ids numbered by decreasing visible area (as the TrajViT
 segmenter orders its masks), and the trajectory graph linking them; a hidden object is absent (0).
 The labels are panoptic, as the paper's: the background is a trajectory too, flagged as ``stuff`` in
 the graph file so that quality can be reported for objects and background apart.
@@ -31,7 +31,7 @@ import av
 import numpy as np
 from jsonargparse.typing import PositiveInt
 
-from datamodules.pseudo_labels import pseudo_label_paths, write_graph, write_masks
+from datamodules.pseudo_label_files import pseudo_label_paths, write_graph, write_masks
 from trajtok.files import ensure_folder
 
 # Bumped whenever generation changes, so caches of an older version are never read as current.

@@ -13,7 +13,7 @@ from datamodules.annotations import (
     VideoTextRecord,
     read_video_text_annotations,
 )
-from datamodules.pseudo_labels import (
+from datamodules.pseudo_label_files import (
     PseudoLabelError,
     load_pseudo_labels,
     pseudo_label_paths,

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from datamodules.pseudo_labels import load_pseudo_labels
+from datamodules.pseudo_label_files import load_pseudo_labels
 from datamodules.synthetic import (
     BACKGROUNDS,
     COLOURS,

@@ -12,17 +12,17 @@ import numpy as np
 import pytest
 
 from datamodules.annotations import read_class_folders
-from datamodules.benchmarks import (
+from datamodules.options import ClipOptions
+from datamodules.public_sets import (
     read_activitynet,
     read_didemo,
     read_kinetics,
     read_ssv2,
 )
-from datamodules.options import ClipOptions
-from datamodules.pseudo_label_data import folder_items
 from datamodules.shards import ShardedVideoTextDataset, write_shards
 from datamodules.synthetic import write_mp4
 from datamodules.video import VIDEO_EXTENSIONS
+from datamodules.videos_to_label import folder_items
 
 
 def touch(path: Path) -> Path:

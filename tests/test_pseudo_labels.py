@@ -20,8 +20,8 @@ from pseudo_label_oracles import (
 
 from datamodules import VideoTextDataModule
 from datamodules.options import SyntheticOptions
-from datamodules.pseudo_label_data import PseudoLabelDataModule
-from datamodules.pseudo_labels import load_pseudo_labels
+from datamodules.pseudo_label_files import load_pseudo_labels
+from datamodules.videos_to_label import PseudoLabelDataModule
 from trajtok.files import PARTIAL
 from trajtok.pseudo_labels import (
     ChunkLabels,

@@ -16,7 +16,7 @@ import lightning as L
 import pytest
 from helpers import ROOT, callback, run_trajtok
 
-from datamodules.pseudo_labels import load_pseudo_labels
+from datamodules.pseudo_label_files import load_pseudo_labels
 from datamodules.video import read_all_frames
 from trajtok.files import PARTIAL
 
@@ -139,7 +139,7 @@ def test_a_run_killed_after_a_videos_files_loses_nothing_on_the_rerun(six_videos
     assert sorted(r["name"] for r in rows) == [f"clip{i}" for i in range(6)]
     assert all(r["status"] == "labelled" and int(r["frames"]) == 4 + int(r["name"][-1]) for r in rows)
     assert len(check_labels_match_their_videos(out)) == 6
-    from datamodules.pseudo_label_data import recorded_names
+    from datamodules.videos_to_label import recorded_names
 
     assert recorded_names(str(out)) == {f"clip{i}" for i in range(6)}
     assert not list(out.glob(f"*{PARTIAL}*"))  # no label file half written (a killed sheet may leave its temporary)
@@ -198,7 +198,7 @@ def test_inputs_whose_labels_would_still_collide_are_an_error_before_anything_is
 
 
 def test_label_names_keep_trajvits_form_unless_two_inputs_share_it(tmp_path):
-    from datamodules.pseudo_label_data import label_items
+    from datamodules.videos_to_label import label_items
 
     root = str(tmp_path)
 

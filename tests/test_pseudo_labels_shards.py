@@ -17,9 +17,9 @@ from pseudo_label_oracles import HalvesSegmenter, StillPropagator
 
 from datamodules import ShardDataModule, VideoTextDataModule, write_shards
 from datamodules.options import ClipOptions, LoaderOptions, SyntheticOptions
-from datamodules.pseudo_label_data import PseudoLabelDataModule
-from datamodules.pseudo_labels import load_pseudo_labels, shard_label_paths
+from datamodules.pseudo_label_files import load_pseudo_labels, shard_label_paths
 from datamodules.video import read_all_frames
+from datamodules.videos_to_label import PseudoLabelDataModule
 from trajtok.pseudo_labels import FixedChunks, PseudoLabeller, PseudoLabelWriter
 
 

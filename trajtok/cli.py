@@ -298,7 +298,7 @@ class PseudoLabelCLI(LightningCLI):
     (``configs/pseudo_labels.yaml``); the config's ``PseudoLabelWriter`` writes the files."""
 
     def __init__(self, args: list[str]) -> None:
-        from datamodules.pseudo_label_data import PseudoLabelDataModule
+        from datamodules.videos_to_label import PseudoLabelDataModule
         from trajtok.pseudo_labels import PseudoLabeller
 
         super().__init__(PseudoLabeller, PseudoLabelDataModule, args=["predict", *args], save_config_callback=None,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from datamodules.pseudo_labels import load_pseudo_labels, pseudo_label_paths
+from datamodules.pseudo_label_files import load_pseudo_labels, pseudo_label_paths
 
 
 def truth(path: str) -> tuple[torch.Tensor, torch.Tensor]:

@@ -2,7 +2,7 @@
 
 Per labelled video it writes the two npz files (each to a temporary name, then renamed: a file that exists is
 whole), then appends its row of statistics to ``<out_dir>/stats.rank<R>.jsonl``: that row is the record that the
-video is done (``datamodules.pseudo_label_data``), so a run stopped between the files and the row labels the video
+video is done (``datamodules.videos_to_label``), so a run stopped between the files and the row labels the video
 again when rerun, and one stopped later (while its contact sheet is drawn, say) does not lose it. When all
 processes are done, process 0 writes from what is on disk (so rows of earlier, resumed runs count too):
 
@@ -35,8 +35,8 @@ from jsonargparse.typing import NonNegativeInt
 from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.utilities import rank_zero_info
 
-from datamodules.pseudo_label_data import LabelItem, read_stats
-from datamodules.pseudo_labels import write_graph, write_masks
+from datamodules.pseudo_label_files import write_graph, write_masks
+from datamodules.videos_to_label import LabelItem, read_stats
 from trajtok.errors import UserError
 from trajtok.files import atomic_path
 from trajtok.visualize import contact_sheet, overlay, write_png

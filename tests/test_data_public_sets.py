@@ -1,5 +1,5 @@
-"""Readers of the official benchmark files (MSR-VTT, DiDeMo, ActivityNet Captions, VATEX, Kinetics, SSv2), the
-benchmark registry and datamodules, and the retrieval / zero-shot protocols through them with hand-computed ranks;
+"""Readers of public data sets' official files (MSR-VTT, DiDeMo, ActivityNet Captions, VATEX, Kinetics, SSv2:
+``datamodules.public_sets``), their registry and datamodules (``datamodules.public_data``), and the retrieval / zero-shot protocols through them with hand-computed ranks;
 on tiny copies in the official formats (``benchmark_fixtures``) and on the 24 real MSR-VTT clips."""
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from lightning.pytorch import Callback
 
 from datamodules.annotations import LabelledVideoRecord, VideoTextRecord
 from datamodules.bad_samples import MissingFilesError
-from datamodules.benchmark_data import ClassificationBenchmark, RetrievalBenchmark
-from datamodules.benchmarks import (
+from datamodules.options import LoaderOptions
+from datamodules.public_data import ClassificationBenchmark, RetrievalBenchmark
+from datamodules.public_sets import (
     get_benchmark,
     list_benchmarks,
     read_activitynet,
@@ -30,7 +31,6 @@ from datamodules.benchmarks import (
     read_vatex,
     register_benchmark,
 )
-from datamodules.options import LoaderOptions
 from heads.clip import ClipHead
 from trajtok.cli import TrajTokCLI
 

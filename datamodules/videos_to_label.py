@@ -3,11 +3,11 @@ read, or the synthetic set), every video under a folder, or every sample of tar 
 (``video.read_all_frames``) and named by where its labels go.
 
 A video's labels are ``<out_dir>/<path relative to the data root, without extension>_mask.npz`` and
-``..._graph.npz`` (``pseudo_labels.pseudo_label_paths``; a ``start``..``end`` clip adds ``_<start>-<end>s``); where
+``..._graph.npz`` (``pseudo_label_files.pseudo_label_paths``; a ``start``..``end`` clip adds ``_<start>-<end>s``); where
 two inputs would share that name (``same.mp4`` and ``same.mkv``), each of them keeps its extension instead
 (``same.mp4_mask.npz``), and inputs that would still share a name are an error before anything is labelled
 (``label_items``). A shard sample's are ``<out_dir>/<shard name>/<key>_mask.npz`` and ``_graph.npz``
-(``pseudo_labels.shard_label_paths``), where ``ShardDataModule(pseudo_labels=out_dir)`` reads them beside the
+(``pseudo_label_files.shard_label_paths``), where ``ShardDataModule(pseudo_labels=out_dir)`` reads them beside the
 shards' videos.
 
 A video is done when both its files exist and the writer has recorded it: a ``labelled`` row named as the video in
@@ -40,7 +40,11 @@ from torch.utils.data import DataLoader
 from datamodules.bad_samples import HOLE, OnBadSample, RecordDataset
 from datamodules.base import SPLIT_STAGES
 from datamodules.collate import collate_skipped
-from datamodules.pseudo_labels import pseudo_label_paths, shard_label_paths, shard_name
+from datamodules.pseudo_label_files import (
+    pseudo_label_paths,
+    shard_label_paths,
+    shard_name,
+)
 from datamodules.shards import (
     ShardedVideoTextDataset,
     ShardError,

@@ -1,4 +1,5 @@
-"""Datamodules over a downloaded benchmark, read from its official files (``datamodules.benchmarks``).
+"""Datamodules over a downloaded public data set (a benchmark, in the papers' sense), read from its official files
+(``datamodules.public_sets``).
 
 ``RetrievalBenchmark`` (video-text batches, as ``VideoTextDataModule``) and ``ClassificationBenchmark``
 (labelled batches, as ``ClassificationDataModule``) take a registered benchmark name and the folder the
@@ -16,9 +17,9 @@ from collections.abc import Mapping
 from datamodules.annotations import LabelledVideoRecord, VideoTextRecord
 from datamodules.bad_samples import OnBadSample
 from datamodules.base import SPLIT_STAGES
-from datamodules.benchmarks import Benchmark, Task, get_benchmark
 from datamodules.classification import ClassificationDataModule
 from datamodules.options import ClipOptions, LoaderOptions
+from datamodules.public_sets import Benchmark, Task, get_benchmark
 from datamodules.video_text import VideoTextDataModule
 
 
@@ -50,7 +51,7 @@ class RetrievalBenchmark(VideoTextDataModule):
     ``didemo``, ``activitynet``, ``vatex``); batches as ``VideoTextDataModule``'s.
 
     Args:
-        benchmark: a registered retrieval benchmark (``datamodules.benchmarks.list_benchmarks("retrieval")``).
+        benchmark: a registered retrieval benchmark (``datamodules.public_sets.list_benchmarks("retrieval")``).
         root: the folder the benchmark was downloaded to.
         train_annotations, val_annotations, test_annotations: the official annotation files, relative to
             ``root``; splits left None have no data.
@@ -94,7 +95,7 @@ class ClassificationBenchmark(ClassificationDataModule):
 
     Args:
         benchmark: a registered classification benchmark
-            (``datamodules.benchmarks.list_benchmarks("classification")``).
+            (``datamodules.public_sets.list_benchmarks("classification")``).
         root, train_annotations, val_annotations, test_annotations, video_dir: as for ``RetrievalBenchmark``.
         class_names: the class list (names, or a .txt / .json file), overriding the benchmark's.
         clip, loader, on_bad_video: as for ``ClassificationDataModule``.

@@ -1,4 +1,6 @@
-"""Readers for the official annotation files of public video benchmarks, and a registry of benchmarks.
+"""Readers for the official annotation files of public video data sets (the benchmarks papers report), and a
+registry of them. (Comparisons of this project's models with their peers are the top-level ``benchmarks/``
+scripts, which this module has nothing to do with.)
 
 A user who has downloaded MSR-VTT, DiDeMo, ActivityNet Captions, VATEX, Kinetics-400 or Something-Something
 v2 reads the files as they were released, without converting them: each ``read_*`` function turns one
@@ -28,7 +30,7 @@ Malformed files fail with a ValueError naming the file and the row (1-based) or 
 the annotation readers do (``datamodules.rows``): a silently dropped row would shift retrieval ground truth.
 
 ``register_benchmark`` names a benchmark (its task, its reader per split, its usual clip folder and, for
-classification, its official class list); ``datamodules.benchmark_data`` builds datamodules from a name.
+classification, its official class list); ``datamodules.public_data`` builds datamodules from a name.
 """
 
 from __future__ import annotations
