@@ -25,8 +25,8 @@ from datamodules.options import (
     LoaderOptions,
     SyntheticOptions,
 )
+from datamodules.seeding import loader_generator
 from datamodules.synthetic import ensure_synthetic
-from trajtok.seeding import loader_generator
 
 #: The Lightning stage whose ``setup`` builds a split's dataset.
 SPLIT_STAGES = {"train": "fit", "val": "validate", "test": "test"}

@@ -126,6 +126,7 @@ from datamodules.clips import clip_sample
 from datamodules.collate import collate_video_text
 from datamodules.options import ClipOptions, LoaderOptions
 from datamodules.pseudo_label_files import shard_label_paths, shard_name
+from datamodules.seeding import loader_generator
 from datamodules.video import (
     VIDEO_EXTENSIONS,
     BadSampleError,
@@ -133,7 +134,6 @@ from datamodules.video import (
     decode_clip,
 )
 from trajtok.files import atomic_write
-from trajtok.seeding import loader_generator
 
 log = logging.getLogger(__name__)
 

@@ -20,6 +20,7 @@ from datamodules.annotations import read_video_text_annotations
 from datamodules.bad_samples import WorkerUserError
 from datamodules.collate import collate_video_text
 from datamodules.options import ClipOptions, LoaderOptions
+from datamodules.seeding import epoch_seeds
 from datamodules.shards import (
     INDEX_STRIDE,
     SampleMembersError,
@@ -32,7 +33,6 @@ from datamodules.shards import (
 )
 from datamodules.synthetic import SyntheticConfig, ensure_synthetic, write_mp4
 from datamodules.video import BadSampleError, VideoDecodeError, decode_clip
-from trajtok.seeding import epoch_seeds
 
 CLIP = ClipOptions(num_frames=4, image_size=32)
 SMALL = {"clip": CLIP}

@@ -11,8 +11,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("trajtok", "heads", "datamodules")
 #: The top layer: the LightningModule, its callbacks, and the commands built on them.
-TOP = {"trajtok.module", "trajtok.callbacks", "trajtok.batches", "trajtok.cli", "trajtok.conversion",
-       "trajtok.visualize", "trajtok.export", "trajtok.writers", "trajtok.pseudo_labels"}
+TOP = {"trajtok.module", "trajtok.callbacks", "trajtok.seeding", "trajtok.batches", "trajtok.cli",
+       "trajtok.conversion", "trajtok.visualize", "trajtok.export", "trajtok.writers", "trajtok.pseudo_labels"}
 
 
 def module_name(path: Path) -> str:
@@ -54,7 +54,7 @@ def test_imports_run_one_way(path):
 
 def test_the_layers_are_what_the_rule_says():
     assert layer("trajtok.tokenizer.trajtok") == layer("trajtok.head") == layer("trajtok.tokens") == "core"
-    assert layer("trajtok.module") == layer("trajtok.cli") == "top"
+    assert layer("trajtok.module") == layer("trajtok.cli") == layer("trajtok.seeding") == "top"
     assert layer("heads.clip") == "heads" and layer("datamodules.video") == "datamodules"
     assert imported(ROOT / "trajtok" / "module.py") >= {"trajtok.head", "trajtok.seeding"}
 
