@@ -13,14 +13,16 @@ import torch
 import yaml
 from helpers import CONFIGS, ROOT, SMALL_DATA, python_path, run_trajtok
 
-from trajtok.cli import main
+from trajtok.cli import main, with_bases
 
 pytestmark = [pytest.mark.subprocess, pytest.mark.slow]
 
 
 def small_data(config: Path) -> list[str]:
     """SMALL_DATA for a config's data; a JointDataModule's videos and images take it each."""
-    if yaml.safe_load(config.read_text())["data"]["class_path"].endswith("JointDataModule"):
+    chain = [yaml.safe_load(Path(f).read_text()) or {} for f in with_bases(["--config", str(config)])[1::2]]
+    data_class = [c["data"]["class_path"] for c in chain if "class_path" in c.get("data", {})][-1]
+    if data_class.endswith("JointDataModule"):
         return [arg.replace("--data.init_args.", f"--data.init_args.{part}.init_args.")
                 for part in ("videos", "images") for arg in SMALL_DATA]
     return SMALL_DATA
@@ -30,8 +32,9 @@ def small_data(config: Path) -> list[str]:
 STAGE_TWO = {"clip_cotrain": ["--model.tokenizer_checkpoint=null"]}
 
 
-#: Configs of other commands than fit (tests/test_pseudo_labels_cli.py runs `trajtok pseudo-label`).
-NOT_FIT = {"pseudo_labels"}
+#: Configs that are not a fit of their own: another command's (tests/test_pseudo_labels_cli.py runs `trajtok
+#: pseudo-label`) and the defaults every config extends.
+NOT_FIT = {"pseudo_labels", "defaults"}
 
 
 @pytest.fixture

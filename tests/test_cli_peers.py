@@ -21,7 +21,7 @@ def test_peer_fits_and_tests_in_place_of_trajtok(peer, tmp_path, cache):
     short = ["--trainer.max_steps=2", "--trainer.max_epochs=1", "--trainer.limit_val_batches=1", *SMALL_DATA]
     fit = run_trajtok(["fit", *configs, *short], tmp_path, cache)
     assert fit.returncode == 0, fit.stderr[-3000:]
-    checkpoint = tmp_path / "runs/clip/checkpoints/last.ckpt"
+    checkpoint = tmp_path / f"runs/clip+peers_{peer.stem}/checkpoints/last.ckpt"  # its own run, beside runs/clip
     test = run_trajtok(["test", *configs, *SMALL_DATA, f"--ckpt_path={checkpoint}"], tmp_path, cache)
     assert test.returncode == 0, test.stderr[-3000:]
     output = test.stdout + test.stderr

@@ -4,13 +4,15 @@ samples data sets skipped as unusable, and the skipping of steps whose loss or g
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections import deque
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import torch
 from jsonargparse.typing import NonNegativeInt
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 
@@ -52,6 +54,22 @@ class ClipThroughput(L.Callback):
         if elapsed > 0:
             pl_module.log("train/clips_per_s", sum(self._clips) / elapsed, prog_bar=True, on_step=True,
                           on_epoch=False, batch_size=max(1, self._clips[-1]))
+
+
+class BestCheckpoint(ModelCheckpoint):
+    """The state of the best epoch by a validation metric, ``epochNN-<metric><value>.ckpt`` in ``dirpath`` (by
+    default ``<trainer.default_root_dir>/checkpoints``, beside ``last.ckpt``); a re-run overwrites it rather than
+    adding ``-v1`` copies."""
+
+    def __init__(self, monitor: str, mode: Literal["max", "min"] = "max", dirpath: str | None = None):
+        short = monitor.rsplit("/", 1)[-1]
+        super().__init__(dirpath=dirpath, filename=f"epoch{{epoch:02d}}-{short}={{{monitor}:.4g}}", monitor=monitor,
+                         mode=mode, auto_insert_metric_name=False, enable_version_counter=False)
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if self.dirpath is None:
+            self.dirpath = os.path.realpath(os.path.join(trainer.default_root_dir, "checkpoints"))
+        super().setup(trainer, pl_module, stage)
 
 
 class OptionalTensorBoard(Logger):

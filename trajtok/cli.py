@@ -16,21 +16,19 @@ paints the trajectories of the model built from the same config over clips (``tr
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import warnings
 from pathlib import Path
 
 import lightning as L
-import torch
+import yaml
 from lightning.fabric.plugins import CheckpointIO
 from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.utilities import rank_zero_warn
 
-from datamodules.base import SPLIT_STAGES
-from datamodules.video import BadSampleError
 from trajtok.checkpoint import AtomicCheckpointIO, read_checkpoint
-from trajtok.conversion import build_module, convert_command, load_model_weights
+from trajtok.conversion import convert_command, load_model_weights
 from trajtok.errors import UserError, report_user_errors
 from trajtok.module import TrajTokModule
 from trajtok.release import (
@@ -63,7 +61,25 @@ class TrajTokCLI(LightningCLI):
             kwargs["plugins"] = [*plugins, AtomicCheckpointIO()]
         return super().instantiate_trainer(**kwargs)
 
+    def parse_arguments(self, parser, args) -> None:
+        """Lightning's, with each config file's ``extends`` put before it on the command line (``with_bases``),
+        and the config files the command line names remembered: they name the run folder (``run_folder``)."""
+        argv = sys.argv[1:] if args is None else args
+        if not isinstance(argv, (list, tuple)):  # a dict or Namespace: no files
+            self._config_files = []
+            super().parse_arguments(parser, args)
+            return
+        if args is not None and len(sys.argv) > 1:
+            rank_zero_warn(f"LightningCLI's args parameter is given while sys.argv has arguments too: sys.argv[1:]="
+                           f"{sys.argv[1:]}, args={args}; args are parsed")
+        self._config_files = command_line_configs(list(argv))
+        self.config = parser.parse_args(with_bases(list(argv)))
+
     def add_arguments_to_parser(self, parser) -> None:
+        parser.add_argument(
+            "--extends", type=str | list[str] | None, default=None,
+            help="in a config file: the config file(s) it builds on, relative to its folder, read before it "
+                 "(the command line gets --config <base> before --config <file>)")
         parser.add_argument(
             "--allow_untrained", type=bool, default=False,
             help="validate / test / predict without --ckpt_path: evaluate the weights the config builds (its "
@@ -126,11 +142,14 @@ class TrajTokCLI(LightningCLI):
         return kwargs
 
     def before_instantiate_classes(self) -> None:
-        """Checkpoints are data: ``--ckpt_path`` is read with ``weights_only=True`` (no code runs while unpickling)
-        unless ``--weights_only=false`` is given for a checkpoint you trust. Evaluating without a checkpoint
-        needs ``--allow_untrained``."""
-        config = self.config.get(self.subcommand) if self.subcommand else None
+        """The run folder is placed (``place_run``). Checkpoints are data: ``--ckpt_path`` is read with
+        ``weights_only=True`` (no code runs while unpickling) unless ``--weights_only=false`` is given for a
+        checkpoint you trust. Evaluating without a checkpoint needs ``--allow_untrained``."""
+        config = self.config.get(self.subcommand) if self.subcommand else self.config
         if config is None:
+            return
+        place_run(config, getattr(self, "_config_files", []))
+        if not self.subcommand:
             return
         if "weights_only" in config and config["weights_only"] is None:
             config["weights_only"] = True
@@ -142,6 +161,106 @@ class TrajTokCLI(LightningCLI):
                     "--allow_untrained=true to evaluate the weights the config builds on purpose.")
             warnings.warn(f"--allow_untrained: {self.subcommand} runs the weights the config builds, not a trained "
                           "checkpoint", UserWarning, stacklevel=1)
+
+
+#: Stands for the run folder in any option of ``trainer`` (a logger's ``save_dir``, a callback's ``dirpath`` or
+#: ``path``), so that configs name the folder nowhere and a composed config cannot write into another's run.
+RUN = "${run}"
+
+
+def command_line_configs(argv: list[str]) -> list[str]:
+    """The values of ``--config`` in ``argv`` (both ``--config F`` and ``--config=F``), in order."""
+    found = []
+    for i, arg in enumerate(argv):
+        if arg == "--config" and i + 1 < len(argv):
+            found.append(argv[i + 1])
+        elif arg.startswith("--config="):
+            found.append(arg.split("=", 1)[1])
+    return found
+
+
+def with_bases(argv: list[str]) -> list[str]:
+    """``argv`` with every ``--config FILE`` preceded by the files it ``extends`` (recursively, bases first, each
+    file once: ``--config configs/clip_cotrain.yaml`` reads configs/defaults.yaml, configs/clip.yaml, then it).
+    jsonargparse's own nested ``config:`` key is not used: it drops the base's values of any group the including
+    file also sets."""
+    seen: set[Path] = set()
+
+    def chain(path: str, stack: tuple[Path, ...]) -> list[str]:
+        resolved = Path(path).resolve()
+        if resolved in stack:
+            raise UserError(f"{path}: 'extends' loops back to itself ({' -> '.join(map(str, stack + (resolved,)))})")
+        if resolved in seen or not resolved.is_file():
+            return [] if resolved in seen else [path]
+        seen.add(resolved)
+        try:
+            content = yaml.safe_load(resolved.read_text())
+        except yaml.YAMLError as e:
+            raise UserError(f"{path}: not valid YAML ({e})") from e
+        bases = content.get("extends") if isinstance(content, dict) else None
+        out = []
+        for base in [bases] if isinstance(bases, str) else bases or []:
+            base_path = resolved.parent / base
+            if not base_path.is_file():
+                raise UserError(f"{path}: extends {base!r}, but there is no file {base_path}")
+            out += chain(str(base_path), stack + (resolved,))
+        return [*out, path]
+
+    result, i = [], 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--config" and i + 1 < len(argv):
+            files, i = chain(argv[i + 1], ()), i + 2
+        elif arg.startswith("--config="):
+            files, i = chain(arg.split("=", 1)[1], ()), i + 1
+        else:
+            result.append(arg)
+            i += 1
+            continue
+        for file in files:
+            result += ["--config", file]
+    return result
+
+
+def config_name(path: str) -> str:
+    """A config file's name in run folders: its path below the nearest ``configs`` folder, ``/`` as ``_``, without
+    the suffix (``configs/peers/vit3d.yaml`` -> ``peers_vit3d``); its stem when it is in no ``configs`` folder."""
+    parts = Path(path).resolve().with_suffix("").parts
+    if "configs" in parts[:-1]:
+        below = len(parts) - 1 - parts[::-1].index("configs")
+        return "_".join(parts[below + 1:])
+    return parts[-1]
+
+
+def run_folder(config_files: list[str]) -> str:
+    """``runs/<name>[+<name>...]``: the run folder of the config files given on the command line, in order
+    (``--config configs/clip.yaml --config configs/peers/vit3d.yaml`` -> ``runs/clip+peers_vit3d``); ``runs/default``
+    without one. The files they extend do not add to the name."""
+    names = [config_name(f) for f in config_files if Path(f).is_file()]
+    return os.path.join("runs", "+".join(names) or "default")
+
+
+def place_run(config, config_files: list[str]) -> str:
+    """Set ``trainer.default_root_dir`` (unless given) to the run folder of ``config_files`` and replace ``${run}``
+    by it in every option of ``trainer``; returns the folder."""
+    trainer = config["trainer"]
+    run = trainer.get("default_root_dir") or run_folder(config_files)
+    trainer["default_root_dir"] = run
+
+    def substitute(value):
+        if isinstance(value, str):
+            return value.replace(RUN, run)
+        if isinstance(value, list):
+            return [substitute(v) for v in value]
+        if hasattr(value, "items"):  # a jsonargparse Namespace or a dict
+            for key, item in list(value.items()):
+                value[key] = substitute(item)
+        return value
+
+    for key, value in list(trainer.items()):
+        if key != "default_root_dir":
+            trainer[key] = substitute(value)
+    return run
 
 
 def _flat(value, prefix: str = "") -> dict[str, object]:
@@ -167,130 +286,6 @@ def warn_replaced(before: dict, model, source: str) -> None:
 
 #: Subcommands that evaluate a model: they need a checkpoint (or --allow_untrained).
 EVALUATIONS = ("validate", "test", "predict")
-
-
-def visualize_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="trajtok visualize",
-        description="Paint the trajectories a model's tokenizer finds over video clips: <stem>_overlay.mp4 and "
-        "<stem>_sheet.png per clip. Options not listed here (--model.*, --data.*, ...) override the config.",
-        allow_abbrev=False,
-    )
-    parser.add_argument("--config", required=True, action="append",
-                        help="the yaml the model was trained with (as for fit; repeat it to compose, e.g. with "
-                             "configs/layouts/lite.yaml)")
-    parser.add_argument("--ckpt_path", help="a Lightning checkpoint of that config, or a released TrajTok model.pth "
-                        "(its model replaces the config's); without it the weights are the "
-                        "config's initialisation")
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--video", nargs="+", metavar="FILE", help="video files to visualise")
-    source.add_argument("--split", choices=tuple(SPLIT_STAGES), help="visualise the clips of the config's data split")
-    parser.add_argument("--limit", type=int, help="with --split: the first N clips (default: all)")
-    parser.add_argument("--out", required=True, help="folder for the outputs (created)")
-    parser.add_argument("--num_frames", type=int, help="frames sampled per clip (default: the data's num_frames)")
-    parser.add_argument("--image_size", type=int, help="model input side (default: the data's image_size)")
-    parser.add_argument("--display_size", type=int, default=256, help="side of the written frames (default 256)")
-    parser.add_argument("--max_columns", type=int, default=8, help="frames shown in the contact sheet (default 8)")
-    parser.add_argument("--fps", type=int, default=4, help="frame rate of the overlay mp4 (default 4)")
-    parser.add_argument("--device", default="auto", help="torch device (default: cuda if available, else cpu)")
-    return parser
-
-
-def split_clips(datamodule, split: str, limit: int | None) -> list[tuple[str, float | None, float | None]]:
-    """``(video, start_sec, end_sec)`` of the first ``limit`` distinct clips of a split of a clip datamodule
-    (QA data repeats a clip per question; it is shown once)."""
-    if not hasattr(datamodule, "annotation_path") or not hasattr(datamodule, "datasets"):
-        raise ValueError(f"--split: {type(datamodule).__name__} does not expose annotated splits; use --video")
-    if datamodule.annotation_path(split) is None:
-        raise ValueError(f"--split {split}: the config's data has no {split} split (set {split}_annotations)")
-    datamodule.setup(SPLIT_STAGES[split])
-    clips = list(dict.fromkeys((r.video, r.start_sec, r.end_sec) for r in datamodule.datasets[split].records))
-    return clips if limit is None else clips[:limit]
-
-
-def unique_stems(paths: list[str]) -> list[str]:
-    """Output stems: each file's name without extension, numbered where two clips would share one."""
-    stems = [os.path.splitext(os.path.basename(p))[0] for p in paths]
-    seen: dict[str, int] = {}
-    out = []
-    for stem in stems:
-        seen[stem] = seen.get(stem, 0) + 1
-        out.append(stem if stems.count(stem) == 1 else f"{stem}_{seen[stem]}")
-    return out
-
-
-def visualize_command(argv: list[str]) -> None:
-    """``trajtok visualize``: build the model (and data) from a fit config with ``TrajTokCLI(run=False)``, load
-    the checkpoint strictly, and write an overlay video and a contact sheet per clip. One line per clip on stdout:
-    path, frames, trajectories, valid tokens and the files written."""
-    from trajtok.visualize import visualize_clip
-
-    parser = visualize_parser()
-    opts, overrides = parser.parse_known_args(argv)
-    if opts.limit is not None and (opts.split is None or opts.limit < 1):
-        parser.error("--limit needs --split and a positive N")
-    # Fail on missing files before the (slow) model build.
-    if opts.ckpt_path and not os.path.isfile(opts.ckpt_path):
-        parser.error(f"--ckpt_path {opts.ckpt_path}: no such file")
-    missing = [path for path in opts.video or () if not os.path.isfile(path)]
-    if missing:
-        parser.error(f"--video: no such file: {', '.join(missing)}")
-    checkpoint = read_checkpoint(opts.ckpt_path) if opts.ckpt_path else None
-    # The same parser as fit: unknown override keys fail here, named by jsonargparse.
-    with warnings.catch_warnings():
-        # Lightning warns when args are given while sys.argv has others: here they are ours, parsed above.
-        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
-        cli = TrajTokCLI(args=[*(a for c in opts.config for a in ("--config", c)), *overrides], run=False)
-    model, datamodule = cli.model, cli.datamodule
-    if checkpoint is not None and is_release(checkpoint):
-        # The released model replaces the config's, as --ckpt_path does for the other commands.
-        layout = read_layout(release_state(checkpoint, opts.ckpt_path), opts.ckpt_path)
-        hparams = official_model(layout, TrajTokCLI._config_text_vocab(cli.config) or DEFAULT_TEXT_VOCAB)
-        before = {part: cli.config["model"][part] for part in hparams}
-        replaced = cli.config.clone()
-        for part in hparams:
-            replaced["model"][part] = None
-        warn_replaced(before, cli.parser.parse_object({"model": hparams}, replaced)["model"], opts.ckpt_path)
-        model = build_module(hparams)
-    if opts.ckpt_path:
-        load_model_weights(model, opts.ckpt_path, checkpoint)
-    else:
-        warnings.warn(
-            f"no --ckpt_path: visualising the untrained initialisation of {' + '.join(opts.config)}; the trajectories mean "
-            "nothing until the model is trained",
-            UserWarning,
-            stacklevel=1,
-        )
-    clip = getattr(datamodule, "clip", None)  # a JointDataModule answers with its videos'
-    num_frames = opts.num_frames or getattr(clip, "num_frames", None) or 16
-    image_size = opts.image_size or getattr(clip, "image_size", None)
-    if image_size is None:
-        parser.error(f"{type(datamodule).__name__} has no image_size: give --image_size")
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if opts.device == "auto" else opts.device
-    if opts.video:
-        clips = [(path, None, None) for path in opts.video]
-        skip_bad = False
-    else:
-        clips = split_clips(datamodule, opts.split, opts.limit)
-        skip_bad = getattr(datamodule, "on_bad_video", "raise") == "skip"
-    done = 0
-    for (path, start, end), stem in zip(clips, unique_stems([c[0] for c in clips])):
-        try:
-            result = visualize_clip(
-                model, path, opts.out, num_frames=num_frames, image_size=image_size, device=device,
-                display_size=opts.display_size, fps=opts.fps, max_columns=opts.max_columns,
-                start_sec=start, end_sec=end, stem=stem,
-            )
-        except BadSampleError as e:
-            if not skip_bad:
-                raise
-            print(f"skipping {e}", file=sys.stderr)
-            continue
-        done += 1
-        print(f"{path}\tframes={result['frames']}\ttrajectories={result['trajectories']}\t"
-              f"valid_tokens={result['valid_tokens']}\t{result['overlay']}\t{result['sheet']}", flush=True)
-    if not done:
-        raise ValueError("no clip could be visualised")
 
 
 class PseudoLabelCLI(LightningCLI):
@@ -331,6 +326,8 @@ def main(args: list[str] | None = None) -> None:
     command = "trajtok " + (argv[0] if argv and not argv[0].startswith("-") else "")
     with report_user_errors(command.strip()):
         if argv and argv[0] == "visualize":
+            from trajtok.visualize import visualize_command
+
             visualize_command(argv[1:])
             return
         if argv and argv[0] == "pseudo-label":

@@ -5,12 +5,15 @@ each id in its own colour over the frames shows what the tokenizer grouped into 
 its colour in every frame (and chunk) it appears in, so tracking, splits and merges are visible at a glance.
 
 The functions are small and pure (tensors in, tensors out) except ``write_png`` and ``visualize_clip``, which
-write files. ``trajtok visualize`` (``trajtok.cli``) is the command-line front end.
+write files. ``visualize_command`` is ``trajtok visualize``, the command-line front end.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
+import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from datamodules.base import SPLIT_STAGES
 from datamodules.synthetic import write_mp4
 from datamodules.transforms import (
     Box,
@@ -26,7 +30,16 @@ from datamodules.transforms import (
     resized_crop,
     to_float_tchw,
 )
-from datamodules.video import decode_clip
+from datamodules.video import BadSampleError, decode_clip
+from trajtok.checkpoint import read_checkpoint
+from trajtok.conversion import build_module, load_model_weights
+from trajtok.release import (
+    DEFAULT_TEXT_VOCAB,
+    is_release,
+    official_model,
+    read_layout,
+    release_state,
+)
 from trajtok.tokens import TrajectoryTokens
 
 # Hue step of the palette: consecutive ids land far apart on the colour wheel and no two ids ever share a hue.
@@ -267,3 +280,129 @@ def visualize_clip(
         "valid_tokens": int(tokens.num_valid[0]),
     }
 
+
+def visualize_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="trajtok visualize",
+        description="Paint the trajectories a model's tokenizer finds over video clips: <stem>_overlay.mp4 and "
+        "<stem>_sheet.png per clip. Options not listed here (--model.*, --data.*, ...) override the config.",
+        allow_abbrev=False,
+    )
+    parser.add_argument("--config", required=True, action="append",
+                        help="the yaml the model was trained with (as for fit; repeat it to compose, e.g. with "
+                             "configs/layouts/lite.yaml)")
+    parser.add_argument("--ckpt_path", help="a Lightning checkpoint of that config, or a released TrajTok model.pth "
+                        "(its model replaces the config's); without it the weights are the "
+                        "config's initialisation")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--video", nargs="+", metavar="FILE", help="video files to visualise")
+    source.add_argument("--split", choices=tuple(SPLIT_STAGES), help="visualise the clips of the config's data split")
+    parser.add_argument("--limit", type=int, help="with --split: the first N clips (default: all)")
+    parser.add_argument("--out", required=True, help="folder for the outputs (created)")
+    parser.add_argument("--num_frames", type=int, help="frames sampled per clip (default: the data's num_frames)")
+    parser.add_argument("--image_size", type=int, help="model input side (default: the data's image_size)")
+    parser.add_argument("--display_size", type=int, default=256, help="side of the written frames (default 256)")
+    parser.add_argument("--max_columns", type=int, default=8, help="frames shown in the contact sheet (default 8)")
+    parser.add_argument("--fps", type=int, default=4, help="frame rate of the overlay mp4 (default 4)")
+    parser.add_argument("--device", default="auto", help="torch device (default: cuda if available, else cpu)")
+    return parser
+
+
+def split_clips(datamodule, split: str, limit: int | None) -> list[tuple[str, float | None, float | None]]:
+    """``(video, start_sec, end_sec)`` of the first ``limit`` distinct clips of a split of a clip datamodule
+    (QA data repeats a clip per question; it is shown once)."""
+    if not hasattr(datamodule, "annotation_path") or not hasattr(datamodule, "datasets"):
+        raise ValueError(f"--split: {type(datamodule).__name__} does not expose annotated splits; use --video")
+    if datamodule.annotation_path(split) is None:
+        raise ValueError(f"--split {split}: the config's data has no {split} split (set {split}_annotations)")
+    datamodule.setup(SPLIT_STAGES[split])
+    clips = list(dict.fromkeys((r.video, r.start_sec, r.end_sec) for r in datamodule.datasets[split].records))
+    return clips if limit is None else clips[:limit]
+
+
+def unique_stems(paths: list[str]) -> list[str]:
+    """Output stems: each file's name without extension, numbered where two clips would share one."""
+    stems = [os.path.splitext(os.path.basename(p))[0] for p in paths]
+    seen: dict[str, int] = {}
+    out = []
+    for stem in stems:
+        seen[stem] = seen.get(stem, 0) + 1
+        out.append(stem if stems.count(stem) == 1 else f"{stem}_{seen[stem]}")
+    return out
+
+
+def visualize_command(argv: list[str]) -> None:
+    """``trajtok visualize``: build the model (and data) from a fit config with ``TrajTokCLI(run=False)``, load
+    the checkpoint strictly, and write an overlay video and a contact sheet per clip. One line per clip on stdout:
+    path, frames, trajectories, valid tokens and the files written."""
+    from trajtok.cli import (  # the command sits on the CLI, which imports this lazily
+        TrajTokCLI,
+        warn_replaced,
+    )
+
+    parser = visualize_parser()
+    opts, overrides = parser.parse_known_args(argv)
+    if opts.limit is not None and (opts.split is None or opts.limit < 1):
+        parser.error("--limit needs --split and a positive N")
+    # Fail on missing files before the (slow) model build.
+    if opts.ckpt_path and not os.path.isfile(opts.ckpt_path):
+        parser.error(f"--ckpt_path {opts.ckpt_path}: no such file")
+    missing = [path for path in opts.video or () if not os.path.isfile(path)]
+    if missing:
+        parser.error(f"--video: no such file: {', '.join(missing)}")
+    checkpoint = read_checkpoint(opts.ckpt_path) if opts.ckpt_path else None
+    # The same parser as fit: unknown override keys fail here, named by jsonargparse.
+    with warnings.catch_warnings():
+        # Lightning warns when args are given while sys.argv has others: here they are ours, parsed above.
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+        cli = TrajTokCLI(args=[*(a for c in opts.config for a in ("--config", c)), *overrides], run=False)
+    model, datamodule = cli.model, cli.datamodule
+    if checkpoint is not None and is_release(checkpoint):
+        # The released model replaces the config's, as --ckpt_path does for the other commands.
+        layout = read_layout(release_state(checkpoint, opts.ckpt_path), opts.ckpt_path)
+        hparams = official_model(layout, TrajTokCLI._config_text_vocab(cli.config) or DEFAULT_TEXT_VOCAB)
+        before = {part: cli.config["model"][part] for part in hparams}
+        replaced = cli.config.clone()
+        for part in hparams:
+            replaced["model"][part] = None
+        warn_replaced(before, cli.parser.parse_object({"model": hparams}, replaced)["model"], opts.ckpt_path)
+        model = build_module(hparams)
+    if opts.ckpt_path:
+        load_model_weights(model, opts.ckpt_path, checkpoint)
+    else:
+        warnings.warn(
+            f"no --ckpt_path: visualising the untrained initialisation of {' + '.join(opts.config)}; the trajectories mean "
+            "nothing until the model is trained",
+            UserWarning,
+            stacklevel=1,
+        )
+    clip = getattr(datamodule, "clip", None)  # a JointDataModule answers with its videos'
+    num_frames = opts.num_frames or getattr(clip, "num_frames", None) or 16
+    image_size = opts.image_size or getattr(clip, "image_size", None)
+    if image_size is None:
+        parser.error(f"{type(datamodule).__name__} has no image_size: give --image_size")
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if opts.device == "auto" else opts.device
+    if opts.video:
+        clips = [(path, None, None) for path in opts.video]
+        skip_bad = False
+    else:
+        clips = split_clips(datamodule, opts.split, opts.limit)
+        skip_bad = getattr(datamodule, "on_bad_video", "raise") == "skip"
+    done = 0
+    for (path, start, end), stem in zip(clips, unique_stems([c[0] for c in clips])):
+        try:
+            result = visualize_clip(
+                model, path, opts.out, num_frames=num_frames, image_size=image_size, device=device,
+                display_size=opts.display_size, fps=opts.fps, max_columns=opts.max_columns,
+                start_sec=start, end_sec=end, stem=stem,
+            )
+        except BadSampleError as e:
+            if not skip_bad:
+                raise
+            print(f"skipping {e}", file=sys.stderr)
+            continue
+        done += 1
+        print(f"{path}\tframes={result['frames']}\ttrajectories={result['trajectories']}\t"
+              f"valid_tokens={result['valid_tokens']}\t{result['overlay']}\t{result['sheet']}", flush=True)
+    if not done:
+        raise ValueError("no clip could be visualised")
