@@ -281,10 +281,9 @@ def speed_cpu(speed: Result) -> str:
                 cells.append(value(r[f"{step}_clips_per_s"])
                              + ("" if model == "vit3d" else f" ({number(r[f'{step}_vs_vit3d'], 2)}x)"))
             lines.append(cells)
-    for t in frames:
-        lines.append([f"training peak MiB, live tensors (RSS), T = {t}",
-                      *(f"{number(r['train_peak_mib'], 0)} ({number(r['train_peak_rss_mib'], 0)})"
-                        if (r := by(rows, model=m, frames=str(t))) else "-" for m in models)])
+    lines += [[f"training peak MiB, live tensors (RSS), T = {t}",
+               *(f"{number(r['train_peak_mib'], 0)} ({number(r['train_peak_rss_mib'], 0)})"
+                 if (r := by(rows, model=m, frames=str(t))) else "-" for m in models)] for t in frames]
     names = {**NAMES, "trajtok_lite": "TrajViT2 `tiny_lite`"}
     return markdown(["CPU scale, 64 px, batch " + rows[0]["batch"], *(names[m] for m in models)], lines)
 

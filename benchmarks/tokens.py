@@ -131,10 +131,9 @@ def main() -> None:
                 row["mean_change_from_first_T_pct"] = round(100 * change["mean"], 2) if change else None
                 row["clips_within_10pct_pct"] = round(100 * change["within_10pct"], 1) if change else None
             table.append(row)
-    for n in sorted(set(objects)):
-        for T in args.frames:
-            table.append({"tokenizer": LABELS["trajtok"], "model": "trajtok", "objects": str(n),
-                          "clips": objects.count(n), "frames": T, "valid_tokens_per_clip": round(by_objects[T][n], 3)})
+    table += [{"tokenizer": LABELS["trajtok"], "model": "trajtok", "objects": str(n), "clips": objects.count(n),
+               "frames": T, "valid_tokens_per_clip": round(by_objects[T][n], 3)}
+              for n in sorted(set(objects)) for T in args.frames]
     write_results("tokens", results, plot, args.out, table=table)
 
 

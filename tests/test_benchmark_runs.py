@@ -24,7 +24,7 @@ def fake_trajtok(calls: list[list[str]], metrics: dict[str, dict[str, float]]):
         with open(path, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=["step", *metrics[args[0]]])
             writer.writeheader()
-            writer.writerow({"step": 0, **{k: "" for k in metrics[args[0]]}})
+            writer.writerow({"step": 0, **dict.fromkeys(metrics[args[0]], "")})
             writer.writerow({"step": 1, **metrics[args[0]]})
         if args[0] == "fit":
             (root / "checkpoints").mkdir()
