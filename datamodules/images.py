@@ -113,7 +113,8 @@ def read_image_folder(path: str) -> list[ImageTextRecord]:
     return records
 
 
-def read_image_text(path: str, root: str | None = None, keys: AnnotationKeys = AnnotationKeys()) -> list[ImageTextRecord]:
+def read_image_text(path: str, root: str | None = None,
+                    keys: AnnotationKeys = AnnotationKeys()) -> list[ImageTextRecord]:
     """Captioned images from an annotation file (``read_image_text_annotations``) or a folder of images with
     ``.txt`` captions (``read_image_folder``; ``root`` and the keys do not apply)."""
     if os.path.isdir(path):
@@ -153,7 +154,8 @@ class ImageTextDataset(RecordDataset):
         rec = self.records[index]
         frames = decode_image(rec.image)
         if self.train:
-            video, _ = train_clip_transform(frames, self.clip.image_size, self.clip.crop_scale, self.clip.horizontal_flip)
+            clip = self.clip
+            video, _ = train_clip_transform(frames, clip.image_size, clip.crop_scale, clip.horizontal_flip)
         else:
             video, _ = eval_clip_transform(frames, self.clip.image_size)
         # Drawn after the crop, as VideoTextDataset does.

@@ -37,8 +37,8 @@ def _temporary_name(folder: str, name: str) -> str:
     return os.path.join(folder, f".{name}.{secrets.token_hex(6)}{PARTIAL}")
 
 
-def _create_temporary(path: str, extension: str = "") -> tuple[int, str]:
-    """A new empty temporary file beside ``path`` (its folder created if needed), open for writing: ``(fd, name)``.
+def _reserve_temporary(path: str, extension: str = "") -> str:
+    """A new empty temporary file beside ``path`` (its folder created if needed), ending with ``extension``: its name.
     ``O_EXCL`` makes the name this caller's alone; mode ``0o666`` leaves the permissions to the umask."""
     folder, name = os.path.split(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
@@ -46,7 +46,8 @@ def _create_temporary(path: str, extension: str = "") -> tuple[int, str]:
     while True:
         tmp = _temporary_name(folder, name) + extension
         try:
-            return os.open(tmp, flags, 0o666), tmp
+            os.close(os.open(tmp, flags, 0o666))
+            return tmp
         except FileExistsError:
             continue
 
@@ -87,8 +88,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", *, encoding: str | N
     if mode not in ("wb", "w", "wt"):
         raise ValueError(f"atomic_write: mode must be 'wb' or 'w', got {mode!r}")
     path = os.fspath(path)
-    fd, tmp = _create_temporary(path)
-    os.close(fd)
+    tmp = _reserve_temporary(path)
     try:
         text = {} if "b" in mode else {"encoding": encoding or "utf-8", "newline": newline}
         # Opened again by name, so the file object's ``name`` says where its bytes go.
@@ -113,8 +113,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     (empty) when the block starts, which keeps the name this caller's alone.
     """
     path = os.fspath(path)
-    fd, tmp = _create_temporary(path, os.path.splitext(path)[1])
-    os.close(fd)
+    tmp = _reserve_temporary(path, os.path.splitext(path)[1])
     try:
         yield tmp
         fd = os.open(tmp, os.O_RDWR | getattr(os, "O_BINARY", 0))
