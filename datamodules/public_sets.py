@@ -79,7 +79,7 @@ def _json_list(path: str) -> list[tuple[int, Any]]:
     """(1-based position, row) of a JSON file holding one list."""
     data = read_json(path)
     if not isinstance(data, list):
-        raise ValueError(f"{path}: expected a JSON list of rows, got {type(data).__name__}")  # noqa: TRY004
+        raise ValueError(f"{path}: expected a JSON list of rows, got {type(data).__name__}")
     if not data:
         raise ValueError(f"{path}: no rows")
     return list(enumerate(data, start=1))
@@ -156,7 +156,7 @@ def read_msrvtt_data(
     if not isinstance(data, dict) or not isinstance(data.get("videos"), list) or not isinstance(
         data.get("sentences"), list
     ):
-        raise ValueError(f"{path}: expected an object with lists 'videos' and 'sentences'")  # noqa: TRY004
+        raise ValueError(f"{path}: expected an object with lists 'videos' and 'sentences'")
     splits: dict[str, str] = {}
     for i, video in enumerate(data["videos"]):
         where = f"videos[{i}]"

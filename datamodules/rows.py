@@ -237,7 +237,7 @@ def json_rows(path: str) -> list[tuple[int, Any]]:
         raise ValueError(f"{path}: not valid JSON: {e}") from e
     if not isinstance(data, list):
         # A malformed file, like every other one here: ValueError, not TypeError.
-        raise ValueError(f"{path}: expected a JSON list of rows, got {type(data).__name__}")  # noqa: TRY004
+        raise ValueError(f"{path}: expected a JSON list of rows, got {type(data).__name__}")
     return list(enumerate(data, start=1))
 
 

@@ -367,7 +367,7 @@ def variants(
         change = [replace(obj, colour=c) for c in COLOURS if c not in taken]
     out = []
     for k in rng.permutation(len(change)):
-        scene = base[:j] + (change[int(k)],) + base[j + 1 :]
+        scene = (*base[:j], change[int(k)], *base[j + 1 :])
         if in_frame(scene[j], cfg.num_frames, cfg.frame_size) and well_visible(scene, cfg.num_frames, cfg.frame_size):
             out.append(scene)
     return out

@@ -237,10 +237,10 @@ def _ytvis_list(data: dict, key: str, path: str) -> list[dict]:
     if not isinstance(rows, list):
         hint = (" (the public valid / test splits of YouTube-VIS ship without masks: point annotations at a "
                 "labelled file)") if key == "annotations" else ""
-        raise ValueError(f"{path}: expected a list {key!r}{hint}")  # noqa: TRY004
+        raise ValueError(f"{path}: expected a list {key!r}{hint}")
     for i, row in enumerate(rows):
         if not isinstance(row, dict):
-            raise ValueError(f"{path}, {key}[{i}]: expected an object, got {type(row).__name__}")  # noqa: TRY004
+            raise ValueError(f"{path}, {key}[{i}]: expected an object, got {type(row).__name__}")
     return rows
 
 
@@ -250,7 +250,7 @@ def read_ytvis_videos(layout: SegmentationLayout, root: str) -> tuple[list[YTVIS
     frames_root = _folder(os.path.join(root, layout.frames), "frame folder")
     data = read_json(path)
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a JSON object with 'videos' and 'annotations'")  # noqa: TRY004
+        raise ValueError(f"{path}: expected a JSON object with 'videos' and 'annotations'")
     videos, annotations = _ytvis_list(data, "videos", path), _ytvis_list(data, "annotations", path)
     by_video: dict[Any, list[tuple[int, dict]]] = {}
     for j, annotation in enumerate(annotations):

@@ -191,7 +191,7 @@ def test_backgrounds_are_muted_and_vary():
     imgs = [render_background(kind, seed, 48) for kind in BACKGROUNDS for seed in (1, 2)]
     for img in imgs:
         assert img.shape == (48, 48, 3) and img.dtype == np.uint8
-        assert 25 <= img.min() and img.max() <= 165  # away from the saturated object colours
+        assert img.min() >= 25 and img.max() <= 165  # away from the saturated object colours
     assert len({img.tobytes() for img in imgs}) == len(imgs)
 
 

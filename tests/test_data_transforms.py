@@ -46,7 +46,7 @@ def test_random_box_in_bounds_and_area():
     g = torch.Generator().manual_seed(0)
     for _ in range(200):
         b = random_box(40, 60, scale=(0.5, 1.0), generator=g)
-        assert 0 <= b.top and b.top + b.height <= 40 and 0 <= b.left and b.left + b.width <= 60
+        assert b.top >= 0 and b.top + b.height <= 40 and b.left >= 0 and b.left + b.width <= 60
         area = b.height * b.width / (40 * 60)
         assert 0.45 <= area <= 1.0
         assert 3 / 4 - 0.1 <= b.width / b.height <= 4 / 3 + 0.1

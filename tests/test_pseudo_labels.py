@@ -44,8 +44,8 @@ SMALL = SyntheticOptions(train=16, val=8, test=8)
 def boxes(*regions: tuple[int, int, int, int], size: int = 8) -> torch.Tensor:
     """A label map ``(size, size)``: region i (top, left, bottom, right) gets id i + 1."""
     out = torch.zeros(size, size, dtype=torch.long)
-    for i, (t, l, b, r) in enumerate(regions):
-        out[t:b, l:r] = i + 1
+    for i, (top, left, bottom, right) in enumerate(regions):
+        out[top:bottom, left:right] = i + 1
     return out
 
 
