@@ -35,15 +35,17 @@ test: install
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow and not distributed and not subprocess" tests
 
+# The rules are in pyproject.toml ([tool.ruff]); ruff itself is pinned in the 'lint' extra.
 lint: install
-	$(BIN)/python -m pip install -q ruff
-	$(BIN)/ruff check trajtok heads datamodules tests benchmarks
+	$(BIN)/python -m pip install -q -e '.[lint]'
+	$(BIN)/ruff check trajtok heads datamodules tests benchmarks tools examples
 
-# Benchmarks into results/, each a JSON, a PNG plot (the 'bench' extra: matplotlib) and a printed table: TrajViT2
-# against its peers (FLOPs, retrieval quality after a short training, token counts of the trained model, speed and
-# memory), then the tokenizer's own speed. About two hours on 2 CPU cores (quality.py trains 15 models: 5
-# tokenizers x 3 seeds; its --jobs runs several at a time on a bigger machine). The probe, VLM and image co-training
-# comparisons are run on their own (see their docstrings: tens of minutes each).
+# Benchmarks into results/, each a CSV table, a JSON with the machine it ran on, a PNG plot where matplotlib (the
+# 'bench' extra) is installed, and a printed table: TrajViT2 against its peers (FLOPs, retrieval quality after a
+# short training, token counts of the trained model, speed and memory), then the tokenizer's own speed; then
+# docs/results.md and the README's tables are rebuilt from results/ (benchmarks.report). quality.py trains 5
+# tokenizers x 3 seeds (--jobs runs several at a time on a bigger machine). The probe, VLM and image co-training
+# comparisons run on their own (their docstrings), then `python -m benchmarks.report`.
 bench: install
 	$(BIN)/python -m pip install -q -e '.[bench]'
 	$(BIN)/python -m benchmarks.flops
@@ -51,6 +53,7 @@ bench: install
 	$(BIN)/python -m benchmarks.tokens
 	$(BIN)/python -m benchmarks.speed
 	$(BIN)/python -m benchmarks.tokenizer_speed
+	$(BIN)/python -m benchmarks.report
 
 clean:
-	rm -rf $(VENV) runs results .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache  # results/ is committed: the tables the docs show

@@ -355,7 +355,7 @@ def test_official_protocol_survives_every_retrieval_preset(name, tmp_path, cli_i
         TrajTokCLI(args=["test", "--config", str(CONFIGS / "official" / "trajvitv2.yaml"), "--config",
                          str(CONFIGS / "benchmarks" / f"{name}.yaml"), f"--data.init_args.root={root}", "--print_config"])
     config = yaml.safe_load(capsys.readouterr().out)
-    assert config["data"]["class_path"] == "datamodules.benchmark_data.RetrievalBenchmark"
+    assert config["data"]["class_path"] == "datamodules.public_data.RetrievalBenchmark"
     clip = config["data"]["init_args"]["clip"]
     assert (clip["num_frames"], clip["image_size"], clip["eval_sampling"], clip["eval_resize"]) == (8, 224, "linspace", "squash")
     assert config["model"]["head"]["init_args"]["mask_invalid"] is False

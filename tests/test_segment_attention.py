@@ -109,7 +109,7 @@ def test_rotary_free_encoder_under_bf16_autocast_and_on_meta():
 def test_efficient_layouts_keep_the_encoder_rotary(preset):
     with torch.device("meta"):
         model = create_tokenizer(preset)
-    assert model.encoder.rotary is not None  # without it retrieval fell (docs/results.md)
+    assert model.encoder.rotary is not None  # without it retrieval falls (python -m benchmarks.quality)
 
 
 def test_auto_form_switches_earlier_without_rotary():

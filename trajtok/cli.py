@@ -189,7 +189,7 @@ def with_bases(argv: list[str]) -> list[str]:
     def chain(path: str, stack: tuple[Path, ...]) -> list[str]:
         resolved = Path(path).resolve()
         if resolved in stack:
-            raise UserError(f"{path}: 'extends' loops back to itself ({' -> '.join(map(str, stack + (resolved,)))})")
+            raise UserError(f"{path}: 'extends' loops back to itself ({' -> '.join(map(str, (*stack, resolved)))})")
         if resolved in seen or not resolved.is_file():
             return [] if resolved in seen else [path]
         seen.add(resolved)
@@ -203,7 +203,7 @@ def with_bases(argv: list[str]) -> list[str]:
             base_path = resolved.parent / base
             if not base_path.is_file():
                 raise UserError(f"{path}: extends {base!r}, but there is no file {base_path}")
-            out += chain(str(base_path), stack + (resolved,))
+            out += chain(str(base_path), (*stack, resolved))
         return [*out, path]
 
     result, i = [], 0

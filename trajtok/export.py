@@ -54,6 +54,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from trajtok.checkpoint import checkpoint_state, load_state_strictly
+from trajtok.files import atomic_path, write_atomic
 
 FORMAT = "trajtok-export"
 FORMAT_VERSION = 1
@@ -178,7 +179,8 @@ def save_weights(module: nn.Module, path: str | os.PathLike) -> None:
     tensors, aliases, extra = _storable_state(module.state_dict())
     metadata = {"format": "pt", _META_VERSION: str(FORMAT_VERSION), _META_ALIASES: json.dumps(aliases),
                 _META_EXTRA: json.dumps(extra)}
-    save_file(tensors, str(path), metadata=metadata)
+    with atomic_path(path) as tmp:
+        save_file(tensors, tmp, metadata=metadata)
 
 
 def load_weights(path: str | os.PathLike) -> dict[str, Any]:
@@ -223,7 +225,7 @@ def save_pretrained(module_or_tokenizer: nn.Module, directory: str | os.PathLike
     directory.mkdir(parents=True, exist_ok=True)
     save_weights(module_or_tokenizer, directory / WEIGHTS_NAME)
     document = {"format": FORMAT, "format_version": FORMAT_VERSION, "model": resolved}
-    (directory / CONFIG_NAME).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    write_atomic(directory / CONFIG_NAME, json.dumps(document, indent=2) + "\n")
     return directory
 
 
@@ -248,7 +250,7 @@ def read_config(path: str | os.PathLike) -> dict[str, Any]:
     if version != FORMAT_VERSION:
         raise ValueError(f"{path}: format_version {version!r} is not supported (this version reads {FORMAT_VERSION})")
     if not isinstance(document.get("model"), dict):
-        raise ValueError(f"{path}: no 'model' description")  # noqa: TRY004
+        raise ValueError(f"{path}: no 'model' description")
     return document["model"]
 
 
@@ -280,7 +282,7 @@ def export_checkpoint(config_yaml: str | os.PathLike, ckpt_path: str | os.PathLi
         raise FileNotFoundError(f"{config_yaml}: no such config file")
     document = yaml.safe_load(Path(config_yaml).read_text(encoding="utf-8"))
     if not isinstance(document, dict) or not isinstance(document.get("model"), dict):
-        raise ValueError(f"{config_yaml}: no 'model:' section")  # noqa: TRY004
+        raise ValueError(f"{config_yaml}: no 'model:' section")
     config = describe_module(document["model"])
     state = checkpoint_state(ckpt_path)
     if part == "tokenizer":

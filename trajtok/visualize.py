@@ -33,6 +33,7 @@ from datamodules.transforms import (
 from datamodules.video import BadSampleError, decode_clip
 from trajtok.checkpoint import read_checkpoint
 from trajtok.conversion import build_module, load_model_weights
+from trajtok.files import atomic_path
 from trajtok.release import (
     DEFAULT_TEXT_VOCAB,
     is_release,
@@ -173,7 +174,8 @@ def write_png(path: str | os.PathLike, image: torch.Tensor) -> None:
 
     if image.dtype != torch.uint8 or image.ndim != 3 or image.shape[-1] != 3:
         raise ValueError(f"image must be uint8 (H, W, 3), got {image.dtype} {tuple(image.shape)}")
-    Image.fromarray(image.cpu().numpy()).save(os.fspath(path), format="PNG", optimize=True)
+    with atomic_path(path) as tmp:
+        Image.fromarray(image.cpu().numpy()).save(tmp, format="PNG", optimize=True)
 
 
 def display_frames(clip: torch.Tensor, size: int) -> torch.Tensor:
@@ -268,7 +270,8 @@ def visualize_clip(
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = stem or Path(video_path).stem
     overlay_path, sheet_path = out_dir / f"{stem}_overlay.mp4", out_dir / f"{stem}_sheet.png"
-    write_mp4(os.fspath(overlay_path), painted.numpy(), fps)
+    with atomic_path(overlay_path) as tmp:
+        write_mp4(tmp, painted.numpy(), fps)
     write_png(sheet_path, contact_sheet(frames, painted, max_columns))
     ids = labels[labels >= 0]
     return {

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+from video_segmentation_fixtures import LAYOUTS as VIDEO_SEGMENTATION
 
 from datamodules.synthetic import write_mp4
 
@@ -181,6 +182,4 @@ def layout(name: str, root: Path) -> Path:
     return LAYOUTS[name](root)
 
 # The video-segmentation presets (configs/benchmarks/davis2017.yaml, ...) and their tiny folders.
-from video_segmentation_fixtures import LAYOUTS as VIDEO_SEGMENTATION
-
 LAYOUTS.update(VIDEO_SEGMENTATION)

@@ -80,7 +80,7 @@ def _compact(ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``torch.unique(ids, return_inverse=True)``: the ids present, ascending, and each element's position among
     them; by a histogram when the ids are small non-negative integers (benchmark ids, trajectory slots), which is
     linear where sorting a full-resolution volume is not."""
-    if ids.numel() and 0 <= int(ids.min()) and int(ids.max()) < 1 << 20:
+    if ids.numel() and int(ids.min()) >= 0 and int(ids.max()) < 1 << 20:
         present = torch.bincount(ids.flatten()) > 0
         values = present.nonzero().flatten()
         position = torch.cumsum(present, 0) - 1
