@@ -13,6 +13,7 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+from builders import quiet_trainer
 from processes import run_ranks
 
 from datamodules import ShardDataModule, ShardedVideoTextDataset
@@ -432,8 +433,7 @@ def test_lightning_epochs_get_new_shard_orders(data, tmp_path):
     dm = ShardDataModule(train_shards=data.shards["train"], clip=CLIP,
                          loader=LoaderOptions(batch_size=1), shuffle_buffer=0)
     model = _IndexRecorder()
-    trainer = L.Trainer(max_epochs=2, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=str(tmp_path))
+    trainer = quiet_trainer(tmp_path, max_epochs=2, devices=1)
     trainer.fit(model, datamodule=dm)
     assert sorted(model.seen[0]) == sorted(model.seen[1]) == sorted(all_train_indices(data))
     assert model.seen[0] != model.seen[1]

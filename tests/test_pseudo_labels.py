@@ -7,10 +7,10 @@ from __future__ import annotations
 import csv
 import json
 
-import lightning as L
 import numpy as np
 import pytest
 import torch
+from builders import quiet_trainer
 from pseudo_label_oracles import (
     OraclePropagator,
     OracleSegmenter,
@@ -259,8 +259,7 @@ def oracle_labeller() -> PseudoLabeller:
 
 def predict(data: PseudoLabelDataModule, writer: PseudoLabelWriter | None = None) -> PseudoLabelWriter:
     writer = writer or PseudoLabelWriter(visualize=1)
-    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, callbacks=[writer])
+    trainer = quiet_trainer(devices=1, callbacks=[writer])
     trainer.predict(oracle_labeller(), datamodule=data)
     return writer
 

@@ -10,8 +10,8 @@ import json
 import tarfile
 from pathlib import Path
 
-import lightning as L
 import pytest
+from builders import quiet_trainer
 from helpers import ROOT, run_trajtok
 from pseudo_label_oracles import HalvesSegmenter, StillPropagator
 
@@ -34,8 +34,7 @@ def shards(tmp_path_factory, cache) -> list[str]:
 
 def predict(data: PseudoLabelDataModule) -> PseudoLabelWriter:
     writer = PseudoLabelWriter()
-    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, callbacks=[writer])
+    trainer = quiet_trainer(devices=1, callbacks=[writer])
     trainer.predict(PseudoLabeller(HalvesSegmenter(), StillPropagator(), FixedChunks(4)), datamodule=data)
     return writer
 

@@ -11,10 +11,11 @@ import tarfile
 import warnings
 from pathlib import Path
 
+import builders
 import lightning as L
 import numpy as np
 import pytest
-import torch
+from builders import quiet_trainer, tiny_tokenizer
 from test_data_shards import write_tar
 
 from datamodules.options import ClipOptions, LoaderOptions
@@ -27,10 +28,8 @@ from datamodules.shards import (
     write_shards,
 )
 from datamodules.synthetic import write_mp4
-from heads import ClipHead
 from trajtok.callbacks import BadSampleReport
 from trajtok.module import TrajTokModule
-from trajtok.tokenizer import ConvPyramid, TrajTok
 
 CLIP = ClipOptions(num_frames=2, image_size=32)
 
@@ -45,10 +44,7 @@ def videos(tmp_path_factory) -> Path:
 
 
 def tiny_module() -> TrajTokModule:
-    torch.manual_seed(0)
-    tokenizer = TrajTok(dim=32, num_slots=4, heads=2, head_dim=16, assign_dim=16,
-                        pixel_encoder=ConvPyramid(out_dim=32, widths=(16, 32), depths=(1, 1)))
-    return TrajTokModule(tokenizer, ClipHead(width=32, depth=1, heads=2, embed_dim=16))
+    return builders.tiny_module(tiny_tokenizer(seed=0, num_slots=4))
 
 
 class Indices(L.Callback):
@@ -65,8 +61,7 @@ class Indices(L.Callback):
 
 
 def trainer(tmp_path, callbacks) -> L.Trainer:
-    return L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                     enable_model_summary=False, num_sanity_val_steps=0, default_root_dir=tmp_path, callbacks=callbacks)
+    return quiet_trainer(tmp_path, max_epochs=1, num_sanity_val_steps=0, callbacks=callbacks)
 
 
 def test_skips_at_the_end_of_each_worker_and_in_a_dropped_batch_are_counted(videos, tmp_path):
