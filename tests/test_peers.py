@@ -109,6 +109,20 @@ def test_tome_hands_its_token_sizes_to_the_head():
     torch.testing.assert_close(padded[:, :2], merged, atol=1e-5, rtol=1e-5)
 
 
+def test_tome_without_proportional_attention_emits_no_sizes_and_attends_plainly():
+    """The switch the peer table compares: the same weights and merges, no ``log(size)`` bias anywhere."""
+    torch.manual_seed(0)
+    with_sizes = ToMe(dim=32, depth=2, heads=4, r=8, patch_size=8, image_size=32, max_frames=16).eval()
+    plain = ToMe(dim=32, depth=2, heads=4, r=8, patch_size=8, image_size=32, max_frames=16,
+                 proportional_attention=False).eval()
+    plain.load_state_dict(with_sizes.state_dict())
+    video = torch.randn(2, 4, 3, 32, 32)
+    a, b = with_sizes(video), plain(video)
+    assert b.sizes is None and a.tokens.shape == b.tokens.shape
+    # The first block's attention sees sizes of 1 either way; the second's differ once tokens are merged.
+    assert not torch.allclose(a.tokens, b.tokens)
+
+
 def test_tome_caps_r_at_half_the_tokens():
     model = ToMe(dim=32, depth=2, heads=2, r=1000, patch_size=8, image_size=32, max_frames=8).eval()
     assert model(torch.randn(1, 2, 3, 32, 32)).tokens.shape[1] == 4  # 16 -> 8 -> 4

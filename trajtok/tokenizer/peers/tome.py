@@ -100,9 +100,11 @@ class MergingBlock(nn.Module):
         hidden = int(dim * mlp_ratio)
         self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
 
-    def forward(self, x: torch.Tensor, size: torch.Tensor, r: int) -> tuple[torch.Tensor, torch.Tensor, Matching]:
+    def forward(self, x: torch.Tensor, size: torch.Tensor, r: int,
+                proportional: bool = True) -> tuple[torch.Tensor, torch.Tensor, Matching]:
+        """``proportional=False``: plain attention (the merging still averages by size)."""
         q, k, v = self.qkv(self.norm_attn(x)).unflatten(-1, (3, self.heads, -1)).permute(2, 0, 3, 1, 4)
-        bias = size.log().transpose(1, 2)[:, None].to(q.dtype)  # (B, 1, 1, N)
+        bias = size.log().transpose(1, 2)[:, None].to(q.dtype) if proportional else None  # (B, 1, 1, N)
         attended = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
         x = x + self.proj(attended.transpose(1, 2).flatten(2))
         matching = bipartite_soft_matching(k.mean(dim=1), r)
@@ -130,7 +132,8 @@ class ToMe(TubeletTokenizer):
     blocks. The count drops by exactly r per block (r is capped at half the tokens, as ToMe does, so images
     and short clips still run); every output token is valid, and ``labels`` map each tubelet to the token that
     absorbed it. Each token's size goes out as ``TrajectoryTokens.sizes``, so proportional attention continues
-    through the head's blocks, as in a ToMe ViT whose later blocks no longer merge.
+    through the head's blocks, as in a ToMe ViT whose later blocks no longer merge; with
+    ``proportional_attention=False`` no block weights attention by size (ToMe's merging alone, sizes not emitted).
 
     Args:
         dim, heads, mlp_ratio: width of the merging blocks (the video transformer's, so no projection is needed).
@@ -139,17 +142,19 @@ class ToMe(TubeletTokenizer):
         keep: instead of a fixed ``r``, the fraction of the clip's tubelets left after the merging blocks: r is
             set per clip to ``ceil((1 - keep) * tubelets / depth)``, so every clip length merges alike.
         patch_size, tubelet_frames, image_size, max_frames: the tubelets (see ``TubeletEmbedding``).
+        proportional_attention: attention logits of a key get ``log(size)`` in the merging blocks and the head's.
     """
 
     def __init__(self, dim: PositiveInt = 768, depth: NonNegativeInt = 6, heads: PositiveInt = 12, r: NonNegativeInt = 96,
                  keep: float | None = None, mlp_ratio: PositiveFloat = 4.0, patch_size: PositiveInt = 16,
-                 tubelet_frames: PositiveInt = 2, image_size: PositiveInt = 224, max_frames: PositiveInt = 64):
+                 tubelet_frames: PositiveInt = 2, image_size: PositiveInt = 224, max_frames: PositiveInt = 64,
+                 proportional_attention: bool = True):
         super().__init__(dim, patch_size, tubelet_frames, image_size, max_frames)
         if depth < 1 or r < 0:
             raise ValueError(f"depth={depth} must be positive and r={r} non-negative")
         if keep is not None and not 0 < keep <= 1:
             raise ValueError(f"keep={keep} must lie in (0, 1]")
-        self.r, self.keep = r, keep
+        self.r, self.keep, self.proportional_attention = r, keep, proportional_attention
         self.blocks = nn.ModuleList(MergingBlock(dim, heads, mlp_ratio) for _ in range(depth))
 
     @property
@@ -170,7 +175,8 @@ class ToMe(TubeletTokenizer):
         r = self.r if self.keep is None else self.merges_per_block(x.shape[1])
         for block in self.blocks:
             num_tokens = x.shape[1]
-            x, size, matching = block(x, size, min(r, num_tokens // 2))
+            x, size, matching = block(x, size, min(r, num_tokens // 2), self.proportional_attention)
             owner = merged_positions(matching, num_tokens).gather(1, owner)
         valid = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
-        return TrajectoryTokens(x, valid, None, owner.view(batch, *grid), grid, sizes=size.squeeze(-1))
+        sizes = size.squeeze(-1) if self.proportional_attention else None
+        return TrajectoryTokens(x, valid, None, owner.view(batch, *grid), grid, sizes=sizes)
