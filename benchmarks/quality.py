@@ -2,7 +2,7 @@
 
     python -m benchmarks.quality [--epochs 5] [--seeds 0 1 2] [--kinds trajtok vit3d ...] [--jobs 1]
                                 [--text-encoder minilm|byte] [--trajtok-recipe cotrain|scratch] [--layout lite]
-                                [--frames F] [--out PATH]
+                                [--frames F] [--data motion] [--out PATH]
 
 Each run is the real CLI (``benchmarks.common.fit_and_test``, in its own folder under ``runs/benchmarks/quality/``,
 so runs can go ``--jobs`` at a time): ``trajtok fit`` then ``trajtok test`` of the last checkpoint, text-to-video and
@@ -13,6 +13,9 @@ TrajViT2 follows the paper's recipe (``--trajtok-recipe cotrain``, the default):
 (``configs/segmenter.yaml``, its own seed), then ``configs/clip_cotrain.yaml`` warm-started from it, contrastive +
 0.5 focal + 1.0 Dice, for the same epochs as the peers; ``scratch`` fits ``configs/clip.yaml`` alone. The
 segmenter's test quality (object mIoU, trajectories found) is recorded for each seed.
+``--data NAME`` composes the data overlay ``configs/synthetic/NAME.yaml`` (e.g. ``motion``, the motion test set)
+into every run, both stages of TrajViT2's recipe included. Kind ``tome_plain`` is ToMe with
+``proportional_attention=false`` (no ``log(size)`` bias in any block), beside ``tome`` with it.
 ``--text-encoder byte`` swaps the configs' pretrained MiniLM for the byte-level encoder trained from scratch.
 ``--layout NAME`` composes ``configs/layouts/NAME.yaml`` into every TrajViT2 run (both stages of the recipe).
 ``--frames F`` trains and tests the contrastive stage on clips of F frames (the synthetic videos have 16); the
@@ -52,24 +55,34 @@ from benchmarks.common import (
 TEXT_ENCODERS = {"minilm": "heads.MiniLMTextEncoder", "byte": "heads.ByteTextEncoder"}
 
 
+#: Kinds that are a peer config with options: ``kind -> (configs/peers/<name>, extra options)``.
+VARIANTS = {"tome_plain": ("tome", ["--model.tokenizer.init_args.proportional_attention=false"])}
+QUALITY_KINDS = (*KINDS, *VARIANTS)
+
+
 def run_one(kind: str, seed: int, epochs: int, text_encoder: str, recipe: str, layout: str | None = None,
-            frames: int | None = None) -> dict:
+            frames: int | None = None, data: str | None = None) -> dict:
     """Fit and test one tokenizer at one seed in fresh folders; the run's numbers."""
     layout = layout if kind == "trajtok" else None
-    folder = RUNS / "quality" / f"{kind}{f'-{layout}' if layout else ''}{f'-{frames}f' if frames else ''}-{text_encoder}-seed{seed}"
+    folder = RUNS / "quality" / (f"{kind}{f'-{layout}' if layout else ''}{f'-{data}' if data else ''}"
+                                 f"{f'-{frames}f' if frames else ''}-{text_encoder}-seed{seed}")
+    data_overlay = [f"synthetic/{data}"] if data else []
     overlay = [f"layouts/{layout}"] if layout else []
     shutil.rmtree(folder, ignore_errors=True)
     seeded = [f"--seed_everything={seed}"]
-    run = {"kind": kind, "seed": seed, "epochs": epochs, "text_encoder": text_encoder, "layout": layout, "frames": frames}
+    run = {"kind": kind, "seed": seed, "epochs": epochs, "text_encoder": text_encoder, "layout": layout, "frames": frames,
+           "data": data}
     warm_start = []
     if kind == "trajtok" and recipe == "cotrain":
-        stage1 = fit_and_test(["segmenter", *overlay], folder / "segmenter", seeded)
+        stage1 = fit_and_test(["segmenter", *overlay, *data_overlay], folder / "segmenter", seeded)
         run["segmenter"] = stage_metrics(stage1["test"], SEGMENTATION, optional=("seg_background_iou",))
         run["segmenter_minutes"] = round(stage1["fit_minutes"] + stage1["test_minutes"], 1)
-        configs = ["clip_cotrain", *overlay]
+        configs = ["clip_cotrain", *overlay, *data_overlay]
         warm_start = [f"--model.tokenizer_checkpoint={folder / 'segmenter' / 'checkpoints' / 'last.ckpt'}"]
     else:
-        configs = ["clip", *(overlay if kind == "trajtok" else [f"peers/{kind}"])]
+        peer, options = VARIANTS.get(kind, (kind, []))
+        configs = ["clip", *(overlay if kind == "trajtok" else [f"peers/{peer}"]), *data_overlay]
+        warm_start = options
     common = [*seeded, *warm_start, f"--model.head.init_args.text_encoder={TEXT_ENCODERS[text_encoder]}"]
     if frames:
         common.append(f"--data.init_args.clip.num_frames={frames}")
@@ -93,7 +106,8 @@ def table_rows(runs: list[dict], kinds: list[str], recipe: str) -> list[dict]:
             continue
         first = mine[0]
         row = {"tokenizer": LABELS[kind], "kind": kind, "recipe": recipe if kind == "trajtok" else "contrastive",
-               "layout": first["layout"] or "", "text_encoder": first["text_encoder"], "frames": first["frames"] or 8,
+               "layout": first["layout"] or "", "data": first.get("data") or "default",
+               "text_encoder": first["text_encoder"], "frames": first["frames"] or 8,
                "epochs": first["epochs"], "seeds": " ".join(str(r["seed"]) for r in mine),
                "trainable_params": first["trainable_params"],
                **mean_se_columns("valid_tokens_per_clip", [r["tokens"] for r in mine])}
@@ -131,7 +145,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--kinds", nargs="+", default=list(KINDS), choices=list(KINDS))
+    parser.add_argument("--kinds", nargs="+", default=list(KINDS), choices=list(QUALITY_KINDS))
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time (1 on a 2-core machine)")
     parser.add_argument("--text-encoder", choices=list(TEXT_ENCODERS), default="minilm")
     parser.add_argument("--trajtok-recipe", choices=["cotrain", "scratch"], default="cotrain")
@@ -139,11 +153,13 @@ def main() -> None:
                         help="a configs/layouts/ overlay for TrajViT2's runs (default: the configs' own layout)")
     parser.add_argument("--frames", type=int, default=None,
                         help="clip length of the contrastive stage, train and test (default: the configs' 8)")
+    parser.add_argument("--data", choices=sorted(p.stem for p in (ROOT / "configs" / "synthetic").glob("*.yaml")),
+                        help="a configs/synthetic/ data overlay for every run (default: the configs' own data)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
     jobs = [lambda kind=kind, seed=seed: run_one(kind, seed, args.epochs, args.text_encoder, args.trajtok_recipe,
-                                                 args.layout, args.frames)
+                                                 args.layout, args.frames, args.data)
             for seed in args.seeds for kind in args.kinds]
     runs = run_parallel(jobs, args.jobs)
 
@@ -156,7 +172,8 @@ def main() -> None:
                       fmt_mean_se([r["fit_minutes"] for r in mine], 1)])
     print_table(f"test retrieval after {args.epochs} epochs ({args.text_encoder} text encoder, TrajViT2 "
                 f"{args.trajtok_recipe}{f', layout {args.layout}' if args.layout else ''}"
-                f"{f', {args.frames} frames' if args.frames else ''}), mean ± standard error over seeds {args.seeds}",
+                f"{f', {args.frames} frames' if args.frames else ''}{f', data {args.data}' if args.data else ''}), "
+                f"mean ± standard error over seeds {args.seeds}",
                 ["tokenizer", "params", "tokens/clip", "t2v R@1", "t2v R@5", "t2v R@10", "v2t R@1", "v2t R@5",
                  "fit min"], table)
     segmenters = [r["segmenter"] for r in runs if "segmenter" in r]
@@ -168,8 +185,10 @@ def main() -> None:
     write_results("quality", {"env": environment(), "epochs": args.epochs, "seeds": args.seeds,
                               "kinds": args.kinds, "text_encoder": args.text_encoder,
                               "trajtok_recipe": args.trajtok_recipe, "layout": args.layout, "frames": args.frames,
+                              "data": args.data,
                               "runs": runs}, plot,
                   args.out or RESULTS / f"quality_{args.text_encoder}{f'_{args.layout}' if args.layout else ''}"
+                                        f"{f'_{args.data}' if args.data else ''}"
                                         f"{f'_{args.frames}f' if args.frames else ''}.json",
                   table=table_rows(runs, args.kinds, args.trajtok_recipe))
 
