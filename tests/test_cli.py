@@ -176,4 +176,4 @@ def test_the_documented_worked_example_head_trains_through_the_cli(tmp_path, cac
     fit = run_trajtok(["fit", "--config", str(ROOT / "examples/custom_head.yaml"), "--trainer.limit_train_batches=2",
                       "--trainer.limit_val_batches=1", *SMALL_DATA], tmp_path, cache, env=importable)
     assert fit.returncode == 0, fit.stderr[-3000:]
-    assert "val/top1" in (tmp_path / "runs/custom_head/logs/version_0/metrics.csv").read_text()
+    assert "val/top1" in (tmp_path / "runs/examples_custom_head/logs/version_0/metrics.csv").read_text()

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 from helpers import CONFIGS, SMALL_DATA
+from jsonargparse import Namespace
 
-from trajtok.cli import config_name, main, run_folder, with_bases
+from trajtok.cli import RUN, command_line_configs, config_name, main, place_run, run_folder, with_bases
 from trajtok.errors import UserError
 
 #: Every config file under configs/, by its path there.
@@ -50,9 +51,33 @@ def test_extends_errors_name_the_file(tmp_path):
 def test_run_folders_are_named_by_the_command_line_configs(tmp_path):
     assert config_name(str(CONFIGS / "clip.yaml")) == "clip"
     assert config_name(str(CONFIGS / "official/segmenter.yaml")) == "official_segmenter"
-    assert config_name(write(tmp_path / "mine.yaml", "")) == "mine"
+    assert config_name(write(tmp_path / "exp/clip.yaml", "")) == "exp_clip"  # not configs/clip.yaml's run
     assert run_folder([str(CONFIGS / "clip.yaml"), str(CONFIGS / "peers/vit3d.yaml")]) == "runs/clip+peers_vit3d"
     assert run_folder([]) == "runs/default"
+
+
+@pytest.mark.parametrize("form", [["--config", "F"], ["--config=F"], ["-c", "F"], ["-cF"]])
+def test_every_form_of_the_config_option_reads_its_bases(form, tmp_path):
+    base = write(tmp_path / "base.yaml", "")
+    top = write(tmp_path / "top.yaml", "extends: base.yaml\n")
+    argv = ["fit", *(a.replace("F", top) for a in form), "--x=1"]
+    assert command_line_configs(argv) == [top]
+    assert with_bases(argv) == ["fit", "--config", str(Path(base).resolve()), "--config", top, "--x=1"]
+    with pytest.raises(UserError, match="--extends"):
+        with_bases(["fit", "--extends=base.yaml"])
+
+
+def test_placeholders_are_filled_everywhere_and_extends_dropped():
+    files = [str(CONFIGS / "clip_cotrain.yaml"), str(CONFIGS / "layouts/lite.yaml")]
+    config = Namespace(extends="clip.yaml", config=[Path("x.yaml")],
+                       trainer=Namespace(default_root_dir=None, logger=[Namespace(init_args=Namespace(save_dir=RUN))]),
+                       model=Namespace(tokenizer_checkpoint="runs/segmenter${overlays}/checkpoints/last.ckpt"))
+    assert place_run(config, files) == "runs/clip_cotrain+layouts_lite"
+    assert config.trainer.logger[0].init_args.save_dir == "runs/clip_cotrain+layouts_lite"
+    assert config.model.tokenizer_checkpoint == "runs/segmenter+layouts_lite/checkpoints/last.ckpt"
+    assert config.extends is None
+    given = Namespace(trainer=Namespace(default_root_dir="elsewhere", logger=[{"save_dir": RUN}]))
+    assert place_run(given, files) == "elsewhere" and given.trainer.logger[0]["save_dir"] == "elsewhere"
 
 
 @pytest.mark.parametrize("name", ALL)

@@ -163,27 +163,43 @@ class TrajTokCLI(LightningCLI):
                           "checkpoint", UserWarning, stacklevel=1)
 
 
-#: Stands for the run folder in any option of ``trainer`` (a logger's ``save_dir``, a callback's ``dirpath`` or
-#: ``path``), so that configs name the folder nowhere and a composed config cannot write into another's run.
-RUN = "${run}"
+#: Stand for the run folder and for the overlays of the command line in any option of a config, so that configs
+#: name no run folder and a composed config cannot write into another's run: ``${run}`` is ``runs/clip+peers_vit3d``
+#: and ``${overlays}`` is ``+peers_vit3d`` for ``--config configs/clip.yaml --config configs/peers/vit3d.yaml``
+#: (a later stage reads ``runs/segmenter${overlays}/...``: the earlier stage composed with the same overlays).
+RUN, OVERLAYS = "${run}", "${overlays}"
 
 
-def command_line_configs(argv: list[str]) -> list[str]:
-    """The values of ``--config`` in ``argv`` (both ``--config F`` and ``--config=F``), in order."""
-    found = []
-    for i, arg in enumerate(argv):
-        if arg == "--config" and i + 1 < len(argv):
-            found.append(argv[i + 1])
-        elif arg.startswith("--config="):
-            found.append(arg.split("=", 1)[1])
+def config_options(argv: list[str]) -> list[tuple[int, int, str]]:
+    """``(start, end, file)`` of each config option in ``argv``: ``--config F``, ``--config=F``, ``-c F``, ``-cF``."""
+    found, i = [], 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg in ("--config", "-c") and i + 1 < len(argv):
+            found.append((i, i + 2, argv[i + 1]))
+            i += 2
+            continue
+        if arg.startswith("--config="):
+            found.append((i, i + 1, arg.split("=", 1)[1]))
+        elif arg.startswith("-c") and not arg.startswith("--") and len(arg) > 2:
+            found.append((i, i + 1, arg[2:].removeprefix("=")))
+        i += 1
     return found
 
 
+def command_line_configs(argv: list[str]) -> list[str]:
+    """The config files ``argv`` names, in order (``config_options``)."""
+    return [file for _, _, file in config_options(argv)]
+
+
 def with_bases(argv: list[str]) -> list[str]:
-    """``argv`` with every ``--config FILE`` preceded by the files it ``extends`` (recursively, bases first, each
+    """``argv`` with every config option preceded by the files it ``extends`` (recursively, bases first, each
     file once: ``--config configs/clip_cotrain.yaml`` reads configs/defaults.yaml, configs/clip.yaml, then it).
     jsonargparse's own nested ``config:`` key is not used: it drops the base's values of any group the including
-    file also sets."""
+    file also sets. ``--extends`` on the command line is an error: it belongs in a config file."""
+    if any(arg == "--extends" or arg.startswith("--extends=") for arg in argv):
+        raise UserError("--extends: name the config a config builds on inside that file ('extends: base.yaml'); "
+                        "on the command line, give both: --config base.yaml --config file.yaml")
     seen: set[Path] = set()
 
     def chain(path: str, stack: tuple[Path, ...]) -> list[str]:
@@ -206,50 +222,50 @@ def with_bases(argv: list[str]) -> list[str]:
             out += chain(str(base_path), (*stack, resolved))
         return [*out, path]
 
-    result, i = [], 0
-    while i < len(argv):
-        arg = argv[i]
-        if arg == "--config" and i + 1 < len(argv):
-            files, i = chain(argv[i + 1], ()), i + 2
-        elif arg.startswith("--config="):
-            files, i = chain(arg.split("=", 1)[1], ()), i + 1
-        else:
-            result.append(arg)
-            i += 1
-            continue
-        for file in files:
-            result += ["--config", file]
-    return result
+    result, last = [], 0
+    for start, end, file in config_options(argv):
+        result += argv[last:start]
+        for path in chain(file, ()):
+            result += ["--config", path]
+        last = end
+    return result + argv[last:]
 
 
 def config_name(path: str) -> str:
     """A config file's name in run folders: its path below the nearest ``configs`` folder, ``/`` as ``_``, without
-    the suffix (``configs/peers/vit3d.yaml`` -> ``peers_vit3d``); its stem when it is in no ``configs`` folder."""
+    the suffix (``configs/peers/vit3d.yaml`` -> ``peers_vit3d``); in no ``configs`` folder, its folder's name and
+    its stem (``~/exp/clip.yaml`` -> ``exp_clip``), so that it does not share a run with ``configs/clip.yaml``."""
     parts = Path(path).resolve().with_suffix("").parts
     if "configs" in parts[:-1]:
         below = len(parts) - 1 - parts[::-1].index("configs")
         return "_".join(parts[below + 1:])
-    return parts[-1]
+    return "_".join(parts[-2:])
+
+
+def run_names(config_files: list[str]) -> list[str]:
+    """``config_name`` of each of the config files given on the command line (the files they extend add none)."""
+    return [config_name(f) for f in config_files if Path(f).is_file()]
 
 
 def run_folder(config_files: list[str]) -> str:
     """``runs/<name>[+<name>...]``: the run folder of the config files given on the command line, in order
     (``--config configs/clip.yaml --config configs/peers/vit3d.yaml`` -> ``runs/clip+peers_vit3d``); ``runs/default``
-    without one. The files they extend do not add to the name."""
-    names = [config_name(f) for f in config_files if Path(f).is_file()]
-    return os.path.join("runs", "+".join(names) or "default")
+    without one."""
+    return os.path.join("runs", "+".join(run_names(config_files)) or "default")
 
 
 def place_run(config, config_files: list[str]) -> str:
-    """Set ``trainer.default_root_dir`` (unless given) to the run folder of ``config_files`` and replace ``${run}``
-    by it in every option of ``trainer``; returns the folder."""
+    """Set ``trainer.default_root_dir`` (unless given) to the run folder of ``config_files``, replace ``${run}`` and
+    ``${overlays}`` in every option, and drop ``extends`` (its files are read already: a saved config is whole);
+    returns the folder."""
     trainer = config["trainer"]
     run = trainer.get("default_root_dir") or run_folder(config_files)
     trainer["default_root_dir"] = run
+    overlays = "".join(f"+{name}" for name in run_names(config_files)[1:])
 
     def substitute(value):
         if isinstance(value, str):
-            return value.replace(RUN, run)
+            return value.replace(RUN, run).replace(OVERLAYS, overlays)
         if isinstance(value, list):
             return [substitute(v) for v in value]
         if hasattr(value, "items"):  # a jsonargparse Namespace or a dict
@@ -257,9 +273,11 @@ def place_run(config, config_files: list[str]) -> str:
                 value[key] = substitute(item)
         return value
 
-    for key, value in list(trainer.items()):
-        if key != "default_root_dir":
-            trainer[key] = substitute(value)
+    for key, value in list(config.items()):
+        if key not in ("config", "trainer.default_root_dir"):
+            config[key] = substitute(value)
+    if "extends" in config:
+        config["extends"] = None
     return run
 
 
