@@ -33,7 +33,8 @@ Nothing here knows a model. Models and data meet in the batch, a dict with these
 Modules: ``video`` (PyAV decoding and frame sampling; ``VIDEO_EXTENSIONS``), ``transforms`` (crop / resize /
 normalise in torch), ``rows`` (reading JSONL / JSON / CSV files as numbered rows and checking their values),
 ``annotations`` (the records of annotation rows, class folders), ``pseudo_label_files`` (the mask + trajectory-graph
-files: names, reading, writing), ``synthetic`` (the embedded default data set), ``options`` (the option groups every
+files: names, reading, writing), ``synthetic`` (the embedded default data set), ``synthetic_motion`` (its
+motion scenario, the motion test set), ``options`` (the option groups every
 datamodule takes: ``ClipOptions`` / ``FrameOptions``, ``LoaderOptions``, ``AnnotationKeys``, ``SyntheticOptions``;
 the data sets take them too), ``bad_samples`` (the skip-or-raise policy for unusable samples, ``RecordDataset``),
 ``clips`` (``ClipDataset``: a clip with its pseudo-labels), ``collate`` (the collate functions), ``base``

@@ -26,7 +26,7 @@ from datamodules.options import (
     SyntheticOptions,
 )
 from datamodules.seeding import loader_generator
-from datamodules.synthetic import ensure_synthetic
+from datamodules.synthetic import SCENARIOS, ensure_synthetic
 
 #: The Lightning stage whose ``setup`` builds a split's dataset.
 SPLIT_STAGES = {"train": "fit", "val": "validate", "test": "test"}
@@ -53,10 +53,15 @@ class ClipDataModule(DataModule, ABC):
     Keyword arguments: ``root`` and ``annotations`` (each split's file, None for a split without data, as the
     subclasses' ``root`` and ``*_annotations`` arguments say), and the option groups ``clip``, ``loader``, ``keys``
     and ``synthetic`` (``datamodules.options``; kept as ``synthetic_options``, since ``synthetic`` says whether the
-    synthetic set is used). Subclasses set ``collate_fn``.
+    synthetic set is used). Subclasses set ``collate_fn``, and ``synthetic_scenarios`` where they serve only some
+    scenarios of the synthetic set (``unserved_scenario`` then says why the others do not apply).
     """
 
     collate_fn: Callable[[list[dict[str, Any]]], dict[str, Any]]
+    #: The synthetic scenarios (``SyntheticConfig.scenario``) this datamodule can serve.
+    synthetic_scenarios: tuple[str, ...] = SCENARIOS
+    #: Why a scenario outside ``synthetic_scenarios`` does not apply here (part of the error).
+    unserved_scenario: str = ""
 
     def __init__(self, *, root: str | None, annotations: tuple[str | None, str | None, str | None],
                  clip: FrameOptions, loader: LoaderOptions, synthetic: SyntheticOptions,
@@ -65,6 +70,9 @@ class ClipDataModule(DataModule, ABC):
         self.root = root
         self.annotations = dict(zip(SPLIT_STAGES, annotations))
         self.synthetic = all(path is None for path in annotations)
+        if self.synthetic and synthetic.scenario not in self.synthetic_scenarios:
+            raise ValueError(f"{type(self).__name__} serves synthetic.scenario {' or '.join(self.synthetic_scenarios)}, "
+                             f"not {synthetic.scenario!r}: {self.unserved_scenario}")
         self.synthetic_options = synthetic
         self.clip = clip
         self.loader = loader

@@ -218,6 +218,8 @@ class ImageTextDataModule(ClipDataModule):
     """
 
     collate_fn = staticmethod(collate_video_text)
+    synthetic_scenarios = ("shapes",)
+    unserved_scenario = "one frame cannot show what the motion scenario's captions tell, which is over time"
 
     def __init__(
         self,

@@ -195,6 +195,9 @@ class QADataModule(ClipDataModule):
     """
 
     collate_fn = staticmethod(collate_qa)
+    synthetic_scenarios = ("shapes",)
+    unserved_scenario = ("its questions ask for one direction per object, and the motion scenario's paths turn "
+                         "and its camera pans")
 
     def __init__(
         self,

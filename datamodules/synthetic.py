@@ -16,16 +16,23 @@ the graph file so that quality can be reported for objects and background apart.
 Everything is deterministic given the seed: planning draws from one numpy Generator per split, and
 every clip renders from its own stored background seed.
 
-    python -m datamodules.synthetic --out DIR [--seed 0] [--train 768 --val 96 --test 128]
+This module is the default scenario, ``shapes``. ``SyntheticConfig.scenario = "motion"`` makes the motion test
+set instead (``datamodules.synthetic_motion``): scenes told apart only by motion and identity over time, built
+from this module's shapes, painting, labels, backgrounds and writers.
+
+    python -m datamodules.synthetic --out DIR [--seed 0] [--train 768 --val 96 --test 128] [--scenario motion]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Literal, Protocol
 
 import av
 import numpy as np
@@ -60,6 +67,9 @@ VERBS = {
 }
 BACKGROUNDS = ("noise", "stripes", "gradient", "checker")
 SPLITS = ("train", "val", "test")
+#: The generators: ``shapes`` (this module, the default) and ``motion`` (``datamodules.synthetic_motion``).
+SCENARIOS = ("shapes", "motion")
+Scenario = Literal["shapes", "motion"]
 
 
 @dataclass(frozen=True)
@@ -88,6 +98,63 @@ class ClipSpec:
 
 
 @dataclass(frozen=True)
+class MotionOptions:
+    """The knobs of the ``motion`` scenario (``datamodules.synthetic_motion``), read by no other scenario.
+
+    Group size and the phenomenon mix are the main difficulty knobs. A model that sees every object's colour,
+    shape and size but nothing over time can only guess inside a contrast group: its expected R@1 is the number
+    of groups over the number of clips, and its R@k falls below 100 only through groups of more than k clips.
+    The fractions set how many groups hold each phenomenon, and so which temporal facts their clips differ in.
+
+    Attributes:
+        objects: (fewest, most) objects per clip, within 1-3 (the classification tasks name at most three).
+        group_size: (smallest, largest) contrast group: clips that share every object's look and the background
+            and differ only in temporal facts (the split's last group may be smaller).
+        identical: fraction of groups whose clips hold two identical-looking objects (same colour, shape and
+            size), told apart in captions by where they start ("the small red circle on the left").
+        turn: fraction of moving objects whose path turns once, by a right angle, mid-clip ("moves right then up").
+        still: fraction of objects that do not move in the scene (a panning camera still sweeps past them).
+        occlusion: fraction of groups routed so that a small object passes behind or in front of a large one;
+            with identical-looking objects too, such a clip holds three objects where ``objects`` allows.
+        pan: fraction of groups whose first clip is filmed by a panning camera (the background and every
+            object shift together); the group's camera contrasts switch the pan on, off or to another direction,
+            so more clips than this pan (``benchmarks.motion_set`` counts them); 0: no clip pans.
+        speed: (least, most) distance an object travels over the clip, as a fraction of the frame side.
+        pan_distance: how far the camera travels over a panning clip, as a fraction of the frame side.
+        hidden: the least fraction of the clip's frames (and at least 2 frames) that an object passing behind
+            another stays fully hidden, so that the occlusion and the re-appearance after it can be seen.
+    """
+
+    objects: tuple[int, int] = (2, 3)
+    group_size: tuple[int, int] = (6, 16)
+    identical: float = 0.4
+    turn: float = 0.5
+    still: float = 0.15
+    occlusion: float = 0.4
+    pan: float = 0.3
+    speed: tuple[float, float] = (0.3, 0.5)
+    pan_distance: float = 0.2
+    hidden: float = 0.1
+
+    def __post_init__(self) -> None:
+        def within(name: str, low: float, high: float) -> None:
+            value = getattr(self, name)
+            if len(value) != 2 or not low <= value[0] <= value[1] <= high:
+                raise ValueError(f"synthetic.motion.{name} must be (least, most) within {low}-{high}, got {value}")
+
+        within("objects", 1, 3)
+        within("group_size", 1, 64)
+        within("speed", 0.0, 0.6)  # more would not fit a path, and its turn, into the frame
+        for name in ("identical", "turn", "still", "occlusion", "pan"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"synthetic.motion.{name} is a fraction within 0-1, got {getattr(self, name)}")
+        if not 0.0 < self.pan_distance <= 0.5:
+            raise ValueError(f"synthetic.motion.pan_distance must be within (0, 0.5], got {self.pan_distance}")
+        if not 0.0 <= self.hidden <= 0.5:
+            raise ValueError(f"synthetic.motion.hidden must be within 0-0.5, got {self.hidden}")
+
+
+@dataclass(frozen=True)
 class SyntheticConfig:
     """What the generated set holds; any change makes another set (``name``).
 
@@ -99,6 +166,11 @@ class SyntheticConfig:
         frame_size: frame side in pixels.
         num_frames: frames per synthetic video (e.g. 64 for a long-video set, generated separately).
         fps: frame rate of the written mp4 files.
+        scenario: the generator: ``shapes``, the default set (contrast groups that differ in one colour or one
+            direction), or ``motion``, the motion test set (groups that share every look and the background and
+            differ only over time: turn order, which identical-looking object does what, who passes in front,
+            the camera; see ``motion``).
+        motion: the knobs of the ``motion`` scenario; left at their defaults by every other scenario.
     """
 
     seed: int = 0
@@ -108,9 +180,22 @@ class SyntheticConfig:
     frame_size: PositiveInt = 96
     num_frames: PositiveInt = 16
     fps: PositiveInt = 8
+    scenario: Scenario = "shapes"
+    motion: MotionOptions = field(default_factory=MotionOptions)
+
+    def __post_init__(self) -> None:
+        if self.scenario not in SCENARIOS:
+            raise ValueError(f"synthetic.scenario must be one of {', '.join(SCENARIOS)}, got {self.scenario!r}")
+        if self.scenario != "motion" and self.motion != MotionOptions():
+            raise ValueError(f"synthetic.motion is read by scenario 'motion' only, and scenario is {self.scenario!r}")
+        if self.scenario == "motion" and self.num_frames < 8:
+            raise ValueError(f"synthetic.num_frames must be at least 8 for scenario 'motion' (a turn and an "
+                             f"occlusion need frames before and after them), got {self.num_frames}")
 
     def name(self) -> str:
-        """A folder name that changes whenever the content would."""
+        """A folder name that changes whenever the content would; the default scenario's does not name it."""
+        if self.scenario == "motion":
+            return motion_module().set_name(self)
         return (
             f"shapes-v{VERSION}-seed{self.seed}-n{self.train}-{self.val}-{self.test}"
             f"-{self.frame_size}px-{self.num_frames}f"
@@ -120,7 +205,16 @@ class SyntheticConfig:
 # ---------------------------------------------------------------------------------------------- geometry
 
 
-def radius(obj: ObjectSpec, frame_size: int) -> float:
+class Drawn(Protocol):
+    """What painting reads of an object, whatever the scenario that planned it: ``ObjectSpec`` here, the
+    motion scenario's objects there."""
+
+    shape: str
+    size: str
+    depth: int
+
+
+def radius(obj: Drawn, frame_size: int) -> float:
     return SIZES[obj.size] * frame_size
 
 
@@ -157,17 +251,22 @@ def in_frame(obj: ObjectSpec, num_frames: int, frame_size: int) -> bool:
     return bool((xy >= r).all() and (xy <= frame_size - r).all())
 
 
+def paint(masks: Sequence[np.ndarray], depths: Sequence[int]) -> np.ndarray:
+    """Which object each pixel shows: int8 ``(T, S, S)``, object index + 1 (0 = background), from each object's
+    whole bool ``(T, S, S)`` mask, painted back to front (higher depth is nearer), so a nearer object hides
+    what it covers. Any scenario paints with this, so occlusion means the same in every set."""
+    owner = np.zeros(masks[0].shape, dtype=np.int8)
+    for j in sorted(range(len(masks)), key=lambda j: depths[j]):
+        owner[masks[j]] = j + 1
+    return owner
+
+
 def owner_map(objects: tuple[ObjectSpec, ...], num_frames: int, frame_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Paint objects back to front. Returns ``owner`` int8 ``(T, S, S)`` (object index + 1, 0 = background)
-    and each object's unoccluded area ``(M, T)``."""
-    owner = np.zeros((num_frames, frame_size, frame_size), dtype=np.int8)
-    full = np.zeros((len(objects), num_frames), dtype=np.int64)
-    for j in sorted(range(len(objects)), key=lambda j: objects[j].depth):
-        obj = objects[j]
-        m = shape_masks(obj.shape, centres(obj, num_frames), radius(obj, frame_size), frame_size)
-        owner[m] = j + 1
-        full[j] = m.sum(axis=(1, 2))
-    return owner, full
+    """Paint objects back to front (``paint``). Returns ``owner`` int8 ``(T, S, S)`` (object index + 1,
+    0 = background) and each object's unoccluded area ``(M, T)``."""
+    masks = [shape_masks(o.shape, centres(o, num_frames), radius(o, frame_size), frame_size) for o in objects]
+    full = np.stack([m.sum(axis=(1, 2)) for m in masks]).astype(np.int64)
+    return paint(masks, [o.depth for o in objects]), full
 
 
 def segments_and_graph(owner: np.ndarray, num_objects: int) -> tuple[np.ndarray, np.ndarray]:
@@ -196,10 +295,15 @@ def segments_and_graph(owner: np.ndarray, num_objects: int) -> tuple[np.ndarray,
 def well_visible(objects: tuple[ObjectSpec, ...], num_frames: int, frame_size: int) -> bool:
     """Every object shows at least a quarter of itself in at least three quarters of the frames, so
     its caption describes something one can see."""
-    owner, full = owner_map(objects, num_frames, frame_size)
-    for j in range(len(objects)):
+    return mostly_visible(*owner_map(objects, num_frames, frame_size))
+
+
+def mostly_visible(owner: np.ndarray, full: np.ndarray, part: float = 0.25, frames: float = 0.75) -> bool:
+    """Whether every object of ``owner`` (``paint``) shows at least ``part`` of its unoccluded area ``full``
+    ``(M, T)`` in at least ``frames`` of the frames."""
+    for j in range(len(full)):
         seen = (owner == j + 1).sum(axis=(1, 2)) / np.maximum(full[j], 1)
-        if (seen >= 0.25).mean() < 0.75:
+        if (seen >= part).mean() < frames:
             return False
     return True
 
@@ -250,10 +354,16 @@ def render_clip(spec: ClipSpec, num_frames: int, frame_size: int) -> tuple[np.nd
     objects, then the background; see ``segments_and_graph``)."""
     owner, _ = owner_map(spec.objects, num_frames, frame_size)
     frames = np.repeat(render_background(spec.background, spec.background_seed, frame_size)[None], num_frames, 0)
-    for j, obj in enumerate(spec.objects):
-        frames[owner == j + 1] = COLOURS[obj.colour]
+    colour_objects(frames, owner, [o.colour for o in spec.objects])
     masks, graph = segments_and_graph(owner, len(spec.objects))
     return frames, masks, graph
+
+
+def colour_objects(frames: np.ndarray, owner: np.ndarray, colours: Sequence[str]) -> None:
+    """Fill, in place, the pixels of ``frames`` ``(T, S, S, 3)`` that ``owner`` gives to object ``j`` with the
+    flat colour named ``colours[j]``: objects are flat, so a mask is exactly the pixels of one colour."""
+    for j, colour in enumerate(colours):
+        frames[owner == j + 1] = COLOURS[colour]
 
 
 # --------------------------------------------------------------------------------------------- captions
@@ -441,20 +551,33 @@ def write_mp4(path: str, frames: np.ndarray, fps: int, codec: str | None = None)
 
 def write_split(out_dir: str, split: str, specs: list[ClipSpec], cfg: SyntheticConfig, codec: str) -> None:
     """Render and write every clip of a split, then its JSONL annotations (same format real data uses)."""
-    os.makedirs(os.path.join(out_dir, "videos"), exist_ok=True)
     rows = []
     for spec in specs:
         frames, masks, graph = render_clip(spec, cfg.num_frames, cfg.frame_size)
-        video = f"videos/{spec.key}.mp4"
-        mask, graph_path = pseudo_label_paths(video)
-        write_mp4(os.path.join(out_dir, video), frames, cfg.fps, codec)
-        write_masks(os.path.join(out_dir, mask), masks)
-        write_graph(os.path.join(out_dir, graph_path), graph, stuff=np.arange(len(graph)) == len(spec.objects))
+        files = write_clip(out_dir, spec.key, frames, masks, graph, cfg.fps, codec)
         objects = [{k: v for k, v in asdict(o).items() if k in ("shape", "colour", "size", "motion")} for o in spec.objects]
         rows.append(
-            {"video": video, "caption": captions(spec.objects), "mask": mask, "graph": graph_path,
-             "group": spec.group, "objects": objects}
+            {"video": files["video"], "caption": captions(spec.objects), "mask": files["mask"],
+             "graph": files["graph"], "group": spec.group, "objects": objects}
         )
+    write_rows(out_dir, split, rows)
+
+
+def write_clip(out_dir: str, key: str, frames: np.ndarray, masks: np.ndarray, graph: np.ndarray, fps: int,
+               codec: str) -> dict[str, str]:
+    """Write a clip's mp4 and its pseudo-label files (``graph``'s last row, the background, flagged as stuff)
+    under ``out_dir/videos``; returns their paths relative to ``out_dir``: ``video``, ``mask``, ``graph``."""
+    os.makedirs(os.path.join(out_dir, "videos"), exist_ok=True)
+    video = f"videos/{key}.mp4"
+    mask, graph_path = pseudo_label_paths(video)
+    write_mp4(os.path.join(out_dir, video), frames, fps, codec)
+    write_masks(os.path.join(out_dir, mask), masks)
+    write_graph(os.path.join(out_dir, graph_path), graph, stuff=np.arange(len(graph)) == len(graph) - 1)
+    return {"video": video, "mask": mask, "graph": graph_path}
+
+
+def write_rows(out_dir: str, split: str, rows: list[dict]) -> None:
+    """``out_dir/<split>.jsonl``: one annotation row per clip, in clip order."""
     with open(os.path.join(out_dir, f"{split}.jsonl"), "w", encoding="utf-8") as f:
         f.writelines(json.dumps(row) + "\n" for row in rows)
 
@@ -467,11 +590,31 @@ def generate(out_dir: str, cfg: SyntheticConfig = SyntheticConfig()) -> dict[str
         raise ValueError(f"num_frames must be >= 2, got {cfg.num_frames}")
     os.makedirs(out_dir, exist_ok=True)
     codec = video_codec()
+    if cfg.scenario == "motion":
+        motion = motion_module()
+        plan, write, version = motion.plan_split, motion.write_split, motion.VERSION
+    else:
+        plan, write, version = plan_split, write_split, VERSION
     for split in SPLITS:
-        write_split(out_dir, split, plan_split(split, getattr(cfg, split), cfg), cfg, codec)
+        write(out_dir, split, plan(split, getattr(cfg, split), cfg), cfg, codec)
     with open(os.path.join(out_dir, "meta.json"), "w", encoding="utf-8") as f:
-        json.dump({"version": VERSION, "codec": codec, **asdict(cfg)}, f, indent=1)
+        json.dump({"version": version, "codec": codec, **config_fields(cfg)}, f, indent=1)
     return {split: os.path.join(out_dir, f"{split}.jsonl") for split in SPLITS}
+
+
+def config_fields(cfg: SyntheticConfig) -> dict:
+    """What ``meta.json`` records of ``cfg``: every field, but for the default scenario not the scenario's own
+    (so the default set's files stay as they were before scenarios existed)."""
+    fields = asdict(cfg)
+    if cfg.scenario == "shapes":
+        del fields["scenario"], fields["motion"]
+    return fields
+
+
+def motion_module():
+    """``datamodules.synthetic_motion``, imported when first used: it builds on this module, which therefore
+    cannot import it at the top."""
+    return importlib.import_module("datamodules.synthetic_motion")
 
 
 def default_cache_dir() -> str:
@@ -490,10 +633,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, help="folder to write into")
     defaults = SyntheticConfig()
-    for name in ("seed", "train", "val", "test", "frame_size", "num_frames", "fps"):
+    numbers = ("seed", "train", "val", "test", "frame_size", "num_frames", "fps")
+    for name in numbers:
         parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name))
+    parser.add_argument("--scenario", choices=SCENARIOS, default=defaults.scenario,
+                        help="the generator (the motion scenario with its default knobs)")
     args = parser.parse_args(argv)
-    cfg = SyntheticConfig(**{k: getattr(args, k) for k in asdict(defaults)})
+    cfg = SyntheticConfig(**{k: getattr(args, k) for k in (*numbers, "scenario")})
     start = time.perf_counter()
     paths = generate(args.out, cfg)
     print(f"wrote {cfg.train + cfg.val + cfg.test} clips in {time.perf_counter() - start:.1f} s: {paths}")
