@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import platform
@@ -17,6 +18,8 @@ from pathlib import Path
 
 import lightning as L
 import torch
+
+from trajtok.files import write_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 #: The tables the benchmarks write (``<name>.csv``, ``<name>.json``), which ``benchmarks.report`` renders into the docs.
@@ -47,9 +50,8 @@ def write_results(name: str, results: dict, plot=None, out: Path | None = None, 
     beside it ``<name>.csv``, the benchmark's table (``table``: one row per measured configuration, columns named
     with their units, ``write_csv``), and, if ``plot(results, png_path)`` can draw (matplotlib installed), a PNG."""
     path = out or RESULTS / f"{name}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
     results = {"command": command or command_line(), **results}
-    path.write_text(json.dumps(results, indent=1))
+    write_atomic(path, json.dumps(results, indent=1))  # a reader (benchmarks.report) never sees half a table
     written = [path]
     if table is not None:
         write_csv(table, path.with_suffix(".csv"))
@@ -255,11 +257,11 @@ def write_csv(rows: list[dict], path: Path) -> None:
 
     flattened = [flat(row) for row in rows]
     columns = list(dict.fromkeys(key for row in flattened for key in row))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(flattened)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(flattened)
+    write_atomic(path, text.getvalue())
 
 
 def default_clips(frames: int, count: int = 64, pixels: int = 64, annotations: Path | None = None,

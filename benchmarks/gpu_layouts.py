@@ -68,6 +68,7 @@ from benchmarks.common import (
     print_table,
     write_csv,
 )
+from trajtok.files import write_atomic
 
 #: Short name -> the kind ``benchmarks.common`` builds.
 MODELS = {"official": OFFICIAL, "base": "trajtok", "lite": LITE, "vit3d": "vit3d", "tome": "tome"}
@@ -236,8 +237,7 @@ def table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
 def write(results: dict, path: Path) -> None:
     import json
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=1))
+    write_atomic(path, json.dumps(results, indent=1))
     write_csv(results["rows"], path.with_suffix(".csv"))
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.common import RESULTS, ROOT
+from trajtok.files import write_atomic
 
 #: The files whose generated blocks this command rebuilds.
 DOCUMENTS = (ROOT / "docs" / "results.md", ROOT / "README.md")
@@ -513,7 +514,7 @@ def main(argv: list[str] | None = None) -> int:
             old = blocks_in(text)
             stale += [f"{document.relative_to(ROOT)}: {name}" for name, body in blocks_in(new).items() if old.get(name) != body]
         else:
-            document.write_text(new, encoding="utf-8")
+            write_atomic(document, new)
             print(f"rewrote {document.relative_to(ROOT)}")
     if stale:
         print("generated blocks differ from what results/ gives (run python -m benchmarks.report):\n  "

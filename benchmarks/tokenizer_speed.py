@@ -55,6 +55,7 @@ from benchmarks.common import (
     sync,
     write_csv,
 )
+from trajtok.files import write_atomic
 from trajtok.flops import count_flops, count_flops_by_module
 from trajtok.tokenizer import create_tokenizer, tokenizer_sizes
 from trajtok.tokenizer.attention import SegmentLayout, dense_masked_attention
@@ -555,8 +556,7 @@ def main() -> None:
         report_tokenizer(results["tokenizer"])
     if "crossover" in results:
         report_crossover(results["crossover"])
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=1))
+    write_atomic(args.out, json.dumps(results, indent=1))
     for part, table in (("attention", attention_table), ("tokenizer", tokenizer_table), ("crossover", crossover_table)):
         if part in results:
             write_csv(table(results[part]), args.out.with_name(f"{args.out.stem}_{part}.csv"))

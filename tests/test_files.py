@@ -99,6 +99,21 @@ def test_atomic_path_keeps_the_extension_for_writers_that_add_one(tmp_path):
     assert os.listdir(tmp_path) == ["clip_mask.npz"]
 
 
+def test_partial_files_are_the_paths_own_not_a_siblings(tmp_path):
+    """A sibling whose name extends the path's (``last.ckpt.bak`` beside ``last.ckpt``) has temporaries that a looser
+    pattern would take for the path's: its writer's file in progress must not be listed (and so removed)."""
+    path, sibling = tmp_path / "last.ckpt", tmp_path / "last.ckpt.bak"
+    with atomic_write(path) as mine, atomic_path(path) as mine_with_extension, atomic_write(sibling) as theirs:
+        assert partial_files(path) == sorted([mine.name, mine_with_extension])
+        assert partial_files(sibling) == [theirs.name]
+        # Names close to the form but not of it: another random part, another ending.
+        for name in (".last.ckpt.0123456789ab.partial.bak", ".last.ckpt.0123456789AB.partial",
+                     ".last.ckpt.0123456789a.partial", ".last.ckpt.0123456789ab.partial~"):
+            (tmp_path / name).write_bytes(b"")
+        assert partial_files(path) == sorted([mine.name, mine_with_extension])
+    assert partial_files(tmp_path / "no-such-folder" / "last.ckpt") == []
+
+
 def test_concurrent_writers_of_one_path_each_write_their_own_temporary(tmp_path):
     path = tmp_path / "stats.csv"
     writers = 8

@@ -2,8 +2,14 @@
 
 Whoever reads a path while it is being (re)written (another rank, a DataLoader worker, a resumed run, a user's
 tool) sees the previous content or the new one, never half of it, and a process killed while writing leaves the
-previous content in place. Every writer of the project that replaces a file goes through here, so they all give the
-same guarantees:
+previous content in place. The project's writers that replace a file go through here, so they all give the same
+guarantees: checkpoints, exported models, token files, pseudo-label files and their annotations and summaries,
+contact sheets and overlays, the benchmarks' result tables (JSON and CSV) and the generated blocks of the docs.
+Files written inside a folder that ``ensure_folder`` builds (the synthetic data sets) need nothing more: the folder
+appears whole. The rest write directly: the benchmarks' PNG plots (matplotlib's ``savefig``; a plot is redrawn by
+re-running its benchmark and nothing reads it back), the statistics rows the pseudo-label writer appends (appends,
+not replacements: its reader skips a line a killed run left unfinished) and ``tools/parity_release.py``'s files in
+the output folder it is given. The guarantees:
 
 - the new content goes to a temporary beside the target (the same folder, hence the same file system, so the final
   rename is one atomic step; a ``$TMPDIR`` elsewhere would make it a copy into the target), under a name no other
@@ -15,15 +21,17 @@ same guarantees:
 - new files and folders get the permissions of any file the process creates (``0o666`` / ``0o777`` less the
   umask), not the owner-only ones of ``tempfile``: data sets and labels are often shared between users.
 
-Temporaries are hidden files named ``.<name>.<random>.partial`` (``partial_files`` lists them); a process killed
-mid-write leaves its temporary behind, which a single writer of a path may remove later (checkpoints do).
+Temporaries are hidden files named ``.<name>.<random>.partial``, ``<random>`` twelve lowercase hex digits, followed
+by the target's extension for ``atomic_path`` (``partial_files`` lists exactly these, so a sibling whose name
+extends the target's, ``last.ckpt.bak`` beside ``last.ckpt``, keeps its own); a process killed mid-write leaves its
+temporary behind, which a single writer of a path may remove later (checkpoints do).
 """
 
 from __future__ import annotations
 
 import contextlib
-import glob
 import os
+import re
 import secrets
 import shutil
 from collections.abc import Callable, Iterator
@@ -31,10 +39,12 @@ from typing import IO
 
 #: What every temporary's name ends with (before any extension ``atomic_path`` keeps).
 PARTIAL = ".partial"
+#: Random bytes in a temporary's name, written as twice as many lowercase hex digits.
+_RANDOM_BYTES = 6
 
 
 def _temporary_name(folder: str, name: str) -> str:
-    return os.path.join(folder, f".{name}.{secrets.token_hex(6)}{PARTIAL}")
+    return os.path.join(folder, f".{name}.{secrets.token_hex(_RANDOM_BYTES)}{PARTIAL}")
 
 
 def _reserve_temporary(path: str, extension: str = "") -> str:
@@ -136,9 +146,20 @@ def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
 def partial_files(path: str | os.PathLike) -> list[str]:
     """The temporaries of ``path`` in its folder: those of writes in progress, and those that processes killed while
     writing it left behind. Only a path's single writer may remove them (as ``AtomicCheckpointIO`` does), since
-    another writer's file in progress looks the same."""
+    another writer's file in progress looks the same.
+
+    A name matches only the exact form ``_temporary_name`` gives (and ``atomic_path``'s extension after it): a
+    looser pattern would also take the temporaries of a sibling whose name starts with this one's (``last.ckpt.bak``'s
+    for ``last.ckpt``), which that sibling's writer may be writing at that moment."""
     folder, name = os.path.split(os.path.abspath(os.fspath(path)))
-    return sorted(glob.glob(os.path.join(glob.escape(folder), f".{glob.escape(name)}.*{PARTIAL}*")))
+    extension = os.path.splitext(name)[1]
+    own = re.compile(rf"\.{re.escape(name)}\.[0-9a-f]{{{2 * _RANDOM_BYTES}}}{re.escape(PARTIAL)}"
+                     rf"(?:{re.escape(extension)})?")
+    try:
+        entries = os.listdir(folder)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return sorted(os.path.join(folder, entry) for entry in entries if own.fullmatch(entry))
 
 
 def ensure_folder(final: str, build: Callable[[str], object], marker: str = "meta.json") -> str:
