@@ -2,10 +2,11 @@
 between a video's label files and its statistics row, or while its contact sheet is drawn, loses nothing on the
 rerun; two videos of one stem (``same.mp4``, ``same.mkv``) get labels of their own; inputs whose label names would
 still collide are an error before anything is written. The kills are callbacks of this module that the child
-process imports (``--trainer.callbacks+=``), as ``tests/faults.py``'s are for training."""
+process imports (``--trainer.callbacks+=``), as ``tests/support/faults.py``'s are for training."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -25,23 +26,24 @@ from trajtok.files import PARTIAL
 
 class KillWhilePainting(L.Callback):
     """SIGKILLs the process while the writer draws contact sheet number ``sheet`` (1-based): half of its PNG
-    written, as a pre-emption would leave it."""
+    written, as a pre-emption would leave it. The kill is inside Pillow's save, so the writer's own ``write_png``
+    (whole or not at all) runs as it does in use."""
 
     def __init__(self, sheet: int) -> None:
-        from trajtok.pseudo_labels import writer
+        from PIL import Image
 
         super().__init__()
-        calls, write_png = [0], writer.write_png
+        calls, save = [0], Image.Image.save
 
-        def dying_write_png(path, image):
+        def dying_save(image, fp, *args, **kwargs):
             calls[0] += 1
             if calls[0] == sheet:
-                with open(path, "wb") as f:
+                with open(fp, "wb") as f:
                     f.write(b"\x89PNG\r\n")
                 os.kill(os.getpid(), signal.SIGKILL)
-            write_png(path, image)
+            save(image, fp, *args, **kwargs)
 
-        writer.write_png = dying_write_png
+        Image.Image.save = dying_save
 
 
 class KillAfterLabelFiles(L.Callback):
@@ -52,16 +54,18 @@ class KillAfterLabelFiles(L.Callback):
         from trajtok.pseudo_labels import writer
 
         super().__init__()
-        calls, write_atomic = [0], writer.write_atomic
+        calls, atomic_path = [0], writer.atomic_path
 
-        def dying_write_atomic(path, write):
-            write_atomic(path, write)
-            if path.endswith("_graph.npz"):
+        @contextlib.contextmanager
+        def dying_atomic_path(path):
+            with atomic_path(path) as tmp:
+                yield tmp
+            if str(path).endswith("_graph.npz"):  # renamed into place: the file is whole
                 calls[0] += 1
                 if calls[0] == video:
                     os.kill(os.getpid(), signal.SIGKILL)
 
-        writer.write_atomic = dying_write_atomic
+        writer.atomic_path = dying_atomic_path
 
 
 # ----------------------------------------------------------------------------------------------- real videos

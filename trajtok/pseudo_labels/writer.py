@@ -22,11 +22,12 @@ A file that cannot be written (a read-only or full disk) is a ``UserError`` nami
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -38,20 +39,19 @@ from lightning.pytorch.utilities import rank_zero_info
 from datamodules.pseudo_label_files import write_graph, write_masks
 from datamodules.videos_to_label import LabelItem, read_stats
 from trajtok.errors import UserError
-from trajtok.files import atomic_path
+from trajtok.files import atomic_path, atomic_write
 from trajtok.visualize import contact_sheet, overlay, write_png
 
 SUMMARY_FIELDS = ("name", "status", "frames", "trajectories", "mean_trajectory_frames", "labelled_fraction",
                   "chunks", "seconds", "reason")
 
 
-def write_atomic(path: str, write: Callable[[str], None]) -> None:
-    """``write(tmp)`` to a temporary name beside ``path`` (ending as ``path`` does) that then replaces ``path``
-    (``trajtok.files.atomic_path``): readers (and resumed runs) never see half a file. An ``OSError`` is a
-    ``UserError`` naming ``path``."""
+@contextlib.contextmanager
+def disk_errors_as_user_errors(path: str) -> Iterator[None]:
+    """Runs a block that writes ``path``: an ``OSError`` in it (a read-only or full disk) is a ``UserError`` naming
+    ``path``. Whether the file appears whole is the block's writer's part (``trajtok.files``)."""
     try:
-        with atomic_path(path) as tmp:
-            write(tmp)
+        yield
     except OSError as e:
         raise UserError(f"cannot write {path}: {e.strerror or e}") from e
 
@@ -94,7 +94,7 @@ class PseudoLabelWriter(BasePredictionWriter):
         line break if a killed run left its last line unfinished."""
         path = os.path.join(self._data(trainer).out_dir, f"stats.rank{trainer.global_rank}.jsonl")
         text = "".join(json.dumps({**row, "time": time.time()}) + "\n" for row in rows)
-        try:
+        with disk_errors_as_user_errors(path):
             os.makedirs(os.path.dirname(path), exist_ok=True)
             with open(path, "a+b") as f:
                 f.seek(0, os.SEEK_END)
@@ -103,8 +103,6 @@ class PseudoLabelWriter(BasePredictionWriter):
                     if f.read(1) != b"\n":
                         text = "\n" + text
                 f.write(text.encode("utf-8"))
-        except OSError as e:
-            raise UserError(f"cannot write {path}: {e.strerror or e}") from e
 
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx):
         data = self._data(trainer)
@@ -115,8 +113,11 @@ class PseudoLabelWriter(BasePredictionWriter):
                 self.counts["done"] += 1
                 continue
             masks, graph = result.pop("masks"), result.pop("graph")  # not kept in the predict loop's outputs
-            write_atomic(item.mask, lambda tmp, m=masks: write_masks(tmp, m))
-            write_atomic(item.graph, lambda tmp, g=graph: write_graph(tmp, g))
+            # numpy writes to a name, not whole: each file goes through a temporary renamed into place.
+            with disk_errors_as_user_errors(item.mask), atomic_path(item.mask) as tmp:
+                write_masks(tmp, masks)
+            with disk_errors_as_user_errors(item.graph), atomic_path(item.graph) as tmp:
+                write_graph(tmp, graph)
             name = item.name(data.out_dir)
             self._append(trainer, [{"name": name, "status": "labelled", **result["stats"]}])  # now it is done
             self.counts["labelled"] += 1
@@ -143,7 +144,8 @@ class PseudoLabelWriter(BasePredictionWriter):
         shown = shown.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
         labels = torch.nn.functional.interpolate(trajectories[:, None].float(), size=size, mode="nearest")[:, 0].long() - 1
         sheet = contact_sheet(shown, overlay(shown, labels), self.max_columns)
-        write_atomic(f"{stem}_sheet.png", lambda tmp: write_png(tmp, sheet))
+        with disk_errors_as_user_errors(f"{stem}_sheet.png"):
+            write_png(f"{stem}_sheet.png", sheet)  # whole or not at all by itself
 
     def on_predict_end(self, trainer, pl_module) -> None:
         trainer.strategy.barrier()
@@ -160,21 +162,13 @@ class PseudoLabelWriter(BasePredictionWriter):
         if done is not None:
             names = {item.name(data.out_dir) for item in data.items}
             rows = {name: row for name, row in rows.items() if name in names}
-
-            def write_annotations(tmp: str) -> None:
-                with open(tmp, "w", encoding="utf-8") as f:
-                    f.writelines(json.dumps(annotation_row(item, data.out_dir)) + "\n" for item in done)
-
-            write_atomic(annotations, write_annotations)
-
-        def write_rows(tmp: str) -> None:
-            with open(tmp, "w", encoding="utf-8", newline="") as f:
-                writer = csv.DictWriter(f, SUMMARY_FIELDS, extrasaction="ignore")
-                writer.writeheader()
-                writer.writerows(rows[name] for name in sorted(rows))
-
+            with disk_errors_as_user_errors(annotations), atomic_write(annotations, "w") as f:
+                f.writelines(json.dumps(annotation_row(item, data.out_dir)) + "\n" for item in done)
         summary = os.path.join(data.out_dir, "summary.csv")
-        write_atomic(summary, write_rows)
+        with disk_errors_as_user_errors(summary), atomic_write(summary, "w", newline="") as f:
+            writer = csv.DictWriter(f, SUMMARY_FIELDS, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows[name] for name in sorted(rows))
         failed = sum(row["status"] == "failed" for row in rows.values())
         if done is not None:
             rank_zero_info(f"pseudo-labels: {len(done)} of {len(data.items)} videos labelled in {data.out_dir} "
