@@ -162,7 +162,7 @@ def official_pre_text(official: Path):
     tree = ast.parse(path.read_text())
     node = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "pre_text")
     namespace = {"re": re}
-    # exec of the official source, by design: the parity check runs the official caption cleaning as written, not a copy.
+    # exec of the official source, by design: the parity check runs the official caption cleaning as written.
     exec(compile(ast.Module(body=[node], type_ignores=[]), str(path), "exec"), namespace)
     return namespace["pre_text"]
 
