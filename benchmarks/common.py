@@ -338,7 +338,8 @@ def fit_and_test(configs: list[str | Path], run_dir: Path, overrides: list[str] 
     The run's folder is named once, ``--trainer.default_root_dir=run_dir``: its logs and checkpoints derive from it.
 
     Returns ``{"fit": ..., "test": ..., "fit_minutes": ..., "test_minutes": ...}``: the last value of every metric
-    each command logged (``logged_metrics`` of the metrics.csv it wrote; test metrics are ``test/<name>``)."""
+    each command logged (``logged_metrics`` of the metrics.csv it wrote; test metrics are ``test/<name>``), and each
+    command's wall time at full precision (a caller rounds it once, where it shows it)."""
     run_dir = Path(run_dir).resolve()
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
@@ -347,7 +348,7 @@ def fit_and_test(configs: list[str | Path], run_dir: Path, overrides: list[str] 
     for stage, extra in (("fit", list(fit)), ("test", [*test, f"--ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}"])):
         before, start = metrics_files(run_dir), time.perf_counter()
         run_trajtok([stage, *common, *extra], cwd=run_dir)
-        out[f"{stage}_minutes"] = round((time.perf_counter() - start) / 60, 2)
+        out[f"{stage}_minutes"] = (time.perf_counter() - start) / 60  # rounded where shown, once
         out[stage] = logged_metrics(new_metrics_file(run_dir, before))
     return out
 
