@@ -463,6 +463,25 @@ def sample_group_scene(
     return tuple(objects)
 
 
+def twins(facts: Facts) -> list[int]:
+    """The two identical-looking objects of a clip (empty if none)."""
+    return [j for j, place in enumerate(facts.places) if place]
+
+
+def keep_in_view(objects: tuple[Mover, ...], pan: str | None, cfg: SyntheticConfig) -> tuple[Mover, ...]:
+    """``objects`` moved together by the smallest shift that keeps all their paths in the frame (unmoved when
+    they fit, or when no common shift fits them), so their layout, and where each is against the others, stays."""
+    s = cfg.frame_size
+    low, high = np.full(2, -np.inf), np.full(2, np.inf)
+    for obj, xy in zip(objects, screen_paths(objects, pan, cfg)):
+        reach = EXTENT * radius(obj, s) + 1
+        low, high = np.maximum(low, reach - xy.min(axis=0)), np.minimum(high, s - reach - xy.max(axis=0))
+    if (low > high).any():
+        return objects
+    dx, dy = np.clip(0.0, low, high)
+    return tuple(replace(o, x0=o.x0 + float(dx), y0=o.y0 + float(dy)) for o in objects)
+
+
 def contrasts_for(objects: tuple[Mover, ...], facts: Facts, cfg: SyntheticConfig) -> list[str]:
     """The temporal facts a contrast can change in this clip (``CONTRASTS``): the order of a turn's legs, what two
     identical-looking objects do, who is nearer in an interaction, the camera (unless ``pan`` is 0: then no
@@ -470,7 +489,7 @@ def contrasts_for(objects: tuple[Mover, ...], facts: Facts, cfg: SyntheticConfig
     kinds = []
     if any(len(o.legs) == 2 for o in objects):
         kinds.append("order")
-    if any(n for n in facts.places):
+    if any(facts.places) and len({(objects[j].legs, objects[j].turn) for j in twins(facts)}) == 2:
         kinds.append("identity")
     if facts.interactions:
         kinds.append("depth")
@@ -497,9 +516,10 @@ def mutate(
         j = pick(rng, [k for k, o in enumerate(objects) if len(o.legs) == 2])
         out[j] = replace(objects[j], legs=objects[j].legs[::-1], turn=t - 1 - objects[j].turn)
     elif kind == "identity":
-        a, b = [k for k, place in enumerate(facts.places) if place][:2]
+        a, b = twins(facts)
         out[a] = replace(objects[a], legs=objects[b].legs, turn=objects[b].turn, speed=objects[b].speed)
         out[b] = replace(objects[b], legs=objects[a].legs, turn=objects[a].turn, speed=objects[a].speed)
+        out[a], out[b] = keep_in_view((out[a], out[b]), pan, cfg)
     elif kind == "depth":
         event = pick(rng, facts.interactions)
         a, b = event.passer, event.occluder
@@ -522,12 +542,13 @@ def mutate(
 
 
 def plan_group(
-    rng: np.random.Generator, cfg: SyntheticConfig, want: int, taken: set[str]
+    rng: np.random.Generator, cfg: SyntheticConfig, want: int, taken: set[str],
+    phenomena: tuple[int, bool, bool, str | None],
 ) -> list[tuple[tuple[Mover, ...], str | None, Facts, tuple[str, ...]]] | None:
     """``want`` clips of one contrast group, ``(objects, pan, facts, contrast)`` each, whose canonical captions
-    are all new (not in ``taken``); None when this draw of the group's phenomena cannot give them. The first clip
-    has the drawn phenomena; each other is it with one or two temporal facts changed (``mutate``)."""
-    n, identical, occlusion, pan = group_phenomena(rng, cfg)
+    are all new (not in ``taken``); None when these draws cannot give them. The first clip has the ``phenomena``
+    (``group_phenomena``); each other is it with one or two temporal facts changed (``mutate``)."""
+    n, identical, occlusion, pan = phenomena
     for _attempt in range(50):
         scene = sample_group_scene(rng, cfg, n, identical, occlusion, pan)
         facts = None if scene is None else scene_facts(scene, pan, cfg)
@@ -574,8 +595,10 @@ def plan_split(split: str, count: int, cfg: SyntheticConfig) -> list[MotionClip]
     low, high = cfg.motion.group_size
     while len(clips) < count:
         want = min(int(rng.integers(low, high + 1)), count - len(clips))
+        # Drawn once per group: redrawn on a failure, the harder phenomena would be rarer than the knobs say.
+        phenomena = group_phenomena(rng, cfg)
         for _attempt in range(20):
-            members = plan_group(rng, cfg, want, taken)
+            members = plan_group(rng, cfg, want, taken, phenomena)
             if members is not None:
                 break
         else:
@@ -652,8 +675,8 @@ def split_statistics(clips: list[MotionClip], cfg: SyntheticConfig) -> list[dict
     add("clips with a turn", sum(any(len(o.legs) == 2 for o in c.objects) for c in clips))
     add("objects that turn", sum(len(o.legs) == 2 for c in clips for o in c.objects), of_clips=False)
     add("objects that stay still", sum(not o.legs for c in clips for o in c.objects), of_clips=False)
-    add(f"clips with an occlusion and re-appearance (hidden >= {least} frames, then visible)",
-        sum(max(c.facts.hidden_runs) >= least for c in clips))
+    add("least frames an occlusion hides an object, and an interaction lasts", least, of_clips=False)
+    add("clips with an occlusion and re-appearance", sum(max(c.facts.hidden_runs) >= least for c in clips))
     add("clips with an interaction told", sum(bool(c.facts.interactions) for c in clips))
     add("clips with a camera pan", sum(c.pan is not None for c in clips))
     clauses: Counter = Counter()
@@ -668,12 +691,12 @@ def split_statistics(clips: list[MotionClip], cfg: SyntheticConfig) -> list[dict
                    "passes in front of", "camera pans"):
         add(f"caption clauses: {clause}", clauses[clause], of_clips=False)
     changed = Counter(kind for c in clips for kind in c.contrast)
-    for kind in CONTRASTS:
-        add(f"contrasts changing {kind} (clips: changes from their group's first clip)", changed[kind], of_clips=False)
+    for kind in CONTRASTS:  # what each clip changes from its group's first clip (one or two facts)
+        add(f"contrast changes: {kind}", changed[kind], of_clips=False)
     looks = [(tuple(sorted(o.look for o in c.objects))) for c in clips]
     colours = [tuple(sorted(o.colour for o in c.objects)) for c in clips]
     words = [tuple(sorted(text[0].replace(",", " ").replace(";", " ").split())) for text in captions]
     for oracle, keys in (("looks only", looks), ("colours only", colours), ("caption words in any order", words)):
         for k, recall in expected_recall(keys).items():
-            add(f"oracle knowing {oracle}: text-to-video R@{k} (%)", round(recall, 1), of_clips=False)
+            add(f"oracle reading {oracle}: text-to-video R@{k} (%)", round(recall, 1), of_clips=False)
     return rows

@@ -342,3 +342,18 @@ def test_the_overlays_hold_data_options_only(name):
     synthetic = config["data"]["init_args"]["synthetic"]
     assert synthetic["scenario"] == "motion" and synthetic["test"] == 1000
     assert synthetic["num_frames"] == (64 if "64" in name else 16)
+
+
+def test_the_statistics_command_writes_its_table(tmp_path):
+    import csv
+
+    from benchmarks import motion_set
+
+    motion_set.main(["--test", "24", "--frames", "16", "--out", str(tmp_path / "motion_set.json")])
+    with open(tmp_path / "motion_set.csv", newline="", encoding="utf-8") as f:
+        rows = {r["statistic"]: r for r in csv.DictReader(f)}
+    assert rows["clips"]["value"] == "24" and rows["distinct canonical captions"]["value"] == "24"
+    assert float(rows["seconds to render and write"]["value"]) >= 0
+    meta = json.loads((tmp_path / "motion_set.json").read_text())
+    example = meta["sets"]["16f"]["example"]
+    assert len(example["captions"]) == len(set(example["captions"])) >= 3
