@@ -436,6 +436,23 @@ def tokenizer_crossover(crossover: Result) -> str:
                      "dense / segment"], lines)
 
 
+def motion_set_table(motion: Result) -> str:
+    """The motion test set's statistics, one column per clip length: each value as written (counts whole, the rest
+    as rounded by the benchmark), and its share of the clips where it counts clips."""
+    frames = sorted({int(r["frames"]) for r in motion.rows})
+    lines = []
+    for statistic in dict.fromkeys(r["statistic"] for r in motion.rows):
+        cells = [statistic]
+        for t in frames:
+            row = by(motion.rows, frames=str(t), statistic=statistic)
+            if row is None:
+                cells.append("-")
+                continue
+            cells.append(row["value"] + (f" ({row['percent']}%)" if row["percent"] else ""))
+        lines.append(cells)
+    return markdown(["test split", *(f"T = {t}" for t in frames)], lines)
+
+
 @dataclass
 class Block:
     """A generated block: the results it reads (``(stem, default command)``) and how it renders them."""
@@ -479,6 +496,7 @@ BLOCKS: dict[str, Block] = {
                               "runs/segmenter/checkpoints/last.ckpt")),), vlm_table),
     "image-cotraining": Block((("image_cotraining", "python -m benchmarks.image_cotraining"),), image_table),
     "gpu-layouts": Block((("gpu_layouts", "python -m benchmarks.gpu_layouts"),), gpu_table),
+    "motion-set": Block((("motion_set", "python -m benchmarks.motion_set"),), motion_set_table),
 }
 
 
