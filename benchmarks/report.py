@@ -48,14 +48,22 @@ class Result:
         return self.meta["command"]
 
 
+#: Benchmarks that write several tables beside one JSON: ``<name>_<part>.csv`` and ``<name>.json``.
+SHARED_JSON = ("tokenizer_speed",)
+
+
 def json_of(table: Path) -> Path | None:
-    """The JSON a benchmark wrote with ``table``: ``<stem>.json``, or that of the longest ``_``-prefix of the stem
-    (``tokenizer_speed.json`` for ``tokenizer_speed_attention.csv``); ``None`` if there is none."""
-    parts = table.stem.split("_")
-    for end in range(len(parts), 0, -1):
-        path = table.with_name("_".join(parts[:end]) + ".json")
-        if path.exists():
-            return path
+    """The JSON a benchmark wrote with ``table``: ``<stem>.json``, or for a table of a benchmark of ``SHARED_JSON``
+    (``tokenizer_speed_attention.csv``) that benchmark's JSON (``tokenizer_speed.json``); ``None`` if there is none.
+    Any other table without a JSON of its own has none: a JSON that merely shares a prefix of its name
+    (``quality.json`` for ``quality_byte.csv``) is another benchmark's or run's, with another command and machine."""
+    own = table.with_suffix(".json")
+    if own.exists():
+        return own
+    for name in SHARED_JSON:
+        shared = table.with_name(f"{name}.json")
+        if table.stem.startswith(f"{name}_") and shared.exists():
+            return shared
     return None
 
 

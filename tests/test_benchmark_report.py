@@ -77,6 +77,32 @@ def test_a_transcribed_table_awaits_a_rerun(tmp_path):
     assert "Transcribed from an earlier run, not yet re-run on the current code." in text
 
 
+def test_a_table_reads_its_own_json_or_the_one_its_benchmark_shares_never_a_namesakes(tmp_path):
+    def touch(*names: str) -> None:
+        for name in names:
+            (tmp_path / name).write_text("{}")
+
+    touch("tokenizer_speed.json", "speed.json", "quality.json", "quality_byte.csv", "speed_224_cpu.csv",
+          "tokenizer_speed_attention.csv", "tokenizer_speed_crossover.csv")
+    # tokenizer_speed writes one JSON beside its tables.
+    assert report.json_of(tmp_path / "tokenizer_speed_attention.csv") == tmp_path / "tokenizer_speed.json"
+    touch("tokenizer_speed_crossover.json")
+    assert report.json_of(tmp_path / "tokenizer_speed_crossover.csv") == tmp_path / "tokenizer_speed_crossover.json"
+    # Another benchmark's (or another run's) JSON whose name is a prefix of the table's is not the table's.
+    assert report.json_of(tmp_path / "quality_byte.csv") is None
+    assert report.json_of(tmp_path / "speed_224_cpu.csv") is None
+
+    rows = [{"tokenizer": "TrajViT2", "kind": "trajtok", "recipe": "cotrain", "seeds": "0", "t2v_r1_pct_mean": 10.0,
+             "t2v_r1_pct_se": 0.0}]
+    write_csv(rows, tmp_path / "quality_byte.csv")
+    env = {"torch": "2.x", "cpu": "x86_64", "threads": 2, "cpu_count": 2, "gpu": "some GPU"}
+    (tmp_path / "quality.json").write_text(json.dumps({"command": "python -m benchmarks.quality --seeds 7",
+                                                       "env": env}))
+    text = report.render(EMPTY.format("quality-byte"), tmp_path)
+    assert "`python -m benchmarks.quality --text-encoder byte`" in text and "--seeds 7" not in text
+    assert "The machine is not recorded." in text and "some GPU" not in text
+
+
 def test_check_names_a_hand_edited_block_and_changes_nothing(tmp_path, monkeypatch, capsys):
     document = tmp_path / "results.md"
     good = report.render(EMPTY.format("image-cotraining"), tmp_path)
