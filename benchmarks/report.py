@@ -461,6 +461,39 @@ def motion_set_table(motion: Result) -> str:
     return markdown(["test split", *(f"T = {t}" for t in frames)], lines)
 
 
+def tokenizer_crossover_ranges(ranges: Result) -> str:
+    lines = []
+    for row in ranges.rows:
+        low, high = row["log2_work_min"], row["log2_work_max"]
+        lines.append([row["encoder"], row["segment_form"], f"2^{low}" if low == high else f"2^{low} to 2^{high}",
+                      row["configurations"] or "-",
+                      f"{float(row['dense_over_segment_min']):.2f} to {float(row['dense_over_segment_max']):.2f}"])
+    return markdown(["trajectory encoder", "segment form", "dense work W = K n N heads head_dim", "configurations",
+                     "dense time / segment time"], lines)
+
+
+#: What ``quality_ablation`` can show of a ``benchmarks.quality`` table: (header, column, digits).
+ABLATION_COLUMNS = (("segmenter object mIoU", "segmenter_object_miou", 3),
+                    ("segmenter objects found (%)", "segmenter_found_pct", 1),
+                    ("segmenter trajectories / clip", "segmenter_trajectories_per_clip", 2),
+                    ("t2v R@1", "t2v_r1_pct", 2), ("t2v R@5", "t2v_r5_pct", 2), ("t2v R@10", "t2v_r10_pct", 2),
+                    ("v2t R@1", "v2t_r1_pct", 2), ("v2t R@5", "v2t_r5_pct", 2), ("v2t R@10", "v2t_r10_pct", 2),
+                    ("test contrastive loss", "test_contrastive_loss", 3))
+
+
+def quality_ablation(result: Result) -> str:
+    """TrajViT2 by the recipe on several layouts (``benchmarks.quality --layout NAME``): a row per layout and seeds,
+    the layout named by its overlay or by the TrajTok options it sets; the columns some row measured."""
+    rows = result.rows
+    shown = [c for c in ABLATION_COLUMNS if any(r.get(f"{c[1]}_mean", "") != "" for r in rows)]
+    minutes = any(r.get("fit_minutes_mean", "") != "" for r in rows)
+    lines = [[f"`{row['layout']}`" if row["layout"] else "paper's layout", row["seeds"].replace(" ", ", "),
+              *(pm(row, column, digits) for _, column, digits in shown),
+              *([number(row.get("fit_minutes_mean", ""), 1)] if minutes else [])] for row in rows]
+    return markdown(["layout", "seeds", *(header for header, _, _ in shown), *(["fit minutes"] if minutes else [])],
+                    lines)
+
+
 @dataclass
 class Block:
     """A generated block: the results it reads (``(stem, default command)``) and how it renders them."""
@@ -476,6 +509,8 @@ DEMO = ("demo", "python -m benchmarks.demo")
 FLOPS = ("flops", "python -m benchmarks.flops")
 QUALITY = ("quality_minilm", "python -m benchmarks.quality")
 TOKENS = ("tokens", "python -m benchmarks.tokens")
+#: A layout ablation: each layout an overlay ``configs/layouts/NAME.yaml``, each seed set a run.
+ABLATION = "python -m benchmarks.quality --kinds trajtok --seeds S --layout NAME"
 BLOCKS: dict[str, Block] = {
     "demo": Block((DEMO,), demo_tables),
     "demo-short": Block((DEMO,), demo_short),
@@ -491,12 +526,18 @@ BLOCKS: dict[str, Block] = {
     "tokenizer-whole": Block((("tokenizer_speed_tokenizer", "python -m benchmarks.tokenizer_speed"),), tokenizer_whole),
     "tokenizer-crossover": Block((("tokenizer_speed_crossover", "python -m benchmarks.tokenizer_speed"),),
                                  tokenizer_crossover),
+    "tokenizer-crossover-ranges": Block((("tokenizer_speed_crossover_ranges", "python -m benchmarks.tokenizer_speed"),),
+                                        tokenizer_crossover_ranges),
     "quality": Block((QUALITY,), quality_table),
     "quality-segmenter": Block((QUALITY,), quality_segmenter),
     "quality-byte": Block((("quality_byte", "python -m benchmarks.quality --text-encoder byte"),), quality_table),
     "quality-layouts": Block((("quality_minilm_16f", "python -m benchmarks.quality --kinds trajtok --frames 16"),
                               ("quality_minilm_lite_16f", ("python -m benchmarks.quality --kinds trajtok --frames 16 "
                                "--layout lite"))), quality_layouts),
+    "quality-context-pooling": Block((("quality_minilm_context_pooling", ABLATION),), quality_ablation),
+    "quality-layouts-tried": Block((("quality_minilm_layouts_tried", ABLATION),), quality_ablation),
+    "quality-pretrained-encoder": Block((("quality_minilm_pretrained_encoder", ("python -m benchmarks.quality --kinds "
+                                         "trajtok --layout pretrained_encoder")),), quality_ablation),
     "tokens": Block((TOKENS,), tokens_table),
     "tokens-by-objects": Block((TOKENS,), tokens_by_objects),
     "adapter-probes": Block((("adapter_probes", "python -m benchmarks.adapter_probes"),), adapter_table),

@@ -20,7 +20,9 @@ C. crossover: the trajectory encoder (depth 2, forward+backward, layout build in
 
 Writes ``results/tokenizer_speed.json`` and one CSV table per part beside it, one row per measured configuration:
 ``tokenizer_speed_attention.csv`` (K, T and form: FLOPs in GFLOPs, times in ms), ``tokenizer_speed_tokenizer.csv``
-(preset and T: GFLOPs, ms, peak MiB) and ``tokenizer_speed_crossover.csv`` (width, K, N: ms of each form).
+(preset and T: GFLOPs, ms, peak MiB) and ``tokenizer_speed_crossover.csv`` (width, K, N: ms of each form); and part
+C by dense work, ``tokenizer_speed_crossover_ranges.csv`` (per power of two of W = K*n*N*heads*head_dim, the range of
+the dense form's time over the segment form's: where it crosses 1 is ``pick_attention_form``'s threshold).
 
 Timing: after warm-up, the forms/configurations are run interleaved (A, C) and the median (and min) over the
 repeats is reported. The machine may be shared: the load average and CPU pressure before and after each
@@ -449,6 +451,29 @@ def crossover_table(rows: list[dict]) -> list[dict]:
                                        for form in ("segment", "dense", "absorbed")}} for row in rows]
 
 
+#: Part C's comparisons, by encoder: the dense form against the segment form of the same (rotary) encoder, the
+#: choice ``DENSE_MAX_WORK`` makes, and against a rotary-free encoder's segment form (``absorbed``), the choice
+#: ``ABSORBED_DENSE_MAX_WORK`` makes.
+CROSSOVER_FORMS = {"rotary": "segment", "rotary-free": "absorbed"}
+
+
+def crossover_ranges_table(rows: list[dict]) -> list[dict]:
+    """Part C by dense work: per encoder and power of two of W (rounded down), the timed configurations of that W and
+    the least and greatest ratio of the dense form's median time to the segment form's."""
+    table = []
+    for encoder, form in CROSSOVER_FORMS.items():
+        ratios: dict[int, list[float]] = {}
+        for row in rows:
+            if row["timed"]:
+                times = row["time_fwd_bwd"]
+                ratios.setdefault(row["work"].bit_length() - 1, []).append(
+                    times["dense"]["median_ms"] / times[form]["median_ms"])
+        table += [{"encoder": encoder, "segment_form": form, "log2_work_min": log2, "log2_work_max": log2,
+                   "configurations": len(ratios[log2]), "dense_over_segment_min": round(min(ratios[log2]), 3),
+                   "dense_over_segment_max": round(max(ratios[log2]), 3)} for log2 in sorted(ratios)]
+    return table
+
+
 # ---------------------------------------------------------------------------------------------------- plot
 def plot(results: dict, path: Path) -> bool:
     try:
@@ -557,9 +582,11 @@ def main() -> None:
     if "crossover" in results:
         report_crossover(results["crossover"])
     write_atomic(args.out, json.dumps(results, indent=1))
-    for part, table in (("attention", attention_table), ("tokenizer", tokenizer_table), ("crossover", crossover_table)):
+    tables = {"attention": ("attention", attention_table), "tokenizer": ("tokenizer", tokenizer_table),
+              "crossover": ("crossover", crossover_table), "crossover_ranges": ("crossover", crossover_ranges_table)}
+    for name, (part, table) in tables.items():
         if part in results:
-            write_csv(table(results[part]), args.out.with_name(f"{args.out.stem}_{part}.csv"))
+            write_csv(table(results[part]), args.out.with_name(f"{args.out.stem}_{name}.csv"))
     png = args.out.with_suffix(".png")
     plotted = plot(results, png)
     print(f"\nwrote {args.out}" + (f" and {png}" if plotted else " (no plot: matplotlib missing or parts skipped)")

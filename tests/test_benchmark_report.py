@@ -103,6 +103,31 @@ def test_a_table_reads_its_own_json_or_the_one_its_benchmark_shares_never_a_name
     assert "The machine is not recorded." in text and "some GPU" not in text
 
 
+def test_the_crossover_by_dense_work_is_what_tokenizer_speed_timed(tmp_path):
+    from benchmarks import tokenizer_speed
+
+    def row(K: int, N: int, segment: float, dense: float, absorbed: float, timed: bool = True) -> dict:
+        times = {"segment": segment, "dense": dense, "absorbed": absorbed}
+        return {"dim": 128, "heads": 4, "head_dim": 32, "K": K, "N": N, "work": K * N * 128, "timed": timed,
+                **({"time_fwd_bwd": {f: {"median_ms": t, "min_ms": t, "n": 5} for f, t in times.items()}}
+                   if timed else {})}
+
+    rows = [row(32, 256, 2.0, 1.0, 1.0), row(8, 1024, 2.0, 4.0, 4.0),  # W = 2^20 both
+            row(128, 256, 1.0, 3.0, 0.5), row(128, 4096, 0, 0, 0, timed=False)]  # 2^22; the last not timed
+    write_csv(tokenizer_speed.crossover_ranges_table(rows), tmp_path / "tokenizer_speed_crossover_ranges.csv")
+    env = {"torch": "2.x", "cpu": "x86_64", "threads": 1, "cpu_count": 2, "gpu": None}
+    (tmp_path / "tokenizer_speed.json").write_text(json.dumps({"command": "python -m benchmarks.tokenizer_speed "
+                                                               "--parts C", "env": env}))
+    text = report.render(EMPTY.format("tokenizer-crossover-ranges"), tmp_path)
+    assert "`python -m benchmarks.tokenizer_speed --parts C`" in text
+    assert "| rotary | segment | 2^20 | 2 | 0.50 to 2.00 |" in text
+    assert "| rotary | segment | 2^22 | 1 | 3.00 to 3.00 |" in text
+    assert "| rotary-free | absorbed | 2^20 | 2 | 1.00 to 1.00 |" in text
+    assert "| rotary-free | absorbed | 2^22 | 1 | 6.00 to 6.00 |" in text
+    assert "2^24" not in text  # the configuration that was not timed
+    assert "Measured on 2 CPU cores (x86_64), torch 2.x, 1 thread." in text
+
+
 def test_check_names_a_hand_edited_block_and_changes_nothing(tmp_path, monkeypatch, capsys):
     document = tmp_path / "results.md"
     good = report.render(EMPTY.format("image-cotraining"), tmp_path)
