@@ -87,7 +87,7 @@ def run_one(kind: str, seed: int, epochs: int, text_encoder: str, recipe: str, l
     if frames:
         common.append(f"--data.init_args.clip.num_frames={frames}")
     done = fit_and_test(configs, folder / configs[0], common, fit=[f"--trainer.max_epochs={epochs}", LOG_TRAINABLE_PARAMS])
-    run["fit_minutes"] = round(done["fit_minutes"], 1)
+    run["fit_minutes"] = done["fit_minutes"]
     test = done["test"]
     run.update(trainable_params=int(done["fit"]["trainable_params"]), **stage_metrics(test, ("tokens", *RETRIEVAL)),
                **stage_metrics(test, (), optional=("contrastive", "loss")))
