@@ -373,19 +373,20 @@ def describe(obj: ObjectSpec, article: str, phrasing: int) -> str:
     return f"{article} {obj.size} {obj.colour} {obj.shape} {VERBS[obj.motion][phrasing]}"
 
 
+def join(parts: list[str], pair_word: str) -> str:
+    """One clause, two joined by ``pair_word``, or a list ending in ``and``."""
+    if len(parts) == 1:
+        return parts[0]
+    if len(parts) == 2:
+        return f"{parts[0]} {pair_word} {parts[1]}"
+    return ", ".join(parts[:-1]) + f" and {parts[-1]}"
+
+
 def captions(objects: tuple[ObjectSpec, ...]) -> list[str]:
     """Two phrasings: the canonical one in object order ("a ... moves left while a ..."), and one in
     reverse order with other verbs, so text models cannot match on word order alone."""
     first = [describe(o, "a", 0) for o in objects]
     second = [describe(o, "the", 1) for o in reversed(objects)]
-
-    def join(parts: list[str], pair_word: str) -> str:
-        if len(parts) == 1:
-            return parts[0]
-        if len(parts) == 2:
-            return f"{parts[0]} {pair_word} {parts[1]}"
-        return ", ".join(parts[:-1]) + f" and {parts[-1]}"
-
     return [join(first, "while"), join(second, "as")]
 
 

@@ -45,6 +45,7 @@ from datamodules.synthetic import (
     VERBS,
     SyntheticConfig,
     colour_objects,
+    join,
     mostly_visible,
     paint,
     radius,
@@ -338,15 +339,6 @@ def interaction_words(event: Interaction, objects: tuple[Mover, ...], names: tup
     if phrasing == 0:
         return f"{passer} passes {'behind' if event.behind else 'in front of'} {occluder}"
     return f"{occluder} hides {passer} for a while" if event.behind else f"{passer} crosses in front of {occluder}"
-
-
-def join(parts: list[str], pair_word: str) -> str:
-    """One clause, two joined by ``pair_word``, or a list ending in ``and``, as the default set's captions."""
-    if len(parts) == 1:
-        return parts[0]
-    if len(parts) == 2:
-        return f"{parts[0]} {pair_word} {parts[1]}"
-    return ", ".join(parts[:-1]) + f" and {parts[-1]}"
 
 
 def motion_captions(objects: tuple[Mover, ...], pan: str | None, facts: Facts) -> list[str]:
