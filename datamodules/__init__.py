@@ -42,10 +42,11 @@ the data sets take them too), ``bad_samples`` (the skip-or-raise policy for unus
 ``VideoTextDataModule``), ``classification`` (class lists, labelled dataset, collate, ``ClassificationDataModule``,
 whose batches carry ``label`` instead of ``text`` / ``captions``), ``qa`` (question-answering dataset, collate,
 ``QADataModule``, whose batches carry ``question``, ``answer``, ``options`` and ``answer_index``; synthetic
-questions), ``shards`` (video-text pairs from WebDataset-style tar shards, as video2dataset writes them, split over
-ranks and workers: ``ShardedVideoTextDataset``, ``ShardDataModule``, ``write_shards``), ``images`` (image-text data
-as one-frame clips from annotation files, caption folders, tar shards or the synthetic set's frames:
-``ImageTextDataModule``, ``ImageShardDataModule``), ``joint`` (``JointDataModule``: a video and an image datamodule
+questions), ``qa_motion`` (the motion test set's questions, answers balanced per type), ``shards`` (video-text
+pairs from WebDataset-style tar shards, as video2dataset writes them, split over ranks and workers:
+``ShardedVideoTextDataset``, ``ShardDataModule``, ``write_shards``), ``images`` (image-text data as one-frame clips
+from annotation files, caption folders, tar shards or the synthetic set's frames: ``ImageTextDataModule``,
+``ImageShardDataModule``), ``joint`` (``JointDataModule``: a video and an image datamodule
 together, training batches ``{"video": batch, "image": batch}``, evaluation on the videos), ``public_sets`` (readers
 of public data sets' official annotation files, MSR-VTT to SSv2, and their registry), ``public_data``
 (``RetrievalBenchmark`` / ``ClassificationBenchmark``: datamodules over a downloaded public data set),

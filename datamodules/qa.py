@@ -9,6 +9,8 @@ With no annotation files the datamodule serves questions about the embedded synt
 derived from each clip's objects (``synthetic_questions``): how many objects there are, the colour of
 the one object moving a given way, and which way a named object moves; all multiple choice. They are
 written as ``<split>_qa.jsonl`` beside the set, so they are read by exactly the same path as real data.
+With ``synthetic.scenario: motion`` it serves the motion test set's questions instead (``datamodules.qa_motion``:
+counting, turn order, identity, occlusion and the camera, answers balanced per type), written beside that set.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from datamodules.options import (
     LoaderOptions,
     SyntheticOptions,
 )
+from datamodules.qa_motion import motion_qa_path, write_motion_qa
 from datamodules.rows import jsonl_rows
 from datamodules.synthetic import COLOURS, DIRECTIONS, MOTIONS, SPLITS
 
@@ -181,7 +184,7 @@ class QADataModule(ClipDataModule):
             file's own folder.
         train_annotations: JSONL / JSON / CSV file of questions of the train split. When no split has one,
             the embedded synthetic set is used (see ``synthetic``; each clip has 2-3 questions, see
-            ``synthetic_questions``).
+            ``synthetic_questions``; with ``synthetic.scenario: motion``, the questions of ``datamodules.qa_motion``).
         val_annotations: the val split's file; None: no validation.
         test_annotations: the test split's file (predict uses it too).
         clip: frames per clip, input size and training augmentation.
@@ -195,9 +198,6 @@ class QADataModule(ClipDataModule):
     """
 
     collate_fn = staticmethod(collate_qa)
-    synthetic_scenarios = ("shapes",)
-    unserved_scenario = ("its questions ask for one direction per object, and the motion scenario's paths turn "
-                         "and its camera pans")
 
     def __init__(
         self,
@@ -217,18 +217,26 @@ class QADataModule(ClipDataModule):
         self.on_bad_video = on_bad_video
 
     def prepare_data(self) -> None:
-        """Generate the synthetic set if it is used and missing, and (re)write its questions."""
+        """Generate the synthetic set if it is used and missing, and write its questions (the shapes set's anew each
+        time, as they are cheap; the motion set's when missing, as deriving them plans the set again)."""
         if self.synthetic:
-            write_synthetic_qa(self.synthetic_folder())
+            self.write_questions(self.synthetic_folder())
+
+    def write_questions(self, folder: str) -> dict[str, str]:
+        """Write the questions of the synthetic set in ``folder``; returns each split's path."""
+        if self.synthetic_options.scenario == "motion":
+            return write_motion_qa(folder, self.synthetic_options.config())
+        return write_synthetic_qa(folder)
 
     def annotation_path(self, split: str) -> str | None:
         """The annotation file of a split (for the synthetic set: its questions, in its cache folder)."""
         if not self.synthetic:
             return self.annotations[split]
         folder = self.synthetic_folder()
-        path = synthetic_qa_path(folder, split)
+        motion = self.synthetic_options.scenario == "motion"
+        path = motion_qa_path(folder, split) if motion else synthetic_qa_path(folder, split)
         if not os.path.isfile(path):  # setup without prepare_data, as in a plain script
-            write_synthetic_qa(folder)
+            self.write_questions(folder)
         return path
 
     def build_dataset(self, split: str, path: str) -> QADataset:

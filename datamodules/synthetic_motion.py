@@ -24,7 +24,8 @@ the small object is inside the large one's outline for at least ``hidden`` of th
 ends, and a clip in which an object is fully hidden without such an interaction is not used. Painting, shapes,
 labels, backgrounds and the mp4 writer are the default set's (``datamodules.synthetic``); ground truth is the
 same panoptic format (one trajectory per object, identical-looking ones apart, the background last).
-``split_statistics`` summarises a planned split (``python -m benchmarks.motion_set`` writes it).
+``split_statistics`` summarises a planned split (``python -m benchmarks.motion_set`` writes it);
+``datamodules.qa_motion`` asks questions about it.
 """
 
 from __future__ import annotations

@@ -17,9 +17,9 @@ from helpers import CONFIGS
 
 from datamodules import synthetic_motion as sm
 from datamodules.classification import write_synthetic_labels
+from datamodules.images import ImageTextDataModule
 from datamodules.options import SyntheticOptions
 from datamodules.pseudo_label_files import load_pseudo_labels
-from datamodules.qa import QADataModule
 from datamodules.synthetic import (
     COLOURS,
     DIRECTIONS,
@@ -315,9 +315,9 @@ def test_the_video_text_datamodule_serves_the_scenario(motion_options):
         assert all(json.loads(line)["label"] in ("one object", "two objects", "three objects") for line in f)
 
 
-def test_questions_do_not_apply_and_say_which_option(motion_options):
-    with pytest.raises(ValueError, match="QADataModule serves synthetic.scenario shapes, not 'motion'"):
-        QADataModule(synthetic=motion_options)
+def test_single_frames_do_not_apply_and_say_which_option(motion_options):
+    with pytest.raises(ValueError, match="ImageTextDataModule serves synthetic.scenario shapes, not 'motion'"):
+        ImageTextDataModule(synthetic=motion_options)
 
 
 def test_the_cli_option_and_the_overlay_reach_the_datamodule(cli_in_tmp, motion_options):
