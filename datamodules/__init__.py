@@ -17,6 +17,10 @@ Nothing here knows a model. Models and data meet in the batch, a dict with these
 - ``options``: ``list[list[str]]``, in QA batches: each question's multiple-choice options, ``[]`` for an
   open-ended question.
 - ``answer_index``: long ``(B,)``, in QA batches: the answer's position in ``options``, -1 when open-ended.
+- ``type``: ``list[str]``, in QA batches: each question's type as its row names it (the motion set's
+  ``qa_motion.TYPES``), ``""`` when it names none (the default synthetic set); accuracy is also reported per type.
+- ``prior_index``: long ``(B,)``, in QA batches: the option the answer prior picks (the split's most frequent
+  answer of the question's type and option set), -1 when open-ended; the prior is scored beside the model.
 - ``skipped``: ``list[dict]``, in batches of the clip datamodules (usually empty): the unusable samples
   (``on_bad_video: skip``) drawn for this batch and left out of it (the batch is that much smaller), each
   ``{"index", "path", "reason", "origin"}`` (``origin``: the annotation file and row, or None);
@@ -41,8 +45,8 @@ the data sets take them too), ``bad_samples`` (the skip-or-raise policy for unus
 (``ClipDataModule``, the split loaders; the split / stage mapping), ``video_text`` (video-text dataset,
 ``VideoTextDataModule``), ``classification`` (class lists, labelled dataset, collate, ``ClassificationDataModule``,
 whose batches carry ``label`` instead of ``text`` / ``captions``), ``qa`` (question-answering dataset, collate,
-``QADataModule``, whose batches carry ``question``, ``answer``, ``options`` and ``answer_index``; synthetic
-questions), ``qa_motion`` (the motion test set's questions, answers balanced per type), ``shards`` (video-text
+``QADataModule``, whose batches carry ``question``, ``answer``, ``options``, ``answer_index``, ``type`` and
+``prior_index``; synthetic questions), ``qa_motion`` (the motion test set's questions, answers balanced per type), ``shards`` (video-text
 pairs from WebDataset-style tar shards, as video2dataset writes them, split over ranks and workers:
 ``ShardedVideoTextDataset``, ``ShardDataModule``, ``write_shards``), ``images`` (image-text data as one-frame clips
 from annotation files, caption folders, tar shards or the synthetic set's frames: ``ImageTextDataModule``,

@@ -79,12 +79,17 @@ class LabelledVideoRecord:
     graph: str | None = None
 
 
+#: The type of a question whose row names none: such a question counts in overall scores only.
+UNTYPED = ""
+
+
 @dataclass(frozen=True)
 class QARecord:
     """One question about a clip, with paths already joined to the root.
 
     ``options`` is empty for an open-ended question; otherwise the distinct choices, of which
-    ``answer`` is exactly one.
+    ``answer`` is exactly one. ``type`` is the kind of question a row names (``datamodules.qa_motion.TYPES`` on the
+    motion set), by which accuracy is also reported; ``UNTYPED`` when the row names none.
     """
 
     video: str
@@ -95,6 +100,7 @@ class QARecord:
     end_sec: float | None = None
     mask: str | None = None
     graph: str | None = None
+    type: str = UNTYPED
     # Where the row is ("file, row N"), for reports of samples that fail later; not part of equality.
     origin: str | None = field(default=None, compare=False)
 
@@ -165,7 +171,10 @@ def parse_qa_row(
     options = parse_options(row.get(keys.options), keys.options, path, row_number, text_cells)
     if options and answer not in options:
         raise row_error(path, row_number, f"{keys.answer!r} {answer!r} is not one of the options {list(options)}")
-    return QARecord(question=question, answer=answer, options=options, origin=f"{path}, row {row_number}", **clip)
+    kind = row.get(keys.type)
+    kind = UNTYPED if kind in (None, "") else parse_text(kind, keys.type, path, row_number)
+    return QARecord(question=question, answer=answer, options=options, type=kind, origin=f"{path}, row {row_number}",
+                    **clip)
 
 
 def parse_image_row(row: Any, keys: AnnotationKeys, root: str, path: str, row_number: int) -> ImageTextRecord:

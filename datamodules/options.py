@@ -94,6 +94,7 @@ class AnnotationKeys:
         question: the question (QA rows).
         answer: the answer (QA rows).
         options: the multiple-choice options, absent for an open-ended question (QA rows).
+        type: the kind of question, by which accuracy is also reported; optional (QA rows).
         image: the image path, relative to the datamodule's ``root`` (image-text rows).
     """
 
@@ -107,6 +108,7 @@ class AnnotationKeys:
     question: str = "question"
     answer: str = "answer"
     options: str = "options"
+    type: str = "type"
     image: str = "image"
 
 

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from jsonargparse.typing import NonNegativeInt
 
-from datamodules.annotations import QARecord, read_qa_annotations, write_jsonl_atomic
+from datamodules.annotations import UNTYPED, QARecord, read_qa_annotations, write_jsonl_atomic
 from datamodules.bad_samples import OnBadSample
 from datamodules.base import ClipDataModule
 from datamodules.clips import ClipDataset
@@ -35,7 +35,7 @@ from datamodules.options import (
     LoaderOptions,
     SyntheticOptions,
 )
-from datamodules.qa_motion import motion_qa_path, write_motion_qa
+from datamodules.qa_motion import TYPES, best_constant_answers, motion_qa_path, prior_group, write_motion_qa
 from datamodules.rows import jsonl_rows
 from datamodules.synthetic import COLOURS, DIRECTIONS, MOTIONS, SPLITS
 
@@ -125,10 +125,20 @@ def write_synthetic_qa(folder: str) -> dict[str, str]:
     return paths
 
 
+def prior_indices(records: Sequence[QARecord]) -> list[int]:
+    """Each question's answer-prior choice: the position in its options of the most frequent answer among the
+    multiple-choice questions of ``records`` of its type and option set (``qa_motion.best_constant_answers`` by
+    ``prior_group``, the prior ``benchmarks.motion_set`` reports), so that the prior is scored on the very questions
+    the model is; -1 for an open-ended question."""
+    best = best_constant_answers([r for r in records if r.options], prior_group)
+    return [r.options.index(best[prior_group(r)]) if r.options else -1 for r in records]
+
+
 class QADataset(ClipDataset):
     """Questions about clips, as dicts: ``video`` float ``(T, 3, S, S)``, ``question``, ``answer``,
     ``options`` (``list[str]``, empty for an open-ended question), ``answer_index`` (the answer's position
-    in ``options``, -1 when there are none) and ``index``.
+    in ``options``, -1 when there are none), ``type`` (the row's question type, ``UNTYPED`` when it names none),
+    ``prior_index`` (the option the answer prior of these records picks, ``prior_indices``) and ``index``.
 
     Pseudo-label files named by the rows are not loaded: QA batches carry no segmentation targets.
     Unusable videos are skipped (a skipped sample's question goes with it) or raised as ``ClipDataset``
@@ -146,6 +156,7 @@ class QADataset(ClipDataset):
         max_reported: NonNegativeInt = 10,
     ) -> None:
         super().__init__(records, clip, train, on_bad_video, load_pseudo_labels=False, max_reported=max_reported)
+        self.prior_indices = prior_indices(self.records)
 
     def load(self, index: int) -> dict[str, Any]:
         """One sample, or a ``BadSampleError`` naming the file that prevents it."""
@@ -156,6 +167,8 @@ class QADataset(ClipDataset):
             "answer": rec.answer,
             "options": list(rec.options),
             "answer_index": rec.answer_index,
+            "type": rec.type,
+            "prior_index": self.prior_indices[index],
             "index": index,
         }
 
@@ -163,14 +176,17 @@ class QADataset(ClipDataset):
 @drops_skipped
 def collate_qa(samples: list[dict[str, Any]]) -> dict[str, Any]:
     """Stack samples into the QA batch of the data contract (see ``datamodules``): ``video``,
-    ``question`` / ``answer`` (``list[str]``), ``options`` (``list[list[str]]``), ``answer_index`` and
-    ``index`` (long ``(B,)``), and ``skipped``."""
+    ``question`` / ``answer`` (``list[str]``), ``options`` (``list[list[str]]``), ``answer_index``, ``type``
+    (``list[str]``; ``UNTYPED`` for a sample without one), ``prior_index`` (long ``(B,)``; -1 for a sample without
+    one) and ``index`` (long ``(B,)``), and ``skipped``."""
     return {
         "video": torch.stack([s["video"] for s in samples]),
         "question": [s["question"] for s in samples],
         "answer": [s["answer"] for s in samples],
         "options": [s["options"] for s in samples],
         "answer_index": torch.tensor([s["answer_index"] for s in samples], dtype=torch.long),
+        "type": [s.get("type", UNTYPED) for s in samples],
+        "prior_index": torch.tensor([s.get("prior_index", -1) for s in samples], dtype=torch.long),
         "index": torch.tensor([s["index"] for s in samples], dtype=torch.long),
         "skipped": collate_skipped(samples),
     }
@@ -215,6 +231,15 @@ class QADataModule(ClipDataModule):
                          loader=loader, keys=keys, synthetic=synthetic)
         self.save_hyperparameters()
         self.on_bad_video = on_bad_video
+
+    @property
+    def question_types(self) -> list[str]:
+        """The question types accuracy is reported by (``TrajTokModule.setup`` hands them to the head): the motion
+        set's ``TYPES``; for annotation files, the types their rows name, sorted, over the splits set up; none for the
+        default synthetic set, whose rows name none (its scores stay as they were)."""
+        if self.synthetic:
+            return list(TYPES) if self.synthetic_options.scenario == "motion" else []
+        return sorted({r.type for d in self.datasets.values() for r in d.records} - {UNTYPED})
 
     def prepare_data(self) -> None:
         """Generate the synthetic set if it is used and missing, and write its questions (the shapes set's anew each

@@ -42,7 +42,7 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from datamodules.annotations import write_jsonl_atomic
+from datamodules.annotations import QARecord, write_jsonl_atomic
 from datamodules.rows import jsonl_rows
 from datamodules.synthetic import DIRECTIONS, SPLITS, SyntheticConfig
 from datamodules.synthetic_motion import (
@@ -230,7 +230,7 @@ def answer_priors(questions: Sequence[Candidate]) -> list[dict[str, Any]]:
     """How well answering without the video does, per question type (in ``TYPES`` order, those present) and then for
     ``all`` types: ``questions``; ``options`` (each option set, " / " between options, "; " between sets);
     ``prior_pct``, the accuracy of the answer prior: each question answered with the most frequent answer of its type
-    and option set (a type has one set but ``identity``, whose options are left / right or top / bottom);
+    and option set (``prior_group``; a type has one set but ``identity``, whose options are left / right or top / bottom);
     ``wording_prior_pct``, the same with the most frequent answer of its stratum (its wording too); and
     ``chance_pct``, that of picking one of each question's options at random."""
     out = []
@@ -240,18 +240,32 @@ def answer_priors(questions: Sequence[Candidate]) -> list[dict[str, Any]]:
             continue
         sets = dict.fromkeys(" / ".join(q.options) for q in mine)
         out.append({"type": kind, "questions": len(mine), "options": "; ".join(sets) if kind != "all" else "",
-                    "prior_pct": best_constant_pct(mine, lambda q: (q.type, frozenset(q.options))),
+                    "prior_pct": best_constant_pct(mine, prior_group),
                     "wording_prior_pct": best_constant_pct(mine, lambda q: q.stratum),
                     "chance_pct": 100 * sum(1 / len(q.options) for q in mine) / len(mine)})
     return out
 
 
-def best_constant_pct(questions: Sequence[Candidate], group: Callable[[Candidate], Hashable]) -> float:
-    """The accuracy (percent) of answering each question with the most frequent answer of its ``group``."""
+def prior_group(question: Candidate | QARecord) -> tuple[str, frozenset[str]]:
+    """What the answer prior answers alike: a question's type and its set of options (their order aside)."""
+    return question.type, frozenset(question.options)
+
+
+def best_constant_answers(
+    questions: Sequence[Candidate | QARecord], group: Callable[[Any], Hashable]
+) -> dict[Hashable, str]:
+    """The most frequent answer of each ``group`` of ``questions`` (of equally frequent ones, the first seen): what
+    a constant answer per group says, the answer prior when the group is ``prior_group``."""
     answers: dict[Hashable, Counter] = defaultdict(Counter)
     for q in questions:
         answers[group(q)][q.answer] += 1
-    return 100 * sum(c.most_common(1)[0][1] for c in answers.values()) / len(questions)
+    return {key: counts.most_common(1)[0][0] for key, counts in answers.items()}
+
+
+def best_constant_pct(questions: Sequence[Candidate | QARecord], group: Callable[[Any], Hashable]) -> float:
+    """The accuracy (percent) of answering each question with the most frequent answer of its ``group``."""
+    best = best_constant_answers(questions, group)
+    return 100 * sum(q.answer == best[group(q)] for q in questions) / len(questions)
 
 
 def motion_qa_path(folder: str, split: str) -> str:

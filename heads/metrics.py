@@ -90,3 +90,52 @@ class SampleMeans(Metric):
         _, values = deduplicate(dim_zero_cat(self.index), dim_zero_cat(self.values))
         means = values.nanmean(dim=0)
         return {name: mean for name, mean in zip(self.names, means) if not torch.isnan(mean)}
+
+
+class TypedAccuracy(Metric):
+    """Multiple-choice accuracy per question type, the model's and the answer prior's, over an evaluation epoch.
+
+    Per question it keeps the data set index, the type (an index into ``types``; -1 for a question of none, which
+    counts in the overall prior only), whether the chosen option is right and whether the prior's is (NaN where the
+    batch did not say). ``compute`` gathers them across processes and keeps one copy of each question (distributed
+    samplers repeat samples to even out ranks, which summed counts would count twice), then counts right and total
+    per type: what one process reading the whole set counts, as ``SampleMeans`` does for the overall scores.
+    Returns, in percent, ``mc_accuracy_<type>`` and ``prior_accuracy_<type>`` for each type with questions, and
+    ``prior_accuracy`` over all of them.
+    """
+
+    full_state_update = False
+
+    def __init__(self, types: tuple[str, ...]) -> None:
+        super().__init__()
+        self.types = tuple(types)
+        for name in ("index", "type_index", "correct", "prior_correct"):
+            self.add_state(name, default=[], dist_reduce_fx="cat")
+
+    def update(self, index: torch.Tensor, type_index: torch.Tensor, correct: torch.Tensor,
+               prior_correct: torch.Tensor | None = None) -> None:
+        if bool((type_index >= len(self.types)).any() or (type_index < -1).any()):
+            raise ValueError(f"type indices must be -1 or index one of {len(self.types)} types, got {type_index.tolist()}")
+        self.index.append(index)
+        self.type_index.append(type_index.long())
+        self.correct.append(correct.float())
+        unknown = torch.full_like(correct, float("nan"), dtype=torch.float)
+        self.prior_correct.append(unknown if prior_correct is None else prior_correct.float())
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        _, kind, correct, prior = deduplicate(dim_zero_cat(self.index), dim_zero_cat(self.type_index),
+                                              dim_zero_cat(self.correct), dim_zero_cat(self.prior_correct))
+        out = {}
+        for i, name in enumerate(self.types):
+            mine = kind == i
+            if bool(mine.any()):
+                out[f"mc_accuracy_{name}"] = 100 * correct[mine].mean()
+                out.update(percent_known(f"prior_accuracy_{name}", prior[mine]))
+        out.update(percent_known("prior_accuracy", prior))
+        return out
+
+
+def percent_known(name: str, hits: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``{name: percent of hits}`` over the known (not NaN) entries of ``hits``; ``{}`` when none is known."""
+    known = hits[~torch.isnan(hits)]
+    return {name: 100 * known.mean()} if known.numel() else {}

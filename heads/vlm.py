@@ -19,7 +19,7 @@ from jsonargparse.typing import PositiveInt
 from torch import Tensor, nn
 
 from heads.language_model import load_language_model
-from heads.metrics import SampleMeans
+from heads.metrics import SampleMeans, TypedAccuracy
 from trajtok.head import Head, register_head
 from trajtok.hf import keep_out_of_state_dict
 from trajtok.tokens import TrajectoryTokens
@@ -51,6 +51,26 @@ def splice(parts: list[tuple[Tensor, Tensor]], left_pad: bool = False, pad_value
     filled = torch.zeros(keep.shape[0], length, dtype=torch.bool, device=keep.device).index_put(
         index, torch.ones_like(index[0], dtype=torch.bool))
     return out, filled
+
+
+def type_indices(types: list[str] | None, vocabulary: dict[str, int], batch_size: int) -> Tensor:
+    """``(B,)`` each question's position in ``vocabulary`` (-1 for an untyped question, ``""``, or a batch that names
+    no types); a type outside the vocabulary is an error, as its questions would silently go unreported."""
+    if types is None:
+        return torch.full((batch_size,), -1, dtype=torch.long)
+    unknown = sorted({t for t in types if t and t not in vocabulary})
+    if unknown:
+        raise ValueError(f"question types {unknown} are not among the data's types {list(vocabulary)}")
+    return torch.tensor([vocabulary.get(t, -1) for t in types], dtype=torch.long)
+
+
+def prior_hits(batch: dict[str, Any]) -> Tensor | None:
+    """``(B,)`` 1 where the answer prior's option (``prior_index``) is the answer, 0 where not, NaN where the batch
+    does not say (-1); None for a batch without ``prior_index``."""
+    prior = batch.get("prior_index")
+    if prior is None:
+        return None
+    return (prior == batch["answer_index"]).float().masked_fill(prior < 0, float("nan"))
 
 
 def normalize_answer(text: str) -> str:
@@ -128,9 +148,19 @@ class VLMHead(Head):
         self.eval_generate = eval_generate
         self.chunk_separator = nn.Parameter(torch.randn(self.width) * 0.02)
         self.scores = SampleMeans(("llm_video_tokens", "mc_accuracy", "exact_match"))
+        self.set_question_types([])
 
     def build(self, token_dim: int) -> None:
         self.projector = SwiGLUProjector(token_dim, self.width, self.projector_hidden)
+
+    def set_question_types(self, types: list[str]) -> None:
+        """The data's question types (``TrajTokModule.setup`` passes the datamodule's ``question_types``): multiple
+        choice is then also scored per type, beside the answer prior (``TypedAccuracy``). Without types (the default
+        synthetic set) only the overall scores are kept. Evaluation state only: nothing is saved in checkpoints."""
+        if len(set(types)) != len(types) or "" in types:
+            raise ValueError(f"question types must be distinct and non-empty, got {types}")
+        self.question_types = {t: i for i, t in enumerate(types)}
+        self.type_scores = TypedAccuracy(tuple(types)).to(self.chunk_separator.device)
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -246,7 +276,11 @@ class VLMHead(Head):
         has_options = batch.get("answer_index")
         if has_options is not None and bool((has_options >= 0).all()):
             chosen = self.choose(tokens, batch["question"], batch["options"])
-            scores["mc_accuracy"] = 100.0 * (chosen == batch["answer_index"]).float()
+            correct = chosen == batch["answer_index"]
+            scores["mc_accuracy"] = 100.0 * correct.float()
+            if self.question_types:
+                kinds = type_indices(batch.get("type"), self.question_types, len(correct)).to(correct.device)
+                self.type_scores.update(batch["index"], kinds, correct, prior_hits(batch))
         if self.eval_generate:
             generated = self.generate(tokens, batch["question"])
             same = [normalize_answer(g) == normalize_answer(a) for g, a in zip(generated, batch["answer"])]
@@ -254,10 +288,14 @@ class VLMHead(Head):
         self.scores.update(batch["index"], scores)
 
     def compute_metrics(self) -> dict[str, Tensor]:
-        return self.scores.compute() if self.scores.update_count else {}
+        out = self.scores.compute() if self.scores.update_count else {}
+        if self.type_scores.update_count:
+            out.update(self.type_scores.compute())
+        return out
 
     def reset_metrics(self) -> None:
         self.scores.reset()
+        self.type_scores.reset()
 
     def predict(self, tokens: TrajectoryTokens, batch: dict[str, Any]) -> dict[str, Any]:
         out = {"index": batch["index"], "question": batch["question"], "prediction": self.generate(tokens, batch["question"]),

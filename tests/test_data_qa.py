@@ -184,13 +184,15 @@ def test_colour_options_hold_the_answer_and_are_deterministic():
 
 
 def check_batch(batch, b, t, s):
-    assert set(batch) == {"video", "question", "answer", "options", "answer_index", "index", "skipped"}
+    assert set(batch) == {"video", "question", "answer", "options", "answer_index", "type", "prior_index", "index",
+                          "skipped"}
     assert batch["video"].shape == (b, t, 3, s, s) and batch["video"].dtype == torch.float32
     for key in ("question", "answer"):
         assert isinstance(batch[key], list) and len(batch[key]) == b and all(isinstance(x, str) for x in batch[key])
     assert len(batch["options"]) == b and all(isinstance(o, list) for o in batch["options"])
-    for key in ("answer_index", "index"):
+    for key in ("answer_index", "prior_index", "index"):
         assert batch[key].shape == (b,) and batch[key].dtype == torch.long
+    assert len(batch["type"]) == b and all(isinstance(x, str) for x in batch["type"])
     for options, answer, i in zip(batch["options"], batch["answer"], batch["answer_index"].tolist()):
         assert i == (options.index(answer) if options else -1)
     lo = min((0 - m) / sd for m, sd in zip(IMAGENET_MEAN, IMAGENET_STD))

@@ -35,6 +35,8 @@ class Head(nn.Module):
       model summary so that its FLOPs column shows what the head costs beside the tokenizer; default nothing.
     - ``set_class_names(names)``: called by the module before fitting or evaluating when the datamodule has a
       class list (classification data); a head that classifies checks or adopts it.
+    - ``set_question_types(types)``: called likewise when the datamodule's questions have types (QA data whose rows
+      name them); a head that answers questions reports accuracy per type.
     - ``needs_tokens``: False for a head that reads only the assignment (``logits`` / ``labels`` / ``valid``),
       never ``tokens.tokens``; the module then lets a tokenizer that can skip its trajectory encoder do so.
     """
@@ -75,6 +77,9 @@ class Head(nn.Module):
 
     def set_class_names(self, names: list[str]) -> None:
         """The data set's class names in label order; the default ignores them."""
+
+    def set_question_types(self, types: list[str]) -> None:
+        """The data's question types (QA batches' ``type``); the default ignores them."""
 
 
 def register_head(name: str) -> Callable[[H], H]:

@@ -103,12 +103,16 @@ class TrajTokModule(L.LightningModule):
         self._empty_step = False  # under DDP an empty batch still runs backward: its gradients are dropped
 
     def setup(self, stage: str) -> None:
-        """Hand the datamodule's class list (classification data) to the head, which checks or adopts it, and
-        take an example clip of the datamodule's size for the model summary."""
+        """Hand the datamodule's class list (classification data) to the head, which checks or adopts it, and its
+        question types (QA data whose rows name them), by which the head also scores; and take an example clip of the
+        datamodule's size for the model summary."""
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
         class_names = getattr(datamodule, "class_names", None)
         if class_names:
             self.head.set_class_names(list(class_names))
+        question_types = getattr(datamodule, "question_types", None)
+        if question_types:
+            self.head.set_question_types(list(question_types))
         clip = getattr(datamodule, "clip", None)  # the datamodule's ClipOptions; image data has no num_frames
         frames, size = getattr(clip, "num_frames", None), getattr(clip, "image_size", None)
         if self.example_input_array is None and isinstance(frames, int) and isinstance(size, int):
