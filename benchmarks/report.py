@@ -401,12 +401,31 @@ def adapter_table(adapter: Result) -> str:
                      f"test top-1 % (task {first['task']}, seeds {first['seeds'].replace(' ', ', ')})", "per seed"], lines)
 
 
+def clip_length(row: dict[str, str]) -> str:
+    """A VLM row's clip length: its frames, and its 8-frame chunks where there are several."""
+    return f"{row['frames']} frames" + (f" ({int(row['frames']) // 8} chunks)" if int(row["frames"]) > 8 else "")
+
+
 def vlm_table(vlm: Result) -> str:
-    lines = [[f"{row['frames']} frames" + (f" ({int(row['frames']) // 8} chunks)" if int(row["frames"]) > 8 else ""),
-              row["connector"], row["steps"] or "-", pm(row, "llm_video_tokens_per_clip", 1), pm(row, "mc_accuracy_pct"),
-              row["mc_accuracy_pct_by_seed"].replace(" ", ", "), pm(row, "exact_match_pct")] for row in vlm.rows]
+    lines = [[clip_length(row), row["connector"], row["steps"] or "-", pm(row, "llm_video_tokens_per_clip", 1),
+              pm(row, "mc_accuracy_pct"), row["mc_accuracy_pct_by_seed"].replace(" ", ", "), pm(row, "exact_match_pct")]
+             for row in vlm.rows]
     return markdown(["clips", "connector", "training steps", "LLM video tokens / clip", "multiple-choice accuracy %",
                      "per seed", "exact match %"], lines)
+
+
+def vlm_types_table(vlm: Result) -> str:
+    """Multiple-choice accuracy overall and per question type (the types the table has columns for, in its order),
+    each with the answer prior of the same questions in brackets: the test split's, the same for every seed."""
+    types = [m["type"] for m in (re.fullmatch(r"mc_accuracy_(?P<type>\w+)_pct_mean", c) for c in vlm.rows[0]) if m]
+
+    def cell(row: dict[str, str], suffix: str) -> str:
+        return f"{pm(row, f'mc_accuracy{suffix}_pct', 1)} ({number(row.get(f'prior_accuracy{suffix}_pct_mean'), 1)})"
+
+    lines = [[clip_length(row), row["connector"], row["steps"] or "-", pm(row, "llm_video_tokens_per_clip", 1),
+              cell(row, ""), *(cell(row, f"_{t}") for t in types)] for row in vlm.rows]
+    return markdown(["clips", "connector", "training steps", "LLM video tokens / clip", "all types % (prior)",
+                     *(f"{t} % (prior)" for t in types)], lines)
 
 
 def image_table(images: Result) -> str:
@@ -543,6 +562,8 @@ BLOCKS: dict[str, Block] = {
     "adapter-probes": Block((("adapter_probes", "python -m benchmarks.adapter_probes"),), adapter_table),
     "vlm-connectors": Block((("vlm_connectors", ("python -m benchmarks.vlm_connectors --segmenter-checkpoint "
                               "runs/segmenter/checkpoints/last.ckpt")),), vlm_table),
+    "vlm-connectors-motion": Block((("vlm_connectors_motion", ("python -m benchmarks.vlm_connectors --data motion "
+                                     "--segmenter-checkpoint runs/segmenter/checkpoints/last.ckpt")),), vlm_types_table),
     "image-cotraining": Block((("image_cotraining", "python -m benchmarks.image_cotraining"),), image_table),
     "gpu-layouts": Block((("gpu_layouts", "python -m benchmarks.gpu_layouts"),), gpu_table),
     "motion-set": Block((("motion_set", "python -m benchmarks.motion_set"),), motion_set_table),
