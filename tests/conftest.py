@@ -44,17 +44,6 @@ def cli_in_tmp(tmp_path, monkeypatch) -> Path:
     return tmp_path
 
 
-@pytest.fixture
-def in_process(cli_in_tmp, cache, monkeypatch):
-    """``trajtok.cli.main`` in this process (``cli_in_tmp``), with the session's synthetic data cache, offline: the
-    command's code path after the imports, which the test process pays once instead of once per run."""
-    from trajtok.cli import main
-
-    monkeypatch.setenv("TRAJTOK_CACHE", str(cache))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    return main
-
-
 # Factory fixtures of the builders in support/builders.py (which module-level helpers import directly).
 
 

@@ -13,7 +13,7 @@ import torch
 import yaml
 from helpers import CONFIGS, ROOT, SMALL_DATA, python_path, run_trajtok
 
-from trajtok.cli import with_bases
+from trajtok.cli import main, with_bases
 
 pytestmark = [pytest.mark.subprocess, pytest.mark.slow]
 
@@ -35,6 +35,14 @@ STAGE_TWO = {"clip_cotrain": ["--model.tokenizer_checkpoint=null"]}
 #: Configs that are not a fit of their own: another command's (tests/test_pseudo_labels_cli.py runs `trajtok
 #: pseudo-label`) and the defaults every config extends.
 NOT_FIT = {"pseudo_labels", "defaults"}
+
+
+@pytest.fixture
+def in_process(cli_in_tmp, cache, monkeypatch):
+    """``trajtok.cli.main`` in this process, with the session's synthetic data cache, offline."""
+    monkeypatch.setenv("TRAJTOK_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return main
 
 
 @pytest.mark.parametrize("config", sorted(p for p in CONFIGS.glob("*.yaml") if p.stem not in NOT_FIT), ids=lambda p: p.stem)
