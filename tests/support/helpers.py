@@ -51,8 +51,8 @@ def run_trajtok(args: list[str], cwd: Path, cache: Path, timeout: int = 300,
     ``callback("test_pseudo_labels_resume.KillWhilePainting", sheet=2)``); ``env`` adds to or overrides the
     environment.
 
-    One OpenMP thread per process: on a busy 2-core machine two threads per process spin against other jobs and
-    a step takes 20x longer (3.6 s instead of 0.17 s measured), and DDP runs two processes anyway."""
+    One OpenMP thread per process: on a busy 2-core machine, threads beyond the cores spin against other jobs and
+    every step stalls on a descheduled thread; DDP runs two processes anyway."""
     env = {**os.environ, "TRAJTOK_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "PYTHONPATH": python_path(TESTS),
            "OMP_NUM_THREADS": "1", **(env or {})}
     return subprocess.run([TRAJTOK, *args], check=False, cwd=cwd, env=env, capture_output=True, text=True,
