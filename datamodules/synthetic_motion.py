@@ -642,6 +642,12 @@ def expected_recall(keys: list, ks: tuple[int, ...] = (1, 5, 10)) -> dict[int, f
     return {k: 100.0 * float(np.mean([min(k, counts[key]) / counts[key] for key in keys])) for k in ks}
 
 
+def looks_key(clip: MotionClip) -> tuple:
+    """What one frame of a clip shows of its objects (each one's size, colour and shape, in any order): all a
+    model blind to time can match a caption by."""
+    return tuple(sorted(o.look for o in clip.objects))
+
+
 def split_statistics(clips: list[MotionClip], cfg: SyntheticConfig) -> list[dict]:
     """A planned split in numbers: rows of ``statistic``, ``value`` and ``percent`` (of the clips, where a count of
     clips), for ``benchmarks.motion_set``. The oracle rows are the expected text-to-video recall of a model that
@@ -686,7 +692,7 @@ def split_statistics(clips: list[MotionClip], cfg: SyntheticConfig) -> list[dict
     changed = Counter(kind for c in clips for kind in c.contrast)
     for kind in CONTRASTS:  # what each clip changes from its group's first clip (one or two facts)
         add(f"contrast changes: {kind}", changed[kind], of_clips=False)
-    looks = [(tuple(sorted(o.look for o in c.objects))) for c in clips]
+    looks = [looks_key(c) for c in clips]
     colours = [tuple(sorted(o.colour for o in c.objects)) for c in clips]
     words = [tuple(sorted(text[0].replace(",", " ").replace(";", " ").split())) for text in captions]
     for oracle, keys in (("looks only", looks), ("colours only", colours), ("caption words in any order", words)):
