@@ -158,7 +158,8 @@ SCALES = {
 }
 KINDS = ("trajtok", "vit3d", "tome", "rlt", "token_learner")
 LABELS = {"trajtok": "TrajViT2", "vit3d": "ViT3D", "tome": "ToMe", "rlt": "RLT", "token_learner": "fixed-K",
-          "tome_plain": "ToMe (no proportional attention)", "trajtok_lite": "TrajViT2 (lite)",
+          "tome_plain": "ToMe (no proportional attention)",
+          "tome_merging": "ToMe (proportional attention in merging blocks only)", "trajtok_lite": "TrajViT2 (lite)",
           "trajtok_official": "TrajViT2 (official)"}
 #: TrajViT2 on the efficient layout (the scale's ``lite_preset``), as a row of its own where benchmarks compare
 #: layouts (FLOPs, speed).

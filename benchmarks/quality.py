@@ -15,7 +15,8 @@ TrajViT2 follows the paper's recipe (``--trajtok-recipe cotrain``, the default):
 segmenter's test quality (object mIoU, trajectories found) is recorded for each seed.
 ``--data NAME`` composes the data overlay ``configs/synthetic/NAME.yaml`` (e.g. ``motion``, the motion test set)
 into every run, both stages of TrajViT2's recipe included. Kind ``tome_plain`` is ToMe with
-``proportional_attention=false`` (no ``log(size)`` bias in any block), beside ``tome`` with it.
+``proportional_attention=false`` (no ``log(size)`` bias in any block) and ``tome_merging`` with it in the merging
+blocks only (the head's blocks attend plainly), beside ``tome`` with it in every block.
 ``--text-encoder byte`` swaps the configs' pretrained MiniLM for the byte-level encoder trained from scratch.
 ``--layout NAME`` composes ``configs/layouts/NAME.yaml`` into every TrajViT2 run (both stages of the recipe).
 ``--frames F`` trains and tests the contrastive stage on clips of F frames (the synthetic videos have 16); the
@@ -56,7 +57,8 @@ TEXT_ENCODERS = {"minilm": "heads.MiniLMTextEncoder", "byte": "heads.ByteTextEnc
 
 
 #: Kinds that are a peer config with options: ``kind -> (configs/peers/<name>, extra options)``.
-VARIANTS = {"tome_plain": ("tome", ["--model.tokenizer.init_args.proportional_attention=false"])}
+VARIANTS = {"tome_plain": ("tome", ["--model.tokenizer.init_args.proportional_attention=false"]),
+            "tome_merging": ("tome", ["--model.tokenizer.init_args.proportional_attention=merging"])}
 QUALITY_KINDS = (*KINDS, *VARIANTS)
 
 

@@ -123,6 +123,25 @@ def test_tome_without_proportional_attention_emits_no_sizes_and_attends_plainly(
     assert not torch.allclose(a.tokens, b.tokens)
 
 
+def test_tome_proportional_attention_in_the_merging_blocks_only_keeps_their_output_and_emits_no_sizes():
+    """``"merging"``: the merging blocks weight attention by size as with ``True`` (the same tokens), but no sizes
+    reach the head, so its blocks attend plainly; ``False`` changes the merging blocks' output too."""
+    torch.manual_seed(0)
+    options = {"dim": 32, "depth": 2, "heads": 4, "r": 8, "patch_size": 8, "image_size": 32, "max_frames": 16}
+    everywhere = ToMe(**options).eval()
+    merging = ToMe(**options, proportional_attention="merging").eval()
+    plain = ToMe(**options, proportional_attention=False).eval()
+    merging.load_state_dict(everywhere.state_dict())
+    plain.load_state_dict(everywhere.state_dict())
+    video = torch.randn(2, 4, 3, 32, 32)
+    a, b, c = everywhere(video), merging(video), plain(video)
+    torch.testing.assert_close(a.tokens, b.tokens)
+    assert a.sizes is not None and b.sizes is None and c.sizes is None
+    assert not torch.allclose(b.tokens, c.tokens)
+    with pytest.raises(ValueError, match="proportional_attention must be true, false or 'merging'"):
+        ToMe(**options, proportional_attention="head")
+
+
 def test_tome_caps_r_at_half_the_tokens():
     model = ToMe(dim=32, depth=2, heads=2, r=1000, patch_size=8, image_size=32, max_frames=8).eval()
     assert model(torch.randn(1, 2, 3, 32, 32)).tokens.shape[1] == 4  # 16 -> 8 -> 4

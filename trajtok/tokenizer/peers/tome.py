@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -133,7 +134,8 @@ class ToMe(TubeletTokenizer):
     and short clips still run); every output token is valid, and ``labels`` map each tubelet to the token that
     absorbed it. Each token's size goes out as ``TrajectoryTokens.sizes``, so proportional attention continues
     through the head's blocks, as in a ToMe ViT whose later blocks no longer merge; with
-    ``proportional_attention=False`` no block weights attention by size (ToMe's merging alone, sizes not emitted).
+    ``proportional_attention="merging"`` only the merging blocks weight attention by size (sizes not emitted: the
+    head attends plainly), and with ``False`` no block does (ToMe's merging alone).
 
     Args:
         dim, heads, mlp_ratio: width of the merging blocks (the video transformer's, so no projection is needed).
@@ -142,18 +144,21 @@ class ToMe(TubeletTokenizer):
         keep: instead of a fixed ``r``, the fraction of the clip's tubelets left after the merging blocks: r is
             set per clip to ``ceil((1 - keep) * tubelets / depth)``, so every clip length merges alike.
         patch_size, tubelet_frames, image_size, max_frames: the tubelets (see ``TubeletEmbedding``).
-        proportional_attention: attention logits of a key get ``log(size)`` in the merging blocks and the head's.
+        proportional_attention: where attention logits of a key get ``log(size)``: ``True``, in the merging blocks
+            and the head's; ``"merging"``, in the merging blocks only; ``False``, nowhere.
     """
 
     def __init__(self, dim: PositiveInt = 768, depth: NonNegativeInt = 6, heads: PositiveInt = 12, r: NonNegativeInt = 96,
                  keep: float | None = None, mlp_ratio: PositiveFloat = 4.0, patch_size: PositiveInt = 16,
                  tubelet_frames: PositiveInt = 2, image_size: PositiveInt = 224, max_frames: PositiveInt = 64,
-                 proportional_attention: bool = True):
+                 proportional_attention: bool | Literal["merging"] = True):
         super().__init__(dim, patch_size, tubelet_frames, image_size, max_frames)
         if depth < 1 or r < 0:
             raise ValueError(f"depth={depth} must be positive and r={r} non-negative")
         if keep is not None and not 0 < keep <= 1:
             raise ValueError(f"keep={keep} must lie in (0, 1]")
+        if proportional_attention not in (True, False, "merging"):
+            raise ValueError(f"proportional_attention must be true, false or 'merging', got {proportional_attention!r}")
         self.r, self.keep, self.proportional_attention = r, keep, proportional_attention
         self.blocks = nn.ModuleList(MergingBlock(dim, heads, mlp_ratio) for _ in range(depth))
 
@@ -175,8 +180,8 @@ class ToMe(TubeletTokenizer):
         r = self.r if self.keep is None else self.merges_per_block(x.shape[1])
         for block in self.blocks:
             num_tokens = x.shape[1]
-            x, size, matching = block(x, size, min(r, num_tokens // 2), self.proportional_attention)
+            x, size, matching = block(x, size, min(r, num_tokens // 2), self.proportional_attention is not False)
             owner = merged_positions(matching, num_tokens).gather(1, owner)
         valid = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
-        sizes = size.squeeze(-1) if self.proportional_attention else None
+        sizes = size.squeeze(-1) if self.proportional_attention is True else None
         return TrajectoryTokens(x, valid, None, owner.view(batch, *grid), grid, sizes=sizes)
