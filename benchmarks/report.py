@@ -480,6 +480,23 @@ def motion_set_table(motion: Result) -> str:
     return markdown(["test split", *(f"T = {t}" for t in frames)], lines)
 
 
+def motion_breakdown_table(breakdown: Result) -> str:
+    """A checkpoint's recall on the motion test set at each group size, all captions (beside the looks-only oracle)
+    then each phenomenon's, with the share of top-1 mistakes made inside the caption's own group."""
+    lines = []
+    for row in breakdown.rows:
+        everything = row["captions"] == "all"
+        oracle = (f"{number(row['looks_oracle_r1_pct'], 1)} / {number(row['looks_oracle_r10_pct'], 1)}"
+                  if everything else "")
+        lines.append([f"{row['group_size']} ({row['mean_group']})" if everything else "",
+                      row["captions"], row["count"],
+                      *(number(row[f"t2v_r{k}_pct"], 2) if row[f"t2v_r{k}_pct"] != "nan" else "-" for k in (1, 5, 10)),
+                      oracle, number(row["top1_mistakes_in_own_group_pct"], 1)
+                      if row["top1_mistakes_in_own_group_pct"] != "nan" else "-"])
+    return markdown(["group size (mean)", "captions", "count", "t2v R@1", "t2v R@5", "t2v R@10",
+                     "looks-only oracle R@1 / R@10", "top-1 mistakes in own group (%)"], lines)
+
+
 def tokenizer_crossover_ranges(ranges: Result) -> str:
     lines = []
     for row in ranges.rows:
@@ -528,6 +545,8 @@ DEMO = ("demo", "python -m benchmarks.demo")
 FLOPS = ("flops", "python -m benchmarks.flops")
 QUALITY = ("quality_minilm", "python -m benchmarks.quality")
 TOKENS = ("tokens", "python -m benchmarks.tokens")
+MOTION_QUALITY = ("quality_minilm_motion_calibration_16f",
+                  "python -m benchmarks.quality --kinds trajtok --seeds 0 --data motion_calibration --frames 16")
 #: A layout ablation: each layout an overlay ``configs/layouts/NAME.yaml``, each seed set a run.
 ABLATION = "python -m benchmarks.quality --kinds trajtok --seeds S --layout NAME"
 BLOCKS: dict[str, Block] = {
@@ -567,6 +586,14 @@ BLOCKS: dict[str, Block] = {
     "image-cotraining": Block((("image_cotraining", "python -m benchmarks.image_cotraining"),), image_table),
     "gpu-layouts": Block((("gpu_layouts", "python -m benchmarks.gpu_layouts"),), gpu_table),
     "motion-set": Block((("motion_set", "python -m benchmarks.motion_set"),), motion_set_table),
+    "quality-tome": Block((("quality_minilm_tome", ("python -m benchmarks.quality --kinds tome tome_merging tome_plain "
+                            "--out results/quality_minilm_tome.json")),), quality_table),
+    "quality-motion": Block((MOTION_QUALITY,), quality_table),
+    "quality-motion-segmenter": Block((MOTION_QUALITY,), quality_segmenter),
+    "motion-breakdown": Block((("motion_breakdown", ("python -m benchmarks.motion_breakdown --ckpt "
+                                "runs/benchmarks/quality/trajtok-motion_calibration-16f-minilm-seed0/clip_cotrain/checkpoints/"
+                                "last.ckpt --config configs/clip_cotrain.yaml --config configs/synthetic/motion_calibration.yaml "
+                                "--frames 16 --group-sizes 1,1 2,4 3,8 6,16")),), motion_breakdown_table),
 }
 
 
