@@ -24,8 +24,10 @@ groups over the number of clips), so the rows show where a trained model lands a
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 from pathlib import Path
+from unittest import mock
 
 import torch
 
@@ -48,7 +50,8 @@ def build(configs: list[str], ckpt: Path, overrides: list[str]):
     from trajtok.cli import TrajTokCLI, with_bases
 
     args = [arg for config in configs for arg in ("--config", config)]
-    cli = TrajTokCLI(args=with_bases([*args, "--model.tokenizer_checkpoint=null", *overrides]), run=False)
+    with mock.patch.object(sys, "argv", sys.argv[:1]):  # this benchmark's own options are not the CLI's
+        cli = TrajTokCLI(args=with_bases([*args, "--model.tokenizer_checkpoint=null", *overrides]), run=False)
     state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
     cli.model.load_state_dict(state, strict=True)
     return cli.model.eval(), cli.datamodule
